@@ -1,0 +1,14 @@
+// device_info.h's CUDA functions when the build has no CUDA.
+#include <stdexcept>
+
+#include "models/device_info.h"
+
+namespace ft {
+
+int cuda_device_count() { return 0; }
+std::string cuda_info() { return "not built (configure with -DFIBERTRAIN_CUDA=ON and the CUDA toolkit)"; }
+std::shared_ptr<void> cuda_allocate(std::size_t) {
+  throw std::logic_error("device memory requested, but this build has no CUDA");
+}
+
+}  // namespace ft

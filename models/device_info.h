@@ -1,0 +1,23 @@
+// What the compute backends are: BLAS on the host, CUDA devices when built with them.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace ft {
+
+// "OpenBLAS 0.3.21 ... (Haswell)"; the build-time description of the BLAS in use.
+std::string blas_info();
+// Sets the BLAS thread count of this process.
+void set_blas_threads(int threads);
+int blas_threads();
+
+// "CUDA runtime 13.0, 1 device: NVIDIA H100 (sm_90)", "not built", or why no device answers.
+std::string cuda_info();
+// Number of usable CUDA devices; 0 when not built or when none answers.
+int cuda_device_count();
+// Device memory, zero-filled; throws when CUDA is not built or allocation fails.
+std::shared_ptr<void> cuda_allocate(std::size_t bytes);
+
+}  // namespace ft

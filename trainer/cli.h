@@ -1,0 +1,16 @@
+// Sub-commands of the fibertrain binary. Each adds itself to the app and sets `action`
+// to what runs when it is chosen.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace ft {
+
+using Action = std::function<int()>;
+
+void add_train_command(CLI::App& app, Action& action);
+void add_bench_command(CLI::App& app, Action& action);
+
+}  // namespace ft

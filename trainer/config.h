@@ -1,0 +1,140 @@
+// The run configuration: typed structs with defaults. Each struct's keys are declared once,
+// in its describe() function; reading, writing and documenting all go through it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trainer/config_schema.h"
+#include "trainer/units.h"
+
+namespace ft {
+
+struct ModelConfig {
+  int vocab = 256;
+  int context = 128;
+  int layers = 4;
+  int heads = 4;
+  int width = 128;
+};
+template <class V> void describe(V& v, ModelConfig& c) {
+  using namespace config;
+  v.key("vocab", c.vocab, "vocabulary size (byte-level text needs 256)", in_range(2, 1 << 24));
+  v.key("context", c.context, "sequence length in tokens", in_range(1, 1 << 20));
+  v.key("layers", c.layers, "transformer blocks", in_range(1, 4096));
+  v.key("heads", c.heads, "attention heads per block; width must divide by it", in_range(1, 4096));
+  v.key("width", c.width, "model (embedding) width; the MLP is 4x wider", in_range(1, 1 << 20));
+}
+
+struct ParallelConfig {
+  int tp = 1;
+  int pp = 1;
+  int dp = 1;
+  std::string order = "tp-pp-dp";
+};
+template <class V> void describe(V& v, ParallelConfig& c) {
+  using namespace config;
+  v.key("tp", c.tp, "tensor-parallel ranks per model replica", in_range(1, 1 << 16));
+  v.key("pp", c.pp, "pipeline stages per model replica", in_range(1, 1 << 16));
+  v.key("dp", c.dp, "data-parallel replicas; tp x pp x dp must equal the number of ranks",
+        in_range(1, 1 << 24));
+  v.key("order", c.order, "which dimension varies fastest over consecutive ranks",
+        one_of({"tp-pp-dp", "tp-dp-pp", "pp-tp-dp", "dp-tp-pp", "pp-dp-tp", "dp-pp-tp"}));
+}
+
+struct TrainConfig {
+  int steps = 200;
+  int batch = 16;  // global, in sequences
+  std::uint64_t seed = 1;
+};
+template <class V> void describe(V& v, TrainConfig& c) {
+  using namespace config;
+  v.key("steps", c.steps, "optimizer steps", in_range(0, 1 << 30));
+  v.key("batch", c.batch, "global batch in sequences, summed over data-parallel ranks",
+        in_range(1, 1 << 24));
+  v.key("seed", c.seed, "seed of initialisation and synthetic data");
+}
+
+struct DataConfig {
+  std::string kind = "synthetic";
+  std::string path;
+};
+template <class V> void describe(V& v, DataConfig& c) {
+  using namespace config;
+  v.key("kind", c.kind, "synthetic (seeded, learnable), text (bytes of a file), tokens (llm.c .bin shards)",
+        one_of({"synthetic", "text", "tokens"}));
+  v.key("path", c.path, "file for text; file or glob for tokens; relative to the working directory");
+}
+
+struct TopologyConfig {
+  int ranks_per_node = 0;
+  int nodes_per_pod = 0;
+  int pods_per_site = 0;
+};
+template <class V> void describe(V& v, TopologyConfig& c) {
+  using namespace config;
+  v.key("ranks_per_node", c.ranks_per_node,
+        "ranks per emulated node; 0 = the real machines (ranks sharing memory form a node)",
+        at_least(0));
+  v.key("nodes_per_pod", c.nodes_per_pod, "nodes per pod; 0 = one pod holds every node", at_least(0));
+  v.key("pods_per_site", c.pods_per_site, "pods per site; 0 = one site holds every pod", at_least(0));
+}
+
+struct MetricsConfig {
+  int every = 1;
+  int flush_every = 10;
+};
+template <class V> void describe(V& v, MetricsConfig& c) {
+  using namespace config;
+  v.key("every", c.every, "log one step in this many", in_range(1, 1 << 30));
+  v.key("flush_every", c.flush_every,
+        "logged steps between HDF5 flushes; a killed run keeps every flushed step", in_range(1, 1 << 30));
+}
+
+struct Config {
+  ModelConfig model;
+  ParallelConfig parallel;
+  TrainConfig train;
+  DataConfig data;
+  TopologyConfig topology;
+  MetricsConfig metrics;
+  std::string device = "cpu";
+  int threads = 0;
+};
+template <class V> void describe(V& v, Config& c) {
+  using namespace config;
+  v.section("model", c.model, "the GPT model's shape");
+  v.section("parallel", c.parallel, "how ranks split the model and the batch");
+  v.section("train", c.train, "the optimisation");
+  v.section("data", c.data, "what the model reads");
+  v.section("topology", c.topology, "how ranks map onto nodes, pods and sites");
+  v.section("metrics", c.metrics, "the HDF5 log");
+  v.key("device", c.device, "where tensors live", one_of({"cpu", "cuda"}));
+  v.key("threads", c.threads, "BLAS threads per rank; 0 = the node's cores shared among its ranks",
+        in_range(0, 1024));
+}
+
+// One `--set key.path=value`.
+struct Override {
+  std::string path;
+  std::string value;
+};
+Override parse_override(const std::string& text);
+
+// Reads `file` (may be empty: all defaults), applies the overrides, validates every key and
+// the relations between keys that do not depend on the launch. Throws UserError.
+Config load_config(const std::string& file, const std::vector<Override>& overrides);
+
+// Checks the config against the job it runs in (world size). Throws UserError.
+void validate_launch(const Config& c, int world_size);
+
+// The fully resolved config as YAML text (every key, defaults included).
+std::string to_yaml(const Config& c);
+
+// Every key with its type, default and meaning.
+std::vector<config::KeyDoc> list_keys();
+
+}  // namespace ft

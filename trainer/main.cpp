@@ -1,0 +1,49 @@
+// fibertrain: a distributed trainer that measures the links training needs.
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "comm/backend_info.h"
+#include "comm/error.h"
+#include "comm/runtime.h"
+#include "fibertrain_version.h"
+#include "models/device_info.h"
+#include "trainer/cli.h"
+
+namespace {
+
+std::string version_text() {
+  return fmt::format(
+      "fibertrain {} (commit {})\n"
+      "  MPI:  {}\n"
+      "  BLAS: {}\n"
+      "  CUDA: {}\n"
+      "  NCCL: {}",
+      FIBERTRAIN_VERSION, FIBERTRAIN_GIT_COMMIT, ft::mpi_library_version(), ft::blas_info(), ft::cuda_info(),
+      ft::nccl_version());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fibertrain: a distributed GPT trainer that measures the bandwidth training needs "
+               "between nodes, pods and sites."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", [] { return version_text(); }, "Print version and build details");
+  ft::Action action;
+  ft::add_train_command(app, action);
+  ft::add_bench_command(app, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Under mpirun every rank parses the same arguments; one of them speaks.
+    if (ft::launch_rank_from_env() != 0) return e.get_exit_code() == 0 ? 0 : ft::kExitUserError;
+    int code = app.exit(e);
+    return code == 0 ? 0 : ft::kExitUserError;
+  }
+  try {
+    return action();
+  } catch (const ft::JobStopped& s) {
+    return s.code();
+  }
+}
