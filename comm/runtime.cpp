@@ -93,6 +93,12 @@ std::vector<double> gather_to_root(MPI_Comm comm, const std::vector<double>& min
   return all;
 }
 
+double max_over(MPI_Comm comm, double value) {
+  double out = value;
+  MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, MPI_MAX, comm);
+  return out;
+}
+
 void abort_job(int exit_code, const std::string& message) {
   log::error("{}", message);
   std::fflush(stderr);

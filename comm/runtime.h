@@ -47,6 +47,9 @@ void run_phase(MPI_Comm comm, const std::function<void()>& phase);
 // result[r * mine.size() + i]. Other ranks get an empty vector.
 std::vector<double> gather_to_root(MPI_Comm comm, const std::vector<double>& mine);
 
+// The largest of every rank's `value` (all ranks get it).
+double max_over(MPI_Comm comm, double value);
+
 // For failures outside a phase, when other ranks may be inside collectives: print the
 // message and take the whole job down.
 [[noreturn]] void abort_job(int exit_code, const std::string& message);

@@ -2,7 +2,13 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
 #include <string>
+#include <vector>
+
+#include "models/cpu/kernels.h"
 
 namespace ft {
 
@@ -14,5 +20,25 @@ std::string blas_info() {
 
 void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
 int blas_threads() { return openblas_get_num_threads(); }
+
+double measure_matmul_flops(Device device, int size, double seconds) {
+  if (device != Device::cpu) throw std::logic_error("measure_matmul_flops: CUDA arrives with the CUDA kernels");
+  const std::int64_t n = size;
+  std::vector<float> a(static_cast<std::size_t>(n * n)), b(a.size()), c(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {  // not zeros: some units run faster on them
+    a[i] = static_cast<float>(i % 97) * 0.01f - 0.4f;
+    b[i] = static_cast<float>(i % 89) * 0.01f - 0.3f;
+  }
+  double best = 0;
+  auto start = std::chrono::steady_clock::now();
+  for (int rep = 0; rep < 1000; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    cpu::gemm<float>(false, true, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * static_cast<double>(n * n * n) / dt);
+    if (rep >= 3 && std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) break;
+  }
+  return best;
+}
 
 }  // namespace ft

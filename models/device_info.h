@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include "comm/device.h"
+
 namespace ft {
 
 // "OpenBLAS 0.3.21 ... (Haswell)"; the build-time description of the BLAS in use.
@@ -12,6 +14,10 @@ std::string blas_info();
 // Sets the BLAS thread count of this process.
 void set_blas_threads(int threads);
 int blas_threads();
+
+// Best FLOP/s of an n x n x n fp32 matrix product on `device` with this process's threads,
+// over repeats for about `seconds`: the denominator of MFU when no peak is configured.
+double measure_matmul_flops(Device device, int n = 512, double seconds = 0.15);
 
 // "CUDA runtime 13.0, 1 device: NVIDIA H100 (sm_90)", "not built", or why no device answers.
 std::string cuda_info();

@@ -8,6 +8,7 @@
 #include "comm/runtime.h"
 #include "trainer/cli.h"
 #include "trainer/config.h"
+#include "trainer/trainer.h"
 
 namespace ft {
 namespace {
@@ -16,17 +17,30 @@ struct TrainArgs {
   std::string config;
   std::vector<std::string> sets;
   std::string out;
+  std::string resume;
+  std::string command;
   bool dry_run = false;
   bool quiet = false;
   bool keys = false;
 };
 
+// runs/<config file stem>.h5
+std::string default_out(const std::string& config) {
+  std::string stem = config.empty() ? "defaults" : config;
+  if (auto slash = stem.find_last_of('/'); slash != std::string::npos) stem = stem.substr(slash + 1);
+  if (auto dot = stem.rfind('.'); dot != std::string::npos && dot > 0) stem.resize(dot);
+  return "runs/" + stem + ".h5";
+}
+
+// A Markdown table: readable in a terminal, and the source of docs/config.md's table.
 int list_keys_command() {
   if (launch_rank_from_env() != 0) return 0;
-  for (const auto& k : list_keys())
-    std::printf("%-32s %-10s %-12s %s%s%s\n", k.path.c_str(), k.type.c_str(),
-                k.default_value.empty() ? "\"\"" : k.default_value.c_str(), k.doc.c_str(),
-                k.constraints.empty() ? "" : "; ", k.constraints.c_str());
+  std::printf("| key | type | default | meaning |\n|---|---|---|---|\n");
+  for (const auto& k : list_keys()) {
+    std::string meaning = k.doc + (k.constraints.empty() ? "" : " (" + k.constraints + ")");
+    std::printf("| `%s` | %s | %s | %s |\n", k.path.c_str(), k.type.c_str(),
+                k.default_value.empty() ? "\"\"" : ("`" + k.default_value + "`").c_str(), meaning.c_str());
+  }
   return 0;
 }
 
@@ -45,6 +59,18 @@ int run_train(const TrainArgs& args) {
     if (mpi.rank() == 0) std::fputs(to_yaml(cfg).c_str(), stdout);
     return 0;
   }
+  if (mpi.rank() == 0 && !args.quiet) std::fputs(to_yaml(cfg).c_str(), stdout);
+  RunOptions opts{args.out.empty() ? default_out(args.config) : args.out, args.resume, args.command};
+  if (args.out == "none") opts.out.clear();
+  std::unique_ptr<Trainer> trainer;
+  run_phase(MPI_COMM_WORLD, [&] { trainer = std::make_unique<Trainer>(cfg, opts, mpi); });
+  try {
+    trainer->run();
+  } catch (const UserError& e) {
+    abort_job(kExitUserError, e.what());
+  } catch (const std::exception& e) {
+    abort_job(kExitInternalError, std::string("internal error: ") + e.what());
+  }
   return 0;
 }
 
@@ -55,11 +81,15 @@ void add_train_command(CLI::App& app, Action& action) {
   CLI::App* cmd = app.add_subcommand("train", "Train the GPT model (run under mpirun or srun for several ranks)");
   cmd->add_option("config", args->config, "YAML run config, e.g. configs/tiny.yaml");
   cmd->add_option("--set", args->sets, "Override a key: --set parallel.dp=4 (repeatable)")->allow_extra_args(false);
-  cmd->add_option("--out", args->out, "HDF5 file for the step log (default: runs/<config name>.h5)");
+  cmd->add_option("--out", args->out, "HDF5 file for the step log (default: runs/<config name>.h5; none: no file)");
+  cmd->add_option("--resume", args->resume, "Continue from this checkpoint (see checkpoint.path)");
   cmd->add_flag("--dry-run", args->dry_run, "Validate, print the resolved config and exit");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress lines; errors only");
   cmd->add_flag("--keys", args->keys, "List every config key with its type, default and meaning");
-  cmd->callback([&action, args] { action = [args] { return run_train(*args); }; });
+  cmd->callback([&action, args] {
+    args->command = command_line();
+    action = [args] { return run_train(*args); };
+  });
 }
 
 }  // namespace ft

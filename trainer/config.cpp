@@ -263,9 +263,10 @@ void validate_relations(const Config& c) {
   require(m.layers >= p.pp,
           fmt::format("model.layers ({}) must be at least parallel.pp ({}): every pipeline stage needs a block",
                       m.layers, p.pp));
-  require(c.train.batch % p.dp == 0,
-          fmt::format("train.batch ({}) must divide by parallel.dp ({}): each data-parallel rank takes an equal share",
-                      c.train.batch, p.dp));
+  require(c.train.batch % (p.dp * p.microbatches) == 0,
+          fmt::format("train.batch ({}) must divide by parallel.dp x parallel.microbatches ({} x {}): every "
+                      "micro-batch on every data-parallel rank holds the same number of sequences",
+                      c.train.batch, p.dp, p.microbatches));
   if (c.data.kind != "synthetic")
     require(!c.data.path.empty(), fmt::format("data.path is required when data.kind is {}", c.data.kind));
   if (c.data.kind == "text")

@@ -34,6 +34,7 @@ struct ParallelConfig {
   int pp = 1;
   int dp = 1;
   std::string order = "tp-pp-dp";
+  int microbatches = 1;
 };
 template <class V> void describe(V& v, ParallelConfig& c) {
   using namespace config;
@@ -43,18 +44,41 @@ template <class V> void describe(V& v, ParallelConfig& c) {
         in_range(1, 1 << 24));
   v.key("order", c.order, "which dimension varies fastest over consecutive ranks",
         one_of({"tp-pp-dp", "tp-dp-pp", "pp-tp-dp", "dp-tp-pp", "pp-dp-tp", "dp-pp-tp"}));
+  v.key("microbatches", c.microbatches,
+        "micro-batches per optimizer step on each data-parallel rank (gradient accumulation, pipeline fill)",
+        in_range(1, 1 << 20));
 }
 
 struct TrainConfig {
   int steps = 200;
   int batch = 16;  // global, in sequences
+  double lr = 3e-4;
+  double min_lr_ratio = 0.1;
+  int warmup = 20;
+  double weight_decay = 0.1;
+  bool decay_embeddings = true;
+  double clip = 1.0;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
   std::uint64_t seed = 1;
 };
 template <class V> void describe(V& v, TrainConfig& c) {
   using namespace config;
   v.key("steps", c.steps, "optimizer steps", in_range(0, 1 << 30));
-  v.key("batch", c.batch, "global batch in sequences, summed over data-parallel ranks",
+  v.key("batch", c.batch, "global batch in sequences, summed over data-parallel ranks and micro-batches",
         in_range(1, 1 << 24));
+  v.key("lr", c.lr, "peak learning rate (AdamW)", in_range(0.0, 10.0));
+  v.key("min_lr_ratio", c.min_lr_ratio, "learning rate at the last step, as a fraction of lr (cosine decay)",
+        in_range(0.0, 1.0));
+  v.key("warmup", c.warmup, "steps of linear warm-up from 0 to lr", in_range(0, 1 << 30));
+  v.key("weight_decay", c.weight_decay, "AdamW decoupled weight decay; never on biases and LayerNorms",
+        in_range(0.0, 10.0));
+  v.key("decay_embeddings", c.decay_embeddings, "apply weight decay to the token and position embeddings");
+  v.key("clip", c.clip, "clip the global gradient norm to this; 0 = no clipping", in_range(0.0, 1e9));
+  v.key("beta1", c.beta1, "AdamW first-moment decay", in_range(0.0, 0.999999));
+  v.key("beta2", c.beta2, "AdamW second-moment decay", in_range(0.0, 0.999999999));
+  v.key("eps", c.eps, "AdamW epsilon", in_range(1e-30, 1.0));
   v.key("seed", c.seed, "seed of initialisation and synthetic data");
 }
 
@@ -86,12 +110,28 @@ template <class V> void describe(V& v, TopologyConfig& c) {
 struct MetricsConfig {
   int every = 1;
   int flush_every = 10;
+  double peak_flops = 0;
 };
 template <class V> void describe(V& v, MetricsConfig& c) {
   using namespace config;
   v.key("every", c.every, "log one step in this many", in_range(1, 1 << 30));
   v.key("flush_every", c.flush_every,
         "logged steps between HDF5 flushes; a killed run keeps every flushed step", in_range(1, 1 << 30));
+  v.key("peak_flops", c.peak_flops,
+        "peak FLOP/s of one rank, the denominator of MFU; 0 = measure a matrix product at start-up",
+        in_range(0.0, 1e20));
+}
+
+struct CheckpointConfig {
+  int every = 0;
+  std::string path;
+};
+template <class V> void describe(V& v, CheckpointConfig& c) {
+  using namespace config;
+  v.key("path", c.path,
+        "HDF5 checkpoint file, written every `every` steps and at the end; {step} in the name keeps each one; "
+        "empty = no checkpoints");
+  v.key("every", c.every, "steps between checkpoints; 0 = only at the end", in_range(0, 1 << 30));
 }
 
 struct Config {
@@ -101,6 +141,7 @@ struct Config {
   DataConfig data;
   TopologyConfig topology;
   MetricsConfig metrics;
+  CheckpointConfig checkpoint;
   std::string device = "cpu";
   int threads = 0;
 };
@@ -112,6 +153,7 @@ template <class V> void describe(V& v, Config& c) {
   v.section("data", c.data, "what the model reads");
   v.section("topology", c.topology, "how ranks map onto nodes, pods and sites");
   v.section("metrics", c.metrics, "the HDF5 log");
+  v.section("checkpoint", c.checkpoint, "saving and resuming");
   v.key("device", c.device, "where tensors live", one_of({"cpu", "cuda"}));
   v.key("threads", c.threads, "BLAS threads per rank; 0 = the node's cores shared among its ranks",
         in_range(0, 1024));

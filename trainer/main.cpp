@@ -25,11 +25,17 @@ std::string version_text() {
 
 }  // namespace
 
+std::string& ft::command_line() {
+  static std::string line;
+  return line;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"fibertrain: a distributed GPT trainer that measures the bandwidth training needs "
                "between nodes, pods and sites."};
   app.require_subcommand(1);
   app.set_version_flag("--version", [] { return version_text(); }, "Print version and build details");
+  for (int i = 0; i < argc; ++i) ft::command_line() += (i ? " " : "") + std::string(argv[i]);
   ft::Action action;
   ft::add_train_command(app, action);
   ft::add_bench_command(app, action);

@@ -79,15 +79,14 @@ void StepLog::set_attr(const std::string& name, const std::vector<std::string>& 
   if (file_) file_->file().set_attr("/", name, values);
 }
 
-std::vector<std::vector<double>> StepLog::record(const StepRecord& r) {
+void StepLog::record(const StepRecord& r) {
   std::size_t cols = schema_.specs().size();
   std::vector<double> all = gather_to_root(comm_, r.values());
-  if (rank_ != 0) return {};
+  if (rank_ != 0 || !file_) return;
   std::vector<std::vector<double>> per_rank(cols, std::vector<double>(static_cast<std::size_t>(world_)));
   for (std::size_t c = 0; c < cols; ++c)
     for (std::size_t k = 0; k < static_cast<std::size_t>(world_); ++k) per_rank[c][k] = all[k * cols + c];
-  if (file_) file_->append(per_rank);
-  return per_rank;
+  file_->append(per_rank);
 }
 
 void StepLog::flush() {

@@ -84,9 +84,8 @@ class StepLog {
   void set_attr(const std::string& name, std::int64_t value);
   void set_attr(const std::string& name, const std::vector<std::string>& values);
 
-  // Collective over the communicator: gathers this rank's record. Rank 0 returns the
-  // per-rank matrix [column][rank] of the step just recorded (empty elsewhere).
-  std::vector<std::vector<double>> record(const StepRecord& r);
+  // Collective over the communicator: gathers this rank's record for rank 0 to write.
+  void record(const StepRecord& r);
   void flush();
 
  private:

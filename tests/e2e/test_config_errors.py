@@ -1,0 +1,56 @@
+"""Bad configs and launches stop every rank with one clear message and exit code 2."""
+import os
+
+from ftest import check, finish, run, tempdir
+
+TINY = "configs/tiny.yaml"
+tmp = tempdir()
+
+
+def expect_error(args, message, ranks=4):
+    p = run(args, ranks=ranks)
+    errors = [l for l in p.stderr.splitlines() if "fibertrain: " in l and "error:" in l]
+    label = f"{' '.join(args)} on {ranks} ranks"
+    check(p.returncode == 2, f"{label}: exit code {p.returncode}, expected 2\n{p.stderr}")
+    check(len(errors) == 1, f"{label}: expected one error line, got {len(errors)}:\n{p.stderr}")
+    check(any(message in l for l in errors), f"{label}: no '{message}' in\n{p.stderr}")
+    for bad in ("terminate called", "Aborted", "Segmentation", "core dumped", "what():"):
+        check(bad not in p.stderr, f"{label}: '{bad}' in stderr")
+
+
+def write(name, text):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+# Layout against the world size, and layout against the model.
+expect_error(["train", TINY, "--dry-run"], "tp x pp x dp = 1 x 1 x 1 = 1, but the job has 4 ranks; set parallel.dp=4")
+expect_error(["train", TINY, "--dry-run", "--set", "parallel.tp=3", "--set", "parallel.dp=1"],
+             "model.heads (4) must divide by parallel.tp (3)")
+expect_error(["train", TINY, "--dry-run", "--set", "parallel.pp=4", "--set", "model.layers=2"],
+             "model.layers (2) must be at least parallel.pp (4)")
+expect_error(["train", TINY, "--dry-run", "--set", "parallel.dp=4", "--set", "train.batch=10"],
+             "train.batch (10) must divide by parallel.dp x parallel.microbatches")
+# Keys: unknown (with a suggestion), wrong type, out of range, not a section.
+expect_error(["train", write("typo.yaml", "model:\n  layres: 4\n"), "--dry-run"],
+             "unknown key 'model.layres' (did you mean 'model.layers'?)")
+expect_error(["train", write("type.yaml", "train:\n  steps: many\n"), "--dry-run"],
+             "type.yaml:2: train.steps expected an integer, got 'many'")
+expect_error(["train", write("range.yaml", "model:\n  heads: 0\n"), "--dry-run"],
+             "model.heads must be between 1 and 4096, got 0")
+expect_error(["train", TINY, "--dry-run", "--set", "parallel.dp=4", "--set", "data.kind=csv"],
+             "data.kind must be one of synthetic, text, tokens, got csv")
+expect_error(["train", "configs/missing.yaml"], "config file 'configs/missing.yaml' does not exist")
+expect_error(["train", write("syntax.yaml", "model: {width: 64\n")], "YAML syntax error")
+# A bad command line, once, not once per rank.
+p = run(["train", TINY, "--no-such-flag"], ranks=4)
+check(p.returncode == 2, f"bad flag: exit code {p.returncode}")
+check(p.stderr.count("--no-such-flag") == 1, f"bad flag reported {p.stderr.count('--no-such-flag')} times:\n{p.stderr}")
+
+# The same checks pass on one rank with a valid config, which prints the resolved YAML.
+p = run(["train", TINY, "--dry-run", "--set", "parallel.dp=4", "--set", "train.batch=16"], ranks=4)
+check(p.returncode == 0, f"valid 4-rank dry run failed:\n{p.stderr}")
+check(p.stdout.count("model:") == 1, "resolved config printed once")
+finish()

@@ -57,7 +57,8 @@ TEST(Config, UnknownKeyNamesTheClosestKnownOne) {
 
 TEST(Config, UnknownKeyWithNoNearMatchListsTheKnownOnes) {
   EXPECT_EQ(error_of("train:\n  optimizer_kind: sgd\n"),
-            "FILE:2: unknown key 'train.optimizer_kind' (known keys of train: steps, batch, seed)");
+            "FILE:2: unknown key 'train.optimizer_kind' (known keys of train: steps, batch, lr, min_lr_ratio, warmup, "
+            "weight_decay, decay_embeddings, clip, beta1, beta2, eps, seed)");
 }
 
 TEST(Config, WrongTypeIsNamedWithItsLine) {
@@ -81,7 +82,8 @@ TEST(Config, InconsistentLayoutIsRefused) {
   EXPECT_EQ(error_of("model: {layers: 2}\nparallel: {pp: 4}\n"),
             "model.layers (2) must be at least parallel.pp (4): every pipeline stage needs a block");
   EXPECT_EQ(error_of("train: {batch: 10}\nparallel: {dp: 4}\n"),
-            "train.batch (10) must divide by parallel.dp (4): each data-parallel rank takes an equal share");
+            "train.batch (10) must divide by parallel.dp x parallel.microbatches (4 x 1): every micro-batch on "
+            "every data-parallel rank holds the same number of sequences");
   EXPECT_EQ(error_of("data: {kind: text}\n"), "data.path is required when data.kind is text");
 }
 

@@ -1,0 +1,240 @@
+#include "models/gpt.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "models/ops.h"
+#include "models/rng.h"
+
+namespace ft {
+
+GptStage::GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch, int slots, DType dtype,
+                   Device device)
+    : shape_(shape),
+      plan_(plan),
+      B_(micro_batch),
+      T_(shape.context),
+      C_(shape.width),
+      Cl_(shape.width / plan.tp),
+      Hl_(shape.heads / plan.tp),
+      Fl_(shape.hidden() / plan.tp),
+      V_(shape.vocab),
+      dtype_(dtype),
+      device_(device) {
+  if (shape.width % shape.heads || shape.heads % plan.tp || micro_batch < 1 || slots < 1)
+    throw std::invalid_argument("GptStage: inconsistent shape, tensor-parallel split or batch");
+  const std::int64_t C = C_, T = T_, V = V_, F = shape.hidden();
+  const double std_resid = 0.02 / std::sqrt(2.0 * shape.layers);
+  auto add = [&](std::string name, Shape full, Shard shard, ParamKind kind, double std, double value = 0) {
+    params_.add(ParamInfo{std::move(name), std::move(full), {}, shard, 0, kind, std, value}, plan.tp);
+    return static_cast<int>(params_.infos().size()) - 1;
+  };
+  // Forward order: backward completes gradients from the end of the flat buffer backwards.
+  if (plan.has_embedding || plan.has_head) wte_ = add("wte", {V, C}, Shard::replicated, ParamKind::embedding, 0.02);
+  if (plan.has_embedding) wpe_ = add("wpe", {T, C}, Shard::replicated, ParamKind::embedding, 0.02);
+  for (int l = plan.first_layer; l < plan.first_layer + plan.num_layers; ++l) {
+    auto n = [l](const char* s) { return fmt::format("blocks.{}.{}", l, s); };
+    Block b{};
+    b.ln1_w = add(n("ln1.weight"), {C}, Shard::replicated, ParamKind::norm, 0, 1.0);
+    b.ln1_b = add(n("ln1.bias"), {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
+    b.qkv_w = add(n("attn.qkv.weight"), {3 * C, C}, Shard::qkv_rows, ParamKind::matrix, 0.02);
+    b.qkv_b = add(n("attn.qkv.bias"), {3 * C}, Shard::qkv_rows, ParamKind::bias, 0);
+    b.proj_w = add(n("attn.proj.weight"), {C, C}, Shard::cols, ParamKind::matrix, std_resid);
+    b.proj_b = add(n("attn.proj.bias"), {C}, Shard::replicated, ParamKind::bias, 0);
+    b.ln2_w = add(n("ln2.weight"), {C}, Shard::replicated, ParamKind::norm, 0, 1.0);
+    b.ln2_b = add(n("ln2.bias"), {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
+    b.fc_w = add(n("mlp.fc.weight"), {F, C}, Shard::rows, ParamKind::matrix, 0.02);
+    b.fc_b = add(n("mlp.fc.bias"), {F}, Shard::rows, ParamKind::bias, 0);
+    b.fcproj_w = add(n("mlp.proj.weight"), {C, F}, Shard::cols, ParamKind::matrix, std_resid);
+    b.fcproj_b = add(n("mlp.proj.bias"), {C}, Shard::replicated, ParamKind::bias, 0);
+    blocks_.push_back(b);
+  }
+  if (plan.has_head) {
+    lnf_w_ = add("lnf.weight", {C}, Shard::replicated, ParamKind::norm, 0, 1.0);
+    lnf_b_ = add("lnf.bias", {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
+  }
+  params_.allocate(dtype, device);
+
+  const std::int64_t B = B_, Cl = Cl_, Hl = Hl_, Fl = Fl_;
+  auto t = [&](Shape s) { return Tensor(std::move(s), dtype, device); };
+  auto ints = [&](Shape s) { return Tensor(std::move(s), DType::i32, device); };
+  slots_.resize(static_cast<std::size_t>(slots));
+  for (Slot& s : slots_) {
+    if (plan.has_embedding) s.tokens = ints({B, T});
+    s.input = t({B, T, C});
+    for (int l = 0; l < plan.num_layers; ++l) {
+      BlockActs a;
+      a.ln1 = t({B, T, C});
+      a.ln1_mean = t({B, T});
+      a.ln1_rstd = t({B, T});
+      a.qkv = t({B, T, 3 * Cl});
+      a.att = t({B, Hl, T, T});
+      a.atty = t({B, T, Cl});
+      a.res2 = t({B, T, C});
+      a.ln2 = t({B, T, C});
+      a.ln2_mean = t({B, T});
+      a.ln2_rstd = t({B, T});
+      a.fch = t({B, T, Fl});
+      a.fcg = t({B, T, Fl});
+      a.res3 = t({B, T, C});
+      s.blocks.push_back(std::move(a));
+    }
+    if (plan.has_head) {
+      s.targets = ints({B, T});
+      s.lnf = t({B, T, C});
+      s.lnf_mean = t({B, T});
+      s.lnf_rstd = t({B, T});
+      s.logits = t({B, T, V});
+      s.probs = t({B, T, V});
+      s.losses = t({B, T});
+    }
+  }
+  ap_ = t({B, T, C});
+  fp_ = t({B, T, C});
+  dres_ = t({B, T, C});
+  dln_ = t({B, T, C});
+  dqkv_ = t({B, T, 3 * Cl});
+  datty_ = t({B, T, Cl});
+  dfch_ = t({B, T, Fl});
+  dfcg_ = t({B, T, Fl});
+  att_scratch_ = t({T, T});
+  if (plan.has_head) {
+    dlogits_ = t({B, T, V});
+    dlnf_ = t({B, T, C});
+  }
+}
+
+void GptStage::init(std::uint64_t seed) {
+  for (std::size_t i = 0; i < params_.infos().size(); ++i) {
+    const ParamInfo& p = params_.infos()[i];
+    std::vector<double> values(static_cast<std::size_t>(p.numel()), p.init_value);
+    if (p.init_std > 0) {
+      const std::uint64_t stream = rng::hash(p.name);
+      auto full = ParamSet::full_indices(p, plan_.tp, plan_.tp_rank);
+      for (std::size_t k = 0; k < values.size(); ++k)
+        values[k] = p.init_std * rng::normal(seed, stream, static_cast<std::uint64_t>(full[k]));
+    }
+    ops::from_host(params_.value(static_cast<int>(i)), values);
+  }
+}
+
+void GptStage::tp_all_reduce(const Tensor& t) const {
+  if (plan_.tp > 1) hooks_.tp_all_reduce(t);
+}
+
+void GptStage::ready(int i) const {
+  if (hooks_.grad_ready) hooks_.grad_ready(i);
+}
+
+const Tensor& GptStage::output(int slot) const {
+  const Slot& s = slots_.at(static_cast<std::size_t>(slot));
+  return s.blocks.empty() ? s.input : s.blocks.back().res3;
+}
+
+void GptStage::block_forward(const Block& p, const Tensor& x, BlockActs& a) {
+  const std::int64_t N = std::int64_t{B_} * T_;
+  ops::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w(p.ln1_w), w(p.ln1_b), N, C_);
+  ops::matmul_forward(a.qkv, a.ln1, w(p.qkv_w), &w(p.qkv_b), N, C_, 3 * Cl_);
+  ops::attention_forward(a.atty, a.att, a.qkv, B_, T_, Cl_, Hl_);
+  // Row-parallel: partial sums over the local heads, reduced, then the bias once.
+  ops::matmul_forward(ap_, a.atty, w(p.proj_w), nullptr, N, Cl_, C_);
+  tp_all_reduce(ap_);
+  ops::add_bias(ap_, w(p.proj_b), N, C_);
+  ops::residual_forward(a.res2, x, ap_, N * C_);
+  ops::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, w(p.ln2_w), w(p.ln2_b), N, C_);
+  ops::matmul_forward(a.fch, a.ln2, w(p.fc_w), &w(p.fc_b), N, C_, Fl_);
+  ops::gelu_forward(a.fcg, a.fch, N * Fl_);
+  ops::matmul_forward(fp_, a.fcg, w(p.fcproj_w), nullptr, N, Fl_, C_);
+  tp_all_reduce(fp_);
+  ops::add_bias(fp_, w(p.fcproj_b), N, C_);
+  ops::residual_forward(a.res3, a.res2, fp_, N * C_);
+}
+
+double GptStage::forward(int slot, const Tensor* tokens, const Tensor* input, const Tensor* targets) {
+  Slot& s = slots_.at(static_cast<std::size_t>(slot));
+  const std::int64_t N = std::int64_t{B_} * T_;
+  if (plan_.has_embedding) {
+    if (!tokens) throw std::invalid_argument("first stage needs tokens");
+    ops::copy(s.tokens, *tokens);
+    ops::embedding_forward(s.input, s.tokens, w(wte_), w(wpe_), B_, T_, C_);
+  } else {
+    if (!input) throw std::invalid_argument("stage needs its input activations");
+    ops::copy(s.input, *input);
+  }
+  for (std::size_t l = 0; l < blocks_.size(); ++l)
+    block_forward(blocks_[l], l == 0 ? s.input : s.blocks[l - 1].res3, s.blocks[l]);
+  if (!plan_.has_head) return 0.0;
+  if (!targets) throw std::invalid_argument("last stage needs targets");
+  ops::copy(s.targets, *targets);
+  const Tensor& x = output(slot);
+  ops::layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w(lnf_w_), w(lnf_b_), N, C_);
+  ops::matmul_forward(s.logits, s.lnf, w(wte_), nullptr, N, C_, V_);
+  ops::crossentropy_forward(s.losses, s.probs, s.logits, s.targets, N, V_);
+  double sum = 0;
+  for (double l : ops::to_host(s.losses)) sum += l;
+  return sum / static_cast<double>(N);
+}
+
+void GptStage::block_backward(const Block& p, const Tensor& x, const BlockActs& a) {
+  // On entry dres_ = d loss / d block output; on exit, d loss / d block input (x).
+  const std::int64_t N = std::int64_t{B_} * T_;
+  ops::zero(dfcg_);
+  ops::matmul_backward(&dfcg_, &g(p.fcproj_w), &g(p.fcproj_b), dres_, a.fcg, w(p.fcproj_w), N, Fl_, C_);
+  ready(p.fcproj_w);
+  ready(p.fcproj_b);
+  ops::zero(dfch_);
+  ops::gelu_backward(dfch_, a.fch, dfcg_, N * Fl_);
+  ops::zero(dln_);
+  ops::matmul_backward(&dln_, &g(p.fc_w), &g(p.fc_b), dfch_, a.ln2, w(p.fc_w), N, C_, Fl_);
+  ready(p.fc_w);
+  ready(p.fc_b);
+  tp_all_reduce(dln_);
+  ops::layernorm_backward(dres_, g(p.ln2_w), g(p.ln2_b), dln_, a.res2, w(p.ln2_w), a.ln2_mean, a.ln2_rstd, N, C_);
+  ready(p.ln2_w);
+  ready(p.ln2_b);
+
+  ops::zero(datty_);
+  ops::matmul_backward(&datty_, &g(p.proj_w), &g(p.proj_b), dres_, a.atty, w(p.proj_w), N, Cl_, C_);
+  ready(p.proj_w);
+  ready(p.proj_b);
+  ops::zero(dqkv_);
+  ops::attention_backward(dqkv_, att_scratch_, datty_, a.qkv, a.att, B_, T_, Cl_, Hl_);
+  ops::zero(dln_);
+  ops::matmul_backward(&dln_, &g(p.qkv_w), &g(p.qkv_b), dqkv_, a.ln1, w(p.qkv_w), N, C_, 3 * Cl_);
+  ready(p.qkv_w);
+  ready(p.qkv_b);
+  tp_all_reduce(dln_);
+  ops::layernorm_backward(dres_, g(p.ln1_w), g(p.ln1_b), dln_, x, w(p.ln1_w), a.ln1_mean, a.ln1_rstd, N, C_);
+  ready(p.ln1_w);
+  ready(p.ln1_b);
+}
+
+void GptStage::backward(int slot, const Tensor* dout, double loss_scale) {
+  Slot& s = slots_.at(static_cast<std::size_t>(slot));
+  const std::int64_t N = std::int64_t{B_} * T_;
+  if (plan_.has_head) {
+    ops::zero(dlogits_);
+    ops::crossentropy_backward(dlogits_, s.probs, s.targets, loss_scale / static_cast<double>(N), N, V_);
+    ops::zero(dlnf_);
+    ops::matmul_backward(&dlnf_, &g(wte_), nullptr, dlogits_, s.lnf, w(wte_), N, C_, V_);
+    if (!plan_.has_embedding) ready(wte_);
+    ops::zero(dres_);
+    ops::layernorm_backward(dres_, g(lnf_w_), g(lnf_b_), dlnf_, output(slot), w(lnf_w_), s.lnf_mean, s.lnf_rstd, N, C_);
+    ready(lnf_w_);
+    ready(lnf_b_);
+  } else {
+    if (!dout) throw std::invalid_argument("stage needs the gradient of its output");
+    ops::copy(dres_, *dout);
+  }
+  for (std::size_t l = blocks_.size(); l-- > 0;)
+    block_backward(blocks_[l], l == 0 ? s.input : s.blocks[l - 1].res3, s.blocks[l]);
+  if (plan_.has_embedding) {
+    ops::embedding_backward(&g(wte_), &g(wpe_), dres_, s.tokens, B_, T_, C_);
+    ready(wpe_);
+    ready(wte_);
+  }
+}
+
+}  // namespace ft

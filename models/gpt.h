@@ -1,0 +1,115 @@
+// A GPT-2-style decoder stage: a contiguous range of pre-LN blocks, plus the token and
+// position embedding on the first stage and the final LayerNorm, tied LM head and
+// cross-entropy on the last. With one stage and tp = 1 it is the whole model.
+//
+// Forward and backward are written by hand, one op at a time (ops.h). Activations are kept
+// per micro-batch slot, so a pipeline schedule can hold several micro-batches in flight.
+// Tensor parallelism (Megatron): QKV and the first MLP linear are column-parallel, the
+// attention output and second MLP linear row-parallel, with one all-reduce of activations
+// after each row-parallel layer in forward and one of input gradients before each
+// LayerNorm in backward, through the tp_all_reduce hook.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "models/params.h"
+#include "models/tensor.h"
+
+namespace ft {
+
+struct GptShape {
+  int vocab = 256;
+  int context = 128;
+  int layers = 4;
+  int heads = 4;
+  int width = 128;
+  int hidden() const { return 4 * width; }
+};
+
+// Which part of the model this rank holds.
+struct StagePlan {
+  int tp = 1, tp_rank = 0;
+  int first_layer = 0, num_layers = 0;
+  bool has_embedding = true;  // first pipeline stage
+  bool has_head = true;       // last pipeline stage
+  static StagePlan whole(const GptShape& s) { return {1, 0, 0, s.layers, true, true}; }
+};
+
+struct StageHooks {
+  // Sums a tensor over the tensor-parallel group, in place. Unset when tp == 1.
+  std::function<void(const Tensor&)> tp_all_reduce;
+  // Called when a parameter's gradient for the current micro-batch is complete.
+  std::function<void(int param_index)> grad_ready;
+};
+
+class GptStage {
+ public:
+  // `micro_batch` sequences of `shape.context` tokens per forward; `slots` micro-batches
+  // may be in flight at once.
+  GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch, int slots, DType dtype = DType::f32,
+           Device device = Device::cpu);
+
+  const GptShape& shape() const { return shape_; }
+  const StagePlan& plan() const { return plan_; }
+  ParamSet& params() { return params_; }
+  const ParamSet& params() const { return params_; }
+  void set_hooks(StageHooks hooks) { hooks_ = std::move(hooks); }
+  int micro_batch() const { return B_; }
+  int slots() const { return static_cast<int>(slots_.size()); }
+
+  // GPT-2 initialisation from a counter-based RNG: normal(0, 0.02), residual output
+  // projections 0.02 / sqrt(2 L), LayerNorm weights 1, biases 0. Each element depends only
+  // on (seed, parameter name, position in the full tensor), so every layout gets the same
+  // model.
+  void init(std::uint64_t seed);
+
+  // Forward of one micro-batch into `slot`. The first stage reads `tokens` [B, T] (int32),
+  // the others `input` [B, T, C]. The last stage reads `targets` [B, T] and returns the
+  // micro-batch's mean loss; other stages return 0 and leave output(slot) for the next.
+  double forward(int slot, const Tensor* tokens, const Tensor* input, const Tensor* targets);
+  const Tensor& output(int slot) const;
+
+  // Backward of the micro-batch in `slot`, accumulating parameter gradients. The last stage
+  // starts from its loss scaled by `loss_scale` (d total / d micro-batch mean); the others
+  // from `dout` [B, T, C]. Afterwards input_grad() holds d loss / d input on stages
+  // without the embedding.
+  void backward(int slot, const Tensor* dout, double loss_scale);
+  const Tensor& input_grad() const { return dres_; }
+
+ private:
+  struct Block {
+    int ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b;
+  };
+  struct BlockActs {
+    Tensor ln1, ln1_mean, ln1_rstd, qkv, att, atty, res2, ln2, ln2_mean, ln2_rstd, fch, fcg, res3;
+  };
+  struct Slot {
+    Tensor tokens, targets, input;
+    std::vector<BlockActs> blocks;
+    Tensor lnf, lnf_mean, lnf_rstd, logits, probs, losses;
+  };
+
+  const Tensor& w(int i) const { return params_.value(i); }
+  const Tensor& g(int i) const { return params_.grad(i); }
+  void tp_all_reduce(const Tensor& t) const;
+  void ready(int i) const;
+  void block_forward(const Block& p, const Tensor& x, BlockActs& a);
+  void block_backward(const Block& p, const Tensor& x, const BlockActs& a);
+
+  GptShape shape_;
+  StagePlan plan_;
+  int B_, T_, C_, Cl_, Hl_, Fl_, V_;
+  DType dtype_;
+  Device device_;
+  ParamSet params_;
+  int wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1;
+  std::vector<Block> blocks_;
+  std::vector<Slot> slots_;
+  StageHooks hooks_;
+  // Scratch shared by all slots: forward temporaries and backward gradients.
+  Tensor ap_, fp_, dres_, dln_, dqkv_, datty_, dfch_, dfcg_, dlogits_, dlnf_, att_scratch_;
+};
+
+}  // namespace ft

@@ -1,0 +1,60 @@
+// The op dispatch: each op takes tensors, checks where they live and what they hold, and
+// runs the CPU kernel (float or double) or, in CUDA builds, the device kernel. Model code
+// calls only these. Gradients accumulate, as in cpu/kernels.h.
+#pragma once
+
+#include <cstdint>
+
+#include "models/tensor.h"
+
+namespace ft::ops {
+
+using i64 = std::int64_t;
+
+void zero(const Tensor& t);
+void copy(const Tensor& dst, const Tensor& src);
+void scale(const Tensor& t, double factor);
+// Host copy of a tensor as doubles (any dtype, any device); for tests, checkpoints, metrics.
+std::vector<double> to_host(const Tensor& t);
+void from_host(const Tensor& t, const std::vector<double>& values);
+
+void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& w, const Tensor* bias, i64 N, i64 C, i64 OC);
+void matmul_backward(const Tensor* dinp, const Tensor* dw, const Tensor* dbias, const Tensor& dout, const Tensor& inp,
+                     const Tensor& w, i64 N, i64 C, i64 OC);
+void add_bias(const Tensor& out, const Tensor& bias, i64 N, i64 OC);
+
+void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp, const Tensor& w,
+                       const Tensor& b, i64 N, i64 C);
+void layernorm_backward(const Tensor& dinp, const Tensor& dw, const Tensor& db, const Tensor& dout, const Tensor& inp,
+                        const Tensor& w, const Tensor& mean, const Tensor& rstd, i64 N, i64 C);
+
+void attention_forward(const Tensor& out, const Tensor& att, const Tensor& qkv, i64 B, i64 T, i64 C, i64 NH);
+void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor& dout, const Tensor& qkv,
+                        const Tensor& att, i64 B, i64 T, i64 C, i64 NH);
+
+void gelu_forward(const Tensor& out, const Tensor& inp, i64 N);
+void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout, i64 N);
+
+void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b, i64 N);
+void add_into(const Tensor& dst, const Tensor& src, i64 N);
+
+void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe, i64 B, i64 T,
+                       i64 C);
+void embedding_backward(const Tensor* dwte, const Tensor* dwpe, const Tensor& dout, const Tensor& tokens, i64 B, i64 T,
+                        i64 C);
+
+void crossentropy_forward(const Tensor& losses, const Tensor& probs, const Tensor& logits, const Tensor& targets, i64 N,
+                          i64 V);
+// dloss is one value for every position (the mean-loss scale).
+void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss, i64 N,
+                           i64 V);
+
+// AdamW on params[begin, begin + m.numel()) of the flat buffers; see cpu/kernels.h.
+void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v, i64 begin, i64 n,
+                  double lr, double beta1, double beta2, double eps, double weight_decay, double c1, double c2,
+                  double grad_scale, i64 state_offset);
+
+// Sum of squares of the elements, accumulated in double.
+double sum_squares(const Tensor& t);
+
+}  // namespace ft::ops
