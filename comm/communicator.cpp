@@ -1,0 +1,242 @@
+#include "comm/communicator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+#include "comm/log.h"
+
+namespace ft {
+
+struct Work::State {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool done = false;
+  double started = 0, finished = 0;
+  std::exception_ptr error;
+};
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void Work::wait() const {
+  if (!state_) return;
+  std::unique_lock lock(state_->mutex);
+  state_->cv.wait(lock, [&] { return state_->done; });
+  if (state_->error) std::rethrow_exception(state_->error);
+}
+
+bool Work::done() const {
+  if (!state_) return true;
+  std::lock_guard lock(state_->mutex);
+  return state_->done;
+}
+
+double Work::started() const { return state_ ? state_->started : 0; }
+double Work::finished() const { return state_ ? state_->finished : 0; }
+
+std::string_view algorithm_name(Algorithm a) {
+  switch (a) {
+    case Algorithm::native: return "native";
+    case Algorithm::ring: return "ring";
+    case Algorithm::hierarchical: return "hierarchical";
+  }
+  return "?";
+}
+
+std::optional<Algorithm> algorithm_from_name(std::string_view name) {
+  for (Algorithm a : {Algorithm::native, Algorithm::ring, Algorithm::hierarchical})
+    if (algorithm_name(a) == name) return a;
+  return std::nullopt;
+}
+
+Segment segment(std::size_t n, int p, int i) {
+  auto pp = static_cast<std::size_t>(p), ii = static_cast<std::size_t>(i);
+  std::size_t base = n / pp, extra = n % pp;
+  return {ii * base + std::min(ii, extra), base + (ii < extra ? 1 : 0)};
+}
+
+Communicator::Communicator(std::shared_ptr<const Topology> topo, std::vector<int> members, int rank, Traffic kind)
+    : topo_(std::move(topo)), members_(std::move(members)), rank_(rank), kind_(kind), plan_(plan_hierarchy(*topo_, members_)) {}
+
+Communicator::~Communicator() { stop_worker(); }
+
+void Communicator::set_chunk_bytes(std::size_t bytes) {
+  chunk_bytes_ = std::max<std::size_t>(bytes, 1);
+  for (auto& level : levels_) level->set_chunk_bytes(bytes);
+}
+
+void Communicator::stop_worker() {
+  if (!worker_.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+Work Communicator::enqueue(std::function<void()> fn) {
+  Work w;
+  w.state_ = std::make_shared<Work::State>();
+  {
+    std::lock_guard lock(mutex_);
+    queue_.emplace_back(std::move(fn), w.state_);
+    ++in_flight_;
+    if (!worker_.joinable()) worker_ = std::thread([this] { worker_loop(); });
+  }
+  cv_.notify_all();
+  return w;
+}
+
+void Communicator::worker_loop() {
+  while (true) {
+    std::function<void()> fn;
+    std::shared_ptr<Work::State> state;
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      fn = std::move(queue_.front().first);
+      state = std::move(queue_.front().second);
+      queue_.pop_front();
+    }
+    state->started = now_seconds();
+    std::exception_ptr error;
+    try {
+      fn();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard lock(state->mutex);
+      state->finished = now_seconds();
+      state->error = error;
+      state->done = true;
+    }
+    state->cv.notify_all();
+    {
+      std::lock_guard lock(mutex_);
+      --in_flight_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void Communicator::synchronize() {
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [&] { return in_flight_ == 0; });
+}
+
+void Communicator::run_ordered(const std::function<void()>& fn) {
+  // Work issued earlier must finish first, or ranks could see operations in different orders.
+  synchronize();
+  fn();
+}
+
+Work Communicator::all_reduce_async(Buffer buf, ReduceOp op, Algorithm algo) {
+  return enqueue([this, buf, op, algo] { all_reduce(buf, op, algo); });
+}
+
+void Communicator::all_reduce(Buffer buf, ReduceOp op, Algorithm algo) {
+  auto body = [&] {
+    if (buf.count == 0 || size() == 1) return;
+    if (algo == Algorithm::native) {
+      traffic().native(kind_, buf.bytes());
+      native_all_reduce(buf);
+    } else if (algo == Algorithm::hierarchical && plan_.even && levels_.size() > 1) {
+      hierarchical_all_reduce(buf);
+    } else {
+      if (algo == Algorithm::hierarchical && !plan_.even && !warned_uneven_) {
+        warned_uneven_ = true;
+        if (rank_ == 0) log::warn("hierarchical all-reduce falls back to the flat ring: {}", plan_.why_uneven);
+      }
+      // (A group within one tier has one level: its hierarchy is the flat ring.)
+      ring_reduce_scatter_inplace(buf);
+      ring_all_gather_inplace(buf);
+    }
+    if (op == ReduceOp::avg) local_scale(buf, 1.0 / size());
+  };
+  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
+    body();
+  else
+    run_ordered(body);
+}
+
+void Communicator::reduce_scatter(Buffer in, Buffer out, ReduceOp op, Algorithm algo) {
+  Segment mine = segment(in.count, size(), rank_);
+  if (out.count != mine.count) throw std::invalid_argument("reduce_scatter: output is not this rank's segment");
+  auto body = [&] {
+    if (size() == 1) {
+      local_copy(out, in);
+    } else if (algo == Algorithm::native) {
+      traffic().native(kind_, in.bytes());
+      native_reduce_scatter(in, out);
+    } else {
+      Buffer work = scratch(kScratchWork, in.bytes(), in.dtype);
+      local_copy(work, in);
+      ring_reduce_scatter_inplace(work);
+      Buffer seg{static_cast<char*>(work.data) + mine.offset * dtype_size(in.dtype), mine.count, in.dtype, in.device};
+      local_copy(out, seg);
+    }
+    if (op == ReduceOp::avg) local_scale(out, 1.0 / size());
+  };
+  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
+    body();
+  else
+    run_ordered(body);
+}
+
+void Communicator::all_gather(Buffer in, Buffer out, Algorithm algo) {
+  Segment mine = segment(out.count, size(), rank_);
+  if (in.count != mine.count) throw std::invalid_argument("all_gather: input is not this rank's segment");
+  auto body = [&] {
+    if (size() == 1) {
+      local_copy(out, in);
+    } else if (algo == Algorithm::native) {
+      traffic().native(kind_, out.bytes());
+      native_all_gather(in, out);
+    } else {
+      Buffer seg{static_cast<char*>(out.data) + mine.offset * dtype_size(out.dtype), mine.count, out.dtype, out.device};
+      if (in.data != seg.data) local_copy(seg, in);
+      ring_all_gather_inplace(out);
+    }
+  };
+  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
+    body();
+  else
+    run_ordered(body);
+}
+
+void Communicator::broadcast(Buffer buf, int root) {
+  run_ordered([&] {
+    if (size() == 1 || buf.count == 0) return;
+    traffic().native(kind_, buf.bytes());
+    native_broadcast(buf, root);
+  });
+}
+
+void Communicator::barrier() {
+  run_ordered([&] { native_barrier(); });
+}
+
+void Communicator::send(Buffer buf, int peer) {
+  run_ordered([&] {
+    double t0 = now_seconds();
+    count_and_pace(tier_to(peer), buf.bytes());
+    finish_exchange(start_exchange(buf, peer, Buffer{}, -1));
+    traffic().busy(tier_to(peer), now_seconds() - t0);
+  });
+}
+
+void Communicator::recv(Buffer buf, int peer) {
+  run_ordered([&] { finish_exchange(start_exchange(Buffer{}, -1, buf, peer)); });
+}
+
+void Communicator::count_and_pace(Tier tier, std::size_t bytes) {
+  if (bytes == 0) return;
+  traffic().count(kind_, tier, bytes, bytes);
+}
+
+}  // namespace ft

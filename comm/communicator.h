@@ -1,0 +1,162 @@
+// A communicator over one group of ranks (TP, PP, DP or the world). It offers the backend
+// library's own collectives ("native") and fibertrain's ring and hierarchical algorithms,
+// written once here over a few point-to-point primitives that each backend (MPI on host
+// memory, NCCL on device memory) implements. Only these algorithms can be counted and
+// paced message by message.
+//
+// Operations on one communicator run in the order they are issued. Asynchronous ones run on
+// the communicator's worker (a thread for MPI, a stream for NCCL); a blocking call issued
+// while asynchronous work is pending waits for it first, so every rank sees the same order.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "comm/device.h"
+#include "comm/topology.h"
+#include "comm/traffic.h"
+
+namespace ft {
+
+enum class ReduceOp { sum, avg };
+enum class Algorithm { native, ring, hierarchical };
+std::string_view algorithm_name(Algorithm a);
+std::optional<Algorithm> algorithm_from_name(std::string_view name);
+
+// The i-th of p near-equal segments of n elements: the first n % p segments hold one more.
+struct Segment {
+  std::size_t offset = 0, count = 0;
+};
+Segment segment(std::size_t n, int p, int i);
+
+// A handle on asynchronous work: wait() blocks until it finished and rethrows its error.
+class Work {
+ public:
+  Work() = default;
+  void wait() const;
+  bool done() const;
+  // steady_clock seconds since the epoch of now_seconds(), for overlap measurements.
+  double started() const;
+  double finished() const;
+
+ private:
+  friend class Communicator;
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+double now_seconds();
+
+class Communicator {
+ public:
+  // `members` are the group's world ranks by group rank; this process is `rank` among them.
+  Communicator(std::shared_ptr<const Topology> topo, std::vector<int> members, int rank, Traffic kind);
+  virtual ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return static_cast<int>(members_.size()); }
+  const std::vector<int>& members() const { return members_; }
+  Traffic kind() const { return kind_; }
+  const Topology& topology() const { return *topo_; }
+  const std::shared_ptr<const Topology>& shared_topology() const { return topo_; }
+  // The tier a message from this rank to group rank `peer` crosses.
+  Tier tier_to(int peer) const { return topo_->tier(members_[static_cast<std::size_t>(rank_)], members_[static_cast<std::size_t>(peer)]); }
+  // Ring and hierarchical transfers are pipelined in chunks of this many bytes.
+  void set_chunk_bytes(std::size_t bytes);
+  std::size_t chunk_bytes() const { return chunk_bytes_; }
+  const HierarchyPlan& hierarchy() const { return plan_; }
+
+  // Collectives. reduce_scatter leaves segment(n, size, rank) of the reduced `in` in `out`;
+  // all_gather assembles every rank's segment into `out`. `in` and `out` may not overlap.
+  void all_reduce(Buffer buf, ReduceOp op, Algorithm algo);
+  void reduce_scatter(Buffer in, Buffer out, ReduceOp op, Algorithm algo);
+  void all_gather(Buffer in, Buffer out, Algorithm algo);
+  void broadcast(Buffer buf, int root);
+  void barrier();
+  // Point to point, counted and paced like the ring's messages.
+  void send(Buffer buf, int peer);
+  void recv(Buffer buf, int peer);
+
+  // Runs `fn` on the worker after everything issued before it.
+  Work enqueue(std::function<void()> fn);
+  Work all_reduce_async(Buffer buf, ReduceOp op, Algorithm algo);
+  // Blocks until every issued operation has finished.
+  void synchronize();
+
+ protected:
+  // ---- backend primitives ----
+  virtual void native_all_reduce(Buffer buf) = 0;  // sum
+  virtual void native_reduce_scatter(Buffer in, Buffer out) = 0;
+  virtual void native_all_gather(Buffer in, Buffer out) = 0;
+  virtual void native_broadcast(Buffer buf, int root) = 0;
+  virtual void native_barrier() = 0;
+  // Starts sending `send` to `to` while receiving `recv` from `from` (either may be empty);
+  // returns a ticket for finish_exchange.
+  virtual int start_exchange(Buffer send, int to, Buffer recv, int from) = 0;
+  virtual void finish_exchange(int ticket) = 0;
+  // dst += src, element-wise, on the buffers' device.
+  virtual void local_add(Buffer dst, Buffer src) = 0;
+  virtual void local_scale(Buffer buf, double factor) = 0;
+  virtual void local_copy(Buffer dst, Buffer src) = 0;
+  // Scratch of at least `bytes` on the buffers' device, kept for reuse; each slot is one
+  // buffer (kScratchLanding for the ring's incoming chunks, kScratchWork for copies).
+  static constexpr int kScratchLanding = 0, kScratchWork = 1;
+  virtual Buffer scratch(int slot, std::size_t bytes, DType dtype) = 0;
+  // A communicator over a subset of this group (collective over the group): members with
+  // the same `color` form one, ordered by `key`.
+  virtual std::unique_ptr<Communicator> split(int color, int key, std::vector<int> members) = 0;
+
+  // The worker (thread or stream) that asynchronous work runs on has started.
+  bool worker_started() const { return worker_.joinable(); }
+  // Stops the worker; derived destructors call it before their resources go.
+  void stop_worker();
+
+ public:
+  // Collective over the group: creates the sub-communicators of the hierarchy's levels.
+  // Needed before the first hierarchical all-reduce over a group spanning several tiers.
+  void prepare_hierarchy();
+
+ private:
+  void run_ordered(const std::function<void()>& fn);
+  void worker_loop();
+  // In place over `buf`: afterwards segment `rank` holds the reduced sum (the other
+  // segments hold partial sums).
+  void ring_reduce_scatter_inplace(Buffer buf);
+  // In place over `buf`, whose segment `rank` holds this rank's part.
+  void ring_all_gather_inplace(Buffer buf);
+  // One ring phase: p - 1 steps in which each rank sends segment send_index(step) to the
+  // next rank and receives segment recv_index(step) from the previous one, adding it to
+  // its own copy when `reduce`.
+  void ring_phase(Buffer buf, bool reduce);
+  void hierarchical_all_reduce(Buffer buf);
+  void count_and_pace(Tier tier, std::size_t bytes);
+
+  std::shared_ptr<const Topology> topo_;
+  std::vector<int> members_;
+  int rank_;
+  Traffic kind_;
+  std::size_t chunk_bytes_ = std::size_t{1} << 20;
+  HierarchyPlan plan_;
+  std::vector<std::unique_ptr<Communicator>> levels_;  // one per hierarchy level, lowest first
+  bool warned_uneven_ = false;
+
+  // The worker: started on first use.
+  std::thread worker_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::pair<std::function<void()>, std::shared_ptr<Work::State>>> queue_;
+  std::size_t in_flight_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace ft

@@ -1,0 +1,188 @@
+#include "comm/mpi_communicator.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "comm/grid.h"
+
+namespace ft {
+namespace {
+
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::f32: return MPI_FLOAT;
+    case DType::f64: return MPI_DOUBLE;
+    case DType::i8: return MPI_INT8_T;
+    case DType::u8: return MPI_UINT8_T;
+    case DType::i32: return MPI_INT32_T;
+    case DType::u32: return MPI_UINT32_T;
+    case DType::i64: return MPI_INT64_T;
+    case DType::f16:
+    case DType::bf16: break;  // no MPI reduction for these; codecs widen before reducing
+  }
+  throw std::invalid_argument(fmt::format("MPI backend cannot reduce {} buffers", to_string(t)));
+}
+
+void check_host(Buffer b) {
+  if (b.count && b.device != Device::cpu) throw std::logic_error("MPI communicator given a device buffer");
+}
+
+template <class T> void add(void* dst, const void* src, std::size_t n) {
+  T* d = static_cast<T*>(dst);
+  const T* s = static_cast<const T*>(src);
+  for (std::size_t i = 0; i < n; ++i) d[i] += s[i];
+}
+
+template <class T> void scale(void* buf, std::size_t n, double f) {
+  T* d = static_cast<T*>(buf);
+  for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<T>(d[i] * f);
+}
+
+// MPI counts are ints; the collectives here move at most 2^31 - 1 elements per call.
+int count_of(std::size_t n) {
+  if (n > static_cast<std::size_t>(INT32_MAX)) throw std::length_error("message over 2^31 elements");
+  return static_cast<int>(n);
+}
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(MPI_Comm parent, int color, int key, std::vector<int> members,
+                                 std::shared_ptr<const Topology> topo, Traffic kind)
+    : Communicator(std::move(topo), std::move(members), key, kind) {
+  MPI_Comm_split(parent, color, key, &comm_);
+  int r = 0;
+  MPI_Comm_rank(comm_, &r);
+  if (r != key) throw std::logic_error("MPI_Comm_split ranked this process differently from its key");
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  stop_worker();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+void MpiCommunicator::native_all_reduce(Buffer buf) {
+  check_host(buf);
+  MPI_Allreduce(MPI_IN_PLACE, buf.data, count_of(buf.count), mpi_type(buf.dtype), MPI_SUM, comm_);
+}
+
+void MpiCommunicator::native_reduce_scatter(Buffer in, Buffer out) {
+  check_host(in);
+  std::vector<int> counts(static_cast<std::size_t>(size()));
+  for (int i = 0; i < size(); ++i) counts[static_cast<std::size_t>(i)] = count_of(segment(in.count, size(), i).count);
+  MPI_Reduce_scatter(in.data, out.data, counts.data(), mpi_type(in.dtype), MPI_SUM, comm_);
+}
+
+void MpiCommunicator::native_all_gather(Buffer in, Buffer out) {
+  check_host(out);
+  std::vector<int> counts(static_cast<std::size_t>(size())), displs(counts.size());
+  for (int i = 0; i < size(); ++i) {
+    Segment s = segment(out.count, size(), i);
+    counts[static_cast<std::size_t>(i)] = count_of(s.count);
+    displs[static_cast<std::size_t>(i)] = count_of(s.offset);
+  }
+  MPI_Datatype t = mpi_type(out.dtype);
+  MPI_Allgatherv(in.data, count_of(in.count), t, out.data, counts.data(), displs.data(), t, comm_);
+}
+
+void MpiCommunicator::native_broadcast(Buffer buf, int root) {
+  check_host(buf);
+  MPI_Bcast(buf.data, count_of(buf.bytes()), MPI_BYTE, root, comm_);
+}
+
+void MpiCommunicator::native_barrier() { MPI_Barrier(comm_); }
+
+int MpiCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from) {
+  check_host(send);
+  check_host(recv);
+  int ticket;
+  if (!free_tickets_.empty()) {
+    ticket = free_tickets_.back();
+    free_tickets_.pop_back();
+  } else {
+    ticket = static_cast<int>(exchanges_.size());
+    exchanges_.push_back({MPI_REQUEST_NULL, MPI_REQUEST_NULL});
+  }
+  auto& req = exchanges_[static_cast<std::size_t>(ticket)];
+  req = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+  // Receive first, so the matching send finds it posted.
+  if (from >= 0 && recv.count) MPI_Irecv(recv.data, count_of(recv.bytes()), MPI_BYTE, from, 0, comm_, &req[0]);
+  if (to >= 0 && send.count) MPI_Isend(send.data, count_of(send.bytes()), MPI_BYTE, to, 0, comm_, &req[1]);
+  return ticket;
+}
+
+void MpiCommunicator::finish_exchange(int ticket) {
+  auto& req = exchanges_.at(static_cast<std::size_t>(ticket));
+  MPI_Waitall(2, req.data(), MPI_STATUSES_IGNORE);
+  free_tickets_.push_back(ticket);
+}
+
+void MpiCommunicator::local_add(Buffer dst, Buffer src) {
+  switch (dst.dtype) {
+    case DType::f32: add<float>(dst.data, src.data, dst.count); return;
+    case DType::f64: add<double>(dst.data, src.data, dst.count); return;
+    case DType::i8: add<std::int8_t>(dst.data, src.data, dst.count); return;
+    case DType::u8: add<std::uint8_t>(dst.data, src.data, dst.count); return;
+    case DType::i32: add<std::int32_t>(dst.data, src.data, dst.count); return;
+    case DType::u32: add<std::uint32_t>(dst.data, src.data, dst.count); return;
+    case DType::i64: add<std::int64_t>(dst.data, src.data, dst.count); return;
+    default: throw std::invalid_argument(fmt::format("cannot add {} buffers on the host", to_string(dst.dtype)));
+  }
+}
+
+void MpiCommunicator::local_scale(Buffer buf, double f) {
+  switch (buf.dtype) {
+    case DType::f32: scale<float>(buf.data, buf.count, f); return;
+    case DType::f64: scale<double>(buf.data, buf.count, f); return;
+    default: throw std::invalid_argument(fmt::format("average of {} buffers is not defined", to_string(buf.dtype)));
+  }
+}
+
+void MpiCommunicator::local_copy(Buffer dst, Buffer src) {
+  if (dst.bytes() != src.bytes()) throw std::invalid_argument("local_copy: sizes differ");
+  if (dst.count) std::memmove(dst.data, src.data, dst.bytes());
+}
+
+Buffer MpiCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
+  auto i = static_cast<std::size_t>(slot);
+  if (scratch_.size() <= i) {
+    scratch_.resize(i + 1);
+    scratch_bytes_.resize(i + 1, 0);
+  }
+  if (scratch_bytes_[i] < bytes) {
+    scratch_[i] = std::make_unique<char[]>(bytes);
+    scratch_bytes_[i] = bytes;
+  }
+  return Buffer{scratch_[i].get(), bytes / dtype_size(dtype), dtype, Device::cpu};
+}
+
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, std::vector<int> members) {
+  return std::make_unique<MpiCommunicator>(comm_, color, key, std::move(members), shared_topology(), kind());
+}
+
+GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo) {
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  std::vector<int> all(static_cast<std::size_t>(world));
+  for (int r = 0; r < world; ++r) all[static_cast<std::size_t>(r)] = r;
+  GridComms c;
+  c.world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, 0, rank, all, topo, Traffic::other);
+  auto make = [&](Dim d, Traffic kind) {
+    std::vector<int> members = grid.group(d, rank);
+    int key = grid.coord(rank)[d];
+    int color = *std::min_element(members.begin(), members.end());
+    return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, color, key, members, topo, kind);
+  };
+  c.tp = make(Dim::tp, Traffic::tp);
+  c.pp = make(Dim::pp, Traffic::pp);
+  c.dp = make(Dim::dp, Traffic::dp);
+  c.dp->prepare_hierarchy();
+  c.world->prepare_hierarchy();
+  return c;
+}
+
+}  // namespace ft

@@ -1,0 +1,72 @@
+// Where ranks sit: (site, pod, node, local) for each rank, and the tier a message between
+// two ranks crosses: the highest level at which their locations differ.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ft {
+
+enum class Tier : int { intra_node = 0, inter_node = 1, inter_pod = 2, inter_site = 3 };
+inline constexpr int kTiers = 4;
+inline constexpr std::array<Tier, kTiers> kAllTiers = {Tier::intra_node, Tier::inter_node, Tier::inter_pod,
+                                                       Tier::inter_site};
+
+std::string_view tier_name(Tier t);
+std::optional<Tier> tier_from_name(std::string_view name);
+inline int index(Tier t) { return static_cast<int>(t); }
+
+struct Location {
+  int site = 0, pod = 0, node = 0, local = 0;  // pod and node are job-wide indices
+};
+
+class Topology {
+ public:
+  Topology() : Topology(std::vector<int>{0}, 0, 0) {}
+  // node_of[r] is rank r's node (numbered 0.. by first appearance); `nodes_per_pod`
+  // consecutive nodes form a pod and `pods_per_site` pods a site (0 = all of them).
+  Topology(std::vector<int> node_of, int nodes_per_pod, int pods_per_site);
+  // An emulated cluster on one machine: ranks_per_node consecutive ranks form a node.
+  static Topology emulated(int world, int ranks_per_node, int nodes_per_pod, int pods_per_site);
+  // Real machines: ranks on the same host form a node.
+  static Topology from_hosts(const std::vector<std::string>& host_of_rank, int nodes_per_pod, int pods_per_site);
+
+  int world() const { return static_cast<int>(loc_.size()); }
+  const Location& location(int rank) const { return loc_.at(static_cast<std::size_t>(rank)); }
+  Tier tier(int a, int b) const;
+  int nodes() const { return nodes_; }
+  int pods() const { return pods_; }
+  int sites() const { return sites_; }
+  // "8 ranks = 2 sites x 2 pods/site x 2 nodes/pod x 1 rank/node"
+  std::string describe() const;
+  // One line per node: its site, pod and ranks.
+  std::string table() const;
+
+ private:
+  std::vector<Location> loc_;
+  int nodes_ = 1, pods_ = 1, sites_ = 1;
+};
+
+// How a hierarchical all-reduce runs over a group: one level per tier the group spans,
+// lowest first. At each level the members split into equal sub-groups that differ only at
+// that tier; `color` identifies a member's sub-group and `key` its position in it.
+struct HierarchyLevel {
+  Tier tier;
+  int size;                // members per sub-group
+  std::vector<int> color;  // per member (by group rank)
+  std::vector<int> key;
+};
+
+struct HierarchyPlan {
+  bool even = true;        // false: members are unevenly spread; use the flat ring
+  std::string why_uneven;  // for the warning
+  std::vector<HierarchyLevel> levels;
+};
+
+// `members` are world ranks in group-rank order.
+HierarchyPlan plan_hierarchy(const Topology& topo, const std::vector<int>& members);
+
+}  // namespace ft

@@ -1,0 +1,33 @@
+// From config and launch to the job's shape: the rank grid, where ranks sit (topology),
+// and a communicator per grid dimension.
+#pragma once
+
+#include <memory>
+
+#include "comm/grid.h"
+#include "comm/mpi_communicator.h"
+#include "comm/runtime.h"
+#include "comm/topology.h"
+#include "trainer/config.h"
+
+namespace ft {
+
+// Emulated nodes when topology.ranks_per_node is set, else the hosts ranks run on; pods and
+// sites from nodes_per_pod and pods_per_site. Local; throws UserError when they do not fit.
+std::shared_ptr<const Topology> make_topology(const TopologyConfig& t, const MpiRuntime& mpi);
+
+struct Layout {
+  Grid grid;
+  GridCoord coord;
+  std::shared_ptr<const Topology> topo;
+  GridComms comms;
+};
+
+// Collective over the world (builds the communicators); run after validate_launch.
+Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<const Topology> topo);
+
+// The start-up banner's topology lines: a summary, the per-node table, and the tier each
+// grid dimension's traffic crosses.
+std::string describe_layout(const Layout& l);
+
+}  // namespace ft
