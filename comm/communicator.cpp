@@ -139,74 +139,81 @@ Work Communicator::all_reduce_async(Buffer buf, ReduceOp op, Algorithm algo) {
   return enqueue([this, buf, op, algo] { all_reduce(buf, op, algo); });
 }
 
+void Communicator::ordered(const std::function<void()>& body) {
+  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
+    body();
+  else
+    run_ordered(body);
+}
+
+bool Communicator::use_levels(Algorithm algo) {
+  if (algo != Algorithm::hierarchical) return false;
+  if (!plan_.even && !warned_uneven_) {
+    warned_uneven_ = true;
+    if (rank_ == 0) log::warn("hierarchical collectives fall back to the flat ring: {}", plan_.why_uneven);
+  }
+  // A group within one tier has one level: its hierarchy is the flat ring.
+  return plan_.even && levels_.size() > 1;
+}
+
+Segment Communicator::owned(std::size_t n, Algorithm algo) const {
+  if (algo != Algorithm::hierarchical || !plan_.even || levels_.size() < 2) return segment(n, size(), rank_);
+  Segment region{0, n};
+  for (const auto& level : levels_) {
+    Segment s = segment(region.count, level->size(), level->rank());
+    region = {region.offset + s.offset, s.count};
+  }
+  return region;
+}
+
 void Communicator::all_reduce(Buffer buf, ReduceOp op, Algorithm algo) {
-  auto body = [&] {
+  ordered([&] {
     if (buf.count == 0 || size() == 1) return;
     if (algo == Algorithm::native) {
       traffic().native(kind_, buf.bytes());
       native_all_reduce(buf);
-    } else if (algo == Algorithm::hierarchical && plan_.even && levels_.size() > 1) {
-      hierarchical_all_reduce(buf);
+    } else if (use_levels(algo)) {
+      hierarchical_reduce_scatter(buf);
+      hierarchical_all_gather(buf);
     } else {
-      if (algo == Algorithm::hierarchical && !plan_.even && !warned_uneven_) {
-        warned_uneven_ = true;
-        if (rank_ == 0) log::warn("hierarchical all-reduce falls back to the flat ring: {}", plan_.why_uneven);
-      }
-      // (A group within one tier has one level: its hierarchy is the flat ring.)
       ring_reduce_scatter_inplace(buf);
       ring_all_gather_inplace(buf);
     }
     if (op == ReduceOp::avg) local_scale(buf, 1.0 / size());
-  };
-  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
-    body();
-  else
-    run_ordered(body);
+  });
 }
 
-void Communicator::reduce_scatter(Buffer in, Buffer out, ReduceOp op, Algorithm algo) {
-  Segment mine = segment(in.count, size(), rank_);
-  if (out.count != mine.count) throw std::invalid_argument("reduce_scatter: output is not this rank's segment");
-  auto body = [&] {
-    if (size() == 1) {
-      local_copy(out, in);
-    } else if (algo == Algorithm::native) {
-      traffic().native(kind_, in.bytes());
-      native_reduce_scatter(in, out);
+void Communicator::reduce_scatter(Buffer buf, ReduceOp op, Algorithm algo) {
+  ordered([&] {
+    if (buf.count == 0 || size() == 1) return;
+    if (algo == Algorithm::native) {
+      traffic().native(kind_, buf.bytes());
+      native_reduce_scatter(buf);
+    } else if (use_levels(algo)) {
+      hierarchical_reduce_scatter(buf);
     } else {
-      Buffer work = scratch(kScratchWork, in.bytes(), in.dtype);
-      local_copy(work, in);
-      ring_reduce_scatter_inplace(work);
-      Buffer seg{static_cast<char*>(work.data) + mine.offset * dtype_size(in.dtype), mine.count, in.dtype, in.device};
-      local_copy(out, seg);
+      ring_reduce_scatter_inplace(buf);
     }
-    if (op == ReduceOp::avg) local_scale(out, 1.0 / size());
-  };
-  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
-    body();
-  else
-    run_ordered(body);
+    Segment mine = owned(buf.count, algo);
+    if (op == ReduceOp::avg)
+      local_scale(Buffer{static_cast<char*>(buf.data) + mine.offset * dtype_size(buf.dtype), mine.count, buf.dtype,
+                         buf.device},
+                  1.0 / size());
+  });
 }
 
-void Communicator::all_gather(Buffer in, Buffer out, Algorithm algo) {
-  Segment mine = segment(out.count, size(), rank_);
-  if (in.count != mine.count) throw std::invalid_argument("all_gather: input is not this rank's segment");
-  auto body = [&] {
-    if (size() == 1) {
-      local_copy(out, in);
-    } else if (algo == Algorithm::native) {
-      traffic().native(kind_, out.bytes());
-      native_all_gather(in, out);
+void Communicator::all_gather(Buffer buf, Algorithm algo) {
+  ordered([&] {
+    if (buf.count == 0 || size() == 1) return;
+    if (algo == Algorithm::native) {
+      traffic().native(kind_, buf.bytes());
+      native_all_gather(buf);
+    } else if (use_levels(algo)) {
+      hierarchical_all_gather(buf);
     } else {
-      Buffer seg{static_cast<char*>(out.data) + mine.offset * dtype_size(out.dtype), mine.count, out.dtype, out.device};
-      if (in.data != seg.data) local_copy(seg, in);
-      ring_all_gather_inplace(out);
+      ring_all_gather_inplace(buf);
     }
-  };
-  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
-    body();
-  else
-    run_ordered(body);
+  });
 }
 
 void Communicator::broadcast(Buffer buf, int root) {

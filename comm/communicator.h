@@ -76,11 +76,15 @@ class Communicator {
   std::size_t chunk_bytes() const { return chunk_bytes_; }
   const HierarchyPlan& hierarchy() const { return plan_; }
 
-  // Collectives. reduce_scatter leaves segment(n, size, rank) of the reduced `in` in `out`;
-  // all_gather assembles every rank's segment into `out`. `in` and `out` may not overlap.
+  // Collectives, in place. reduce_scatter leaves the reduced values of this rank's part,
+  // owned(n, algo), in that range of `buf` (the rest of `buf` is left undefined);
+  // all_gather gives every rank every rank's owned(n, algo) range.
   void all_reduce(Buffer buf, ReduceOp op, Algorithm algo);
-  void reduce_scatter(Buffer in, Buffer out, ReduceOp op, Algorithm algo);
-  void all_gather(Buffer in, Buffer out, Algorithm algo);
+  void reduce_scatter(Buffer buf, ReduceOp op, Algorithm algo);
+  void all_gather(Buffer buf, Algorithm algo);
+  // This rank's part of an n-element buffer: segment(n, size, rank) for native and ring;
+  // for hierarchical, the segment nested level by level (its segment of its segment ...).
+  Segment owned(std::size_t n, Algorithm algo) const;
   void broadcast(Buffer buf, int root);
   void barrier();
   // Point to point, counted and paced like the ring's messages.
@@ -96,8 +100,8 @@ class Communicator {
  protected:
   // ---- backend primitives ----
   virtual void native_all_reduce(Buffer buf) = 0;  // sum
-  virtual void native_reduce_scatter(Buffer in, Buffer out) = 0;
-  virtual void native_all_gather(Buffer in, Buffer out) = 0;
+  virtual void native_reduce_scatter(Buffer buf) = 0;  // sum; result at segment(n, size, rank)
+  virtual void native_all_gather(Buffer buf) = 0;      // each rank's segment(n, size, rank)
   virtual void native_broadcast(Buffer buf, int root) = 0;
   virtual void native_barrier() = 0;
   // Starts sending `send` to `to` while receiving `recv` from `from` (either may be empty);
@@ -109,8 +113,8 @@ class Communicator {
   virtual void local_scale(Buffer buf, double factor) = 0;
   virtual void local_copy(Buffer dst, Buffer src) = 0;
   // Scratch of at least `bytes` on the buffers' device, kept for reuse; each slot is one
-  // buffer (kScratchLanding for the ring's incoming chunks, kScratchWork for copies).
-  static constexpr int kScratchLanding = 0, kScratchWork = 1;
+  // buffer (kScratchLanding: the ring's incoming chunks).
+  static constexpr int kScratchLanding = 0;
   virtual Buffer scratch(int slot, std::size_t bytes, DType dtype) = 0;
   // A communicator over a subset of this group (collective over the group): members with
   // the same `color` form one, ordered by `key`.
@@ -138,7 +142,14 @@ class Communicator {
   // next rank and receives segment recv_index(step) from the previous one, adding it to
   // its own copy when `reduce`.
   void ring_phase(Buffer buf, bool reduce);
-  void hierarchical_all_reduce(Buffer buf);
+  // Whether `algo` runs level by level here (hierarchical over an evenly spread group that
+  // spans several tiers); warns once when an uneven group falls back to the ring.
+  bool use_levels(Algorithm algo);
+  // In place, level by level up (reduce-scatter) or down (all-gather) the hierarchy.
+  void hierarchical_reduce_scatter(Buffer buf);
+  void hierarchical_all_gather(Buffer buf);
+  // Runs `body` in issue order: inline on the worker, else after pending work.
+  void ordered(const std::function<void()>& body);
   void count_and_pace(Tier tier, std::size_t bytes);
 
   std::shared_ptr<const Topology> topo_;

@@ -69,23 +69,27 @@ void MpiCommunicator::native_all_reduce(Buffer buf) {
   MPI_Allreduce(MPI_IN_PLACE, buf.data, count_of(buf.count), mpi_type(buf.dtype), MPI_SUM, comm_);
 }
 
-void MpiCommunicator::native_reduce_scatter(Buffer in, Buffer out) {
-  check_host(in);
+void MpiCommunicator::native_reduce_scatter(Buffer buf) {
+  check_host(buf);
   std::vector<int> counts(static_cast<std::size_t>(size()));
-  for (int i = 0; i < size(); ++i) counts[static_cast<std::size_t>(i)] = count_of(segment(in.count, size(), i).count);
-  MPI_Reduce_scatter(in.data, out.data, counts.data(), mpi_type(in.dtype), MPI_SUM, comm_);
+  for (int i = 0; i < size(); ++i) counts[static_cast<std::size_t>(i)] = count_of(segment(buf.count, size(), i).count);
+  // In place, MPI leaves this rank's result at the start of the buffer; move it to its segment.
+  MPI_Reduce_scatter(MPI_IN_PLACE, buf.data, counts.data(), mpi_type(buf.dtype), MPI_SUM, comm_);
+  Segment mine = segment(buf.count, size(), rank());
+  std::size_t e = dtype_size(buf.dtype);
+  std::memmove(static_cast<char*>(buf.data) + mine.offset * e, buf.data, mine.count * e);
 }
 
-void MpiCommunicator::native_all_gather(Buffer in, Buffer out) {
-  check_host(out);
+void MpiCommunicator::native_all_gather(Buffer buf) {
+  check_host(buf);
   std::vector<int> counts(static_cast<std::size_t>(size())), displs(counts.size());
   for (int i = 0; i < size(); ++i) {
-    Segment s = segment(out.count, size(), i);
+    Segment s = segment(buf.count, size(), i);
     counts[static_cast<std::size_t>(i)] = count_of(s.count);
     displs[static_cast<std::size_t>(i)] = count_of(s.offset);
   }
-  MPI_Datatype t = mpi_type(out.dtype);
-  MPI_Allgatherv(in.data, count_of(in.count), t, out.data, counts.data(), displs.data(), t, comm_);
+  MPI_Datatype t = mpi_type(buf.dtype);
+  MPI_Allgatherv(MPI_IN_PLACE, 0, t, buf.data, counts.data(), displs.data(), t, comm_);
 }
 
 void MpiCommunicator::native_broadcast(Buffer buf, int root) {

@@ -22,8 +22,8 @@ class MpiCommunicator final : public Communicator {
 
  protected:
   void native_all_reduce(Buffer buf) override;
-  void native_reduce_scatter(Buffer in, Buffer out) override;
-  void native_all_gather(Buffer in, Buffer out) override;
+  void native_reduce_scatter(Buffer buf) override;
+  void native_all_gather(Buffer buf) override;
   void native_broadcast(Buffer buf, int root) override;
   void native_barrier() override;
   int start_exchange(Buffer send, int to, Buffer recv, int from) override;

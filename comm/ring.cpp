@@ -80,24 +80,27 @@ void Communicator::prepare_hierarchy() {
   }
 }
 
-void Communicator::hierarchical_all_reduce(Buffer buf) {
-  // Reduce-scatter up the levels, each on the shard the level below left; all-reduce at the
-  // top; all-gather back down. Level t then carries 2 (k_t - 1) / k_t of S / (k_0 ... k_{t-1}).
+// Level by level up: each level reduce-scatters the part the level below left this rank,
+// so level t carries (k_t - 1) / k_t of S / (k_0 ... k_{t-1}); an all-reduce (up, then
+// down) carries twice that, DESIGN.md's 2 (k_t - 1) / k_t x S / (k_0 ... k_{t-1}).
+void Communicator::hierarchical_reduce_scatter(Buffer buf) {
+  Buffer region = buf;
+  for (const auto& level : levels_) {
+    level->ring_reduce_scatter_inplace(region);
+    Segment mine = segment(region.count, level->size(), level->rank());
+    region = sub(region, mine.offset, mine.count);
+  }
+}
+
+void Communicator::hierarchical_all_gather(Buffer buf) {
   std::vector<Buffer> regions{buf};
   for (std::size_t l = 0; l + 1 < levels_.size(); ++l) {
-    Communicator& c = *levels_[l];
-    c.ring_reduce_scatter_inplace(regions.back());
-    Segment mine = segment(regions.back().count, c.size(), c.rank());
+    Segment mine = segment(regions.back().count, levels_[l]->size(), levels_[l]->rank());
     regions.push_back(sub(regions.back(), mine.offset, mine.count));
   }
-  Communicator& top = *levels_.back();
-  if (regions.back().count > 0) {
-    top.ring_reduce_scatter_inplace(regions.back());
-    top.ring_all_gather_inplace(regions.back());
-  }
-  for (std::size_t l = levels_.size() - 1; l-- > 0;) {
-    regions.pop_back();
+  for (std::size_t l = levels_.size(); l-- > 0;) {
     levels_[l]->ring_all_gather_inplace(regions.back());
+    if (l > 0) regions.pop_back();
   }
 }
 

@@ -43,42 +43,39 @@ double bus_factor(const std::string& op, int n) {
   return op == "all_reduce" ? 2.0 * (n - 1) / n : static_cast<double>(n - 1) / n;
 }
 
-// One operation of `op` over `data` (n floats); `shard` holds this rank's segment.
-void run_op(Communicator& c, const std::string& op, Algorithm a, std::vector<float>& data, std::vector<float>& shard) {
+// One in-place operation of `op` over `data` (n floats).
+void run_op(Communicator& c, const std::string& op, Algorithm a, std::vector<float>& data) {
   Buffer full = host_buffer(data.data(), data.size());
-  Buffer mine = host_buffer(shard.data(), shard.size());
   if (op == "all_reduce")
     c.all_reduce(full, ReduceOp::sum, a);
   else if (op == "reduce_scatter")
-    c.reduce_scatter(full, mine, ReduceOp::sum, a);
+    c.reduce_scatter(full, ReduceOp::sum, a);
   else
-    c.all_gather(mine, full, a);
+    c.all_gather(full, a);
 }
 
-// Inputs whose reduction is exact in fp32 (small integers), and the check of the result.
-void fill(std::vector<float>& data, std::vector<float>& shard, int rank, const std::string& op, Segment seg) {
-  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>((i + static_cast<std::size_t>(rank)) % 7);
-  for (std::size_t i = 0; i < shard.size(); ++i) shard[i] = static_cast<float>((seg.offset + i) % 5);
-  if (op == "all_gather") std::fill(data.begin(), data.end(), -1.f);
+// Inputs whose sums are exact in fp32 (small integers): rank r holds (i + r) % 7 at i, or
+// for all_gather i % 5 in its own part and -1 elsewhere.
+void fill(std::vector<float>& data, int rank, const std::string& op, Segment mine) {
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    if (op == "all_gather")
+      data[i] = i >= mine.offset && i < mine.offset + mine.count ? static_cast<float>(i % 5) : -1.f;
+    else
+      data[i] = static_cast<float>((i + static_cast<std::size_t>(rank)) % 7);
+  }
 }
 
-bool check(const std::vector<float>& data, const std::vector<float>& shard, int world, const std::string& op,
-           Segment seg) {
-  auto sum_at = [&](std::size_t i) {
+bool check(const std::vector<float>& data, int world, const std::string& op, Segment mine) {
+  auto expect = [&](std::size_t i) {
+    if (op == "all_gather") return static_cast<float>(i % 5);
     float s = 0;
     for (int r = 0; r < world; ++r) s += static_cast<float>((i + static_cast<std::size_t>(r)) % 7);
     return s;
   };
-  if (op == "all_reduce") {
-    for (std::size_t i = 0; i < data.size(); i += 1 + data.size() / 4096)
-      if (data[i] != sum_at(i)) return false;
-  } else if (op == "reduce_scatter") {
-    for (std::size_t i = 0; i < shard.size(); i += 1 + shard.size() / 4096)
-      if (shard[i] != sum_at(seg.offset + i)) return false;
-  } else {
-    for (std::size_t i = 0; i < data.size(); i += 1 + data.size() / 4096)
-      if (data[i] != static_cast<float>(i % 5)) return false;
-  }
+  std::size_t lo = op == "reduce_scatter" ? mine.offset : 0;
+  std::size_t hi = op == "reduce_scatter" ? mine.offset + mine.count : data.size();
+  for (std::size_t i = lo; i < hi; i += 1 + (hi - lo) / 4096)
+    if (data[i] != expect(i)) return false;
   return true;
 }
 
@@ -102,8 +99,6 @@ int run_collectives(const CollectivesArgs& args) {
     for (const auto& name : args.algos) {
       auto a = algorithm_from_name(name);
       if (!a) throw UserError(fmt::format("--algos: unknown algorithm '{}' (native, ring, hierarchical)", name));
-      if (*a == Algorithm::hierarchical && args.op != "all_reduce")
-        throw UserError("--algos hierarchical applies to --op all_reduce only");
       algos.push_back(*a);
     }
     min = parse_size_flag("--min", args.min);
@@ -128,17 +123,17 @@ int run_collectives(const CollectivesArgs& args) {
   std::vector<Row> rows;
   for (std::size_t bytes = min; bytes <= max; bytes *= static_cast<std::size_t>(args.factor)) {
     const std::size_t n = bytes / sizeof(float);
-    Segment seg = segment(n, world, mpi.rank());
-    std::vector<float> data(n), shard(seg.count);
+    std::vector<float> data(n);
     for (Algorithm a : algos) {
-      fill(data, shard, mpi.rank(), args.op, seg);
-      run_op(c, args.op, a, data, shard);
-      bool ok = check(data, shard, world, args.op, seg);
-      for (int i = 1; i < args.warmup; ++i) run_op(c, args.op, a, data, shard);
+      Segment mine = c.owned(n, a);
+      fill(data, mpi.rank(), args.op, mine);
+      run_op(c, args.op, a, data);
+      bool ok = check(data, world, args.op, mine);
+      for (int i = 1; i < args.warmup; ++i) run_op(c, args.op, a, data);
       c.barrier();
       TrafficSnapshot before = traffic().snapshot();
       double t0 = now_seconds();
-      for (int i = 0; i < args.iters; ++i) run_op(c, args.op, a, data, shard);
+      for (int i = 0; i < args.iters; ++i) run_op(c, args.op, a, data);
       double t = max_over(MPI_COMM_WORLD, (now_seconds() - t0) / args.iters);
       TrafficSnapshot d = traffic().snapshot() - before;
       Row row{n * sizeof(float), a, t, 0, 0, {}, ok};
@@ -147,9 +142,7 @@ int run_collectives(const CollectivesArgs& args) {
       for (Tier tier : kAllTiers)
         row.tier_bytes[static_cast<std::size_t>(index(tier))] =
             max_over(MPI_COMM_WORLD, static_cast<double>(d.wire_at(tier)) / args.iters);
-      int all_ok = 0, mine = ok ? 1 : 0;
-      MPI_Allreduce(&mine, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-      row.ok = all_ok == 1;
+      row.ok = max_over(MPI_COMM_WORLD, ok ? 0.0 : 1.0) == 0.0;
       rows.push_back(row);
       if (mpi.rank() == 0)
         std::printf("%12zu %12zu %-13s %12.1f %10.3f %10.3f %11.0f %11.0f %11.0f %11.0f %5s\n", row.bytes, n,

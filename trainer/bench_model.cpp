@@ -47,8 +47,7 @@ int run_model_bench(const ModelBenchArgs& args) {
     validate_launch(cfg, mpi.size());
   });
   log::set_quiet(true);
-  std::unique_ptr<Trainer> trainer;
-  run_phase(MPI_COMM_WORLD, [&] { trainer = std::make_unique<Trainer>(cfg, RunOptions{"", "", command_line()}, mpi); });
+  std::unique_ptr<Trainer> trainer = Trainer::create(cfg, RunOptions{"", "", command_line()}, mpi);
   trainer->run();
   std::vector<double> timed(trainer->step_times().begin() + args.warmup, trainer->step_times().end());
   const double step = median(timed);

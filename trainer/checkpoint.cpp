@@ -99,8 +99,11 @@ void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, 
   const ParamSet& ps = model.params();
   if (role.owns_params) pack(out, 0, model, ps.flat_values(), 0, ps.numel(), 0);
   if (role.owns_state) {
-    pack(out, 1, model, opt.m(), opt.begin(), opt.end(), opt.begin());
-    pack(out, 2, model, opt.v(), opt.begin(), opt.end(), opt.begin());
+    for (std::size_t i = 0; i < opt.owned().size(); ++i) {
+      const FlatRange& r = opt.owned()[i];
+      pack(out, 1, model, opt.m(), r.begin, r.end, r.begin - opt.state_offset(i));
+      pack(out, 2, model, opt.v(), r.begin, r.end, r.begin - opt.state_offset(i));
+    }
   }
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
@@ -186,7 +189,7 @@ CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptS
 
   const ParamSet& ps = model.params();
   std::vector<double> values(static_cast<std::size_t>(ps.numel()));
-  std::vector<double> m(static_cast<std::size_t>(opt.end() - opt.begin())), v(m.size());
+  std::vector<double> m(static_cast<std::size_t>(opt.m().numel())), v(m.size());
   for (const ParamInfo& p : ps.infos()) {
     auto full = ParamSet::full_indices(p, model.plan().tp, model.plan().tp_rank);
     std::vector<double>* targets[3] = {&values, &m, &v};
@@ -198,10 +201,17 @@ CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptS
         throw UserError(fmt::format("checkpoint '{}': {} has shape {}, expected {}", path, ds,
                                     to_string(Shape(shape.begin(), shape.end())), to_string(p.full_shape)));
       std::vector<double> data = f.read<double>(ds);
-      std::int64_t lo = a == 0 ? 0 : opt.begin();
-      std::int64_t hi = a == 0 ? ps.numel() : opt.end();
-      for (std::int64_t i = std::max(lo, p.offset); i < std::min(hi, p.offset + p.numel()); ++i)
-        (*targets[a])[static_cast<std::size_t>(i - lo)] = data[static_cast<std::size_t>(full[static_cast<std::size_t>(i - p.offset)])];
+      auto take = [&](std::int64_t lo, std::int64_t hi, std::int64_t dest) {  // flat [lo, hi) -> target[dest..]
+        for (std::int64_t i = std::max(lo, p.offset); i < std::min(hi, p.offset + p.numel()); ++i)
+          (*targets[a])[static_cast<std::size_t>(dest + i - lo)] =
+              data[static_cast<std::size_t>(full[static_cast<std::size_t>(i - p.offset)])];
+      };
+      if (a == 0) {
+        take(0, ps.numel(), 0);
+      } else {
+        for (std::size_t r = 0; r < opt.owned().size(); ++r)
+          take(opt.owned()[r].begin, opt.owned()[r].end, opt.state_offset(r));
+      }
     }
   }
   ops::from_host(ps.flat_values(), values);

@@ -56,14 +56,15 @@ int run_train(const TrainArgs& args) {
     validate_launch(cfg, mpi.size());
   });
   if (args.dry_run) {
-    if (mpi.rank() == 0) std::fputs(to_yaml(cfg).c_str(), stdout);
+    std::shared_ptr<const Topology> topo;
+    run_phase(MPI_COMM_WORLD, [&] { topo = make_topology(cfg.topology, mpi); });
+    if (mpi.rank() == 0) std::printf("%s# %s\n", to_yaml(cfg).c_str(), topo->describe().c_str());
     return 0;
   }
   if (mpi.rank() == 0 && !args.quiet) std::fputs(to_yaml(cfg).c_str(), stdout);
   RunOptions opts{args.out.empty() ? default_out(args.config) : args.out, args.resume, args.command};
   if (args.out == "none") opts.out.clear();
-  std::unique_ptr<Trainer> trainer;
-  run_phase(MPI_COMM_WORLD, [&] { trainer = std::make_unique<Trainer>(cfg, opts, mpi); });
+  std::unique_ptr<Trainer> trainer = Trainer::create(cfg, opts, mpi);
   try {
     trainer->run();
   } catch (const UserError& e) {

@@ -35,6 +35,7 @@ struct ParallelConfig {
   int dp = 1;
   std::string order = "tp-pp-dp";
   int microbatches = 1;
+  int zero = 0;
 };
 template <class V> void describe(V& v, ParallelConfig& c) {
   using namespace config;
@@ -47,6 +48,28 @@ template <class V> void describe(V& v, ParallelConfig& c) {
   v.key("microbatches", c.microbatches,
         "micro-batches per optimizer step on each data-parallel rank (gradient accumulation, pipeline fill)",
         in_range(1, 1 << 20));
+  v.key("zero", c.zero,
+        "ZeRO stage: 0 = every data-parallel rank keeps all optimizer state; 1 = each keeps and updates its "
+        "part (reduce-scatter of gradients, all-gather of parameters)",
+        in_range(0, 1));
+}
+
+struct SyncConfig {
+  std::string algorithm = "auto";
+  Bytes bucket{4 << 20};
+  Bytes chunk{1 << 20};
+  bool overlap = true;
+};
+template <class V> void describe(V& v, SyncConfig& c) {
+  using namespace config;
+  v.key("algorithm", c.algorithm,
+        "gradient all-reduce across data-parallel ranks: native (the MPI/NCCL library's), ring, hierarchical "
+        "(level by level across the tiers the group spans), auto (hierarchical when it spans several, else ring)",
+        one_of({"auto", "native", "ring", "hierarchical"}));
+  v.key("bucket", c.bucket, "gradient bucket size; a bucket's sync starts when backward has filled it",
+        at_least_bytes(4));
+  v.key("chunk", c.chunk, "pipelining chunk of the ring algorithms", at_least_bytes(4));
+  v.key("overlap", c.overlap, "start each bucket's sync during backward (false: all after backward)");
 }
 
 struct TrainConfig {
@@ -140,6 +163,7 @@ struct Config {
   TrainConfig train;
   DataConfig data;
   TopologyConfig topology;
+  SyncConfig sync;
   MetricsConfig metrics;
   CheckpointConfig checkpoint;
   std::string device = "cpu";
@@ -152,6 +176,7 @@ template <class V> void describe(V& v, Config& c) {
   v.section("train", c.train, "the optimisation");
   v.section("data", c.data, "what the model reads");
   v.section("topology", c.topology, "how ranks map onto nodes, pods and sites");
+  v.section("sync", c.sync, "data-parallel gradient synchronisation");
   v.section("metrics", c.metrics, "the HDF5 log");
   v.section("checkpoint", c.checkpoint, "saving and resuming");
   v.key("device", c.device, "where tensors live", one_of({"cpu", "cuda"}));

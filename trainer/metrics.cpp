@@ -78,6 +78,9 @@ void StepLog::set_attr(const std::string& name, std::int64_t value) {
 void StepLog::set_attr(const std::string& name, const std::vector<std::string>& values) {
   if (file_) file_->file().set_attr("/", name, values);
 }
+void StepLog::set_attr(const std::string& name, const std::vector<std::int64_t>& values) {
+  if (file_) file_->file().set_attr("/", name, values);
+}
 
 void StepLog::record(const StepRecord& r) {
   std::size_t cols = schema_.specs().size();

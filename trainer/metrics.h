@@ -83,6 +83,7 @@ class StepLog {
   void set_attr(const std::string& name, const std::string& value);
   void set_attr(const std::string& name, std::int64_t value);
   void set_attr(const std::string& name, const std::vector<std::string>& values);
+  void set_attr(const std::string& name, const std::vector<std::int64_t>& values);
 
   // Collective over the communicator: gathers this rank's record for rank 0 to write.
   void record(const StepRecord& r);

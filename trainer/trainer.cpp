@@ -1,7 +1,6 @@
 #include "trainer/trainer.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <thread>
@@ -17,9 +16,6 @@
 namespace ft {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 std::string utc_now() {
   std::time_t t = std::time(nullptr);
   char buf[32];
@@ -28,28 +24,48 @@ std::string utc_now() {
 }
 
 // Columns of /steps, in order. Documented in docs/metrics.md.
-enum Column : int {
-  kStep, kLoss, kLr, kGradNorm, kTokens, kTokensPerS, kModelFlops, kMfu,
-  kStepTime, kForwardTime, kBackwardTime, kOptimizerTime, kCommExposed,
+struct Columns {
+  int step, loss, lr, grad_norm, tokens, tokens_per_s, model_flops, mfu;
+  int step_time, forward_time, backward_time, optimizer_time, comm_exposed, comm_time, sync_start, backward_end;
+  std::array<int, kTiers> busy, bytes_wire, bytes_logical;
+  std::array<std::array<int, kTiers>, 3> bytes_kind;  // dp, tp, pp
 };
 
-MetricsSchema step_schema() {
+MetricsSchema step_schema(Columns& c) {
   MetricsSchema s;
-  s.add("step", "", Scope::job, "optimizer step index, from 0");
-  s.add("loss", "nats", Scope::job, "mean cross-entropy of the step's global batch");
-  s.add("lr", "", Scope::job, "learning rate used by the step");
-  s.add("grad_norm", "", Scope::job, "global L2 norm of the gradient before clipping");
-  s.add("tokens", "tokens", Scope::job, "tokens trained on in the step (global batch x context)");
-  s.add("tokens_per_s", "tokens/s", Scope::job, "tokens / slowest rank's step_time");
-  s.add("model_flops_per_s", "FLOP/s", Scope::job, "model FLOPs of the step (6N + 12LTC per token) / step time");
-  s.add("mfu", "", Scope::job, "model_flops_per_s / (ranks x metrics.peak_flops)");
-  s.add("step_time", "s", Scope::per_rank, "wall time of the whole optimizer step");
-  s.add("forward_time", "s", Scope::per_rank, "time in forward passes");
-  s.add("backward_time", "s", Scope::per_rank, "time in backward passes");
-  s.add("optimizer_time", "s", Scope::per_rank, "time in clipping and the AdamW update");
-  s.add("comm_exposed", "s", Scope::per_rank, "time the compute thread waited on communication");
+  c.step = s.add("step", "", Scope::job, "optimizer step index, from 0");
+  c.loss = s.add("loss", "nats", Scope::job, "mean cross-entropy of the step's global batch");
+  c.lr = s.add("lr", "", Scope::job, "learning rate used by the step");
+  c.grad_norm = s.add("grad_norm", "", Scope::job, "global L2 norm of the gradient before clipping");
+  c.tokens = s.add("tokens", "tokens", Scope::job, "tokens trained on in the step (global batch x context)");
+  c.tokens_per_s = s.add("tokens_per_s", "tokens/s", Scope::job, "tokens / slowest rank's step_time");
+  c.model_flops = s.add("model_flops_per_s", "FLOP/s", Scope::job, "model FLOPs of the step (6N + 12LTC per token) / step time");
+  c.mfu = s.add("mfu", "", Scope::job, "model_flops_per_s / (ranks x peak FLOP/s per rank)");
+  c.step_time = s.add("step_time", "s", Scope::per_rank, "wall time of the whole optimizer step");
+  c.forward_time = s.add("forward_time", "s", Scope::per_rank, "time in forward passes");
+  c.backward_time = s.add("backward_time", "s", Scope::per_rank, "time in backward passes");
+  c.optimizer_time = s.add("optimizer_time", "s", Scope::per_rank, "time in clipping and the AdamW update");
+  c.comm_exposed = s.add("comm_exposed", "s", Scope::per_rank, "time the compute thread waited on communication");
+  c.comm_time = s.add("comm_time", "s", Scope::per_rank, "time the gradient sync ran, overlapped or not");
+  c.sync_start = s.add("sync_start", "s", Scope::per_rank, "when the first gradient bucket's sync started, from step start");
+  c.backward_end = s.add("backward_end", "s", Scope::per_rank, "when the last backward pass ended, from step start");
+  for (Tier t : kAllTiers) {
+    auto i = static_cast<std::size_t>(index(t));
+    std::string tier(tier_name(t));
+    c.busy[i] = s.add("busy/" + tier, "s", Scope::per_rank, "time this rank's " + tier + " links were busy sending");
+    c.bytes_wire[i] = s.add("bytes_wire/" + tier, "bytes", Scope::per_rank, "bytes this rank put on " + tier + " links");
+    c.bytes_logical[i] = s.add("bytes_logical/" + tier, "bytes", Scope::per_rank,
+                               "bytes those messages stood for before compression, " + tier);
+  }
+  for (Traffic k : {Traffic::dp, Traffic::tp, Traffic::pp})
+    for (Tier t : kAllTiers)
+      c.bytes_kind[static_cast<std::size_t>(k)][static_cast<std::size_t>(index(t))] =
+          s.add(fmt::format("bytes_{}/{}", traffic_name(k), tier_name(t)), "bytes", Scope::per_rank,
+                fmt::format("bytes of {} traffic this rank put on {} links", traffic_name(k), tier_name(t)));
   return s;
 }
+
+Columns g_columns;  // filled by step_schema(); the layout of every StepRecord
 
 int blas_threads_for(const Config& cfg, const MpiRuntime& mpi) {
   if (cfg.threads > 0) return cfg.threads;
@@ -59,8 +75,11 @@ int blas_threads_for(const Config& cfg, const MpiRuntime& mpi) {
 
 }  // namespace
 
-struct Trainer::StepTimes {
-  double step = 0, forward = 0, backward = 0, optimizer = 0, comm_exposed = 0;
+struct Trainer::StepStats {
+  double loss = 0, lr = 0, grad_norm = 0;
+  double start = 0, step = 0, forward = 0, backward = 0, optimizer = 0, exposed = 0, comm = 0;
+  double sync_start = 0, backward_end = 0;
+  TrafficSnapshot traffic;
 };
 
 std::int64_t parameter_count(const ModelConfig& m) {
@@ -73,19 +92,45 @@ double model_flops_per_token(const ModelConfig& m) {
   return 6.0 * static_cast<double>(parameter_count(m)) + 12.0 * m.layers * m.context * m.width;
 }
 
-Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi)
-    : cfg_(cfg), opts_(opts), mpi_(mpi), schema_(step_schema()) {
+Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp) {
+  if (name != "auto") return *algorithm_from_name(name);
+  return dp.hierarchy().levels.size() > 1 ? Algorithm::hierarchical : Algorithm::ring;
+}
+
+std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi) {
+  std::shared_ptr<const Topology> topo;
+  run_phase(MPI_COMM_WORLD, [&] { topo = make_topology(cfg.topology, mpi); });
+  Layout layout = make_layout(cfg, mpi, topo);
+  std::unique_ptr<Trainer> t;
+  run_phase(MPI_COMM_WORLD, [&] { t.reset(new Trainer(cfg, opts, mpi, std::move(layout))); });
+  return t;
+}
+
+Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi, Layout layout)
+    : cfg_(cfg), opts_(opts), mpi_(mpi), layout_(std::move(layout)), schema_(step_schema(g_columns)) {
   set_blas_threads(blas_threads_for(cfg, mpi));
   const auto& p = cfg.parallel;
-  if (mpi.size() != 1)
-    throw UserError("this build trains on one rank only; launch with a single rank");
+  if (p.tp > 1 || p.pp > 1)
+    throw UserError("tensor and pipeline parallelism are not in this build yet; use parallel.tp = pp = 1");
+  Communicator& dp = *layout_.comms.dp;
+  dp.set_chunk_bytes(cfg.sync.chunk.value);
+  sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
   micro_batch_ = cfg.train.batch / (p.dp * p.microbatches);
   GptShape shape{cfg.model.vocab, cfg.model.context, cfg.model.layers, cfg.model.heads, cfg.model.width};
   Device device = cfg.device == "cuda" ? Device::cuda : Device::cpu;
   data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed);
   model_ = std::make_unique<GptStage>(shape, StagePlan::whole(shape), micro_batch_, 1, DType::f32, device);
   model_->init(cfg.train.seed);
-  opt_ = std::make_unique<AdamW>(model_->params(), cfg.train, 0, model_->params().numel());
+  std::vector<FlatRange> owned{{0, model_->params().numel()}};
+  if (p.dp > 1) {
+    sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero == 1,
+                                       cfg.sync.overlap);
+    owned = sync_->owned();
+    model_->set_hooks(StageHooks{{}, [this](int param) {
+                                   if (arm_sync_) sync_->grad_ready(param);
+                                 }});
+  }
+  opt_ = std::make_unique<AdamW>(model_->params(), cfg.train, owned);
   tokens_ = Tensor({micro_batch_, cfg.model.context}, DType::i32, device);
   targets_ = Tensor({micro_batch_, cfg.model.context}, DType::i32, device);
   if (!opts.resume.empty()) {
@@ -106,8 +151,12 @@ void Trainer::write_run_attributes() {
   log_->set_attr("version", std::string(FIBERTRAIN_VERSION));
   log_->set_attr("git_commit", std::string(FIBERTRAIN_GIT_COMMIT));
   log_->set_attr("world_size", std::int64_t{mpi_.size()});
-  log_->set_attr("layout", fmt::format("tp={} pp={} dp={} order={} microbatches={}", p.tp, p.pp, p.dp, p.order,
-                                       p.microbatches));
+  log_->set_attr("layout", fmt::format("tp={} pp={} dp={} order={} microbatches={} zero={}", p.tp, p.pp, p.dp, p.order,
+                                       p.microbatches, p.zero));
+  log_->set_attr("topology", layout_.topo->describe());
+  log_->set_attr("topology_table", layout_.topo->table());
+  log_->set_attr("sync_algorithm", std::string(algorithm_name(sync_algo_)));
+  log_->set_attr("sync_buckets", std::int64_t{sync_ ? sync_->buckets() : 0});
   log_->set_attr("hostnames", mpi_.hostnames());
   log_->set_attr("start_time", utc_now());
   log_->set_attr("command", opts_.command);
@@ -120,59 +169,104 @@ void Trainer::write_run_attributes() {
   if (!opts_.resume.empty()) log_->set_attr("resumed_from", opts_.resume);
 }
 
-void Trainer::train_step(int step, StepTimes& times, double& loss, double& grad_norm) {
+void Trainer::train_step(int step, StepStats& s) {
   const auto& p = cfg_.parallel;
-  const int dp_rank = 0;
+  const int dp_rank = layout_.coord.dp;
   const ParamSet& ps = model_->params();
   ops::zero(ps.flat_grads());
+  if (sync_) sync_->begin_step();
   double loss_sum = 0;
   // Each micro-batch's loss is a mean over its tokens; the step's loss is their mean over
-  // all micro-batches of all data-parallel ranks.
-  const double loss_scale = 1.0 / (p.microbatches * p.dp);
+  // the micro-batches here and, through the averaging all-reduce, over data-parallel ranks.
+  const double loss_scale = 1.0 / p.microbatches;
   for (int k = 0; k < p.microbatches; ++k) {
     int first = dp_rank * (cfg_.train.batch / p.dp) + k * micro_batch_;
     data_->fill(step, first, micro_batch_, tokens_.data<std::int32_t>(), targets_.data<std::int32_t>());
-    auto t0 = Clock::now();
+    double t0 = now_seconds();
     loss_sum += model_->forward(0, &tokens_, nullptr, &targets_);
-    times.forward += seconds_since(t0);
-    t0 = Clock::now();
+    s.forward += now_seconds() - t0;
+    t0 = now_seconds();
+    arm_sync_ = k + 1 == p.microbatches;
     model_->backward(0, nullptr, loss_scale);
-    times.backward += seconds_since(t0);
+    arm_sync_ = false;
+    s.backward += now_seconds() - t0;
   }
-  loss = loss_sum / p.microbatches;
-  auto t0 = Clock::now();
-  grad_norm = std::sqrt(ops::sum_squares(ps.flat_grads()));
-  opt_->step(ps, learning_rate(cfg_.train, step), clip_scale(grad_norm, cfg_.train.clip));
-  times.optimizer += seconds_since(t0);
+  s.backward_end = now_seconds() - s.start;
+  if (sync_) {
+    s.exposed += sync_->finish();
+    s.comm = sync_->busy();
+    s.sync_start = sync_->first_start() - s.start;
+  }
+  double t0 = now_seconds();
+  s.grad_norm = global_grad_norm();
+  s.lr = learning_rate(cfg_.train, step);
+  opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
+  if (sync_) s.exposed += sync_->gather_params();
+  s.optimizer = now_seconds() - t0;
+  // The step's loss: every data-parallel rank's mean, averaged.
+  double mine = loss_sum / p.microbatches / p.dp;
+  MPI_Allreduce(&mine, &s.loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 
-void Trainer::record_step(int step, const StepTimes& times, double loss, double lr, double grad_norm) {
+// sqrt of the sum of squares of every gradient element of the model, each counted once:
+// after an all-reduce every data-parallel replica holds the same gradient, so replica 0
+// contributes; with ZeRO-1 each replica contributes the part it owns.
+double Trainer::global_grad_norm() {
+  const ParamSet& ps = model_->params();
+  double mine = 0;
+  if (cfg_.parallel.zero == 1) {
+    for (const FlatRange& r : opt_->owned())
+      mine += ops::sum_squares(Tensor::view_of(ps.flat_grads(), r.begin, {r.size()}));
+  } else if (layout_.coord.dp == 0) {
+    mine = ops::sum_squares(ps.flat_grads());
+  }
+  double total = 0;
+  MPI_Allreduce(&mine, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return std::sqrt(total);
+}
+
+void Trainer::record_step(int step, const StepStats& s) {
+  const Columns& c = g_columns;
   StepRecord r(schema_);
   const double tokens = static_cast<double>(cfg_.train.batch) * cfg_.model.context;
-  r.set(kStep, step);
-  r.set(kLoss, loss);
-  r.set(kLr, lr);
-  r.set(kGradNorm, grad_norm);
-  r.set(kTokens, tokens);
-  r.set(kStepTime, times.step);
-  r.set(kForwardTime, times.forward);
-  r.set(kBackwardTime, times.backward);
-  r.set(kOptimizerTime, times.optimizer);
-  r.set(kCommExposed, times.comm_exposed);
+  r.set(c.step, step);
+  r.set(c.loss, s.loss);
+  r.set(c.lr, s.lr);
+  r.set(c.grad_norm, s.grad_norm);
+  r.set(c.tokens, tokens);
+  r.set(c.step_time, s.step);
+  r.set(c.forward_time, s.forward);
+  r.set(c.backward_time, s.backward);
+  r.set(c.optimizer_time, s.optimizer);
+  r.set(c.comm_exposed, s.exposed);
+  r.set(c.comm_time, s.comm);
+  r.set(c.sync_start, s.sync_start);
+  r.set(c.backward_end, s.backward_end);
+  for (Tier t : kAllTiers) {
+    auto i = static_cast<std::size_t>(index(t));
+    r.set(c.busy[i], s.traffic.busy[i]);
+    r.set(c.bytes_wire[i], static_cast<double>(s.traffic.wire_at(t)));
+    r.set(c.bytes_logical[i], static_cast<double>(s.traffic.logical_at(t)));
+    for (std::size_t k = 0; k < 3; ++k) r.set(c.bytes_kind[k][i], static_cast<double>(s.traffic.wire[k][i]));
+  }
   // Job-wide rates use the slowest rank's step time.
-  const double slowest = max_over(MPI_COMM_WORLD, times.step);
-  const double exposed = max_over(MPI_COMM_WORLD, times.comm_exposed);
+  const double slowest = max_over(MPI_COMM_WORLD, s.step);
+  const double exposed = max_over(MPI_COMM_WORLD, s.exposed);
+  std::array<double, kTiers> tier_bytes{};
+  for (Tier t : kAllTiers)
+    tier_bytes[static_cast<std::size_t>(index(t))] = max_over(MPI_COMM_WORLD, static_cast<double>(s.traffic.wire_at(t)));
   step_times_.push_back(slowest);
-  r.set(kTokensPerS, tokens / slowest);
-  r.set(kModelFlops, tokens * flops_per_token_ / slowest);
-  r.set(kMfu, tokens * flops_per_token_ / slowest / (peak_flops_ * mpi_.size()));
+  r.set(c.tokens_per_s, tokens / slowest);
+  r.set(c.model_flops, tokens * flops_per_token_ / slowest);
+  r.set(c.mfu, tokens * flops_per_token_ / slowest / (peak_flops_ * mpi_.size()));
   log_->record(r);
   if (mpi_.rank() != 0) return;
-  StepLine line{step + 1, cfg_.train.steps, loss, lr, grad_norm, tokens / slowest, slowest, exposed / slowest};
+  StepLine line{step + 1, cfg_.train.steps, s.loss, s.lr, s.grad_norm, tokens / slowest, slowest, exposed / slowest};
   log::info("{}", format_step_line(line));
   if (step - first_step_ >= 2) {  // the first steps warm caches and allocators
     sum_tokens_per_s_ += line.tokens_per_s;
     sum_exposed_share_ += line.comm_share;
+    for (std::size_t t = 0; t < kTiers; ++t) sum_tier_bytes_[t] += tier_bytes[t];
     ++summary_steps_;
   }
 }
@@ -181,24 +275,36 @@ void Trainer::save(int steps_done) {
   std::string path = cfg_.checkpoint.path;
   if (auto at = path.find("{step}"); at != std::string::npos) path.replace(at, 6, std::to_string(steps_done));
   CheckpointState st{steps_done, data_->position(steps_done), data_->tokens()};
-  save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, CheckpointRole{}, st);
+  // One data-parallel replica writes parameters; with ZeRO-1 every replica writes its part
+  // of the optimizer state.
+  CheckpointRole role{layout_.coord.dp == 0, cfg_.parallel.zero == 1 || layout_.coord.dp == 0};
+  save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st);
   log::info("checkpoint: {} (step {})", path, steps_done);
 }
 
 void Trainer::run() {
-  if (mpi_.rank() == 0 && !log::quiet()) {
+  // Per-rank figures known at start-up, as root attributes.
+  auto state = gather_to_root(MPI_COMM_WORLD, {static_cast<double>(opt_->state_bytes())});
+  log_->set_attr("optimizer_state_bytes", std::vector<std::int64_t>(state.begin(), state.end()));
+  if (!log::quiet()) {
     log::info("fibertrain {}: {} parameters, {} rank{}, {}", FIBERTRAIN_VERSION, format_count(parameter_count(cfg_.model)),
               mpi_.size(), mpi_.size() == 1 ? "" : "s", data_->describe());
+    if (mpi_.size() > 1) {
+      std::string layout = describe_layout(layout_);
+      log::info("{}", layout.substr(0, layout.find_last_not_of('\n') + 1));
+      log::info("gradient sync: {} over {} bucket{}{}", algorithm_name(sync_algo_), sync_ ? sync_->buckets() : 0,
+                sync_ && sync_->buckets() == 1 ? "" : "s", cfg_.parallel.zero ? ", ZeRO-1" : "");
+    }
     if (first_step_ > 0) log::info("resuming at step {} from {}", first_step_, opts_.resume);
   }
   for (int step = first_step_; step < cfg_.train.steps; ++step) {
-    StepTimes times;
-    double loss = 0, grad_norm = 0;
-    auto t0 = Clock::now();
-    train_step(step, times, loss, grad_norm);
-    times.step = seconds_since(t0);
-    if (step % cfg_.metrics.every == 0 || step + 1 == cfg_.train.steps)
-      record_step(step, times, loss, learning_rate(cfg_.train, step), grad_norm);
+    StepStats s;
+    TrafficSnapshot before = traffic().snapshot();
+    s.start = now_seconds();
+    train_step(step, s);
+    s.step = now_seconds() - s.start;
+    s.traffic = traffic().snapshot() - before;
+    if (step % cfg_.metrics.every == 0 || step + 1 == cfg_.train.steps) record_step(step, s);
     bool last = step + 1 == cfg_.train.steps;
     if (!cfg_.checkpoint.path.empty() && !last && cfg_.checkpoint.every > 0 && (step + 1) % cfg_.checkpoint.every == 0)
       save(step + 1);
@@ -210,9 +316,15 @@ void Trainer::run() {
 
 void Trainer::print_summary() const {
   if (mpi_.rank() != 0) return;
-  if (summary_steps_ > 0)
-    log::info("summary: {} tok/s, communication exposed {:.1f}% of step time", format_count(sum_tokens_per_s_ / summary_steps_),
-              100.0 * sum_exposed_share_ / summary_steps_);
+  if (summary_steps_ > 0) {
+    std::string tiers;
+    for (Tier t : kAllTiers) {
+      double b = sum_tier_bytes_[static_cast<std::size_t>(index(t))] / summary_steps_;
+      if (b > 0) tiers += fmt::format("{}{} {}B", tiers.empty() ? "" : ", ", tier_name(t), format_count(b));
+    }
+    log::info("summary: {} tok/s, communication exposed {:.1f}% of step time{}", format_count(sum_tokens_per_s_ / summary_steps_),
+              100.0 * sum_exposed_share_ / summary_steps_, tiers.empty() ? "" : "; per rank per step: " + tiers);
+  }
   if (log_->writes_file()) log::info("step log: {}", opts_.out);
 }
 

@@ -7,10 +7,13 @@
 #include <vector>
 
 #include "comm/runtime.h"
+#include "comm/traffic.h"
 #include "models/gpt.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/data.h"
+#include "trainer/grad_sync.h"
+#include "trainer/layout.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
 
@@ -24,30 +27,39 @@ struct RunOptions {
 
 class Trainer {
  public:
-  // Builds everything; local work only (no collectives), so callers run it in run_phase.
-  Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi);
+  // Collective: builds the topology and communicators, then everything else; a user error
+  // on any rank stops every rank (JobStopped).
+  static std::unique_ptr<Trainer> create(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi);
   ~Trainer();
   // Collective: trains cfg.train.steps steps (from the resumed step), logs, checkpoints.
   void run();
-  // Each logged step's slowest-rank step time (every rank), and this rank's peak FLOP/s.
+
+  const Layout& layout() const { return layout_; }
+  // Each logged step's slowest-rank step time (every rank).
   const std::vector<double>& step_times() const { return step_times_; }
   double peak_flops() const { return peak_flops_; }
   double flops_per_token() const { return flops_per_token_; }
 
  private:
-  struct StepTimes;
+  struct StepStats;
+  Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi, Layout layout);
   void write_run_attributes();
-  void train_step(int step, StepTimes& times, double& loss, double& grad_norm);
-  void record_step(int step, const StepTimes& times, double loss, double lr, double grad_norm);
+  void train_step(int step, StepStats& s);
+  void record_step(int step, const StepStats& s);
+  double global_grad_norm();
   void save(int steps_done);
   void print_summary() const;
 
   Config cfg_;
   RunOptions opts_;
   const MpiRuntime& mpi_;
+  Layout layout_;
+  Algorithm sync_algo_ = Algorithm::ring;
   int micro_batch_ = 0;  // sequences per micro-batch on this rank
   std::unique_ptr<BatchSource> data_;
   std::unique_ptr<GptStage> model_;
+  std::unique_ptr<GradSync> sync_;  // when dp > 1
+  bool arm_sync_ = false;           // during the last micro-batch's backward
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<StepLog> log_;
   MetricsSchema schema_;
@@ -58,6 +70,7 @@ class Trainer {
   std::vector<double> step_times_;
   // For the summary (rank 0).
   double sum_tokens_per_s_ = 0, sum_exposed_share_ = 0;
+  std::array<double, kTiers> sum_tier_bytes_{};
   int summary_steps_ = 0;
 };
 
@@ -66,5 +79,9 @@ class Trainer {
 // compute the full T x T block).
 double model_flops_per_token(const ModelConfig& m);
 std::int64_t parameter_count(const ModelConfig& m);
+
+// The DP sync algorithm sync.algorithm names; auto = hierarchical when the DP group spans
+// several tiers, else ring.
+Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp);
 
 }  // namespace ft

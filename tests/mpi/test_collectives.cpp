@@ -118,15 +118,35 @@ TEST(Collectives, ReduceScatterAndAllGatherEqualMpisExactly) {
     for (std::size_t n : edge_counts()) {
       std::vector<float> mine = inputs<float>(n, world_rank());
       std::vector<float> sum = reference_sum(mine);
-      Segment seg = segment(n, world_size(), world_rank());
-      for (Algorithm a : {Algorithm::native, Algorithm::ring}) {
-        std::vector<float> shard(seg.count, -99.f);
-        c->reduce_scatter(host_buffer(mine.data(), n), host_buffer(shard.data(), seg.count), ReduceOp::sum, a);
-        EXPECT_TRUE(std::equal(shard.begin(), shard.end(), sum.begin() + static_cast<std::ptrdiff_t>(seg.offset)))
+      for (Algorithm a : {Algorithm::native, Algorithm::ring, Algorithm::hierarchical}) {
+        Segment seg = c->owned(n, a);
+        std::vector<float> buf = mine;
+        c->reduce_scatter(host_buffer(buf.data(), n), ReduceOp::sum, a);
+        EXPECT_TRUE(std::equal(buf.begin() + static_cast<std::ptrdiff_t>(seg.offset),
+                               buf.begin() + static_cast<std::ptrdiff_t>(seg.offset + seg.count),
+                               sum.begin() + static_cast<std::ptrdiff_t>(seg.offset)))
             << name << " reduce_scatter " << algorithm_name(a) << " n=" << n;
-        std::vector<float> gathered(n, -99.f);
-        c->all_gather(host_buffer(shard.data(), seg.count), host_buffer(gathered.data(), n), a);
-        EXPECT_EQ(gathered, sum) << name << " all_gather " << algorithm_name(a) << " n=" << n;
+        // Scribble outside the owned part: all_gather must not depend on it.
+        for (std::size_t i = 0; i < n; ++i)
+          if (i < seg.offset || i >= seg.offset + seg.count) buf[i] = -99.f;
+        c->all_gather(host_buffer(buf.data(), n), a);
+        EXPECT_EQ(buf, sum) << name << " all_gather " << algorithm_name(a) << " n=" << n;
+      }
+    }
+  }
+}
+
+TEST(Collectives, OwnedPartsTileTheBuffer) {
+  for (auto& [name, topo] : topologies()) {
+    auto c = world_comm(topo);
+    for (Algorithm a : {Algorithm::native, Algorithm::ring, Algorithm::hierarchical}) {
+      for (std::size_t n : edge_counts()) {
+        Segment s = c->owned(n, a);
+        std::vector<std::uint64_t> mine(n, 0), all(n, 0);
+        for (std::size_t i = s.offset; i < s.offset + s.count; ++i) mine[i] = 1;
+        MPI_Allreduce(mine.data(), all.data(), static_cast<int>(n), MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+        EXPECT_TRUE(std::all_of(all.begin(), all.end(), [](std::uint64_t v) { return v == 1; }))
+            << name << " " << algorithm_name(a) << " n=" << n;
       }
     }
   }

@@ -1,0 +1,70 @@
+"""Data parallelism changes who computes, not what: dp = 2 and 4 (also with ZeRO-1, also
+hierarchical over an emulated 2-pod cluster) reach the weights, optimizer moments, losses
+and gradient norms of dp = 1 on the same global batch after 5 steps.
+
+Tolerance. Every layout sums the same products in fp32, in different orders (one big
+matmul accumulation on one rank; partial sums per rank, then the all-reduce), so
+gradients agree to a few fp32 ulps, ~1e-6 relative. AdamW turns a gradient into a step of
+at most ~lr per element, nearly independent of the gradient's scale, so 5 steps move a
+weight by at most sum(lr) = 7.5e-4 here, and a relative gradient error e moves it by about
+e x that. We allow 1e-5 absolute on weights (measured: 7e-7), a bound 75x below the whole
+movement, so a wrong or missing average cannot pass. Because AdamW is nearly
+scale-invariant, the first moment m (which is not) and the logged gradient norm are checked
+too: they would be dp x too large if gradients were summed instead of averaged."""
+import os
+
+import h5py
+import numpy as np
+
+from ftest import check, finish, run, tempdir
+
+tmp = tempdir()
+COMMON = ["--set", "train.steps=5", "--out", "{out}", "-q"]
+LAYOUTS = {
+    "dp1": (1, []),
+    "dp2": (2, ["parallel.dp=2"]),
+    "dp4": (4, ["parallel.dp=4", "sync.bucket=64KiB"]),
+    "dp4-zero1": (4, ["parallel.dp=4", "parallel.zero=1", "sync.bucket=64KiB"]),
+    "dp4-2pods-hierarchical": (4, ["parallel.dp=4", "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
+                                   "sync.algorithm=hierarchical"]),
+    "dp4-2pods-hierarchical-zero1": (4, ["parallel.dp=4", "parallel.zero=1", "topology.ranks_per_node=1",
+                                         "topology.nodes_per_pod=2", "sync.algorithm=hierarchical"]),
+}
+
+results = {}
+for name, (ranks, sets) in LAYOUTS.items():
+    ck, out = os.path.join(tmp, f"{name}.ck.h5"), os.path.join(tmp, f"{name}.h5")
+    args = ["train", "configs/tiny.yaml", "--set", f"checkpoint.path={ck}"]
+    for s in sets:
+        args += ["--set", s]
+    args += [a.format(out=out) for a in COMMON]
+    p = run(args, ranks=ranks)
+    check(p.returncode == 0, f"{name} failed:\n{p.stderr}")
+    results[name] = (ck, out)
+
+ref_ck, ref_out = results["dp1"]
+with h5py.File(ref_ck) as r, h5py.File(ref_out) as rl:
+    init_moved = 0
+    for name, (ck, out) in results.items():
+        if name == "dp1":
+            continue
+        with h5py.File(ck) as f, h5py.File(out) as fl:
+            worst_w, worst_m = 0.0, 0.0
+            for k in r["params"]:
+                worst_w = max(worst_w, float(np.abs(r["params"][k][:] - f["params"][k][:]).max()))
+                m_ref = r["optimizer/m"][k][:]
+                scale = float(np.abs(m_ref).max()) or 1.0
+                worst_m = max(worst_m, float(np.abs(m_ref - f["optimizer/m"][k][:]).max()) / scale)
+            check(worst_w <= 1e-5, f"{name}: weights differ by {worst_w:.3g} (> 1e-5)")
+            check(worst_m <= 1e-4, f"{name}: first moments differ by {worst_m:.3g} of their scale (> 1e-4)")
+            for col in ("loss", "grad_norm"):
+                a, b = rl[f"steps/{col}"][:], fl[f"steps/{col}"][:]
+                rel = float(np.abs(a - b).max() / np.abs(a).max())
+                check(rel <= 1e-5, f"{name}: {col} differs by {rel:.3g} relative (> 1e-5)")
+            if name.endswith("zero1"):
+                state = fl.attrs["optimizer_state_bytes"]
+                full = rl.attrs["optimizer_state_bytes"][0]
+                check(all(abs(s * 4 - full) <= 0.01 * full for s in state),
+                      f"{name}: ZeRO-1 state per rank {list(state)} is not a quarter of {full}")
+            print(f"{name}: weights within {worst_w:.2g}, first moments within {worst_m:.2g} of scale")
+finish()
