@@ -110,8 +110,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     : cfg_(cfg), opts_(opts), mpi_(mpi), layout_(std::move(layout)), schema_(step_schema(g_columns)) {
   set_blas_threads(blas_threads_for(cfg, mpi));
   const auto& p = cfg.parallel;
-  if (p.tp > 1 || p.pp > 1)
-    throw UserError("tensor and pipeline parallelism are not in this build yet; use parallel.tp = pp = 1");
+  if (p.pp > 1) throw UserError("pipeline parallelism is not in this build yet; use parallel.pp = 1");
   Communicator& dp = *layout_.comms.dp;
   dp.set_chunk_bytes(cfg.sync.chunk.value);
   sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
@@ -119,18 +118,45 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   GptShape shape{cfg.model.vocab, cfg.model.context, cfg.model.layers, cfg.model.heads, cfg.model.width};
   Device device = cfg.device == "cuda" ? Device::cuda : Device::cpu;
   data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed);
-  model_ = std::make_unique<GptStage>(shape, StagePlan::whole(shape), micro_batch_, 1, DType::f32, device);
+  StagePlan plan = StagePlan::whole(shape);
+  plan.tp = p.tp;
+  plan.tp_rank = layout_.coord.tp;
+  model_ = std::make_unique<GptStage>(shape, plan, micro_batch_, 1, DType::f32, device);
   model_->init(cfg.train.seed);
   std::vector<FlatRange> owned{{0, model_->params().numel()}};
   if (p.dp > 1) {
     sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero == 1,
                                        cfg.sync.overlap);
     owned = sync_->owned();
-    model_->set_hooks(StageHooks{{}, [this](int param) {
-                                   if (arm_sync_) sync_->grad_ready(param);
-                                 }});
   }
+  StageHooks hooks;
+  if (p.tp > 1) {
+    // Megatron's f and g: the activations after each row-parallel layer, and the input
+    // gradients before each LayerNorm, summed over the tensor-parallel group.
+    Communicator* tp = layout_.comms.tp.get();
+    tp->set_chunk_bytes(cfg.sync.chunk.value);
+    hooks.tp_all_reduce = [this, tp](const Tensor& t) {
+      double t0 = now_seconds();
+      tp->all_reduce(t.buffer(), ReduceOp::sum, Algorithm::ring);
+      blocking_comm_ += now_seconds() - t0;
+    };
+  }
+  if (sync_) hooks.grad_ready = [this](int param) {
+    if (arm_sync_) sync_->grad_ready(param);
+  };
+  model_->set_hooks(hooks);
   opt_ = std::make_unique<AdamW>(model_->params(), cfg.train, owned);
+  // The gradient norm counts each element of the model once: tensor-parallel shards on
+  // every TP rank but replicated tensors on TP rank 0 only; of the data-parallel replicas,
+  // the one that owns the element (ZeRO-1) or replica 0.
+  for (const ParamInfo& info : model_->params().infos()) {
+    if (info.shard == Shard::replicated && layout_.coord.tp != 0) continue;
+    for (const FlatRange& o : owned) {
+      if (p.zero == 0 && layout_.coord.dp != 0) break;
+      std::int64_t b = std::max(o.begin, info.offset), e = std::min(o.end, info.offset + info.numel());
+      if (b < e) norm_ranges_.push_back({b, e});
+    }
+  }
   tokens_ = Tensor({micro_batch_, cfg.model.context}, DType::i32, device);
   targets_ = Tensor({micro_batch_, cfg.model.context}, DType::i32, device);
   if (!opts.resume.empty()) {
@@ -179,6 +205,7 @@ void Trainer::train_step(int step, StepStats& s) {
   // Each micro-batch's loss is a mean over its tokens; the step's loss is their mean over
   // the micro-batches here and, through the averaging all-reduce, over data-parallel ranks.
   const double loss_scale = 1.0 / p.microbatches;
+  blocking_comm_ = 0;
   for (int k = 0; k < p.microbatches; ++k) {
     int first = dp_rank * (cfg_.train.batch / p.dp) + k * micro_batch_;
     data_->fill(step, first, micro_batch_, tokens_.data<std::int32_t>(), targets_.data<std::int32_t>());
@@ -192,6 +219,7 @@ void Trainer::train_step(int step, StepStats& s) {
     s.backward += now_seconds() - t0;
   }
   s.backward_end = now_seconds() - s.start;
+  s.exposed += blocking_comm_;
   if (sync_) {
     s.exposed += sync_->finish();
     s.comm = sync_->busy();
@@ -203,23 +231,18 @@ void Trainer::train_step(int step, StepStats& s) {
   opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
   if (sync_) s.exposed += sync_->gather_params();
   s.optimizer = now_seconds() - t0;
-  // The step's loss: every data-parallel rank's mean, averaged.
-  double mine = loss_sum / p.microbatches / p.dp;
+  // The step's loss: every data-parallel replica's mean, averaged (tensor-parallel ranks
+  // of a replica hold the same loss; rank 0 of each speaks).
+  double mine = layout_.coord.tp == 0 ? loss_sum / p.microbatches / p.dp : 0.0;
   MPI_Allreduce(&mine, &s.loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 
-// sqrt of the sum of squares of every gradient element of the model, each counted once:
-// after an all-reduce every data-parallel replica holds the same gradient, so replica 0
-// contributes; with ZeRO-1 each replica contributes the part it owns.
+// sqrt of the sum of squares of every gradient element of the model, each counted once
+// (norm_ranges_).
 double Trainer::global_grad_norm() {
   const ParamSet& ps = model_->params();
   double mine = 0;
-  if (cfg_.parallel.zero == 1) {
-    for (const FlatRange& r : opt_->owned())
-      mine += ops::sum_squares(Tensor::view_of(ps.flat_grads(), r.begin, {r.size()}));
-  } else if (layout_.coord.dp == 0) {
-    mine = ops::sum_squares(ps.flat_grads());
-  }
+  for (const FlatRange& r : norm_ranges_) mine += ops::sum_squares(Tensor::view_of(ps.flat_grads(), r.begin, {r.size()}));
   double total = 0;
   MPI_Allreduce(&mine, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
   return std::sqrt(total);
@@ -277,6 +300,8 @@ void Trainer::save(int steps_done) {
   CheckpointState st{steps_done, data_->position(steps_done), data_->tokens()};
   // One data-parallel replica writes parameters; with ZeRO-1 every replica writes its part
   // of the optimizer state.
+  // (Tensor-parallel ranks each write their shards; replicated tensors arrive from every TP
+  // rank with the same values.)
   CheckpointRole role{layout_.coord.dp == 0, cfg_.parallel.zero == 1 || layout_.coord.dp == 0};
   save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st);
   log::info("checkpoint: {} (step {})", path, steps_done);

@@ -60,6 +60,10 @@ class Trainer {
   std::unique_ptr<GptStage> model_;
   std::unique_ptr<GradSync> sync_;  // when dp > 1
   bool arm_sync_ = false;           // during the last micro-batch's backward
+  double blocking_comm_ = 0;        // seconds the compute thread spent in TP/PP communication this step
+  // Flat ranges whose squares count towards the global gradient norm on this rank: each
+  // gradient element of the model counted exactly once across the job.
+  std::vector<FlatRange> norm_ranges_;
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<StepLog> log_;
   MetricsSchema schema_;

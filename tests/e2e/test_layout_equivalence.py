@@ -1,6 +1,7 @@
-"""Data parallelism changes who computes, not what: dp = 2 and 4 (also with ZeRO-1, also
-hierarchical over an emulated 2-pod cluster) reach the weights, optimizer moments, losses
-and gradient norms of dp = 1 on the same global batch after 5 steps.
+"""Parallel layouts change who computes, not what: data parallelism (dp = 2 and 4, also
+with ZeRO-1, also hierarchical over an emulated 2-pod cluster) and tensor parallelism
+(tp = 2 and 4, and tp = 2 x dp = 2) reach the weights, optimizer moments, losses and
+gradient norms of one rank on the same global batch after 5 steps.
 
 Tolerance. Every layout sums the same products in fp32, in different orders (one big
 matmul accumulation on one rank; partial sums per rank, then the all-reduce), so
@@ -29,6 +30,9 @@ LAYOUTS = {
                                    "sync.algorithm=hierarchical"]),
     "dp4-2pods-hierarchical-zero1": (4, ["parallel.dp=4", "parallel.zero=1", "topology.ranks_per_node=1",
                                          "topology.nodes_per_pod=2", "sync.algorithm=hierarchical"]),
+    "tp2": (2, ["parallel.tp=2"]),
+    "tp4": (4, ["parallel.tp=4"]),
+    "tp2-dp2": (4, ["parallel.tp=2", "parallel.dp=2", "topology.ranks_per_node=2"]),
 }
 
 results = {}
@@ -67,4 +71,16 @@ with h5py.File(ref_ck) as r, h5py.File(ref_out) as rl:
                 check(all(abs(s * 4 - full) <= 0.01 * full for s in state),
                       f"{name}: ZeRO-1 state per rank {list(state)} is not a quarter of {full}")
             print(f"{name}: weights within {worst_w:.2g}, first moments within {worst_m:.2g} of scale")
+
+# Traffic by kind and tier, tp = 2 x dp = 2 on 2 nodes of 2 ranks (order tp-pp-dp): tensor
+# parallelism stays inside a node, data parallelism crosses nodes. Each block all-reduces
+# its [B, T, C] activations twice forward and twice backward; a 2-rank ring sends half of
+# S twice, i.e. S = 8 x 64 x 128 x 4 bytes per call, 16 calls per step.
+with h5py.File(results["tp2-dp2"][1]) as f:
+    s = f["steps"]
+    tp_intra, tp_inter = s["bytes_tp/intra_node"][:], s["bytes_tp/inter_node"][:]
+    dp_intra, dp_inter = s["bytes_dp/intra_node"][:], s["bytes_dp/inter_node"][:]
+    check((tp_intra == 16 * 8 * 64 * 128 * 4).all(), f"TP bytes per step and rank: {tp_intra[0]}")
+    check((tp_inter == 0).all() and (dp_intra == 0).all(), "TP traffic stays in the node, DP traffic leaves it")
+    check((dp_inter > 0).all(), "DP gradients cross nodes")
 finish()
