@@ -228,18 +228,19 @@ void Communicator::barrier() {
   run_ordered([&] { native_barrier(); });
 }
 
-void Communicator::send(Buffer buf, int peer) {
-  run_ordered([&] {
+Work Communicator::send(Buffer buf, int peer) {
+  std::shared_ptr<void> copy = clone(buf);
+  Buffer staged{copy.get(), buf.count, buf.dtype, buf.device};
+  return enqueue([this, copy, staged, peer] {
     double t0 = now_seconds();
-    count_and_pace(tier_to(peer), buf.bytes());
-    finish_exchange(start_exchange(buf, peer, Buffer{}, -1));
-    traffic().busy(tier_to(peer), now_seconds() - t0);
+    Tier tier = tier_to(peer);
+    count_and_pace(tier, staged.bytes());
+    finish_exchange(start_exchange(staged, peer, Buffer{}, -1));
+    traffic().busy(tier, now_seconds() - t0);
   });
 }
 
-void Communicator::recv(Buffer buf, int peer) {
-  run_ordered([&] { finish_exchange(start_exchange(Buffer{}, -1, buf, peer)); });
-}
+void Communicator::recv(Buffer buf, int peer) { finish_exchange(start_exchange(Buffer{}, -1, buf, peer)); }
 
 void Communicator::count_and_pace(Tier tier, std::size_t bytes) {
   if (bytes == 0) return;

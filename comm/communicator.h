@@ -87,8 +87,11 @@ class Communicator {
   Segment owned(std::size_t n, Algorithm algo) const;
   void broadcast(Buffer buf, int root);
   void barrier();
-  // Point to point, counted and paced like the ring's messages.
-  void send(Buffer buf, int peer);
+  // Point to point, counted and paced like the ring's messages. send() copies `buf` and
+  // queues the transfer on the worker, so the caller never blocks on its peer; recv()
+  // blocks the caller at once, bypassing queued work (a pair's messages still arrive in
+  // the order sent).
+  Work send(Buffer buf, int peer);
   void recv(Buffer buf, int peer);
 
   // Runs `fn` on the worker after everything issued before it.
@@ -112,6 +115,8 @@ class Communicator {
   virtual void local_add(Buffer dst, Buffer src) = 0;
   virtual void local_scale(Buffer buf, double factor) = 0;
   virtual void local_copy(Buffer dst, Buffer src) = 0;
+  // A copy of `src` on its device, alive as long as the returned pointer.
+  virtual std::shared_ptr<void> clone(Buffer src) = 0;
   // Scratch of at least `bytes` on the buffers' device, kept for reuse; each slot is one
   // buffer (kScratchLanding: the ring's incoming chunks).
   static constexpr int kScratchLanding = 0;

@@ -1,5 +1,8 @@
 #include "comm/mpi_communicator.h"
 
+#include <sched.h>
+#include <time.h>
+
 #include <cstring>
 #include <stdexcept>
 
@@ -38,6 +41,24 @@ template <class T> void add(void* dst, const void* src, std::size_t n) {
 template <class T> void scale(void* buf, std::size_t n, double f) {
   T* d = static_cast<T*>(buf);
   for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<T>(d[i] * f);
+}
+
+// Waits for both requests without holding a core: ranks, their communication threads and
+// their compute share the machine's cores, and MPI_Waitall would spin on one. A short
+// spin catches fast completions; after that the thread sleeps between polls (about
+// 50 us with Linux's default timer slack).
+void wait_politely(std::array<MPI_Request, 2>& req) {
+  int done = 0;
+  for (int spin = 0;; ++spin) {
+    MPI_Testall(2, req.data(), &done, MPI_STATUSES_IGNORE);
+    if (done) return;
+    if (spin < 64) {
+      sched_yield();
+    } else {
+      timespec ts{0, 20000};
+      nanosleep(&ts, nullptr);
+    }
+  }
 }
 
 // MPI counts are ints; the collectives here move at most 2^31 - 1 elements per call.
@@ -103,14 +124,19 @@ int MpiCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from) 
   check_host(send);
   check_host(recv);
   int ticket;
-  if (!free_tickets_.empty()) {
-    ticket = free_tickets_.back();
-    free_tickets_.pop_back();
-  } else {
-    ticket = static_cast<int>(exchanges_.size());
-    exchanges_.push_back({MPI_REQUEST_NULL, MPI_REQUEST_NULL});
+  std::array<MPI_Request, 2>* slot;
+  {
+    std::lock_guard lock(exchanges_mutex_);
+    if (!free_tickets_.empty()) {
+      ticket = free_tickets_.back();
+      free_tickets_.pop_back();
+    } else {
+      ticket = static_cast<int>(exchanges_.size());
+      exchanges_.push_back({MPI_REQUEST_NULL, MPI_REQUEST_NULL});
+    }
+    slot = &exchanges_[static_cast<std::size_t>(ticket)];
   }
-  auto& req = exchanges_[static_cast<std::size_t>(ticket)];
+  auto& req = *slot;
   req = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
   // Receive first, so the matching send finds it posted.
   if (from >= 0 && recv.count) MPI_Irecv(recv.data, count_of(recv.bytes()), MPI_BYTE, from, 0, comm_, &req[0]);
@@ -119,8 +145,13 @@ int MpiCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from) 
 }
 
 void MpiCommunicator::finish_exchange(int ticket) {
-  auto& req = exchanges_.at(static_cast<std::size_t>(ticket));
-  MPI_Waitall(2, req.data(), MPI_STATUSES_IGNORE);
+  std::array<MPI_Request, 2>* req;
+  {
+    std::lock_guard lock(exchanges_mutex_);
+    req = &exchanges_.at(static_cast<std::size_t>(ticket));
+  }
+  wait_politely(*req);
+  std::lock_guard lock(exchanges_mutex_);
   free_tickets_.push_back(ticket);
 }
 
@@ -148,6 +179,13 @@ void MpiCommunicator::local_scale(Buffer buf, double f) {
 void MpiCommunicator::local_copy(Buffer dst, Buffer src) {
   if (dst.bytes() != src.bytes()) throw std::invalid_argument("local_copy: sizes differ");
   if (dst.count) std::memmove(dst.data, src.data, dst.bytes());
+}
+
+std::shared_ptr<void> MpiCommunicator::clone(Buffer src) {
+  check_host(src);
+  std::shared_ptr<char[]> copy(new char[src.bytes() == 0 ? 1 : src.bytes()]);
+  if (src.count) std::memcpy(copy.get(), src.data, src.bytes());
+  return std::shared_ptr<void>(copy, copy.get());
 }
 
 Buffer MpiCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
@@ -184,6 +222,21 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
   c.tp = make(Dim::tp, Traffic::tp);
   c.pp = make(Dim::pp, Traffic::pp);
   c.dp = make(Dim::dp, Traffic::dp);
+  if (grid.size(Dim::pp) > 1) {
+    GridCoord me = grid.coord(rank);
+    int last = grid.size(Dim::pp) - 1;
+    if (me.pp == 0 || me.pp == last) {
+      GridCoord first_c = me, last_c = me;
+      first_c.pp = 0;
+      last_c.pp = last;
+      std::vector<int> members = {grid.rank(first_c), grid.rank(last_c)};
+      c.embed = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, members[0], me.pp == 0 ? 0 : 1, members, topo,
+                                                  Traffic::pp);
+    } else {
+      MPI_Comm none;  // the split is collective over the world; middle stages take no part
+      MPI_Comm_split(MPI_COMM_WORLD, MPI_UNDEFINED, rank, &none);
+    }
+  }
   c.dp->prepare_hierarchy();
   c.world->prepare_hierarchy();
   return c;

@@ -2,7 +2,9 @@
 // different groups and threads never cross), and a worker thread for asynchronous work.
 #pragma once
 
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include <mpi.h>
@@ -31,12 +33,14 @@ class MpiCommunicator final : public Communicator {
   void local_add(Buffer dst, Buffer src) override;
   void local_scale(Buffer buf, double factor) override;
   void local_copy(Buffer dst, Buffer src) override;
+  std::shared_ptr<void> clone(Buffer src) override;
   Buffer scratch(int slot, std::size_t bytes, DType dtype) override;
   std::unique_ptr<Communicator> split(int color, int key, std::vector<int> members) override;
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
-  std::vector<std::array<MPI_Request, 2>> exchanges_;  // by ticket
+  std::mutex exchanges_mutex_;  // the worker sends while the caller receives
+  std::deque<std::array<MPI_Request, 2>> exchanges_;  // by ticket; a deque keeps them in place
   std::vector<int> free_tickets_;
   std::vector<std::unique_ptr<char[]>> scratch_;       // by slot, grown on demand
   std::vector<std::size_t> scratch_bytes_;
@@ -45,6 +49,9 @@ class MpiCommunicator final : public Communicator {
 // One communicator per dimension of the rank grid, plus the world.
 struct GridComms {
   std::unique_ptr<MpiCommunicator> world, tp, pp, dp;
+  // The first and last pipeline stages of one (tp, dp) position, which both hold the tied
+  // token embedding; null elsewhere and when pp == 1.
+  std::unique_ptr<MpiCommunicator> embed;
 };
 
 class Grid;

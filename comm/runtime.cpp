@@ -99,6 +99,12 @@ double max_over(MPI_Comm comm, double value) {
   return out;
 }
 
+double sum_over(MPI_Comm comm, double value) {
+  double out = value;
+  MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, MPI_SUM, comm);
+  return out;
+}
+
 void abort_job(int exit_code, const std::string& message) {
   log::error("{}", message);
   std::fflush(stderr);

@@ -47,8 +47,9 @@ void run_phase(MPI_Comm comm, const std::function<void()>& phase);
 // result[r * mine.size() + i]. Other ranks get an empty vector.
 std::vector<double> gather_to_root(MPI_Comm comm, const std::vector<double>& mine);
 
-// The largest of every rank's `value` (all ranks get it).
+// The largest, and the sum, of every rank's `value` (all ranks get it).
 double max_over(MPI_Comm comm, double value);
+double sum_over(MPI_Comm comm, double value);
 
 // For failures outside a phase, when other ranks may be inside collectives: print the
 // message and take the whole job down.

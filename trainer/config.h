@@ -35,6 +35,7 @@ struct ParallelConfig {
   int dp = 1;
   std::string order = "tp-pp-dp";
   int microbatches = 1;
+  std::string schedule = "1f1b";
   int zero = 0;
 };
 template <class V> void describe(V& v, ParallelConfig& c) {
@@ -48,6 +49,9 @@ template <class V> void describe(V& v, ParallelConfig& c) {
   v.key("microbatches", c.microbatches,
         "micro-batches per optimizer step on each data-parallel rank (gradient accumulation, pipeline fill)",
         in_range(1, 1 << 20));
+  v.key("schedule", c.schedule,
+        "pipeline schedule: gpipe (all forwards, then all backwards) or 1f1b (one forward, one backward)",
+        one_of({"gpipe", "1f1b"}));
   v.key("zero", c.zero,
         "ZeRO stage: 0 = every data-parallel rank keeps all optimizer state; 1 = each keeps and updates its "
         "part (reduce-scatter of gradients, all-gather of parameters)",

@@ -75,6 +75,9 @@ void StepLog::set_attr(const std::string& name, const std::string& value) {
 void StepLog::set_attr(const std::string& name, std::int64_t value) {
   if (file_) file_->file().set_attr("/", name, value);
 }
+void StepLog::set_attr(const std::string& name, double value) {
+  if (file_) file_->file().set_attr("/", name, value);
+}
 void StepLog::set_attr(const std::string& name, const std::vector<std::string>& values) {
   if (file_) file_->file().set_attr("/", name, values);
 }

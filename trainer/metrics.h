@@ -82,6 +82,7 @@ class StepLog {
   // Root attributes; ignored on ranks other than 0.
   void set_attr(const std::string& name, const std::string& value);
   void set_attr(const std::string& name, std::int64_t value);
+  void set_attr(const std::string& name, double value);
   void set_attr(const std::string& name, const std::vector<std::string>& values);
   void set_attr(const std::string& name, const std::vector<std::int64_t>& values);
 

@@ -26,7 +26,9 @@ std::string utc_now() {
 // Columns of /steps, in order. Documented in docs/metrics.md.
 struct Columns {
   int step, loss, lr, grad_norm, tokens, tokens_per_s, model_flops, mfu;
+  int bubble;
   int step_time, forward_time, backward_time, optimizer_time, comm_exposed, comm_time, sync_start, backward_end;
+  int pipeline_time, pipeline_wait;
   std::array<int, kTiers> busy, bytes_wire, bytes_logical;
   std::array<std::array<int, kTiers>, 3> bytes_kind;  // dp, tp, pp
 };
@@ -41,6 +43,9 @@ MetricsSchema step_schema(Columns& c) {
   c.tokens_per_s = s.add("tokens_per_s", "tokens/s", Scope::job, "tokens / slowest rank's step_time");
   c.model_flops = s.add("model_flops_per_s", "FLOP/s", Scope::job, "model FLOPs of the step (6N + 12LTC per token) / step time");
   c.mfu = s.add("mfu", "", Scope::job, "model_flops_per_s / (ranks x peak FLOP/s per rank)");
+  c.bubble = s.add("bubble", "", Scope::job,
+                   "pipeline idle share: mean over ranks of 1 - (forward + backward time) / the slowest rank's "
+                   "pipeline_time");
   c.step_time = s.add("step_time", "s", Scope::per_rank, "wall time of the whole optimizer step");
   c.forward_time = s.add("forward_time", "s", Scope::per_rank, "time in forward passes");
   c.backward_time = s.add("backward_time", "s", Scope::per_rank, "time in backward passes");
@@ -49,6 +54,9 @@ MetricsSchema step_schema(Columns& c) {
   c.comm_time = s.add("comm_time", "s", Scope::per_rank, "time the gradient sync ran, overlapped or not");
   c.sync_start = s.add("sync_start", "s", Scope::per_rank, "when the first gradient bucket's sync started, from step start");
   c.backward_end = s.add("backward_end", "s", Scope::per_rank, "when the last backward pass ended, from step start");
+  c.pipeline_time = s.add("pipeline_time", "s", Scope::per_rank, "wall time of the step's forward/backward schedule");
+  c.pipeline_wait = s.add("pipeline_wait", "s", Scope::per_rank,
+                          "time waiting for activations or gradients from neighbouring stages");
   for (Tier t : kAllTiers) {
     auto i = static_cast<std::size_t>(index(t));
     std::string tier(tier_name(t));
@@ -78,6 +86,7 @@ int blas_threads_for(const Config& cfg, const MpiRuntime& mpi) {
 struct Trainer::StepStats {
   double loss = 0, lr = 0, grad_norm = 0;
   double start = 0, step = 0, forward = 0, backward = 0, optimizer = 0, exposed = 0, comm = 0;
+  double pipeline = 0, pipeline_wait = 0;
   double sync_start = 0, backward_end = 0;
   TrafficSnapshot traffic;
 };
@@ -110,7 +119,6 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     : cfg_(cfg), opts_(opts), mpi_(mpi), layout_(std::move(layout)), schema_(step_schema(g_columns)) {
   set_blas_threads(blas_threads_for(cfg, mpi));
   const auto& p = cfg.parallel;
-  if (p.pp > 1) throw UserError("pipeline parallelism is not in this build yet; use parallel.pp = 1");
   Communicator& dp = *layout_.comms.dp;
   dp.set_chunk_bytes(cfg.sync.chunk.value);
   sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
@@ -118,11 +126,23 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   GptShape shape{cfg.model.vocab, cfg.model.context, cfg.model.layers, cfg.model.heads, cfg.model.width};
   Device device = cfg.device == "cuda" ? Device::cuda : Device::cpu;
   data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed);
-  StagePlan plan = StagePlan::whole(shape);
-  plan.tp = p.tp;
-  plan.tp_rank = layout_.coord.tp;
-  model_ = std::make_unique<GptStage>(shape, plan, micro_batch_, 1, DType::f32, device);
+  // Pipeline stages hold contiguous, balanced block ranges (the first ones one more when
+  // the layers do not divide).
+  const int stage = layout_.coord.pp;
+  first_stage_ = stage == 0;
+  last_stage_ = stage == p.pp - 1;
+  StagePlan plan{p.tp, layout_.coord.tp, 0, 0, first_stage_, last_stage_};
+  for (int s = 0; s <= stage; ++s) {
+    plan.first_layer += plan.num_layers;
+    plan.num_layers = cfg.model.layers / p.pp + (s < cfg.model.layers % p.pp ? 1 : 0);
+  }
+  schedule_ = make_schedule(p.schedule, p.pp, stage, p.microbatches);
+  slots_ = max_live(schedule_);
+  model_ = std::make_unique<GptStage>(shape, plan, micro_batch_, slots_, DType::f32, device);
   model_->init(cfg.train.seed);
+  if (p.pp > 1) wte_ = model_->params().index("wte");
+  recv_act_ = Tensor({micro_batch_, cfg.model.context, cfg.model.width}, DType::f32, device);
+  recv_grad_ = Tensor({micro_batch_, cfg.model.context, cfg.model.width}, DType::f32, device);
   std::vector<FlatRange> owned{{0, model_->params().numel()}};
   if (p.dp > 1) {
     sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero == 1,
@@ -141,16 +161,21 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
       blocking_comm_ += now_seconds() - t0;
     };
   }
+  // The tied embedding's gradient is complete only once the first and last stages have
+  // summed theirs, after the schedule; its bucket is released then.
   if (sync_) hooks.grad_ready = [this](int param) {
-    if (arm_sync_) sync_->grad_ready(param);
+    if (arm_sync_ && !(param == wte_ && layout_.comms.embed)) sync_->grad_ready(param);
   };
+  layout_.comms.pp->set_chunk_bytes(cfg.sync.chunk.value);
   model_->set_hooks(hooks);
   opt_ = std::make_unique<AdamW>(model_->params(), cfg.train, owned);
   // The gradient norm counts each element of the model once: tensor-parallel shards on
   // every TP rank but replicated tensors on TP rank 0 only; of the data-parallel replicas,
   // the one that owns the element (ZeRO-1) or replica 0.
+  // The tied embedding counts on the first stage only.
   for (const ParamInfo& info : model_->params().infos()) {
     if (info.shard == Shard::replicated && layout_.coord.tp != 0) continue;
+    if (info.name == "wte" && !first_stage_) continue;
     for (const FlatRange& o : owned) {
       if (p.zero == 0 && layout_.coord.dp != 0) break;
       std::int64_t b = std::max(o.begin, info.offset), e = std::min(o.end, info.offset + info.numel());
@@ -177,8 +202,9 @@ void Trainer::write_run_attributes() {
   log_->set_attr("version", std::string(FIBERTRAIN_VERSION));
   log_->set_attr("git_commit", std::string(FIBERTRAIN_GIT_COMMIT));
   log_->set_attr("world_size", std::int64_t{mpi_.size()});
-  log_->set_attr("layout", fmt::format("tp={} pp={} dp={} order={} microbatches={} zero={}", p.tp, p.pp, p.dp, p.order,
-                                       p.microbatches, p.zero));
+  log_->set_attr("layout", fmt::format("tp={} pp={} dp={} order={} microbatches={} schedule={} zero={}", p.tp, p.pp, p.dp,
+                                       p.order, p.microbatches, p.schedule, p.zero));
+  log_->set_attr("bubble_theory", bubble_fraction(p.pp, p.microbatches));
   log_->set_attr("topology", layout_.topo->describe());
   log_->set_attr("topology_table", layout_.topo->table());
   log_->set_attr("sync_algorithm", std::string(algorithm_name(sync_algo_)));
@@ -197,43 +223,73 @@ void Trainer::write_run_attributes() {
 
 void Trainer::train_step(int step, StepStats& s) {
   const auto& p = cfg_.parallel;
-  const int dp_rank = layout_.coord.dp;
+  const int dp_rank = layout_.coord.dp, stage = layout_.coord.pp;
+  Communicator& pp = *layout_.comms.pp;
   const ParamSet& ps = model_->params();
   ops::zero(ps.flat_grads());
   if (sync_) sync_->begin_step();
+  blocking_comm_ = 0;
   double loss_sum = 0;
   // Each micro-batch's loss is a mean over its tokens; the step's loss is their mean over
   // the micro-batches here and, through the averaging all-reduce, over data-parallel ranks.
   const double loss_scale = 1.0 / p.microbatches;
-  blocking_comm_ = 0;
-  for (int k = 0; k < p.microbatches; ++k) {
-    int first = dp_rank * (cfg_.train.batch / p.dp) + k * micro_batch_;
-    data_->fill(step, first, micro_batch_, tokens_.data<std::int32_t>(), targets_.data<std::int32_t>());
-    double t0 = now_seconds();
-    loss_sum += model_->forward(0, &tokens_, nullptr, &targets_);
-    s.forward += now_seconds() - t0;
-    t0 = now_seconds();
-    arm_sync_ = k + 1 == p.microbatches;
-    model_->backward(0, nullptr, loss_scale);
-    arm_sync_ = false;
-    s.backward += now_seconds() - t0;
+  int live = 0;
+  const double t_sched = now_seconds();
+  for (const PipeAction& a : schedule_) {
+    const int slot = a.microbatch % slots_;
+    if (a.kind == PipeAction::forward) {
+      if (++live > slots_) throw std::logic_error("pipeline holds more micro-batches than it has slots");
+      int first = dp_rank * (cfg_.train.batch / p.dp) + a.microbatch * micro_batch_;
+      data_->fill(step, first, micro_batch_, tokens_.data<std::int32_t>(), targets_.data<std::int32_t>());
+      double t0 = now_seconds();
+      if (!first_stage_) pp.recv(recv_act_.buffer(), stage - 1);
+      double t1 = now_seconds();
+      double loss = model_->forward(slot, &tokens_, &recv_act_, &targets_);
+      s.forward += now_seconds() - t1;
+      s.pipeline_wait += t1 - t0;
+      if (last_stage_) loss_sum += loss;
+      if (!last_stage_) pp.send(model_->output(slot).buffer(), stage + 1);
+    } else {
+      --live;
+      double t0 = now_seconds();
+      if (!last_stage_) pp.recv(recv_grad_.buffer(), stage + 1);
+      double t1 = now_seconds();
+      arm_sync_ = a.microbatch == p.microbatches - 1;  // the last backward completes each gradient
+      model_->backward(slot, &recv_grad_, loss_scale);
+      arm_sync_ = false;
+      s.backward += now_seconds() - t1;
+      s.pipeline_wait += t1 - t0;
+      if (!first_stage_) pp.send(model_->input_grad().buffer(), stage - 1);
+    }
   }
+  double t0 = now_seconds();
+  pp.synchronize();  // the last sends
+  s.pipeline_wait += now_seconds() - t0;
+  s.pipeline = now_seconds() - t_sched;
   s.backward_end = now_seconds() - s.start;
-  s.exposed += blocking_comm_;
+  s.exposed += blocking_comm_ + s.pipeline_wait;
+  if (layout_.comms.embed) {
+    // The tied embedding: the first stage's gradient (from the input) and the last's (from
+    // the head) make one; then data-parallel sync may take its bucket.
+    t0 = now_seconds();
+    layout_.comms.embed->all_reduce(ps.grad(wte_).buffer(), ReduceOp::sum, Algorithm::ring);
+    s.exposed += now_seconds() - t0;
+    if (sync_) sync_->grad_ready(wte_);
+  }
   if (sync_) {
     s.exposed += sync_->finish();
     s.comm = sync_->busy();
     s.sync_start = sync_->first_start() - s.start;
   }
-  double t0 = now_seconds();
+  t0 = now_seconds();
   s.grad_norm = global_grad_norm();
   s.lr = learning_rate(cfg_.train, step);
   opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
   if (sync_) s.exposed += sync_->gather_params();
   s.optimizer = now_seconds() - t0;
-  // The step's loss: every data-parallel replica's mean, averaged (tensor-parallel ranks
-  // of a replica hold the same loss; rank 0 of each speaks).
-  double mine = layout_.coord.tp == 0 ? loss_sum / p.microbatches / p.dp : 0.0;
+  // The step's loss: every data-parallel replica's mean, averaged (the last stage holds
+  // it; tensor-parallel rank 0 of each replica speaks).
+  double mine = last_stage_ && layout_.coord.tp == 0 ? loss_sum / p.microbatches / p.dp : 0.0;
   MPI_Allreduce(&mine, &s.loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 
@@ -265,6 +321,8 @@ void Trainer::record_step(int step, const StepStats& s) {
   r.set(c.comm_time, s.comm);
   r.set(c.sync_start, s.sync_start);
   r.set(c.backward_end, s.backward_end);
+  r.set(c.pipeline_time, s.pipeline);
+  r.set(c.pipeline_wait, s.pipeline_wait);
   for (Tier t : kAllTiers) {
     auto i = static_cast<std::size_t>(index(t));
     r.set(c.busy[i], s.traffic.busy[i]);
@@ -282,6 +340,11 @@ void Trainer::record_step(int step, const StepStats& s) {
   r.set(c.tokens_per_s, tokens / slowest);
   r.set(c.model_flops, tokens * flops_per_token_ / slowest);
   r.set(c.mfu, tokens * flops_per_token_ / slowest / (peak_flops_ * mpi_.size()));
+  // Idle share of the step's pipeline span (the slowest stage's schedule): a stage that
+  // finishes early idles until the last one does, as in the theory's (pp-1)/(m+pp-1).
+  const double span = max_over(MPI_COMM_WORLD, s.pipeline);
+  const double idle = span > 0 ? 1.0 - (s.forward + s.backward) / span : 0.0;
+  r.set(c.bubble, sum_over(MPI_COMM_WORLD, idle) / mpi_.size());
   log_->record(r);
   if (mpi_.rank() != 0) return;
   StepLine line{step + 1, cfg_.train.steps, s.loss, s.lr, s.grad_norm, tokens / slowest, slowest, exposed / slowest};
@@ -311,6 +374,8 @@ void Trainer::run() {
   // Per-rank figures known at start-up, as root attributes.
   auto state = gather_to_root(MPI_COMM_WORLD, {static_cast<double>(opt_->state_bytes())});
   log_->set_attr("optimizer_state_bytes", std::vector<std::int64_t>(state.begin(), state.end()));
+  auto slots = gather_to_root(MPI_COMM_WORLD, {static_cast<double>(slots_)});
+  log_->set_attr("activation_slots", std::vector<std::int64_t>(slots.begin(), slots.end()));
   if (!log::quiet()) {
     log::info("fibertrain {}: {} parameters, {} rank{}, {}", FIBERTRAIN_VERSION, format_count(parameter_count(cfg_.model)),
               mpi_.size(), mpi_.size() == 1 ? "" : "s", data_->describe());

@@ -16,6 +16,7 @@
 #include "trainer/layout.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
+#include "trainer/schedule.h"
 
 namespace ft {
 
@@ -68,6 +69,12 @@ class Trainer {
   std::unique_ptr<StepLog> log_;
   MetricsSchema schema_;
   Tensor tokens_, targets_;
+  // Pipeline: this stage's actions per step, activation slots, and receive buffers.
+  std::vector<PipeAction> schedule_;
+  int slots_ = 1;
+  bool first_stage_ = true, last_stage_ = true;
+  int wte_ = -1;  // the tied embedding's parameter index, summed across stages when pp > 1
+  Tensor recv_act_, recv_grad_;
   int first_step_ = 0;
   double flops_per_token_ = 0;
   double peak_flops_ = 0;
