@@ -234,7 +234,7 @@ Work Communicator::send(Buffer buf, int peer) {
   return enqueue([this, copy, staged, peer] {
     double t0 = now_seconds();
     Tier tier = tier_to(peer);
-    count_and_pace(tier, staged.bytes());
+    Pacer::wait_until(count_and_reserve(tier, staged.bytes()));
     finish_exchange(start_exchange(staged, peer, Buffer{}, -1));
     traffic().busy(tier, now_seconds() - t0);
   });
@@ -242,9 +242,15 @@ Work Communicator::send(Buffer buf, int peer) {
 
 void Communicator::recv(Buffer buf, int peer) { finish_exchange(start_exchange(Buffer{}, -1, buf, peer)); }
 
-void Communicator::count_and_pace(Tier tier, std::size_t bytes) {
-  if (bytes == 0) return;
+void Communicator::set_pacer(std::shared_ptr<Pacer> pacer) {
+  pacer_ = pacer;
+  for (auto& level : levels_) level->set_pacer(pacer);
+}
+
+std::int64_t Communicator::count_and_reserve(Tier tier, std::size_t bytes) {
+  if (bytes == 0) return 0;
   traffic().count(kind_, tier, bytes, bytes);
+  return pacer_ ? pacer_->reserve(members_[static_cast<std::size_t>(rank_)], tier, bytes) : 0;
 }
 
 }  // namespace ft

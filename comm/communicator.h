@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "comm/device.h"
+#include "comm/pacer.h"
 #include "comm/topology.h"
 #include "comm/traffic.h"
 
@@ -75,6 +76,9 @@ class Communicator {
   void set_chunk_bytes(std::size_t bytes);
   std::size_t chunk_bytes() const { return chunk_bytes_; }
   const HierarchyPlan& hierarchy() const { return plan_; }
+  // Emulated links for this group's ring, hierarchical and point-to-point messages (and
+  // its hierarchy's levels); null = none.
+  void set_pacer(std::shared_ptr<Pacer> pacer);
 
   // Collectives, in place. reduce_scatter leaves the reduced values of this rank's part,
   // owned(n, algo), in that range of `buf` (the rest of `buf` is left undefined);
@@ -155,7 +159,8 @@ class Communicator {
   void hierarchical_all_gather(Buffer buf);
   // Runs `body` in issue order: inline on the worker, else after pending work.
   void ordered(const std::function<void()>& body);
-  void count_and_pace(Tier tier, std::size_t bytes);
+  // Counts a message and reserves its emulated link; returns its release time (0: none).
+  std::int64_t count_and_reserve(Tier tier, std::size_t bytes);
 
   std::shared_ptr<const Topology> topo_;
   std::vector<int> members_;
@@ -163,6 +168,7 @@ class Communicator {
   Traffic kind_;
   std::size_t chunk_bytes_ = std::size_t{1} << 20;
   HierarchyPlan plan_;
+  std::shared_ptr<Pacer> pacer_;
   std::vector<std::unique_ptr<Communicator>> levels_;  // one per hierarchy level, lowest first
   bool warned_uneven_ = false;
 

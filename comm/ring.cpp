@@ -43,9 +43,13 @@ void Communicator::ring_phase(Buffer buf, bool reduce) {
       std::size_t off = i * chunk, cnt = std::min(chunk, in.count - off);
       return reduce ? sub(landing, (i % 2) * chunk, cnt) : sub(buf, in.offset + off, cnt);
     };
+    // The whole segment is ready now: reserve the link for all its chunks, then send each
+    // when its emulated transfer has finished.
+    std::vector<std::int64_t> release(n_out);
+    for (std::size_t i = 0; i < n_out; ++i) release[i] = count_and_reserve(tier, send_part(i).bytes());
     auto start = [&](std::size_t i) {
       Buffer s_part = send_part(i);
-      count_and_pace(tier, s_part.bytes());
+      if (i < n_out) Pacer::wait_until(release[i]);
       return start_exchange(s_part, s_part.count ? next : -1, recv_part(i), i < n_in ? prev : -1);
     };
     int tickets[2] = {-1, -1};
@@ -77,6 +81,8 @@ void Communicator::prepare_hierarchy() {
     std::vector<int> sub_members;
     for (const auto& [key, world] : keyed) sub_members.push_back(world);
     levels_.push_back(split(color, level.key[static_cast<std::size_t>(rank_)], std::move(sub_members)));
+    levels_.back()->set_chunk_bytes(chunk_bytes_);
+    levels_.back()->set_pacer(pacer_);
   }
 }
 

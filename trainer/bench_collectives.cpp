@@ -114,7 +114,7 @@ int run_collectives(const CollectivesArgs& args) {
   if (mpi.rank() == 0) {
     std::printf("# %s, %s, chunk %s, %d warm-up + %d timed iterations\n", args.op.c_str(), topo->describe().c_str(),
                 format_bytes(Bytes{chunk}).c_str(), args.warmup, args.iters);
-    std::printf("%s", topo->table().c_str());
+    std::printf("%s", describe_layout(layout).c_str());
     std::printf("%12s %12s %-13s %12s %10s %10s %11s %11s %11s %11s %5s\n", "size", "count", "algorithm", "time(us)",
                 "algbw", "busbw", "intra_node", "inter_node", "inter_pod", "inter_site", "ok");
     std::printf("%12s %12s %-13s %12s %10s %10s %11s %11s %11s %11s\n", "(B)", "(floats)", "", "", "(GB/s)", "(GB/s)",

@@ -134,6 +134,27 @@ template <class V> void describe(V& v, TopologyConfig& c) {
   v.key("pods_per_site", c.pods_per_site, "pods per site; 0 = one site holds every pod", at_least(0));
 }
 
+struct LinkConfig {
+  BitRate bandwidth;
+  Duration latency;
+};
+template <class V> void describe(V& v, LinkConfig& c) {
+  using namespace config;
+  v.key("bandwidth", c.bandwidth, "the uplink's rate, shared by every rank behind it; 0 = no limit");
+  v.key("latency", c.latency, "one-way delay added to every message on the link");
+}
+
+// One emulated link per tier; an absent tier is not throttled.
+struct LinksConfig {
+  std::optional<LinkConfig> intra_node, inter_node, inter_pod, inter_site;
+};
+template <class V> void describe(V& v, LinksConfig& c) {
+  v.optional_section("intra_node", c.intra_node, "between ranks of one node (e.g. NVLink)");
+  v.optional_section("inter_node", c.inter_node, "each node's uplink to its pod");
+  v.optional_section("inter_pod", c.inter_pod, "each pod's uplink to its site (oversubscription: a smaller rate)");
+  v.optional_section("inter_site", c.inter_site, "each site's link to the other sites");
+}
+
 struct MetricsConfig {
   int every = 1;
   int flush_every = 10;
@@ -167,6 +188,7 @@ struct Config {
   TrainConfig train;
   DataConfig data;
   TopologyConfig topology;
+  LinksConfig links;
   SyncConfig sync;
   MetricsConfig metrics;
   CheckpointConfig checkpoint;
@@ -180,6 +202,7 @@ template <class V> void describe(V& v, Config& c) {
   v.section("train", c.train, "the optimisation");
   v.section("data", c.data, "what the model reads");
   v.section("topology", c.topology, "how ranks map onto nodes, pods and sites");
+  v.section("links", c.links, "emulated links between nodes, pods and sites (in-process pacer)");
   v.section("sync", c.sync, "data-parallel gradient synchronisation");
   v.section("metrics", c.metrics, "the HDF5 log");
   v.section("checkpoint", c.checkpoint, "saving and resuming");

@@ -19,16 +19,40 @@ std::shared_ptr<const Topology> make_topology(const TopologyConfig& t, const Mpi
   }
 }
 
+LinkSpecs link_specs(const LinksConfig& links) {
+  LinkSpecs specs{};
+  auto set = [&](Tier t, const std::optional<LinkConfig>& l) {
+    if (l) specs[static_cast<std::size_t>(index(t))] = {l->bandwidth.bytes_per_second(), l->latency.seconds};
+  };
+  set(Tier::intra_node, links.intra_node);
+  set(Tier::inter_node, links.inter_node);
+  set(Tier::inter_pod, links.inter_pod);
+  set(Tier::inter_site, links.inter_site);
+  return specs;
+}
+
 Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<const Topology> topo) {
   const auto& p = cfg.parallel;
   Grid grid(p.tp, p.pp, p.dp, p.order);
   GridCoord coord = grid.coord(mpi.rank());
   GridComms comms = make_grid_comms(grid, topo);
-  return Layout{grid, coord, std::move(topo), std::move(comms)};
+  std::shared_ptr<Pacer> pacer = Pacer::create(MPI_COMM_WORLD, topo, link_specs(cfg.links));
+  for (MpiCommunicator* c : {comms.world.get(), comms.tp.get(), comms.pp.get(), comms.dp.get(), comms.embed.get()})
+    if (c) c->set_pacer(pacer);
+  return Layout{grid, coord, std::move(topo), std::move(comms), std::move(pacer)};
 }
 
 std::string describe_layout(const Layout& l) {
   std::string out = l.topo->describe() + "\n" + l.topo->table();
+  if (l.pacer) {
+    for (Tier t : kAllTiers) {
+      const LinkSpec& s = l.pacer->links()[static_cast<std::size_t>(index(t))];
+      if (s.throttled())
+        out += fmt::format("emulated {} link: {}, latency {}\n", tier_name(t),
+                           s.bytes_per_second > 0 ? format_bitrate(BitRate{s.bytes_per_second * 8}) : "no limit",
+                           format_duration(Duration{s.latency}));
+    }
+  }
   // The highest tier inside any group of each dimension: where that traffic goes.
   for (Dim d : {Dim::tp, Dim::pp, Dim::dp}) {
     Tier worst = Tier::intra_node;

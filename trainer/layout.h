@@ -21,9 +21,14 @@ struct Layout {
   GridCoord coord;
   std::shared_ptr<const Topology> topo;
   GridComms comms;
+  std::shared_ptr<Pacer> pacer;  // null when no link is emulated
 };
 
-// Collective over the world (builds the communicators); run after validate_launch.
+// The links section as the pacer's per-tier specs.
+LinkSpecs link_specs(const LinksConfig& links);
+
+// Collective over the world (builds the communicators and the pacer's shared link state);
+// run after validate_launch.
 Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<const Topology> topo);
 
 // The start-up banner's topology lines: a summary, the per-node table, and the tier each

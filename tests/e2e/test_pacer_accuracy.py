@@ -1,0 +1,51 @@
+"""The in-process pacer against the cost model, on 8 ranks = 2 pods x 2 nodes x 2 ranks
+with the inter-pod uplinks emulated.
+
+Cost model of a hierarchical all-reduce: T = T0 + B / bw + latency x steps, where B is
+what crosses one pod's uplink (its 4 ranks' inter-pod bytes, read from the counters), bw
+the emulated rate, steps the sequential inter-pod ring steps (2 (k - 1) = 2 for 2 pods),
+and T0 everything else, measured in the same run with no link emulated. Bound: 10%. The
+model is an upper bound up to noise: the pacer lets the real copy of one chunk overlap the
+emulated transfer of the next, which saves at most one chunk's real copy (~3% of T at
+1 Gbit here); the rest is CPU contention among 8 ranks on 2 cores.
+
+Latency: 4 KiB messages cost almost nothing on the wire, so their time grows by latency x
+steps when latency is emulated (checked within 25%, or 1 ms)."""
+from ftest import check, finish, run
+
+TOPO = ["--set", "topology.ranks_per_node=2", "--set", "topology.nodes_per_pod=2"]
+
+
+def bench(link):
+    args = ["bench", "collectives", *TOPO, "--algos", "hierarchical", "--min", "4KiB", "--max", "16MiB",
+            "--factor", "4096", "--warmup", "1", "--iters", "3"]
+    if link:
+        args += ["--set", f"links.inter_pod={link}"]
+    p = run(args, ranks=8)
+    check(p.returncode == 0, f"bench {link} failed:\n{p.stderr}")
+    rows = {}
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if len(f) == 11 and f[0].isdigit():
+            rows[int(f[0])] = {"time": float(f[3]) * 1e-6, "inter_pod": float(f[8]), "ok": f[10] == "yes"}
+    check(set(rows) == {4096, 16 << 20}, f"rows {sorted(rows)}")
+    check(all(r["ok"] for r in rows.values()), "results check")
+    return rows
+
+
+base = bench(None)
+for rate_bits, latency in ((200e6, 0.0), (1e9, 0.0), (1e9, 0.002)):
+    link = f"{{bandwidth: {int(rate_bits / 1e6)}Mbit, latency: {latency * 1e3:g}ms}}"
+    rows = bench(link)
+    big = rows[16 << 20]
+    uplink_bytes = 4 * big["inter_pod"]  # 4 ranks behind each pod's uplink
+    model = base[16 << 20]["time"] + uplink_bytes * 8 / rate_bits + 2 * latency
+    err = abs(big["time"] - model) / model
+    print(f"{link}: 16 MiB measured {big['time'] * 1e3:.1f} ms, model {model * 1e3:.1f} ms ({err * 100:.1f}%)")
+    check(err <= 0.10, f"{link}: measured {big['time']:.4f} s vs model {model:.4f} s")
+    if latency:
+        added = rows[4096]["time"] - base[4096]["time"]
+        print(f"{link}: 4 KiB took {added * 1e3:.2f} ms longer than without the link")
+        check(abs(added - 2 * latency) <= max(0.25 * 2 * latency, 0.001),
+              f"latency per message: 4 KiB grew by {added:.4f} s, expected {2 * latency:.4f} s")
+finish()
