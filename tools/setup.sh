@@ -22,7 +22,8 @@ packages=(
   libyaml-cpp-dev libcli11-dev libfmt-dev
   libopenblas-dev
   libgtest-dev libgmock-dev
-  python3 python3-h5py python3-matplotlib
+  python3 python3-h5py python3-matplotlib python3-yaml
+  iproute2
 )
 
 missing=()
