@@ -234,7 +234,7 @@ Work Communicator::send(Buffer buf, int peer) {
   return enqueue([this, copy, staged, peer] {
     double t0 = now_seconds();
     Tier tier = tier_to(peer);
-    Pacer::wait_until(count_and_reserve(tier, staged.bytes()));
+    Pacer::wait_until(count_and_reserve(tier, staged.bytes(), staged.bytes()));
     finish_exchange(start_exchange(staged, peer, Buffer{}, -1));
     traffic().busy(tier, now_seconds() - t0);
   });
@@ -247,10 +247,10 @@ void Communicator::set_pacer(std::shared_ptr<Pacer> pacer) {
   for (auto& level : levels_) level->set_pacer(pacer);
 }
 
-std::int64_t Communicator::count_and_reserve(Tier tier, std::size_t bytes) {
-  if (bytes == 0) return 0;
-  traffic().count(kind_, tier, bytes, bytes);
-  return pacer_ ? pacer_->reserve(members_[static_cast<std::size_t>(rank_)], tier, bytes) : 0;
+std::int64_t Communicator::count_and_reserve(Tier tier, std::size_t wire_bytes, std::size_t logical_bytes) {
+  if (wire_bytes == 0) return 0;
+  traffic().count(kind_, tier, logical_bytes, wire_bytes);
+  return pacer_ ? pacer_->reserve(members_[static_cast<std::size_t>(rank_)], tier, wire_bytes) : 0;
 }
 
 }  // namespace ft

@@ -20,8 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include "comm/compression.h"
 #include "comm/device.h"
 #include "comm/pacer.h"
+#include "comm/segment.h"
 #include "comm/topology.h"
 #include "comm/traffic.h"
 
@@ -32,11 +34,6 @@ enum class Algorithm { native, ring, hierarchical };
 std::string_view algorithm_name(Algorithm a);
 std::optional<Algorithm> algorithm_from_name(std::string_view name);
 
-// The i-th of p near-equal segments of n elements: the first n % p segments hold one more.
-struct Segment {
-  std::size_t offset = 0, count = 0;
-};
-Segment segment(std::size_t n, int p, int i);
 
 // A handle on asynchronous work: wait() blocks until it finished and rethrows its error.
 class Work {
@@ -86,6 +83,12 @@ class Communicator {
   void all_reduce(Buffer buf, ReduceOp op, Algorithm algo);
   void reduce_scatter(Buffer buf, ReduceOp op, Algorithm algo);
   void all_gather(Buffer buf, Algorithm algo);
+  // An all-reduce of fp32 `buf` whose tiers carry what `codecs` says (see codec.h).
+  // `tensors` lists buf's tensors (offsets, rows, cols; cols = 0 for vectors). Casts may
+  // compress any level; the other codecs only the top one, and PowerSGD there makes the
+  // levels below split at tensor boundaries so that its level holds whole matrices.
+  void all_reduce_compressed(Buffer buf, ReduceOp op, Algorithm algo, BucketCodecs& codecs,
+                             const std::vector<Matrix>& tensors);
   // This rank's part of an n-element buffer: segment(n, size, rank) for native and ring;
   // for hierarchical, the segment nested level by level (its segment of its segment ...).
   Segment owned(std::size_t n, Algorithm algo) const;
@@ -119,11 +122,14 @@ class Communicator {
   virtual void local_add(Buffer dst, Buffer src) = 0;
   virtual void local_scale(Buffer buf, double factor) = 0;
   virtual void local_copy(Buffer dst, Buffer src) = 0;
+  // dst = convert(src), or dst += convert(src) when `add`: between fp32 and fp16/bf16
+  // (round to nearest even; fp16 clamps at +-65504).
+  virtual void local_convert(Buffer dst, Buffer src, bool add) = 0;
   // A copy of `src` on its device, alive as long as the returned pointer.
   virtual std::shared_ptr<void> clone(Buffer src) = 0;
   // Scratch of at least `bytes` on the buffers' device, kept for reuse; each slot is one
   // buffer (kScratchLanding: the ring's incoming chunks).
-  static constexpr int kScratchLanding = 0;
+  static constexpr int kScratchLanding = 0, kScratchStaging = 1, kScratchCodec = 2;
   virtual Buffer scratch(int slot, std::size_t bytes, DType dtype) = 0;
   // A communicator over a subset of this group (collective over the group): members with
   // the same `color` form one, ordered by `key`.
@@ -147,10 +153,22 @@ class Communicator {
   void ring_reduce_scatter_inplace(Buffer buf);
   // In place over `buf`, whose segment `rank` holds this rank's part.
   void ring_all_gather_inplace(Buffer buf);
+  // How a ring phase puts elements on the wire: in buf's own type, or cast to a 16-bit
+  // type (fp16/bf16), and how many logical bytes each wire byte stands for (compressed
+  // payloads carry more than their size).
+  struct Wire {
+    DType dtype;
+    double logical_per_wire_byte = 1.0;
+  };
   // One ring phase: p - 1 steps in which each rank sends segment send_index(step) to the
   // next rank and receives segment recv_index(step) from the previous one, adding it to
   // its own copy when `reduce`.
-  void ring_phase(Buffer buf, bool reduce);
+  // `cuts`, when given, are the tensor boundaries segments must end on.
+  void ring_phase(Buffer buf, bool reduce, Wire wire, const std::vector<std::size_t>* cuts = nullptr);
+  // The compressed all-reduce's top level and its two non-dense forms.
+  void top_all_reduce(Buffer region, Tier tier, BucketCodecs& codecs, const std::vector<Matrix>& tensors);
+  void gather_all_reduce(Buffer region, Tier tier, ElementCodec& codec);
+  void powersgd_all_reduce(Buffer region, Tier tier, PowerSgdState& state, const std::vector<Matrix>& tensors);
   // Whether `algo` runs level by level here (hierarchical over an evenly spread group that
   // spans several tiers); warns once when an uneven group falls back to the ring.
   bool use_levels(Algorithm algo);
@@ -159,8 +177,9 @@ class Communicator {
   void hierarchical_all_gather(Buffer buf);
   // Runs `body` in issue order: inline on the worker, else after pending work.
   void ordered(const std::function<void()>& body);
-  // Counts a message and reserves its emulated link; returns its release time (0: none).
-  std::int64_t count_and_reserve(Tier tier, std::size_t bytes);
+  // Counts a message (wire bytes, and the logical bytes they stand for) and reserves its
+  // emulated link; returns its release time (0: none).
+  std::int64_t count_and_reserve(Tier tier, std::size_t wire_bytes, std::size_t logical_bytes);
 
   std::shared_ptr<const Topology> topo_;
   std::vector<int> members_;

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "comm/codec.h"
 #include "comm/grid.h"
 
 namespace ft {
@@ -179,6 +180,33 @@ void MpiCommunicator::local_scale(Buffer buf, double f) {
 void MpiCommunicator::local_copy(Buffer dst, Buffer src) {
   if (dst.bytes() != src.bytes()) throw std::invalid_argument("local_copy: sizes differ");
   if (dst.count) std::memmove(dst.data, src.data, dst.bytes());
+}
+
+void MpiCommunicator::local_convert(Buffer dst, Buffer src, bool add) {
+  check_host(dst);
+  check_host(src);
+  if (dst.count != src.count) throw std::invalid_argument("local_convert: counts differ");
+  if (src.dtype == DType::f32 && (dst.dtype == DType::f16 || dst.dtype == DType::bf16) && !add) {
+    const float* s = src.as<float>();
+    auto* d = dst.as<std::uint16_t>();
+    if (dst.dtype == DType::f16)
+      for (std::size_t i = 0; i < src.count; ++i) d[i] = to_fp16(s[i]);
+    else
+      for (std::size_t i = 0; i < src.count; ++i) d[i] = to_bf16(s[i]);
+    return;
+  }
+  if (dst.dtype == DType::f32 && (src.dtype == DType::f16 || src.dtype == DType::bf16)) {
+    const auto* s = src.as<std::uint16_t>();
+    float* d = dst.as<float>();
+    bool half = src.dtype == DType::f16;
+    for (std::size_t i = 0; i < src.count; ++i) {
+      float v = half ? from_fp16(s[i]) : from_bf16(s[i]);
+      d[i] = add ? d[i] + v : v;
+    }
+    return;
+  }
+  throw std::invalid_argument(fmt::format("local_convert: {} to {} is not a codec cast", to_string(src.dtype),
+                                          to_string(dst.dtype)));
 }
 
 std::shared_ptr<void> MpiCommunicator::clone(Buffer src) {

@@ -33,6 +33,7 @@ class MpiCommunicator final : public Communicator {
   void local_add(Buffer dst, Buffer src) override;
   void local_scale(Buffer buf, double factor) override;
   void local_copy(Buffer dst, Buffer src) override;
+  void local_convert(Buffer dst, Buffer src, bool add) override;
   std::shared_ptr<void> clone(Buffer src) override;
   Buffer scratch(int slot, std::size_t bytes, DType dtype) override;
   std::unique_ptr<Communicator> split(int color, int key, std::vector<int> members) override;

@@ -16,59 +16,96 @@ int mod(int a, int p) { return ((a % p) + p) % p; }
 
 }  // namespace
 
-void Communicator::ring_phase(Buffer buf, bool reduce) {
+void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vector<std::size_t>* cuts) {
   const int p = size(), r = rank_;
   const int next = mod(r + 1, p), prev = mod(r - 1, p);
   const Tier tier = tier_to(next);
-  const std::size_t esize = dtype_size(buf.dtype);
-  const std::size_t chunk = std::max<std::size_t>(1, chunk_bytes_ / esize);
+  // A cast wire (fp16/bf16 for fp32) converts each chunk on the way out and on the way in;
+  // the sums still accumulate in buf's type.
+  const bool cast = wire.dtype != buf.dtype;
+  const std::size_t esize = dtype_size(buf.dtype), wsize = dtype_size(wire.dtype);
+  const std::size_t chunk = std::max<std::size_t>(1, chunk_bytes_ / wsize);
   // Reduce-scatter: step s sends segment r-1-s and receives r-2-s, so that rank r ends with
   // the full sum of segment r. All-gather: sends r-s, receives r-1-s into place.
   const int shift = reduce ? 1 : 0;
-  Buffer landing = reduce ? scratch(kScratchLanding, 2 * chunk * esize, buf.dtype) : Buffer{};
+  Buffer landing = reduce || cast ? scratch(kScratchLanding, 2 * chunk * wsize, wire.dtype) : Buffer{};
+  Buffer staging = cast ? scratch(kScratchStaging, 2 * chunk * wsize, wire.dtype) : Buffer{};
+  auto seg = [&](int i) { return cuts ? aligned_segment(buf.count, p, i, *cuts) : segment(buf.count, p, i); };
   const double t0 = now_seconds();
+  if (cast && !reduce) {
+    // The others receive this rank's part through the 16-bit wire; it keeps the same
+    // rounding, so that every rank ends with the same bits.
+    Segment own = seg(r);
+    for (std::size_t off = 0; off < own.count; off += chunk) {
+      Buffer part = sub(buf, own.offset + off, std::min(chunk, own.count - off));
+      Buffer wired = sub(staging, 0, part.count);
+      local_convert(wired, part, false);
+      local_convert(part, wired, false);
+    }
+  }
   for (int s = 0; s < p - 1; ++s) {
-    Segment out = segment(buf.count, p, mod(r - shift - s, p));
-    Segment in = segment(buf.count, p, mod(r - shift - 1 - s, p));
+    Segment out = seg(mod(r - shift - s, p));
+    Segment in = seg(mod(r - shift - 1 - s, p));
     std::size_t n_out = (out.count + chunk - 1) / chunk, n_in = (in.count + chunk - 1) / chunk;
     std::size_t n = std::max(n_out, n_in);
-    // Chunk i of this step: what goes out, and where what comes in lands.
-    auto send_part = [&](std::size_t i) {
+    // Chunk i of this step: the elements that go out, and where those coming in belong.
+    auto out_part = [&](std::size_t i) {
       if (i >= n_out) return Buffer{};
       std::size_t off = i * chunk;
       return sub(buf, out.offset + off, std::min(chunk, out.count - off));
     };
-    auto recv_part = [&](std::size_t i) {
+    auto in_part = [&](std::size_t i) {
       if (i >= n_in) return Buffer{};
-      std::size_t off = i * chunk, cnt = std::min(chunk, in.count - off);
-      return reduce ? sub(landing, (i % 2) * chunk, cnt) : sub(buf, in.offset + off, cnt);
+      std::size_t off = i * chunk;
+      return sub(buf, in.offset + off, std::min(chunk, in.count - off));
     };
+    auto wire_slot = [&](Buffer slots, std::size_t i, std::size_t count) { return sub(slots, (i % 2) * chunk, count); };
     // The whole segment is ready now: reserve the link for all its chunks, then send each
     // when its emulated transfer has finished.
     std::vector<std::int64_t> release(n_out);
-    for (std::size_t i = 0; i < n_out; ++i) release[i] = count_and_reserve(tier, send_part(i).bytes());
+    for (std::size_t i = 0; i < n_out; ++i) {
+      std::size_t elems = out_part(i).count;
+      release[i] = count_and_reserve(tier, elems * wsize,
+                                     static_cast<std::size_t>(static_cast<double>(elems * (cast ? esize : wsize)) *
+                                                              wire.logical_per_wire_byte));
+    }
     auto start = [&](std::size_t i) {
-      Buffer s_part = send_part(i);
+      Buffer send = out_part(i);
+      if (cast && send.count) {
+        Buffer staged = wire_slot(staging, i, send.count);
+        double c0 = now_seconds();
+        local_convert(staged, send, false);
+        traffic().codec(tier, now_seconds() - c0);
+        send = staged;
+      }
+      Buffer recv = in_part(i);
+      if ((reduce || cast) && recv.count) recv = wire_slot(landing, i, recv.count);
       if (i < n_out) Pacer::wait_until(release[i]);
-      return start_exchange(s_part, s_part.count ? next : -1, recv_part(i), i < n_in ? prev : -1);
+      return start_exchange(send, send.count ? next : -1, recv, i < n_in ? prev : -1);
     };
     int tickets[2] = {-1, -1};
     if (n > 0) tickets[0] = start(0);
     for (std::size_t i = 0; i < n; ++i) {
       if (i + 1 < n) tickets[(i + 1) % 2] = start(i + 1);
       finish_exchange(tickets[i % 2]);
-      if (reduce && i < n_in) {
-        std::size_t off = i * chunk;
-        local_add(sub(buf, in.offset + off, std::min(chunk, in.count - off)), recv_part(i));
+      Buffer dst = in_part(i);
+      if (!dst.count || !(reduce || cast)) continue;
+      Buffer arrived = wire_slot(landing, i, dst.count);
+      if (cast) {
+        double c0 = now_seconds();
+        local_convert(dst, arrived, reduce);
+        traffic().codec(tier, now_seconds() - c0);
+      } else {
+        local_add(dst, arrived);
       }
     }
   }
   traffic().busy(tier, now_seconds() - t0);
 }
 
-void Communicator::ring_reduce_scatter_inplace(Buffer buf) { ring_phase(buf, true); }
+void Communicator::ring_reduce_scatter_inplace(Buffer buf) { ring_phase(buf, true, Wire{buf.dtype, 1.0}); }
 
-void Communicator::ring_all_gather_inplace(Buffer buf) { ring_phase(buf, false); }
+void Communicator::ring_all_gather_inplace(Buffer buf) { ring_phase(buf, false, Wire{buf.dtype, 1.0}); }
 
 void Communicator::prepare_hierarchy() {
   if (!levels_.empty() || !plan_.even || plan_.levels.size() < 2) return;

@@ -34,7 +34,10 @@ TrafficSnapshot TrafficSnapshot::operator-(const TrafficSnapshot& e) const {
     }
     d.native_bytes[k] = native_bytes[k] - e.native_bytes[k];
   }
-  for (std::size_t t = 0; t < kTiers; ++t) d.busy[t] = busy[t] - e.busy[t];
+  for (std::size_t t = 0; t < kTiers; ++t) {
+    d.busy[t] = busy[t] - e.busy[t];
+    d.codec[t] = codec[t] - e.codec[t];
+  }
   return d;
 }
 
@@ -48,6 +51,10 @@ void TrafficCounters::count(Traffic kind, Tier tier, std::uint64_t logical, std:
 
 void TrafficCounters::busy(Tier tier, double seconds) {
   busy_[static_cast<std::size_t>(index(tier))].fetch_add(seconds, std::memory_order_relaxed);
+}
+
+void TrafficCounters::codec(Tier tier, double seconds) {
+  codec_[static_cast<std::size_t>(index(tier))].fetch_add(seconds, std::memory_order_relaxed);
 }
 
 void TrafficCounters::native(Traffic kind, std::uint64_t bytes) {
@@ -64,7 +71,10 @@ TrafficSnapshot TrafficCounters::snapshot() const {
     }
     s.native_bytes[k] = native_[k].load(std::memory_order_relaxed);
   }
-  for (std::size_t t = 0; t < kTiers; ++t) s.busy[t] = busy_[t].load(std::memory_order_relaxed);
+  for (std::size_t t = 0; t < kTiers; ++t) {
+    s.busy[t] = busy_[t].load(std::memory_order_relaxed);
+    s.codec[t] = codec_[t].load(std::memory_order_relaxed);
+  }
   return s;
 }
 

@@ -21,6 +21,7 @@ std::string_view traffic_name(Traffic k);
 struct TrafficSnapshot {
   std::array<std::array<std::uint64_t, kTiers>, kTrafficKinds> logical{}, wire{}, messages{};
   std::array<double, kTiers> busy{};                       // seconds
+  std::array<double, kTiers> codec{};                      // seconds encoding and decoding
   std::array<std::uint64_t, kTrafficKinds> native_bytes{};  // payload of the MPI/NCCL library's own collectives
 
   std::uint64_t logical_at(Tier t) const;  // summed over kinds
@@ -33,12 +34,13 @@ class TrafficCounters {
   // One message of `wire` bytes standing for `logical` bytes of data.
   void count(Traffic kind, Tier tier, std::uint64_t logical, std::uint64_t wire);
   void busy(Tier tier, double seconds);
+  void codec(Tier tier, double seconds);
   void native(Traffic kind, std::uint64_t bytes);
   TrafficSnapshot snapshot() const;
 
  private:
   std::array<std::array<std::atomic<std::uint64_t>, kTiers>, kTrafficKinds> logical_{}, wire_{}, messages_{};
-  std::array<std::atomic<double>, kTiers> busy_{};
+  std::array<std::atomic<double>, kTiers> busy_{}, codec_{};
   std::array<std::atomic<std::uint64_t>, kTrafficKinds> native_{};
 };
 

@@ -16,7 +16,15 @@ namespace ft {
 namespace {
 
 constexpr std::int64_t kFormatVersion = 1;
-const char* const kArrays[] = {"params", "optimizer/m", "optimizer/v"};
+const char* const kArrays[] = {"params", "optimizer/m", "optimizer/v", "rank_state"};
+constexpr int kRankState = 3;
+
+// The layout a rank's own state depends on.
+std::string layout_of(const Config& c, int world) {
+  const auto& p = c.parallel;
+  return fmt::format("world={} tp={} pp={} dp={} order={} bucket={} algorithm={}", world, p.tp, p.pp, p.dp, p.order,
+                     c.sync.bucket.value, c.sync.algorithm);
+}
 
 // The model section of the config, which must match between a checkpoint and its resume.
 std::string model_yaml(const Config& c) {
@@ -94,7 +102,8 @@ struct FullTensor {
 }  // namespace
 
 void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, const GptStage& model,
-                     const AdamW& opt, const CheckpointRole& role, const CheckpointState& state) {
+                     const AdamW& opt, const CheckpointRole& role, const CheckpointState& state,
+                     const RankState& rank_state) {
   Packer out;
   const ParamSet& ps = model.params();
   if (role.owns_params) pack(out, 0, model, ps.flat_values(), 0, ps.numel(), 0);
@@ -108,6 +117,17 @@ void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, 
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
+  for (const auto& [name, values] : rank_state) {
+    out.put<std::int32_t>(kRankState);
+    out.put_string(fmt::format("rank{}/{}", rank, name));
+    out.put<std::int32_t>(1);
+    out.put<std::int64_t>(static_cast<std::int64_t>(values->size()));
+    out.put<std::int64_t>(static_cast<std::int64_t>(values->size()));
+    for (std::size_t i = 0; i < values->size(); ++i) {
+      out.put<std::int64_t>(static_cast<std::int64_t>(i));
+      out.put<double>((*values)[i]);
+    }
+  }
   int mine = static_cast<int>(out.bytes.size());
   std::vector<int> counts(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
   MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm);
@@ -123,7 +143,7 @@ void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, 
   MPI_Gatherv(out.bytes.data(), mine, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, 0, comm);
   if (rank != 0) return;
 
-  std::map<std::string, FullTensor> arrays[3];
+  std::map<std::string, FullTensor> arrays[4];
   Unpacker in(all.data(), all.size());
   while (!in.done()) {
     auto array = in.get<std::int32_t>();
@@ -154,12 +174,13 @@ void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, 
     f.set_attr("/", "data_position", state.data_position);
     f.set_attr("/", "data_tokens", state.data_tokens);
     f.set_attr("/", "seed", static_cast<std::int64_t>(cfg.train.seed));
+    f.set_attr("/", "layout", layout_of(cfg, size));
     bool f32 = ps.flat_values().dtype() == DType::f32;
-    for (int a = 0; a < 3; ++a) {
+    for (int a = 0; a < 4; ++a) {
       for (const auto& [name, t] : arrays[a]) {
         std::vector<std::uint64_t> shape(t.shape.begin(), t.shape.end());
         std::string ds = fmt::format("/{}/{}", kArrays[a], name);
-        if (f32)
+        if (f32 || a == kRankState)
           f.write<float>(ds, std::vector<float>(t.data.begin(), t.data.end()), shape);
         else
           f.write<double>(ds, t.data, shape);
@@ -219,6 +240,17 @@ CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptS
   ops::from_host(opt.v(), v);
   opt.set_steps_taken(f.attr_int("/", "adam_steps"));
   return state;
+}
+
+std::optional<std::map<std::string, std::vector<float>>> load_rank_state(const std::string& path, const Config& cfg,
+                                                                          int rank, int world) {
+  h5::File f(path, h5::Mode::read);
+  if (!f.has_attr("/", "layout") || f.attr_string("/", "layout") != layout_of(cfg, world)) return std::nullopt;
+  std::map<std::string, std::vector<float>> out;
+  std::string group = fmt::format("/{}/rank{}", kArrays[kRankState], rank);
+  if (!f.exists(group)) return out;
+  for (const std::string& name : f.datasets_under(group)) out[name] = f.read<float>(group + "/" + name);
+  return out;
 }
 
 }  // namespace ft

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <mpi.h>
 
@@ -29,13 +32,24 @@ struct CheckpointRole {
   bool owns_state = true;
 };
 
-// Collective over `comm`: rank 0 writes `path`.
+// State that belongs to one rank and the layout it runs in (gradient codecs' residuals),
+// by name.
+using RankState = std::vector<std::pair<std::string, std::vector<float>*>>;
+
+// Collective over `comm`: rank 0 writes `path`, with each rank's `rank_state` under
+// /rank_state/rank<r>/<name>.
 void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, const GptStage& model,
-                     const AdamW& opt, const CheckpointRole& role, const CheckpointState& state);
+                     const AdamW& opt, const CheckpointRole& role, const CheckpointState& state,
+                     const RankState& rank_state = {});
 
 // Every rank reads its pieces of `path` into the model and optimizer. Throws UserError when
 // the file is missing or was written for a different model shape or data.
 CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptStage& model, AdamW& opt,
                                 std::int64_t data_tokens);
+
+// This rank's state, by name, when the checkpoint was written by a job of the same world
+// size and layout; nothing otherwise.
+std::optional<std::map<std::string, std::vector<float>>> load_rank_state(const std::string& path, const Config& cfg,
+                                                                          int rank, int world);
 
 }  // namespace ft

@@ -273,6 +273,22 @@ void validate_relations(const Config& c) {
     require(m.vocab >= 256, fmt::format("model.vocab ({}) must be at least 256 for data.kind text (one token per byte)", m.vocab));
 }
 
+// Parameters a codec does not use must stay unset; the ones it uses get their defaults.
+void resolve_codec(const std::string& tier, CodecConfig& c) {
+  auto refuse = [&](const char* key, const char* users) {
+    throw UserError(fmt::format("compression.{}.{} applies to codec {}, not {}", tier, key, users, c.codec));
+  };
+  const bool blocks = c.codec == "int8" || c.codec == "sign";
+  if (c.block != 0 && !blocks) refuse("block", "int8 or sign");
+  if ((c.ratio != 0 || c.count != 0) && c.codec != "topk") refuse(c.ratio != 0 ? "ratio" : "count", "topk");
+  if ((c.rank != 0 || c.start != 0) && c.codec != "powersgd") refuse(c.rank != 0 ? "rank" : "start", "powersgd");
+  if (c.ratio != 0 && c.count != 0)
+    throw UserError(fmt::format("compression.{}: give topk either ratio or count, not both", tier));
+  if (blocks && c.block == 0) c.block = 256;
+  if (c.codec == "topk" && c.ratio == 0 && c.count == 0) c.ratio = 0.01;
+  if (c.codec == "powersgd" && c.rank == 0) c.rank = 4;
+}
+
 }  // namespace
 
 Config load_config(const std::string& file, const std::vector<Override>& overrides) {
@@ -294,6 +310,10 @@ Config load_config(const std::string& file, const std::vector<Override>& overrid
   describe(d, c);
   d.finish();
   validate_relations(c);
+  auto& z = c.compression;
+  for (auto [name, codec] : {std::pair{"intra_node", &z.intra_node}, std::pair{"inter_node", &z.inter_node},
+                             std::pair{"inter_pod", &z.inter_pod}, std::pair{"inter_site", &z.inter_site}})
+    if (*codec) resolve_codec(name, **codec);
   return c;
 }
 

@@ -155,10 +155,45 @@ template <class V> void describe(V& v, LinksConfig& c) {
   v.optional_section("inter_site", c.inter_site, "each site's link to the other sites");
 }
 
+// A codec for one tier's share of the gradient all-reduce. Parameters left at 0 take the
+// codec's default when it uses them; setting one the codec does not use is refused.
+struct CodecConfig {
+  std::string codec = "none";
+  int block = 0;      // int8, sign (default 256)
+  double ratio = 0;   // topk (default 0.01, when count is 0)
+  std::int64_t count = 0;  // topk
+  int rank = 0;       // powersgd (default 4)
+  int start = 0;      // powersgd
+  bool error_feedback = true;
+};
+template <class V> void describe(V& v, CodecConfig& c) {
+  using namespace config;
+  v.key("codec", c.codec, "none, fp16, bf16, int8, topk, sign or powersgd (see docs/compression.md)",
+        one_of({"none", "fp16", "bf16", "int8", "topk", "sign", "powersgd"}));
+  v.key("block", c.block, "int8, sign: elements per scale; 0 = 256", in_range(0, 1 << 24));
+  v.key("ratio", c.ratio, "topk: fraction of each bucket's elements sent; 0 = 0.01", in_range(0.0, 1.0));
+  v.key("count", c.count, "topk: elements sent per bucket, instead of a ratio", at_least(std::int64_t{0}));
+  v.key("rank", c.rank, "powersgd: rank of the approximation; 0 = 4", in_range(0, 1 << 16));
+  v.key("start", c.start, "powersgd: steps of dense sync before compressing", in_range(0, 1 << 30));
+  v.key("error_feedback", c.error_feedback, "keep what a lossy codec did not send and add it to the next step");
+}
+
+// Compression per tier of the data-parallel all-reduce; an absent tier stays dense.
+struct CompressionConfig {
+  std::optional<CodecConfig> intra_node, inter_node, inter_pod, inter_site;
+};
+template <class V> void describe(V& v, CompressionConfig& c) {
+  v.optional_section("intra_node", c.intra_node, "codec of the all-reduce's step between ranks of a node");
+  v.optional_section("inter_node", c.inter_node, "codec of its step between the nodes of a pod");
+  v.optional_section("inter_pod", c.inter_pod, "codec of its step between the pods of a site");
+  v.optional_section("inter_site", c.inter_site, "codec of its step between sites");
+}
+
 struct MetricsConfig {
   int every = 1;
   int flush_every = 10;
   double peak_flops = 0;
+  bool compression_error = false;
 };
 template <class V> void describe(V& v, MetricsConfig& c) {
   using namespace config;
@@ -168,6 +203,8 @@ template <class V> void describe(V& v, MetricsConfig& c) {
   v.key("peak_flops", c.peak_flops,
         "peak FLOP/s of one rank, the denominator of MFU; 0 = measure a matrix product at start-up",
         in_range(0.0, 1e20));
+  v.key("compression_error", c.compression_error,
+        "log the relative error of the compressed gradient sum against the dense one (an extra dense all-reduce)");
 }
 
 struct CheckpointConfig {
@@ -190,6 +227,7 @@ struct Config {
   TopologyConfig topology;
   LinksConfig links;
   SyncConfig sync;
+  CompressionConfig compression;
   MetricsConfig metrics;
   CheckpointConfig checkpoint;
   std::string device = "cpu";
@@ -204,6 +242,7 @@ template <class V> void describe(V& v, Config& c) {
   v.section("topology", c.topology, "how ranks map onto nodes, pods and sites");
   v.section("links", c.links, "emulated links between nodes, pods and sites (in-process pacer)");
   v.section("sync", c.sync, "data-parallel gradient synchronisation");
+  v.section("compression", c.compression, "gradient compression per tier, with error feedback");
   v.section("metrics", c.metrics, "the HDF5 log");
   v.section("checkpoint", c.checkpoint, "saving and resuming");
   v.key("device", c.device, "where tensors live", one_of({"cpu", "cuda"}));

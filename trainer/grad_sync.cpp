@@ -1,6 +1,7 @@
 #include "trainer/grad_sync.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace ft {
 namespace {
@@ -12,8 +13,14 @@ Buffer slice(const Tensor& flat, std::int64_t begin, std::int64_t end) {
 }  // namespace
 
 GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, bool zero,
-                   bool overlap)
-    : dp_(dp), params_(params), algo_(algo), zero_(zero), overlap_(overlap) {
+                   bool overlap, const TierCodecs& codecs, bool measure_error)
+    : dp_(dp),
+      params_(params),
+      algo_(algo),
+      zero_(zero),
+      overlap_(overlap),
+      compressed_(std::any_of(codecs.begin(), codecs.end(), [](const CodecSpec& c) { return c.lossy(); })),
+      measure_error_(measure_error && compressed_) {
   const auto& infos = params.infos();
   bucket_of_.assign(infos.size(), -1);
   const std::uint64_t esize = dtype_size(params.flat_grads().dtype());
@@ -27,7 +34,17 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
     ++b.params;
     bucket_of_[i] = static_cast<int>(buckets_.size()) - 1;
   }
-  for (const Bucket& b : buckets_) {
+  for (Bucket& b : buckets_) {
+    if (compressed_) {
+      b.codecs = std::make_unique<BucketCodecs>(codecs);
+      for (std::size_t i = 0; i < infos.size(); ++i) {
+        const ParamInfo& p = infos[i];
+        if (p.offset < b.begin || p.offset >= b.end) continue;
+        bool matrix = p.local_shape.size() == 2;
+        b.tensors.push_back({static_cast<std::size_t>(p.offset - b.begin), static_cast<std::size_t>(p.local_shape[0]),
+                             matrix ? static_cast<std::size_t>(p.local_shape[1]) : 0});
+      }
+    }
     if (!zero) continue;
     Segment mine = dp.owned(static_cast<std::size_t>(b.end - b.begin), algo);
     owned_.push_back({b.begin + static_cast<std::int64_t>(mine.offset),
@@ -44,6 +61,7 @@ void GradSync::begin_step() {
     b.pending = b.params;
     b.launched = false;
     b.work = Work();
+    b.err_num = b.err_den = 0;
   }
   first_start_ = 0;
   busy_ = 0;
@@ -53,11 +71,58 @@ void GradSync::launch(Bucket& b) {
   Buffer grads = slice(params_.flat_grads(), b.begin, b.end);
   Communicator* dp = &dp_;
   Algorithm algo = algo_;
-  if (zero_)
+  if (zero_) {
     b.work = dp_.enqueue([dp, grads, algo] { dp->reduce_scatter(grads, ReduceOp::avg, algo); });
-  else
+  } else if (compressed_) {
+    Bucket* bucket = &b;
+    bool measure = measure_error_;
+    b.work = dp_.enqueue([dp, grads, algo, bucket, measure] {
+      std::vector<float> dense;
+      if (measure) {
+        dense.assign(grads.as<float>(), grads.as<float>() + grads.count);
+        dp->all_reduce(host_buffer(dense.data(), dense.size()), ReduceOp::avg, Algorithm::native);
+      }
+      dp->all_reduce_compressed(grads, ReduceOp::avg, algo, *bucket->codecs, bucket->tensors);
+      for (std::size_t i = 0; i < dense.size(); ++i) {
+        double d = static_cast<double>(grads.as<float>()[i]) - dense[i];
+        bucket->err_num += d * d;
+        bucket->err_den += static_cast<double>(dense[i]) * dense[i];
+      }
+    });
+  } else {
     b.work = dp_.enqueue([dp, grads, algo] { dp->all_reduce(grads, ReduceOp::avg, algo); });
+  }
   b.launched = true;
+}
+
+double GradSync::compression_error() const {
+  double num = 0, den = 0;
+  for (const Bucket& b : buckets_) {
+    num += b.err_num;
+    den += b.err_den;
+  }
+  return den > 0 ? std::sqrt(num / den) : 0.0;
+}
+
+bool GradSync::restore_codec_state(std::map<std::string, std::vector<float>> state) {
+  for (auto& [name, values] : state) {
+    // "bucket<b>/<tier>/<what>"
+    if (name.rfind("bucket", 0) != 0) return false;
+    auto slash = name.find('/');
+    std::size_t b = std::stoul(name.substr(6, slash - 6));
+    if (b >= buckets_.size() || !buckets_[b].codecs || !buckets_[b].codecs->restore(name.substr(slash + 1), values))
+      return false;
+  }
+  return true;
+}
+
+std::vector<std::pair<std::string, std::vector<float>*>> GradSync::codec_state() {
+  std::vector<std::pair<std::string, std::vector<float>*>> out;
+  for (std::size_t b = 0; b < buckets_.size(); ++b) {
+    if (!buckets_[b].codecs) continue;
+    for (auto& [name, v] : buckets_[b].codecs->state()) out.emplace_back("bucket" + std::to_string(b) + "/" + name, v);
+  }
+  return out;
 }
 
 void GradSync::grad_ready(int param) {

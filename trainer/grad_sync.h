@@ -9,6 +9,10 @@
 #include <cstdint>
 #include <vector>
 
+#include <map>
+#include <memory>
+#include <string>
+
 #include "comm/communicator.h"
 #include "models/params.h"
 #include "trainer/optimizer.h"
@@ -17,8 +21,11 @@ namespace ft {
 
 class GradSync {
  public:
+  // `codecs`: each tier's codec (all none: dense). `measure_error`: also all-reduce each
+  // bucket densely (the library's native algorithm, uncounted per tier) to measure the
+  // compressed sum's relative error.
   GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, bool zero,
-           bool overlap);
+           bool overlap, const TierCodecs& codecs, bool measure_error);
 
   // The flat ranges whose optimizer update is this rank's: everything, or with ZeRO-1 this
   // rank's part of each bucket.
@@ -38,6 +45,13 @@ class GradSync {
   // started, and the summed duration of every bucket's sync.
   double first_start() const { return first_start_; }
   double busy() const { return busy_; }
+  // ||compressed - dense|| / ||dense|| of the step's whole gradient (with measure_error).
+  double compression_error() const;
+  bool compressed() const { return compressed_; }
+  // Every bucket's codec state (residuals, PowerSGD's Q), named "bucket<b>/<tier>/...".
+  std::vector<std::pair<std::string, std::vector<float>*>> codec_state();
+  // Puts back state saved under those names; false when it does not fit these buckets.
+  bool restore_codec_state(std::map<std::string, std::vector<float>> state);
 
  private:
   struct Bucket {
@@ -46,6 +60,9 @@ class GradSync {
     int pending = 0;
     Work work;
     bool launched = false;
+    std::unique_ptr<BucketCodecs> codecs;  // when compressed
+    std::vector<Matrix> tensors;           // its parameters, relative to begin
+    double err_num = 0, err_den = 0;       // squared error and squared norm, with measure_error
   };
   void launch(Bucket& b);
 
@@ -53,6 +70,7 @@ class GradSync {
   const ParamSet& params_;
   Algorithm algo_;
   bool zero_, overlap_;
+  bool compressed_, measure_error_;
   std::vector<Bucket> buckets_;  // in launch order: the end of the buffer first
   std::vector<int> bucket_of_;   // by parameter index
   std::vector<FlatRange> owned_;

@@ -82,6 +82,17 @@ bool File::exists(const std::string& path) const {
   return H5Lexists(file_.get(), path.c_str(), H5P_DEFAULT) > 0;
 }
 
+std::vector<std::string> File::datasets_under(const std::string& group) const {
+  std::vector<std::string> out;
+  Handle g(check(H5Gopen2(file_.get(), group.c_str(), H5P_DEFAULT), "open group " + group), H5Gclose);
+  auto visit = [](hid_t, const char* name, const H5O_info_t* info, void* data) -> herr_t {
+    if (info->type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+    return 0;
+  };
+  check(H5Ovisit(g.get(), H5_INDEX_NAME, H5_ITER_INC, visit, &out), "visit " + group);
+  return out;
+}
+
 void File::ensure_parent(const std::string& path) {
   std::size_t pos = 0;
   while ((pos = path.find('/', pos + 1)) != std::string::npos) {

@@ -50,6 +50,8 @@ class File {
   bool has_attr(const std::string& object, const std::string& name) const;
 
   bool exists(const std::string& path) const;
+  // Paths of every dataset below `group`, relative to it ("a/b/c").
+  std::vector<std::string> datasets_under(const std::string& group) const;
 
   // Extendable log of float64 rows: shape [n] when width == 0, else [n, width].
   void create_log(const std::string& path, std::size_t width, std::size_t chunk_rows);

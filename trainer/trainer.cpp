@@ -26,10 +26,10 @@ std::string utc_now() {
 // Columns of /steps, in order. Documented in docs/metrics.md.
 struct Columns {
   int step, loss, lr, grad_norm, tokens, tokens_per_s, model_flops, mfu;
-  int bubble;
+  int bubble, compression_error;
   int step_time, forward_time, backward_time, optimizer_time, comm_exposed, comm_time, sync_start, backward_end;
   int pipeline_time, pipeline_wait;
-  std::array<int, kTiers> busy, bytes_wire, bytes_logical;
+  std::array<int, kTiers> busy, bytes_wire, bytes_logical, compression_ratio, codec_time;
   std::array<std::array<int, kTiers>, 3> bytes_kind;  // dp, tp, pp
 };
 
@@ -46,6 +46,8 @@ MetricsSchema step_schema(Columns& c) {
   c.bubble = s.add("bubble", "", Scope::job,
                    "pipeline idle share: mean over ranks of 1 - (forward + backward time) / the slowest rank's "
                    "pipeline_time");
+  c.compression_error = s.add("compression_error", "", Scope::job,
+                              "||compressed - dense|| / ||dense|| of the gradient sum (metrics.compression_error)");
   c.step_time = s.add("step_time", "s", Scope::per_rank, "wall time of the whole optimizer step");
   c.forward_time = s.add("forward_time", "s", Scope::per_rank, "time in forward passes");
   c.backward_time = s.add("backward_time", "s", Scope::per_rank, "time in backward passes");
@@ -64,6 +66,9 @@ MetricsSchema step_schema(Columns& c) {
     c.bytes_wire[i] = s.add("bytes_wire/" + tier, "bytes", Scope::per_rank, "bytes this rank put on " + tier + " links");
     c.bytes_logical[i] = s.add("bytes_logical/" + tier, "bytes", Scope::per_rank,
                                "bytes those messages stood for before compression, " + tier);
+    c.compression_ratio[i] = s.add("compression_ratio/" + tier, "", Scope::per_rank,
+                                   "bytes_logical / bytes_wire on " + tier + " links (1 when dense or idle)");
+    c.codec_time[i] = s.add("codec_time/" + tier, "s", Scope::per_rank, "time encoding and decoding for " + tier);
   }
   for (Traffic k : {Traffic::dp, Traffic::tp, Traffic::pp})
     for (Tier t : kAllTiers)
@@ -87,6 +92,7 @@ struct Trainer::StepStats {
   double loss = 0, lr = 0, grad_norm = 0;
   double start = 0, step = 0, forward = 0, backward = 0, optimizer = 0, exposed = 0, comm = 0;
   double pipeline = 0, pipeline_wait = 0;
+  double compression_error = 0;
   double sync_start = 0, backward_end = 0;
   TrafficSnapshot traffic;
 };
@@ -99,6 +105,58 @@ std::int64_t parameter_count(const ModelConfig& m) {
 
 double model_flops_per_token(const ModelConfig& m) {
   return 6.0 * static_cast<double>(parameter_count(m)) + 12.0 * m.layers * m.context * m.width;
+}
+
+TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo) {
+  TierCodecs codecs{};
+  const auto& z = cfg.compression;
+  bool any = false;
+  for (auto [tier, c] : {std::pair{Tier::intra_node, &z.intra_node}, std::pair{Tier::inter_node, &z.inter_node},
+                         std::pair{Tier::inter_pod, &z.inter_pod}, std::pair{Tier::inter_site, &z.inter_site}}) {
+    if (!*c || (*c)->codec == "none") continue;
+    CodecSpec& s = codecs[static_cast<std::size_t>(index(tier))];
+    s.kind = *codec_from_name((*c)->codec);
+    s.block = (*c)->block > 0 ? (*c)->block : s.block;
+    s.ratio = (*c)->ratio;
+    s.count = (*c)->count;
+    s.rank = (*c)->rank > 0 ? (*c)->rank : s.rank;
+    s.start = (*c)->start;
+    s.error_feedback = (*c)->error_feedback;
+    s.seed = cfg.train.seed;
+    any = true;
+  }
+  if (!any) return codecs;
+  if (cfg.parallel.zero == 1)
+    throw UserError("compression applies to the gradient all-reduce; ZeRO-1 (parallel.zero: 1) reduce-scatters, "
+                    "uncompressed: set parallel.zero: 0 or remove the compression section");
+  if (algo == Algorithm::native)
+    throw UserError("compression needs sync.algorithm ring or hierarchical: the library's native all-reduce cannot "
+                    "carry codecs");
+  // The tiers the sync runs at: each level of the hierarchy, or one (the highest the group
+  // spans) for a flat ring. Casts may compress any of them; the others only the top one.
+  std::vector<Tier> levels;
+  if (algo == Algorithm::hierarchical && dp.hierarchy().even && dp.hierarchy().levels.size() > 1) {
+    for (const auto& l : dp.hierarchy().levels) levels.push_back(l.tier);
+  } else {
+    Tier top = Tier::intra_node;
+    for (int m : dp.members()) top = std::max(top, dp.topology().tier(dp.members()[0], m));
+    if (dp.size() > 1) levels.push_back(top);
+  }
+  for (Tier t : kAllTiers) {
+    const CodecSpec& s = codecs[static_cast<std::size_t>(index(t))];
+    if (!s.lossy()) continue;
+    std::string key = fmt::format("compression.{}", tier_name(t));
+    if (std::find(levels.begin(), levels.end(), t) == levels.end()) {
+      log::warn("{} has no effect: the data-parallel sync ({}) has no {} step", key, algorithm_name(algo), tier_name(t));
+      continue;
+    }
+    bool cast = s.kind == CodecKind::fp16 || s.kind == CodecKind::bf16;
+    if (!cast && t != levels.back())
+      throw UserError(fmt::format("{}.codec {}: codecs other than fp16 and bf16 apply only to the top tier of the "
+                                  "data-parallel sync ({} here); below it use fp16, bf16 or none",
+                                  key, codec_name(s.kind), tier_name(levels.back())));
+  }
+  return codecs;
 }
 
 Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp) {
@@ -144,9 +202,10 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   recv_act_ = Tensor({micro_batch_, cfg.model.context, cfg.model.width}, DType::f32, device);
   recv_grad_ = Tensor({micro_batch_, cfg.model.context, cfg.model.width}, DType::f32, device);
   std::vector<FlatRange> owned{{0, model_->params().numel()}};
+  TierCodecs codecs = tier_codecs(cfg, dp, sync_algo_);
   if (p.dp > 1) {
     sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero == 1,
-                                       cfg.sync.overlap);
+                                       cfg.sync.overlap, codecs, cfg.metrics.compression_error);
     owned = sync_->owned();
   }
   StageHooks hooks;
@@ -187,6 +246,12 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   if (!opts.resume.empty()) {
     CheckpointState st = load_checkpoint(opts.resume, cfg, *model_, *opt_, data_->tokens());
     first_step_ = st.steps_done;
+    if (sync_ && sync_->compressed()) {
+      auto saved = load_rank_state(opts.resume, cfg, mpi.rank(), mpi.size());
+      if (!saved || !sync_->restore_codec_state(std::move(*saved)))
+        log::warn("{} was written by another layout or codec set: error-feedback residuals start from zero",
+                  opts.resume);
+    }
   }
   flops_per_token_ = model_flops_per_token(cfg.model);
   peak_flops_ = cfg.metrics.peak_flops > 0 ? cfg.metrics.peak_flops : measure_matmul_flops(device);
@@ -280,6 +345,7 @@ void Trainer::train_step(int step, StepStats& s) {
     s.exposed += sync_->finish();
     s.comm = sync_->busy();
     s.sync_start = sync_->first_start() - s.start;
+    s.compression_error = sync_->compression_error();
   }
   t0 = now_seconds();
   s.grad_norm = global_grad_norm();
@@ -328,6 +394,9 @@ void Trainer::record_step(int step, const StepStats& s) {
     r.set(c.busy[i], s.traffic.busy[i]);
     r.set(c.bytes_wire[i], static_cast<double>(s.traffic.wire_at(t)));
     r.set(c.bytes_logical[i], static_cast<double>(s.traffic.logical_at(t)));
+    double wire = static_cast<double>(s.traffic.wire_at(t));
+    r.set(c.compression_ratio[i], wire > 0 ? static_cast<double>(s.traffic.logical_at(t)) / wire : 1.0);
+    r.set(c.codec_time[i], s.traffic.codec[i]);
     for (std::size_t k = 0; k < 3; ++k) r.set(c.bytes_kind[k][i], static_cast<double>(s.traffic.wire[k][i]));
   }
   // Job-wide rates use the slowest rank's step time.
@@ -345,6 +414,7 @@ void Trainer::record_step(int step, const StepStats& s) {
   const double span = max_over(MPI_COMM_WORLD, s.pipeline);
   const double idle = span > 0 ? 1.0 - (s.forward + s.backward) / span : 0.0;
   r.set(c.bubble, sum_over(MPI_COMM_WORLD, idle) / mpi_.size());
+  r.set(c.compression_error, s.compression_error);
   log_->record(r);
   if (mpi_.rank() != 0) return;
   StepLine line{step + 1, cfg_.train.steps, s.loss, s.lr, s.grad_norm, tokens / slowest, slowest, exposed / slowest};
@@ -366,7 +436,7 @@ void Trainer::save(int steps_done) {
   // (Tensor-parallel ranks each write their shards; replicated tensors arrive from every TP
   // rank with the same values.)
   CheckpointRole role{layout_.coord.dp == 0, cfg_.parallel.zero == 1 || layout_.coord.dp == 0};
-  save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st);
+  save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st, sync_ ? sync_->codec_state() : RankState{});
   log::info("checkpoint: {} (step {})", path, steps_done);
 }
 

@@ -95,4 +95,8 @@ std::int64_t parameter_count(const ModelConfig& m);
 // several tiers, else ring.
 Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp);
 
+// The compression section as per-tier codecs for the DP sync; throws UserError for what
+// cannot run (a non-cast codec below the top tier, ZeRO-1, native sync).
+TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo);
+
 }  // namespace ft

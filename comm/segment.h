@@ -1,0 +1,20 @@
+// How collectives cut a buffer among p ranks.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace ft {
+
+struct Segment {
+  std::size_t offset = 0, count = 0;
+};
+
+// The i-th of p near-equal segments of n elements: the first n % p segments hold one more.
+Segment segment(std::size_t n, int p, int i);
+
+// Segment i of p of a buffer holding whole tensors, its ends moved to the tensor boundaries
+// (`cuts`, sorted, from 0 to n) nearest to the even split. Every rank computes the same.
+Segment aligned_segment(std::size_t n, int p, int i, const std::vector<std::size_t>& cuts);
+
+}  // namespace ft

@@ -1,0 +1,200 @@
+// Codecs: 16-bit rounding, exact wire sizes, round-trip error within each codec's bound,
+// and error feedback's conservation of mass.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "comm/codec.h"
+
+namespace ft {
+namespace {
+
+std::vector<float> random_data(std::size_t n, std::uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+CodecSpec spec(CodecKind k) {
+  CodecSpec s;
+  s.kind = k;
+  return s;
+}
+
+TEST(Codecs, Fp16RoundsToNearestEvenAndClampsCountingOverflow) {
+  EXPECT_EQ(from_fp16(to_fp16(1.0f + 0x1.0p-11f)), 1.0f);                   // tie -> even (down)
+  EXPECT_EQ(from_fp16(to_fp16(1.0f + 3 * 0x1.0p-11f)), 1.0f + 0x1.0p-9f);   // tie -> even (up)
+  EXPECT_EQ(from_fp16(to_fp16(1.0f + 0x1.2p-11f)), 1.0f + 0x1.0p-10f);      // above the tie
+  EXPECT_EQ(from_fp16(to_fp16(0x1.0p-24f)), 0x1.0p-24f);                    // smallest subnormal
+  EXPECT_EQ(from_fp16(to_fp16(0x1.8p-25f)), 0x1.0p-24f);                    // rounds up into it
+  EXPECT_EQ(from_fp16(to_fp16(-2.5f)), -2.5f);
+  EXPECT_EQ(from_fp16(to_fp16(65504.0f)), 65504.0f);
+  std::uint64_t clamped = 0;
+  EXPECT_EQ(from_fp16(to_fp16(1e6f, &clamped)), 65504.0f);
+  EXPECT_EQ(from_fp16(to_fp16(-70000.0f, &clamped)), -65504.0f);
+  EXPECT_EQ(clamped, 2u);
+  EXPECT_TRUE(std::isinf(from_fp16(to_fp16(std::numeric_limits<float>::infinity()))));
+  EXPECT_TRUE(std::isnan(from_fp16(to_fp16(std::numeric_limits<float>::quiet_NaN()))));
+  // Every half value survives a round trip.
+  for (std::uint32_t h = 0; h < 0x7c00; ++h) EXPECT_EQ(to_fp16(from_fp16(static_cast<std::uint16_t>(h))), h);
+}
+
+TEST(Codecs, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(from_bf16(to_bf16(1.0f + 0x1.0p-8f)), 1.0f);                   // tie -> even
+  EXPECT_EQ(from_bf16(to_bf16(1.0f + 3 * 0x1.0p-8f)), 1.0f + 0x1.0p-6f);
+  EXPECT_EQ(from_bf16(to_bf16(-3.0f)), -3.0f);
+  EXPECT_TRUE(std::isnan(from_bf16(to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+TEST(Codecs, WireSizesAreExact) {
+  for (std::size_t n : {1u, 7u, 256u, 1000u, 4099u}) {
+    std::vector<float> x = random_data(n, n);
+    std::vector<std::uint8_t> payload;
+    CodecSpec topk = spec(CodecKind::topk);
+    topk.ratio = 0.1;
+    CodecSpec int8 = spec(CodecKind::int8);
+    int8.block = 64;
+    const std::size_t k = std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(0.1 * static_cast<double>(n))));
+    struct Case {
+      CodecSpec s;
+      std::size_t bytes;
+    } cases[] = {{spec(CodecKind::none), 4 * n},
+                 {spec(CodecKind::fp16), 2 * n},
+                 {spec(CodecKind::bf16), 2 * n},
+                 {int8, n + 4 * ((n + 63) / 64)},
+                 {topk, 8 * k},
+                 {spec(CodecKind::sign), (n + 7) / 8 + 4 * ((n + 255) / 256)}};
+    for (auto& c : cases) {
+      ElementCodec codec(c.s);
+      codec.encode(x.data(), n, payload);
+      EXPECT_EQ(payload.size(), c.bytes) << codec_name(c.s.kind) << " n=" << n;
+      EXPECT_EQ(codec.payload_bytes(n), c.bytes);
+    }
+  }
+}
+
+// Per element: fp16 and bf16 are within half an ulp (2^-11, 2^-8 relative); int8 within
+// half its power-of-two step, which is at most 2 amax / 127 of its block.
+TEST(Codecs, RoundTripErrorIsWithinEachCodecsBound) {
+  const std::size_t n = 5000;
+  std::vector<float> x = random_data(n, 3, 4.0f);
+  for (CodecKind k : {CodecKind::fp16, CodecKind::bf16, CodecKind::int8}) {
+    CodecSpec s = spec(k);
+    s.error_feedback = false;
+    s.block = 100;
+    ElementCodec codec(s);
+    std::vector<std::uint8_t> payload;
+    codec.encode(x.data(), n, payload);
+    std::vector<float> y(n, 0.0f);
+    codec.decode_add(payload.data(), n, y.data());
+    for (std::size_t b = 0; b < n; b += 100) {
+      float amax = 0;
+      for (std::size_t i = b; i < b + 100; ++i) amax = std::max(amax, std::abs(x[i]));
+      for (std::size_t i = b; i < b + 100; ++i) {
+        float bound = k == CodecKind::fp16 ? std::abs(x[i]) * 0x1.0p-11f + 0x1.0p-25f
+                      : k == CodecKind::bf16 ? std::abs(x[i]) * 0x1.0p-8f
+                                             : amax / 127.0f;
+        ASSERT_LE(std::abs(y[i] - x[i]), bound) << codec_name(k) << " at " << i;
+      }
+    }
+  }
+}
+
+TEST(Codecs, TopkKeepsTheLargestAndSignKeepsSignsAtTheMeanMagnitude) {
+  std::vector<float> x = {0.1f, -5.0f, 2.0f, 0.0f, -0.3f, 4.0f};
+  CodecSpec t = spec(CodecKind::topk);
+  t.count = 3;
+  t.error_feedback = false;
+  ElementCodec topk(t);
+  std::vector<std::uint8_t> payload;
+  topk.encode(x.data(), x.size(), payload);
+  std::vector<float> y(x.size(), 0.0f);
+  topk.decode_add(payload.data(), x.size(), y.data());
+  EXPECT_EQ(y, (std::vector<float>{0, -5.0f, 2.0f, 0, 0, 4.0f}));
+
+  CodecSpec s = spec(CodecKind::sign);
+  s.block = 3;
+  s.error_feedback = false;
+  ElementCodec sign(s);
+  sign.encode(x.data(), x.size(), payload);
+  std::fill(y.begin(), y.end(), 0.0f);
+  sign.decode_add(payload.data(), x.size(), y.data());
+  float m1 = (0.1f + 5.0f + 2.0f) / 3, m2 = (0.0f + 0.3f + 4.0f) / 3;
+  EXPECT_FLOAT_EQ(y[0], m1);
+  EXPECT_FLOAT_EQ(y[1], -m1);
+  EXPECT_FLOAT_EQ(y[3], m2);  // zero counts as positive
+  EXPECT_FLOAT_EQ(y[4], -m2);
+}
+
+TEST(Codecs, Int8OnIntegersAndTopkOfEverythingAreExact) {
+  std::vector<float> x(1000);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i * 37 % 255) - 127);
+  x[5] = 3;  // a block whose largest magnitude is small still needs no rounding
+  for (std::size_t i = 256; i < 512; ++i) x[i] = static_cast<float>(static_cast<int>(i % 11) - 5);
+  CodecSpec i8 = spec(CodecKind::int8);
+  CodecSpec all = spec(CodecKind::topk);
+  all.ratio = 1.0;
+  for (const CodecSpec& s : {i8, all}) {
+    ElementCodec codec(s);
+    std::vector<std::uint8_t> payload;
+    codec.encode(x.data(), x.size(), payload);
+    std::vector<float> y(x.size(), 0.0f);
+    codec.decode_add(payload.data(), x.size(), y.data());
+    EXPECT_EQ(y, x) << codec_name(s.kind);
+    for (float r : codec.residual()) EXPECT_EQ(r, 0.0f);
+  }
+}
+
+// After k steps with error feedback: sum of decoded transmissions + residual = sum of the
+// inputs, up to fp32 rounding of the running sums.
+TEST(Codecs, ErrorFeedbackConservesMass) {
+  const std::size_t n = 2000;
+  for (CodecKind k : {CodecKind::fp16, CodecKind::bf16, CodecKind::int8, CodecKind::topk, CodecKind::sign}) {
+    CodecSpec s = spec(k);
+    s.ratio = 0.05;
+    ElementCodec codec(s);
+    std::vector<double> inputs(n, 0.0), sent(n, 0.0);
+    std::vector<std::uint8_t> payload;
+    for (int step = 0; step < 20; ++step) {
+      std::vector<float> x = random_data(n, 100 + static_cast<std::uint64_t>(step));
+      for (std::size_t i = 0; i < n; ++i) inputs[i] += x[i];
+      std::vector<float> y(n, 0.0f);
+      if (k == CodecKind::fp16 || k == CodecKind::bf16) {
+        codec.round_in_place(x.data(), n);
+        y = x;
+      } else {
+        codec.encode(x.data(), n, payload);
+        codec.decode_add(payload.data(), n, y.data());
+      }
+      for (std::size_t i = 0; i < n; ++i) sent[i] += y[i];
+    }
+    double worst = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      worst = std::max(worst, std::abs(sent[i] + codec.residual()[i] - inputs[i]));
+    EXPECT_LT(worst, 1e-4) << codec_name(k);  // 20 steps of O(1) values: fp32 rounding ~1e-6 each
+  }
+}
+
+TEST(Codecs, OrthonormalizeGivesOrthonormalColumns) {
+  std::vector<float> p = random_data(50 * 4, 9);
+  orthonormalize(p.data(), 50, 4);
+  for (std::size_t a = 0; a < 4; ++a)
+    for (std::size_t b = 0; b < 4; ++b) {
+      double dot = 0;
+      for (std::size_t i = 0; i < 50; ++i) dot += static_cast<double>(p[i * 4 + a]) * p[i * 4 + b];
+      EXPECT_NEAR(dot, a == b ? 1.0 : 0.0, 1e-5);
+    }
+}
+
+TEST(Codecs, NamesRoundTrip) {
+  for (const char* n : {"none", "fp16", "bf16", "int8", "topk", "sign", "powersgd"})
+    EXPECT_EQ(codec_name(*codec_from_name(n)), n);
+  EXPECT_FALSE(codec_from_name("zstd"));
+}
+
+}  // namespace
+}  // namespace ft
