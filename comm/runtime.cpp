@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -39,9 +40,16 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   MPI_Comm_size(local, &local_size_);
   MPI_Comm_free(&local);
 
+  // Under Slurm a rank's node is the Slurm node it runs on (several slurmd may share a host);
+  // otherwise the host MPI reports.
   char name[MPI_MAX_PROCESSOR_NAME + 1] = {};
   int len = 0;
   MPI_Get_processor_name(name, &len);
+  if (const char* slurm = std::getenv("SLURMD_NODENAME"); slurm && *slurm) {
+    len = static_cast<int>(std::min<std::size_t>(std::strlen(slurm), MPI_MAX_PROCESSOR_NAME));
+    std::memcpy(name, slurm, static_cast<std::size_t>(len));
+    name[len] = '\0';
+  }
   hostname_.assign(name, static_cast<std::size_t>(len));
   std::vector<char> all(static_cast<std::size_t>(size_) * (MPI_MAX_PROCESSOR_NAME + 1), '\0');
   MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME + 1, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME + 1,

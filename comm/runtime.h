@@ -28,7 +28,7 @@ class MpiRuntime {
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }
   const std::string& hostname() const { return hostname_; }
-  // Every rank's host name, indexed by world rank.
+  // Every rank's host name, indexed by world rank (under Slurm, its Slurm node name).
   const std::vector<std::string>& hostnames() const { return hostnames_; }
 
  private:

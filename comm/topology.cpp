@@ -1,7 +1,10 @@
 #include "comm/topology.h"
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <tuple>
 
@@ -61,6 +64,27 @@ Topology Topology::from_hosts(const std::vector<std::string>& host_of_rank, int 
   return Topology(std::move(node_of), nodes_per_pod, pods_per_site);
 }
 
+Topology Topology::from_mapping(const std::vector<std::string>& host_of_rank, const std::vector<int>& pod_of_node,
+                                const std::vector<int>& site_of_pod) {
+  std::map<std::string, int> ids;
+  std::vector<Location> loc;
+  std::vector<int> seen;
+  for (const auto& h : host_of_rank) {
+    int node = ids.emplace(h, static_cast<int>(ids.size())).first->second;
+    if (node >= static_cast<int>(seen.size())) seen.resize(static_cast<std::size_t>(node) + 1, 0);
+    Location l;
+    l.node = node;
+    l.pod = pod_of_node.at(static_cast<std::size_t>(node));
+    l.site = site_of_pod.at(static_cast<std::size_t>(l.pod));
+    l.local = seen[static_cast<std::size_t>(node)]++;
+    loc.push_back(l);
+  }
+  int nodes = static_cast<int>(ids.size());
+  int pods = pod_of_node.empty() ? 1 : *std::max_element(pod_of_node.begin(), pod_of_node.end()) + 1;
+  int sites = site_of_pod.empty() ? 1 : *std::max_element(site_of_pod.begin(), site_of_pod.end()) + 1;
+  return Topology(std::move(loc), nodes, pods, sites);
+}
+
 Tier Topology::tier(int a, int b) const {
   const Location &x = location(a), &y = location(b);
   if (x.site != y.site) return Tier::inter_site;
@@ -70,12 +94,27 @@ Tier Topology::tier(int a, int b) const {
 }
 
 std::string Topology::describe() const {
-  std::vector<int> per_node(static_cast<std::size_t>(nodes_), 0);
-  for (const auto& l : loc_) ++per_node[static_cast<std::size_t>(l.node)];
-  bool even = std::all_of(per_node.begin(), per_node.end(), [&](int n) { return n == per_node[0]; });
-  std::string ranks = even ? fmt::format("{} rank{}/node", per_node[0], per_node[0] == 1 ? "" : "s") : "uneven ranks/node";
-  return fmt::format("{} ranks = {} site{} x {} pods/site x {} nodes/pod x {}", world(), sites_, sites_ == 1 ? "" : "s",
-                     pods_ / sites_, nodes_ / pods_, ranks);
+  // Counts of each unit's children; "a x b" when they are all equal, else a range.
+  auto spread = [](const std::vector<std::set<int>>& children) {
+    std::size_t lo = SIZE_MAX, hi = 0;
+    for (const auto& c : children) {
+      if (c.empty()) continue;
+      lo = std::min(lo, c.size());
+      hi = std::max(hi, c.size());
+    }
+    return lo == hi ? fmt::format("{}", lo) : fmt::format("{}-{}", lo, hi);
+  };
+  std::vector<std::set<int>> ranks_of(static_cast<std::size_t>(nodes_)), nodes_of(static_cast<std::size_t>(pods_)),
+      pods_of(static_cast<std::size_t>(sites_));
+  for (int r = 0; r < world(); ++r) {
+    const Location& l = location(r);
+    ranks_of[static_cast<std::size_t>(l.node)].insert(r);
+    nodes_of[static_cast<std::size_t>(l.pod)].insert(l.node);
+    pods_of[static_cast<std::size_t>(l.site)].insert(l.pod);
+  }
+  std::string rpn = spread(ranks_of);
+  return fmt::format("{} ranks = {} site{} x {} pods/site x {} nodes/pod x {} rank{}/node", world(), sites_,
+                     sites_ == 1 ? "" : "s", spread(pods_of), spread(nodes_of), rpn, rpn == "1" ? "" : "s");
 }
 
 std::string Topology::table() const {

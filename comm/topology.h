@@ -33,6 +33,9 @@ class Topology {
   static Topology emulated(int world, int ranks_per_node, int nodes_per_pod, int pods_per_site);
   // Real machines: ranks on the same host form a node.
   static Topology from_hosts(const std::vector<std::string>& host_of_rank, int nodes_per_pod, int pods_per_site);
+  // Nodes from hosts, and each node's pod and each pod's site given (0-based, dense).
+  static Topology from_mapping(const std::vector<std::string>& host_of_rank, const std::vector<int>& pod_of_node,
+                               const std::vector<int>& site_of_pod);
 
   int world() const { return static_cast<int>(loc_.size()); }
   const Location& location(int rank) const { return loc_.at(static_cast<std::size_t>(rank)); }
@@ -46,6 +49,8 @@ class Topology {
   std::string table() const;
 
  private:
+  Topology(std::vector<Location> loc, int nodes, int pods, int sites)
+      : loc_(std::move(loc)), nodes_(nodes), pods_(pods), sites_(sites) {}
   std::vector<Location> loc_;
   int nodes_ = 1, pods_ = 1, sites_ = 1;
 };

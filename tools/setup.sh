@@ -23,7 +23,7 @@ packages=(
   libopenblas-dev
   libgtest-dev libgmock-dev
   python3 python3-h5py python3-matplotlib python3-yaml
-  iproute2
+  iproute2 slurm-wlm munge
 )
 
 missing=()

@@ -124,6 +124,7 @@ struct TopologyConfig {
   int ranks_per_node = 0;
   int nodes_per_pod = 0;
   int pods_per_site = 0;
+  std::string file;
 };
 template <class V> void describe(V& v, TopologyConfig& c) {
   using namespace config;
@@ -132,6 +133,9 @@ template <class V> void describe(V& v, TopologyConfig& c) {
         at_least(0));
   v.key("nodes_per_pod", c.nodes_per_pod, "nodes per pod; 0 = one pod holds every node", at_least(0));
   v.key("pods_per_site", c.pods_per_site, "pods per site; 0 = one site holds every pod", at_least(0));
+  v.key("file", c.file,
+        "YAML list mapping host names or patterns to pods and sites (docs/launching.md); replaces "
+        "nodes_per_pod and pods_per_site");
 }
 
 struct LinkConfig {

@@ -5,10 +5,17 @@
 #include <fmt/format.h>
 
 #include "comm/error.h"
+#include "trainer/topology_file.h"
 
 namespace ft {
 
 std::shared_ptr<const Topology> make_topology(const TopologyConfig& t, const MpiRuntime& mpi) {
+  if (!t.file.empty()) {
+    if (t.ranks_per_node > 0 || t.nodes_per_pod > 0 || t.pods_per_site > 0)
+      throw UserError("topology.file places hosts in pods and sites itself: leave topology.ranks_per_node, "
+                      "nodes_per_pod and pods_per_site at 0");
+    return std::make_shared<const Topology>(topology_from_file(t.file, mpi.hostnames()));
+  }
   try {
     if (t.ranks_per_node > 0)
       return std::make_shared<const Topology>(Topology::emulated(mpi.size(), t.ranks_per_node, t.nodes_per_pod, t.pods_per_site));

@@ -1,6 +1,8 @@
 #include "trainer/trainer.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <cmath>
 #include <ctime>
 #include <thread>
@@ -284,6 +286,15 @@ void Trainer::write_run_attributes() {
   log_->set_attr("blas", blas_info());
   log_->set_attr("first_step", std::int64_t{first_step_});
   if (!opts_.resume.empty()) log_->set_attr("resumed_from", opts_.resume);
+  // The Slurm job this run is, when it is one.
+  for (const char* var : {"SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES", "SLURM_NTASKS",
+                          "SLURM_NTASKS_PER_NODE", "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME", "SLURM_SUBMIT_DIR"}) {
+    if (const char* v = std::getenv(var)) {
+      std::string name = var;
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+      log_->set_attr(name, std::string(v));
+    }
+  }
 }
 
 void Trainer::train_step(int step, StepStats& s) {
