@@ -16,5 +16,6 @@ std::string& command_line();
 
 void add_train_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
+void add_claims_command(CLI::App& app, Action& action);
 
 }  // namespace ft

@@ -291,6 +291,31 @@ void resolve_codec(const std::string& tier, CodecConfig& c) {
 
 }  // namespace
 
+namespace {
+Config decode(YAML::Node root, const config::Origins& origins) {
+  Config c;
+  config::Decoder d(root, "", origins);
+  describe(d, c);
+  d.finish();
+  validate_relations(c);
+  auto& z = c.compression;
+  for (auto [name, codec] : {std::pair{"intra_node", &z.intra_node}, std::pair{"inter_node", &z.inter_node},
+                             std::pair{"inter_pod", &z.inter_pod}, std::pair{"inter_site", &z.inter_site}})
+    if (*codec) resolve_codec(name, **codec);
+  return c;
+}
+}  // namespace
+
+Config load_config_text(const std::string& yaml, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::ParserException& e) {
+    throw UserError(fmt::format("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg));
+  }
+  return decode(root.IsNull() ? YAML::Node(YAML::NodeType::Map) : root, config::Origins(origin, {}));
+}
+
 Config load_config(const std::string& file, const std::vector<Override>& overrides) {
   YAML::Node root = file.empty() ? YAML::Node(YAML::NodeType::Map) : load_yaml_file(file);
   std::vector<std::pair<std::string, std::string>> origins_list;
@@ -304,17 +329,7 @@ Config load_config(const std::string& file, const std::vector<Override>& overrid
     apply_override(root, split_path(o.path), 0, value, o);
     origins_list.emplace_back(o.path, o.value);
   }
-  config::Origins origins(file, origins_list);
-  Config c;
-  config::Decoder d(root, "", origins);
-  describe(d, c);
-  d.finish();
-  validate_relations(c);
-  auto& z = c.compression;
-  for (auto [name, codec] : {std::pair{"intra_node", &z.intra_node}, std::pair{"inter_node", &z.inter_node},
-                             std::pair{"inter_pod", &z.inter_pod}, std::pair{"inter_site", &z.inter_site}})
-    if (*codec) resolve_codec(name, **codec);
-  return c;
+  return decode(root, config::Origins(file, origins_list));
 }
 
 void validate_launch(const Config& c, int world_size) {

@@ -265,6 +265,9 @@ Override parse_override(const std::string& text);
 // the relations between keys that do not depend on the launch. Throws UserError.
 Config load_config(const std::string& file, const std::vector<Override>& overrides);
 
+// The same from YAML text (a run's stored `config` attribute); `origin` names it in messages.
+Config load_config_text(const std::string& yaml, const std::string& origin);
+
 // Checks the config against the job it runs in (world size). Throws UserError.
 void validate_launch(const Config& c, int world_size);
 

@@ -25,7 +25,10 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
   bucket_of_.assign(infos.size(), -1);
   const std::uint64_t esize = dtype_size(params.flat_grads().dtype());
   for (std::size_t i = infos.size(); i-- > 0;) {
-    if (buckets_.empty() || static_cast<std::uint64_t>(buckets_.back().end - buckets_.back().begin) * esize >= bucket_bytes) {
+    const bool first_embedding = infos[i].kind == ParamKind::embedding &&
+                                 (i + 1 == infos.size() || infos[i + 1].kind != ParamKind::embedding);
+    if (buckets_.empty() || first_embedding ||
+        static_cast<std::uint64_t>(buckets_.back().end - buckets_.back().begin) * esize >= bucket_bytes) {
       buckets_.emplace_back();
       buckets_.back().end = infos[i].offset + infos[i].numel();
     }
@@ -54,6 +57,12 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
     std::sort(owned_.begin(), owned_.end(), [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
   else
     owned_.push_back({0, params.numel()});
+}
+
+std::vector<std::int64_t> GradSync::bucket_elements() const {
+  std::vector<std::int64_t> out;
+  for (const Bucket& b : buckets_) out.push_back(b.end - b.begin);
+  return out;
 }
 
 void GradSync::begin_step() {

@@ -1,5 +1,7 @@
 // Data-parallel gradient synchronisation. The flat gradient buffer is cut into buckets of
-// whole parameters, from its end (which backward fills first) towards its start. During
+// whole parameters, from its end (which backward fills first) towards its start; the
+// embeddings, complete only when backward ends, get a bucket of their own so that what
+// must wait for the end of backward is as small as it can be. During
 // the last micro-batch's backward the model reports each finished parameter; when a
 // bucket's last parameter is done its all-reduce (or, with ZeRO-1, reduce-scatter) starts
 // on the data-parallel communicator's worker while backward goes on. finish() waits for
@@ -31,6 +33,8 @@ class GradSync {
   // rank's part of each bucket.
   const std::vector<FlatRange>& owned() const { return owned_; }
   int buckets() const { return static_cast<int>(buckets_.size()); }
+  // Each bucket's element count, in the order backward completes them.
+  std::vector<std::int64_t> bucket_elements() const;
 
   // Before the last micro-batch's backward.
   void begin_step();

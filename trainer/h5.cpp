@@ -190,6 +190,15 @@ std::int64_t File::attr_int(const std::string& object, const std::string& name) 
   return v;
 }
 
+std::vector<std::int64_t> File::attr_ints(const std::string& object, const std::string& name) const {
+  Handle obj = open_object(object);
+  Handle a(check(H5Aopen(obj.get(), name.c_str(), H5P_DEFAULT), "open attribute " + name), H5Aclose);
+  Handle space(H5Aget_space(a.get()), H5Sclose);
+  std::vector<std::int64_t> v(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get())));
+  if (!v.empty()) check(H5Aread(a.get(), H5T_NATIVE_INT64, v.data()), "read attribute " + name);
+  return v;
+}
+
 void File::create_log(const std::string& path, std::size_t width, std::size_t chunk_rows) {
   ensure_parent(path);
   int rank = width == 0 ? 1 : 2;

@@ -47,6 +47,7 @@ class File {
   void set_attr(const std::string& object, const std::string& name, const std::vector<std::int64_t>& values);
   std::string attr_string(const std::string& object, const std::string& name) const;
   std::int64_t attr_int(const std::string& object, const std::string& name) const;
+  std::vector<std::int64_t> attr_ints(const std::string& object, const std::string& name) const;
   bool has_attr(const std::string& object, const std::string& name) const;
 
   bool exists(const std::string& path) const;

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   ft::Action action;
   ft::add_train_command(app, action);
   ft::add_bench_command(app, action);
+  ft::add_claims_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -31,7 +31,7 @@ struct Columns {
   int bubble, compression_error;
   int step_time, forward_time, backward_time, optimizer_time, comm_exposed, comm_time, sync_start, backward_end;
   int pipeline_time, pipeline_wait;
-  std::array<int, kTiers> busy, bytes_wire, bytes_logical, compression_ratio, codec_time;
+  std::array<int, kTiers> busy, bytes_wire, bytes_logical, messages, compression_ratio, codec_time;
   std::array<std::array<int, kTiers>, 3> bytes_kind;  // dp, tp, pp
 };
 
@@ -68,6 +68,7 @@ MetricsSchema step_schema(Columns& c) {
     c.bytes_wire[i] = s.add("bytes_wire/" + tier, "bytes", Scope::per_rank, "bytes this rank put on " + tier + " links");
     c.bytes_logical[i] = s.add("bytes_logical/" + tier, "bytes", Scope::per_rank,
                                "bytes those messages stood for before compression, " + tier);
+    c.messages[i] = s.add("messages/" + tier, "", Scope::per_rank, "messages this rank sent on " + tier + " links");
     c.compression_ratio[i] = s.add("compression_ratio/" + tier, "", Scope::per_rank,
                                    "bytes_logical / bytes_wire on " + tier + " links (1 when dense or idle)");
     c.codec_time[i] = s.add("codec_time/" + tier, "s", Scope::per_rank, "time encoding and decoding for " + tier);
@@ -274,8 +275,18 @@ void Trainer::write_run_attributes() {
   log_->set_attr("bubble_theory", bubble_fraction(p.pp, p.microbatches));
   log_->set_attr("topology", layout_.topo->describe());
   log_->set_attr("topology_table", layout_.topo->table());
+  std::vector<std::int64_t> nodes, pods, sites;
+  for (int r = 0; r < mpi_.size(); ++r) {
+    nodes.push_back(layout_.topo->location(r).node);
+    pods.push_back(layout_.topo->location(r).pod);
+    sites.push_back(layout_.topo->location(r).site);
+  }
+  log_->set_attr("rank_node", nodes);
+  log_->set_attr("rank_pod", pods);
+  log_->set_attr("rank_site", sites);
   log_->set_attr("sync_algorithm", std::string(algorithm_name(sync_algo_)));
   log_->set_attr("sync_buckets", std::int64_t{sync_ ? sync_->buckets() : 0});
+  if (sync_) log_->set_attr("sync_bucket_elements", sync_->bucket_elements());
   log_->set_attr("hostnames", mpi_.hostnames());
   log_->set_attr("start_time", utc_now());
   log_->set_attr("command", opts_.command);
@@ -405,6 +416,9 @@ void Trainer::record_step(int step, const StepStats& s) {
     r.set(c.busy[i], s.traffic.busy[i]);
     r.set(c.bytes_wire[i], static_cast<double>(s.traffic.wire_at(t)));
     r.set(c.bytes_logical[i], static_cast<double>(s.traffic.logical_at(t)));
+    double messages = 0;
+    for (const auto& kind : s.traffic.messages) messages += static_cast<double>(kind[i]);
+    r.set(c.messages[i], messages);
     double wire = static_cast<double>(s.traffic.wire_at(t));
     r.set(c.compression_ratio[i], wire > 0 ? static_cast<double>(s.traffic.logical_at(t)) / wire : 1.0);
     r.set(c.codec_time[i], s.traffic.codec[i]);

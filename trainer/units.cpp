@@ -114,6 +114,16 @@ std::string format_bitrate(BitRate r) {
                    {{"bit", 1}, {"Kbit", 1e3}, {"Mbit", 1e6}, {"Gbit", 1e9}, {"Tbit", 1e12}});
 }
 
+std::string human_bitrate(double bps) {
+  const char* units[] = {"bit/s", "Kbit/s", "Mbit/s", "Gbit/s", "Tbit/s", "Pbit/s"};
+  int u = 0;
+  while (u < 5 && std::abs(bps) >= 1000) {
+    bps /= 1000;
+    ++u;
+  }
+  return fmt::format("{:.3g} {}", bps, units[u]);
+}
+
 std::string format_duration(Duration d) {
   if (d.seconds == 0) return "0";
   return format_in(d.seconds, {{"ns", 1e-9}, {"us", 1e-6}, {"ms", 1e-3}, {"s", 1}});

@@ -33,6 +33,9 @@ std::string format_bytes(Bytes b);
 std::string format_bitrate(BitRate r);
 std::string format_duration(Duration d);
 
+// For people, 3 significant digits: "5.33 Tbit/s".
+std::string human_bitrate(double bits_per_second);
+
 // What a user is shown when a value does not parse.
 inline constexpr std::string_view kBytesExamples = "4096, 64KiB, 4MiB, 1.5GB";
 inline constexpr std::string_view kBitRateExamples = "100Mbit, 10Gbit, 1.6Tbit, 25GB/s";

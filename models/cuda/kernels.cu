@@ -1,0 +1,434 @@
+// CUDA kernels for the ops of cuda/kernels.h. Layouts and contracts follow cpu/kernels.h:
+// row-major arrays, gradients accumulate. cuBLAS is column-major, so each product below is
+// written for the transposes (a row-major M x N array is a column-major N x M one).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "models/cuda/kernels.h"
+
+namespace ft::cuda {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+}
+void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string("cuBLAS: ") + what + " failed (" + std::to_string(s) + ")");
+}
+void check_launch(const char* what) { check(cudaGetLastError(), what); }
+
+struct Context {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  double* scalar = nullptr;  // device scratch for reductions
+};
+
+Context& ctx() {
+  static thread_local Context c;  // one per host thread, on the device current at first use
+  if (!c.stream) {
+    check(cudaStreamCreateWithFlags(&c.stream, cudaStreamNonBlocking), "stream");
+    check(cublasCreate(&c.blas), "cublasCreate");
+    check(cublasSetStream(c.blas, c.stream), "cublasSetStream");
+    check(cudaMalloc(&c.scalar, sizeof(double)), "cudaMalloc scalar");
+  }
+  return c;
+}
+
+bool g_bf16 = false;
+
+constexpr int kThreads = 256;
+unsigned blocks_for(i64 n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+// C (m x n, col-major) = alpha op(A) op(B) + beta C, fp32 in memory; tensor cores with
+// bf16 inputs when bf16 matmuls are on.
+void gemm(cublasOperation_t ta, cublasOperation_t tb, i64 m, i64 n, i64 k, float alpha, const float* A, i64 lda,
+          const float* B, i64 ldb, float beta, float* C, i64 ldc) {
+  Context& c = ctx();
+  check(cublasGemmEx(c.blas, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha, A, CUDA_R_32F,
+                     static_cast<int>(lda), B, CUDA_R_32F, static_cast<int>(ldb), &beta, C, CUDA_R_32F,
+                     static_cast<int>(ldc), g_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT),
+        "gemm");
+}
+
+void gemm_strided(cublasOperation_t ta, cublasOperation_t tb, i64 m, i64 n, i64 k, float alpha, const float* A, i64 lda,
+                  i64 sa, const float* B, i64 ldb, i64 sb, float beta, float* C, i64 ldc, i64 sc, i64 batch) {
+  Context& c = ctx();
+  check(cublasGemmStridedBatchedEx(c.blas, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha, A,
+                                   CUDA_R_32F, static_cast<int>(lda), sa, B, CUDA_R_32F, static_cast<int>(ldb), sb, &beta, C,
+                                   CUDA_R_32F, static_cast<int>(ldc), sc, static_cast<int>(batch),
+                                   g_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "gemm strided batched");
+}
+
+__device__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+__global__ void k_scale(float* p, i64 n, float f) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < n) p[i] *= f;
+}
+
+__global__ void k_sum_squares(const float* p, i64 n, double* out) {
+  double s = 0;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < n; i += static_cast<i64>(gridDim.x) * blockDim.x)
+    s += static_cast<double>(p[i]) * p[i];
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if ((threadIdx.x & 31) == 0) atomicAdd(out, s);
+}
+
+__global__ void k_fill_rows(float* out, const float* bias, i64 N, i64 OC) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < N * OC) out[i] = bias[i % OC];
+}
+
+__global__ void k_add_bias(float* out, const float* bias, i64 N, i64 OC) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < N * OC) out[i] += bias[i % OC];
+}
+
+// Column sums of dout [N, OC]: one thread per column, rows walked in order.
+__global__ void k_bias_grad(float* dbias, const float* dout, i64 N, i64 OC) {
+  i64 o = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (o >= OC) return;
+  float s = 0;
+  for (i64 n = 0; n < N; ++n) s += dout[n * OC + o];
+  dbias[o] += s;
+}
+
+// One warp per row.
+__global__ void k_layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b,
+                                    i64 N, i64 C) {
+  i64 row = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= N) return;
+  const float* x = inp + row * C;
+  float s = 0;
+  for (i64 c = lane; c < C; c += 32) s += x[c];
+  float m = warp_sum(s) / static_cast<float>(C);
+  float v = 0;
+  for (i64 c = lane; c < C; c += 32) v += (x[c] - m) * (x[c] - m);
+  float r = rsqrtf(warp_sum(v) / static_cast<float>(C) + 1e-5f);
+  float* o = out + row * C;
+  for (i64 c = lane; c < C; c += 32) o[c] = (x[c] - m) * r * w[c] + b[c];
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = r;
+  }
+}
+
+__global__ void k_layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                                     const float* mean, const float* rstd, i64 N, i64 C) {
+  i64 row = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= N) return;
+  const float* x = inp + row * C;
+  const float* d = dout + row * C;
+  float m = mean[row], r = rstd[row];
+  float a = 0, b2 = 0;
+  for (i64 c = lane; c < C; c += 32) {
+    float norm = (x[c] - m) * r, dn = w[c] * d[c];
+    a += dn;
+    b2 += dn * norm;
+  }
+  float dn_mean = warp_sum(a) / static_cast<float>(C), dnn_mean = warp_sum(b2) / static_cast<float>(C);
+  float* dx = dinp + row * C;
+  for (i64 c = lane; c < C; c += 32) {
+    float norm = (x[c] - m) * r, dn = w[c] * d[c];
+    atomicAdd(&db[c], d[c]);
+    atomicAdd(&dw[c], norm * d[c]);
+    dx[c] += r * (dn - dn_mean - norm * dnn_mean);
+  }
+}
+
+// Causal softmax of each row of S [rows, T], in place; one warp per row. Row i of a T x T
+// block keeps columns 0..i.
+__global__ void k_causal_softmax(float* s, i64 rows, i64 T) {
+  i64 row = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  i64 i = row % T;
+  float* p = s + row * T;
+  float mx = -INFINITY;
+  for (i64 j = lane; j <= i; j += 32) mx = fmaxf(mx, p[j]);
+  mx = warp_max(mx);
+  float sum = 0;
+  for (i64 j = lane; j <= i; j += 32) {
+    float e = __expf(p[j] - mx);
+    p[j] = e;
+    sum += e;
+  }
+  float inv = 1.0f / warp_sum(sum);
+  for (i64 j = lane; j < T; j += 32) p[j] = j <= i ? p[j] * inv : 0.0f;
+}
+
+// dS = P * (dP - rowsum(P * dP)) below the diagonal, in place over dP.
+__global__ void k_softmax_backward(float* dp, const float* p, i64 rows, i64 T) {
+  i64 row = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  i64 i = row % T;
+  float* d = dp + row * T;
+  const float* pr = p + row * T;
+  float dot = 0;
+  for (i64 j = lane; j <= i; j += 32) dot += pr[j] * d[j];
+  dot = warp_sum(dot);
+  for (i64 j = lane; j < T; j += 32) d[j] = j <= i ? pr[j] * (d[j] - dot) : 0.0f;
+}
+
+__global__ void k_gelu_forward(float* out, const float* inp, i64 n) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  float x = inp[i], u = 0.7978845608f * (x + 0.044715f * x * x * x);
+  out[i] = x / (1.0f + __expf(-2.0f * u));
+}
+
+__global__ void k_gelu_backward(float* dinp, const float* inp, const float* dout, i64 n) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  float x = inp[i], u = 0.7978845608f * (x + 0.044715f * x * x * x);
+  float s = 1.0f / (1.0f + __expf(-2.0f * u));
+  float du = 0.7978845608f * (1.0f + 3.0f * 0.044715f * x * x);
+  dinp[i] += (s + x * s * (1.0f - s) * 2.0f * du) * dout[i];
+}
+
+__global__ void k_residual(float* out, const float* a, const float* b, i64 n) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = a[i] + b[i];
+}
+
+__global__ void k_add_into(float* dst, const float* src, i64 n) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < n) dst[i] += src[i];
+}
+
+__global__ void k_embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B,
+                                    i64 T, i64 C) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i >= B * T * C) return;
+  i64 c = i % C, bt = i / C, t = bt % T;
+  out[i] = wte[static_cast<i64>(tokens[bt]) * C + c] + wpe[t * C + c];
+}
+
+__global__ void k_embedding_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens, i64 B, i64 T,
+                                     i64 C) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i >= B * T * C) return;
+  i64 c = i % C, bt = i / C, t = bt % T;
+  if (dwte) atomicAdd(&dwte[static_cast<i64>(tokens[bt]) * C + c], dout[i]);
+  if (dwpe) atomicAdd(&dwpe[t * C + c], dout[i]);
+}
+
+// One warp per row of V logits.
+__global__ void k_crossentropy_forward(float* losses, float* probs, const float* logits, const std::int32_t* targets, i64 N,
+                                       i64 V) {
+  i64 row = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= N) return;
+  const float* z = logits + row * V;
+  float mx = -INFINITY;
+  for (i64 v = lane; v < V; v += 32) mx = fmaxf(mx, z[v]);
+  mx = warp_max(mx);
+  float sum = 0;
+  for (i64 v = lane; v < V; v += 32) sum += __expf(z[v] - mx);
+  sum = warp_sum(sum);
+  float inv = 1.0f / sum;
+  float* p = probs + row * V;
+  for (i64 v = lane; v < V; v += 32) p[v] = __expf(z[v] - mx) * inv;
+  if (lane == 0) losses[row] = mx + logf(sum) - z[targets[row]];
+}
+
+__global__ void k_crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N,
+                                        i64 V) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i >= N * V) return;
+  i64 n = i / V, v = i % V;
+  dlogits[i] += (probs[i] - (v == targets[n] ? 1.0f : 0.0f)) * dloss;
+}
+
+__global__ void k_adamw(float* p, const float* g, float* m, float* v, i64 n, float lr, float b1, float b2, float eps,
+                        float wd, float inv_c1, float inv_c2, float gs) {
+  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  float grad = g[i] * gs;
+  float mi = b1 * m[i] + (1.0f - b1) * grad;
+  float vi = b2 * v[i] + (1.0f - b2) * grad * grad;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] -= lr * ((mi * inv_c1) / (sqrtf(vi * inv_c2) + eps) + wd * p[i]);
+}
+
+// One warp per row: the warp-per-row kernels need blocks of whole warps.
+unsigned warp_blocks(i64 rows) { return static_cast<unsigned>((rows * 32 + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+void* compute_stream() { return ctx().stream; }
+void set_bf16_matmuls(bool on) { g_bf16 = on; }
+void synchronize() { check(cudaStreamSynchronize(ctx().stream), "synchronize"); }
+
+void zero(void* p, std::size_t bytes) { check(cudaMemsetAsync(p, 0, bytes, ctx().stream), "memset"); }
+void copy(void* dst, const void* src, std::size_t bytes) {
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx().stream), "copy");
+}
+void to_host(void* dst, const void* src, std::size_t bytes) {
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx().stream), "to_host");
+  synchronize();
+}
+void from_host(void* dst, const void* src, std::size_t bytes) {
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx().stream), "from_host");
+  synchronize();  // the host buffer may go away after we return
+}
+
+void scale(float* p, i64 n, float f) {
+  if (n == 0) return;
+  k_scale<<<blocks_for(n), kThreads, 0, ctx().stream>>>(p, n, f);
+  check_launch("scale");
+}
+
+double sum_squares(const float* p, i64 n) {
+  Context& c = ctx();
+  check(cudaMemsetAsync(c.scalar, 0, sizeof(double), c.stream), "memset");
+  if (n > 0) {
+    unsigned grid = std::min<unsigned>(blocks_for(n), 1024);
+    k_sum_squares<<<grid, kThreads, 0, c.stream>>>(p, n, c.scalar);
+    check_launch("sum_squares");
+  }
+  double out = 0;
+  to_host(&out, c.scalar, sizeof(double));
+  return out;
+}
+
+void matmul_forward(float* out, const float* inp, const float* w, const float* bias, i64 N, i64 C, i64 OC) {
+  // out^T (OC x N) = w (as C x OC, transposed) x inp^T (C x N)
+  if (bias) {
+    k_fill_rows<<<blocks_for(N * OC), kThreads, 0, ctx().stream>>>(out, bias, N, OC);
+    check_launch("bias");
+  }
+  gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, w, C, inp, C, bias ? 1.0f : 0.0f, out, OC);
+}
+
+void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w, i64 N, i64 C,
+                     i64 OC) {
+  if (dinp) gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, w, C, dout, OC, 1.0f, dinp, C);  // dinp^T += w^T dout^T
+  if (dw) gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, C);     // dw^T += inp^T dout
+  if (dbias) {
+    k_bias_grad<<<blocks_for(OC), kThreads, 0, ctx().stream>>>(dbias, dout, N, OC);
+    check_launch("bias grad");
+  }
+}
+
+void add_bias(float* out, const float* bias, i64 N, i64 OC) {
+  k_add_bias<<<blocks_for(N * OC), kThreads, 0, ctx().stream>>>(out, bias, N, OC);
+  check_launch("add_bias");
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, i64 N, i64 C) {
+  k_layernorm_forward<<<warp_blocks(N), kThreads, 0, ctx().stream>>>(out, mean, rstd, inp, w, b, N, C);
+  check_launch("layernorm_forward");
+}
+
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                        const float* mean, const float* rstd, i64 N, i64 C) {
+  k_layernorm_backward<<<warp_blocks(N), kThreads, 0, ctx().stream>>>(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  check_launch("layernorm_backward");
+}
+
+// Per batch b, over its NH heads at once (strided batches of stride hs): S = scale Q K^T,
+// causal softmax into att, out = P V. Q, K, V are views into qkv rows of 3C.
+void attention_forward(float* out, float* att, const float* qkv, i64 B, i64 T, i64 C, i64 NH) {
+  const i64 hs = C / NH, row = 3 * C;
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  for (i64 b = 0; b < B; ++b) {
+    const float* q = qkv + b * T * row;
+    float* p = att + b * NH * T * T;
+    gemm_strided(CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, scale, q + C, row, hs, q, row, hs, 0.0f, p, T, T * T, NH);
+    k_causal_softmax<<<warp_blocks(NH * T), kThreads, 0, ctx().stream>>>(p, NH * T, T);
+    check_launch("causal softmax");
+    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, 1.0f, q + 2 * C, row, hs, p, T, T * T, 0.0f, out + b * T * C, C, hs, NH);
+  }
+}
+
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, i64 B, i64 T,
+                        i64 C, i64 NH) {
+  const i64 hs = C / NH, row = 3 * C;
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  for (i64 b = 0; b < B; ++b) {
+    const float* q = qkv + b * T * row;
+    float* dq = dqkv + b * T * row;
+    const float* p = att + b * NH * T * T;
+    const float* d_o = dout + b * T * C;
+    float* ds = scratch + b * NH * T * T;
+    // dP = dO V^T; dV += P^T dO; dS = softmax backward; dQ += s dS K; dK += s dS^T Q.
+    gemm_strided(CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, 1.0f, q + 2 * C, row, hs, d_o, C, hs, 0.0f, ds, T, T * T, NH);
+    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, 1.0f, d_o, C, hs, p, T, T * T, 1.0f, dq + 2 * C, row, hs, NH);
+    k_softmax_backward<<<warp_blocks(NH * T), kThreads, 0, ctx().stream>>>(ds, p, NH * T, T);
+    check_launch("softmax backward");
+    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, scale, q + C, row, hs, ds, T, T * T, 1.0f, dq, row, hs, NH);
+    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, scale, q, row, hs, ds, T, T * T, 1.0f, dq + C, row, hs, NH);
+  }
+}
+
+void gelu_forward(float* out, const float* inp, i64 N) {
+  k_gelu_forward<<<blocks_for(N), kThreads, 0, ctx().stream>>>(out, inp, N);
+  check_launch("gelu_forward");
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, i64 N) {
+  k_gelu_backward<<<blocks_for(N), kThreads, 0, ctx().stream>>>(dinp, inp, dout, N);
+  check_launch("gelu_backward");
+}
+
+void residual_forward(float* out, const float* a, const float* b, i64 N) {
+  k_residual<<<blocks_for(N), kThreads, 0, ctx().stream>>>(out, a, b, N);
+  check_launch("residual");
+}
+
+void add_into(float* dst, const float* src, i64 N) {
+  k_add_into<<<blocks_for(N), kThreads, 0, ctx().stream>>>(dst, src, N);
+  check_launch("add_into");
+}
+
+void embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B, i64 T, i64 C) {
+  k_embedding_forward<<<blocks_for(B * T * C), kThreads, 0, ctx().stream>>>(out, tokens, wte, wpe, B, T, C);
+  check_launch("embedding_forward");
+}
+
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens, i64 B, i64 T, i64 C) {
+  k_embedding_backward<<<blocks_for(B * T * C), kThreads, 0, ctx().stream>>>(dwte, dwpe, dout, tokens, B, T, C);
+  check_launch("embedding_backward");
+}
+
+void crossentropy_forward(float* losses, float* probs, const float* logits, const std::int32_t* targets, i64 N, i64 V) {
+  k_crossentropy_forward<<<warp_blocks(N), kThreads, 0, ctx().stream>>>(losses, probs, logits, targets, N, V);
+  check_launch("crossentropy_forward");
+}
+
+void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N, i64 V) {
+  k_crossentropy_backward<<<blocks_for(N * V), kThreads, 0, ctx().stream>>>(dlogits, probs, targets, dloss, N, V);
+  check_launch("crossentropy_backward");
+}
+
+void adamw_update(float* param, const float* grad, float* m, float* v, i64 n, double lr, double beta1, double beta2,
+                  double eps, double weight_decay, double c1, double c2, double grad_scale) {
+  if (n == 0) return;
+  k_adamw<<<blocks_for(n), kThreads, 0, ctx().stream>>>(param, grad, m, v, n, static_cast<float>(lr),
+                                                          static_cast<float>(beta1), static_cast<float>(beta2),
+                                                          static_cast<float>(eps), static_cast<float>(weight_decay),
+                                                          static_cast<float>(1.0 / c1), static_cast<float>(1.0 / c2),
+                                                          static_cast<float>(grad_scale));
+  check_launch("adamw");
+}
+
+}  // namespace ft::cuda
