@@ -43,8 +43,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // Under mpirun every rank parses the same arguments; one of them speaks.
-    if (ft::launch_rank_from_env() != 0) return e.get_exit_code() == 0 ? 0 : ft::kExitUserError;
+    // Under mpirun every rank parses the same arguments; rank 0 speaks and carries the exit code.
+    // The others leave quietly with 0: a non-zero exit of theirs would make the launcher kill rank 0
+    // before its message is out.
+    if (ft::launch_rank_from_env() != 0) return 0;
     int code = app.exit(e);
     return code == 0 ? 0 : ft::kExitUserError;
   }
