@@ -140,10 +140,30 @@ Work Communicator::all_reduce_async(Buffer buf, ReduceOp op, Algorithm algo) {
 }
 
 void Communicator::ordered(const std::function<void()>& body) {
-  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
+  auto op = [&] {
+    begin_op();
     body();
+    end_op();
+  };
+  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
+    op();
   else
-    run_ordered(body);
+    run_ordered(op);
+}
+
+void Communicator::on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn) {
+  const bool fits = takes_device_buffers() ? buf.device == Device::cuda : buf.device == Device::cpu;
+  if (fits || buf.count == 0) {
+    fn(buf);
+    return;
+  }
+  // A copy where this backend works (host for MPI, device for NCCL), and back.
+  Buffer there = scratch(slot, buf.bytes(), buf.dtype);
+  there.count = buf.count;
+  Device device = buf.device == Device::cuda ? buf.device : there.device;
+  copy_bytes(there.data, buf.data, buf.bytes(), device);
+  fn(there);
+  copy_bytes(buf.data, there.data, buf.bytes(), device);
 }
 
 bool Communicator::use_levels(Algorithm algo) {
@@ -166,8 +186,8 @@ Segment Communicator::owned(std::size_t n, Algorithm algo) const {
   return region;
 }
 
-void Communicator::all_reduce(Buffer buf, ReduceOp op, Algorithm algo) {
-  ordered([&] {
+void Communicator::all_reduce(Buffer whole, ReduceOp op, Algorithm algo) {
+  ordered([&] { on_backend_memory(whole, kScratchHost, [&](Buffer buf) {
     if (buf.count == 0 || size() == 1) return;
     if (algo == Algorithm::native) {
       traffic().native(kind_, buf.bytes());
@@ -180,11 +200,11 @@ void Communicator::all_reduce(Buffer buf, ReduceOp op, Algorithm algo) {
       ring_all_gather_inplace(buf);
     }
     if (op == ReduceOp::avg) local_scale(buf, 1.0 / size());
-  });
+  }); });
 }
 
-void Communicator::reduce_scatter(Buffer buf, ReduceOp op, Algorithm algo) {
-  ordered([&] {
+void Communicator::reduce_scatter(Buffer whole, ReduceOp op, Algorithm algo) {
+  ordered([&] { on_backend_memory(whole, kScratchHost, [&](Buffer buf) {
     if (buf.count == 0 || size() == 1) return;
     if (algo == Algorithm::native) {
       traffic().native(kind_, buf.bytes());
@@ -199,11 +219,11 @@ void Communicator::reduce_scatter(Buffer buf, ReduceOp op, Algorithm algo) {
       local_scale(Buffer{static_cast<char*>(buf.data) + mine.offset * dtype_size(buf.dtype), mine.count, buf.dtype,
                          buf.device},
                   1.0 / size());
-  });
+  }); });
 }
 
-void Communicator::all_gather(Buffer buf, Algorithm algo) {
-  ordered([&] {
+void Communicator::all_gather(Buffer whole, Algorithm algo) {
+  ordered([&] { on_backend_memory(whole, kScratchHost, [&](Buffer buf) {
     if (buf.count == 0 || size() == 1) return;
     if (algo == Algorithm::native) {
       traffic().native(kind_, buf.bytes());
@@ -213,34 +233,42 @@ void Communicator::all_gather(Buffer buf, Algorithm algo) {
     } else {
       ring_all_gather_inplace(buf);
     }
-  });
+  }); });
 }
 
-void Communicator::broadcast(Buffer buf, int root) {
-  run_ordered([&] {
+void Communicator::broadcast(Buffer whole, int root) {
+  ordered([&] { on_backend_memory(whole, kScratchHost, [&](Buffer buf) {
     if (size() == 1 || buf.count == 0) return;
     traffic().native(kind_, buf.bytes());
     native_broadcast(buf, root);
-  });
+  }); });
 }
 
 void Communicator::barrier() {
-  run_ordered([&] { native_barrier(); });
+  ordered([&] { native_barrier(); });
 }
 
 Work Communicator::send(Buffer buf, int peer) {
   std::shared_ptr<void> copy = clone(buf);
-  Buffer staged{copy.get(), buf.count, buf.dtype, buf.device};
+  Buffer staged{copy.get(), buf.count, buf.dtype, takes_device_buffers() ? buf.device : Device::cpu};
   return enqueue([this, copy, staged, peer] {
     double t0 = now_seconds();
     Tier tier = tier_to(peer);
     Pacer::wait_until(count_and_reserve(tier, staged.bytes(), staged.bytes()));
+    begin_op();
     finish_exchange(start_exchange(staged, peer, Buffer{}, -1));
+    end_op();
     traffic().busy(tier, now_seconds() - t0);
   });
 }
 
-void Communicator::recv(Buffer buf, int peer) { finish_exchange(start_exchange(Buffer{}, -1, buf, peer)); }
+void Communicator::recv(Buffer whole, int peer) {
+  on_backend_memory(whole, kScratchRecv, [&](Buffer buf) {
+    begin_op();
+    finish_exchange(start_exchange(Buffer{}, -1, buf, peer));
+    end_op();
+  });
+}
 
 void Communicator::set_pacer(std::shared_ptr<Pacer> pacer) {
   pacer_ = pacer;

@@ -125,11 +125,21 @@ class Communicator {
   // dst = convert(src), or dst += convert(src) when `add`: between fp32 and fp16/bf16
   // (round to nearest even; fp16 clamps at +-65504).
   virtual void local_convert(Buffer dst, Buffer src, bool add) = 0;
-  // A copy of `src` on its device, alive as long as the returned pointer.
+  // A copy of `src` in memory this backend sends from, alive as long as the returned pointer.
   virtual std::shared_ptr<void> clone(Buffer src) = 0;
+  // Copies bytes between host memory and a buffer on `device` (or host to host).
+  virtual void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) = 0;
+  // Whether collectives may be given device buffers directly (NCCL); the others run them
+  // through host copies.
+  virtual bool takes_device_buffers() const { return false; }
+  // Around each operation: a device backend orders its stream after the compute that
+  // produced the data, and waits for its own work at the end.
+  virtual void begin_op() {}
+  virtual void end_op() {}
   // Scratch of at least `bytes` on the buffers' device, kept for reuse; each slot is one
   // buffer (kScratchLanding: the ring's incoming chunks).
-  static constexpr int kScratchLanding = 0, kScratchStaging = 1, kScratchCodec = 2;
+  static constexpr int kScratchLanding = 0, kScratchStaging = 1, kScratchCodec = 2, kScratchHost = 3,
+                       kScratchRecv = 4, kScratchSlots = 5;
   virtual Buffer scratch(int slot, std::size_t bytes, DType dtype) = 0;
   // A communicator over a subset of this group (collective over the group): members with
   // the same `color` form one, ordered by `key`.
@@ -168,6 +178,7 @@ class Communicator {
   // The compressed all-reduce's top level and its two non-dense forms.
   void top_all_reduce(Buffer region, Tier tier, BucketCodecs& codecs, const std::vector<Matrix>& tensors);
   void gather_all_reduce(Buffer region, Tier tier, ElementCodec& codec);
+  void round_on_host(Buffer region, Tier tier, ElementCodec& codec);
   void powersgd_all_reduce(Buffer region, Tier tier, PowerSgdState& state, const std::vector<Matrix>& tensors);
   // Whether `algo` runs level by level here (hierarchical over an evenly spread group that
   // spans several tiers); warns once when an uneven group falls back to the ring.
@@ -177,6 +188,9 @@ class Communicator {
   void hierarchical_all_gather(Buffer buf);
   // Runs `body` in issue order: inline on the worker, else after pending work.
   void ordered(const std::function<void()>& body);
+  // Runs `fn` on `buf`, or on a copy of it where this backend works (host for MPI, device
+  // for NCCL), copied back after; `slot` names the scratch the copy uses.
+  void on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn);
   // Counts a message (wire bytes, and the logical bytes they stand for) and reserves its
   // emulated link; returns its release time (0: none).
   std::int64_t count_and_reserve(Tier tier, std::size_t wire_bytes, std::size_t logical_bytes);

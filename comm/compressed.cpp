@@ -117,10 +117,10 @@ Segment aligned_segment(std::size_t n, int p, int i, const std::vector<std::size
   return {lo, hi - lo};
 }
 
-void Communicator::all_reduce_compressed(Buffer buf, ReduceOp op, Algorithm algo, BucketCodecs& codecs,
+void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm algo, BucketCodecs& codecs,
                                          const std::vector<Matrix>& tensors) {
-  if (buf.dtype != DType::f32) throw std::invalid_argument("compressed all-reduce takes fp32 buffers");
-  ordered([&] {
+  if (whole.dtype != DType::f32) throw std::invalid_argument("compressed all-reduce takes fp32 buffers");
+  ordered([&] { on_backend_memory(whole, kScratchHost, [&](Buffer buf) {
     if (buf.count == 0 || size() == 1) return;
     // The levels: the hierarchy's, or this whole group as one level at the highest tier it spans.
     std::vector<std::pair<Communicator*, Tier>> levels;
@@ -142,11 +142,7 @@ void Communicator::all_reduce_compressed(Buffer buf, ReduceOp op, Algorithm algo
       auto [comm, tier] = levels[l];
       const CodecSpec& spec = codecs.spec(tier);
       auto [region, offset] = regions.back();
-      if (spec.kind == CodecKind::fp16 || spec.kind == CodecKind::bf16) {
-        double c0 = now_seconds();
-        codecs.element(tier).round_in_place(region.as<float>(), region.count);
-        traffic().codec(tier, now_seconds() - c0);
-      }
+      if (spec.kind == CodecKind::fp16 || spec.kind == CodecKind::bf16) round_on_host(region, tier, codecs.element(tier));
       std::vector<std::size_t> local = cuts.empty() ? cuts : cuts_within(cuts, offset, region.count);
       comm->ring_phase(region, true, Wire{wire_type(spec.kind)}, cuts.empty() ? nullptr : &local);
       Segment mine = cuts.empty() ? segment(region.count, comm->size(), comm->rank())
@@ -166,7 +162,7 @@ void Communicator::all_reduce_compressed(Buffer buf, ReduceOp op, Algorithm algo
       comm->ring_phase(regions.back().first, false, Wire{wire_type(codecs.spec(tier).kind)}, cuts.empty() ? nullptr : &local);
     }
     if (op == ReduceOp::avg) local_scale(buf, 1.0 / size());
-  });
+  }); });
 }
 
 void Communicator::top_all_reduce(Buffer region, Tier tier, BucketCodecs& codecs, const std::vector<Matrix>& tensors) {
@@ -178,9 +174,7 @@ void Communicator::top_all_reduce(Buffer region, Tier tier, BucketCodecs& codecs
       return;
     case CodecKind::fp16:
     case CodecKind::bf16: {
-      double c0 = now_seconds();
-      codecs.element(tier).round_in_place(region.as<float>(), region.count);
-      traffic().codec(tier, now_seconds() - c0);
+      round_on_host(region, tier, codecs.element(tier));
       ring_phase(region, true, Wire{wire_type(spec.kind)});
       ring_phase(region, false, Wire{wire_type(spec.kind)});
       return;
@@ -195,23 +189,38 @@ void Communicator::top_all_reduce(Buffer region, Tier tier, BucketCodecs& codecs
 // Payloads that cannot be summed are gathered: every rank encodes its part once (with
 // error feedback), all payloads go to every rank, and each rank decodes and sums them in
 // rank order, so all ranks hold the same bits.
+void Communicator::round_on_host(Buffer region, Tier tier, ElementCodec& codec) {
+  // Error feedback keeps its residual on the host; device data makes a round trip.
+  std::vector<float> x(region.count);
+  copy_bytes(x.data(), region.data, region.bytes(), region.device);
+  double c0 = now_seconds();
+  codec.round_in_place(x.data(), x.size());
+  traffic().codec(tier, now_seconds() - c0);
+  copy_bytes(region.data, x.data(), region.bytes(), region.device);
+}
+
 void Communicator::gather_all_reduce(Buffer region, Tier tier, ElementCodec& codec) {
   const std::size_t n = region.count;
+  std::vector<float> x(n);
+  copy_bytes(x.data(), region.data, region.bytes(), region.device);
   std::vector<std::uint8_t> payload;
   double c0 = now_seconds();
-  codec.encode(region.as<float>(), n, payload);
+  codec.encode(x.data(), n, payload);
   traffic().codec(tier, now_seconds() - c0);
   const std::size_t P = payload.size(), p = static_cast<std::size_t>(size());
   Buffer all = scratch(kScratchCodec, p * P, DType::u8);
-  std::memcpy(static_cast<std::uint8_t*>(all.data) + static_cast<std::size_t>(rank_) * P, payload.data(), P);
+  copy_bytes(static_cast<std::uint8_t*>(all.data) + static_cast<std::size_t>(rank_) * P, payload.data(), P, all.device);
   // Logical bytes: what a dense ring all-reduce of the part would have sent.
   double dense = 2.0 * static_cast<double>(p - 1) / static_cast<double>(p) * 4.0 * static_cast<double>(n);
   double wire = static_cast<double>((p - 1) * P);
   ring_phase(Buffer{all.data, p * P, DType::u8, all.device}, false, Wire{DType::u8, wire > 0 ? dense / wire : 1.0});
+  std::vector<std::uint8_t> payloads(p * P);
+  copy_bytes(payloads.data(), all.data, p * P, all.device);
   c0 = now_seconds();
-  std::fill(region.as<float>(), region.as<float>() + n, 0.0f);
-  for (std::size_t j = 0; j < p; ++j) codec.decode_add(static_cast<const std::uint8_t*>(all.data) + j * P, n, region.as<float>());
+  std::fill(x.begin(), x.end(), 0.0f);
+  for (std::size_t j = 0; j < p; ++j) codec.decode_add(payloads.data() + j * P, n, x.data());
   traffic().codec(tier, now_seconds() - c0);
+  copy_bytes(region.data, x.data(), region.bytes(), region.device);
 }
 
 // PowerSGD (Vogels et al., 2019), rank r, warm-started: for each matrix M (with its
@@ -225,7 +234,10 @@ void Communicator::powersgd_all_reduce(Buffer region, Tier tier, PowerSgdState& 
     ring_phase(region, false, Wire{DType::f32});
     return;
   }
-  float* x = region.as<float>();
+  // PowerSGD's small products run on the host; device data makes a round trip.
+  std::vector<float> host(region.count);
+  copy_bytes(host.data(), region.data, region.bytes(), region.device);
+  float* x = host.data();
   double c0 = now_seconds();
   std::vector<const Matrix*> mats;
   std::vector<std::pair<std::size_t, std::size_t>> vecs;  // (offset, count)
@@ -275,9 +287,12 @@ void Communicator::powersgd_all_reduce(Buffer region, Tier tier, PowerSgdState& 
   traffic().codec(tier, now_seconds() - c0);
   const Wire factors{DType::f32, factor_elems > 0 ? dense_elems / factor_elems : 1.0};
   auto all_reduce_host = [&](std::vector<float>& v, Wire w) {
-    Buffer b = host_buffer(v.data(), v.size());
+    Buffer b = scratch(kScratchCodec, v.size() * sizeof(float), DType::f32);
+    b.count = v.size();
+    copy_bytes(b.data, v.data(), v.size() * sizeof(float), b.device);
     ring_phase(b, true, w);
     ring_phase(b, false, w);
+    copy_bytes(v.data(), b.data, v.size() * sizeof(float), b.device);
   };
   all_reduce_host(P, factors);
   all_reduce_host(V, Wire{DType::f32});
@@ -327,6 +342,7 @@ void Communicator::powersgd_all_reduce(Buffer region, Tier tier, PowerSgdState& 
     va += len;
   }
   traffic().codec(tier, now_seconds() - c0);
+  copy_bytes(region.data, host.data(), region.bytes(), region.device);
 }
 
 }  // namespace ft

@@ -8,6 +8,9 @@
 #include <fmt/format.h>
 
 #include "comm/codec.h"
+#ifdef FIBERTRAIN_CUDA
+#include "comm/cuda/buffer_ops.h"
+#endif
 #include "comm/grid.h"
 
 namespace ft {
@@ -71,7 +74,9 @@ int count_of(std::size_t n) {
 
 MpiCommunicator::MpiCommunicator(MPI_Comm parent, int color, int key, std::vector<int> members,
                                  std::shared_ptr<const Topology> topo, Traffic kind)
-    : Communicator(std::move(topo), std::move(members), key, kind) {
+    : Communicator(std::move(topo), std::move(members), key, kind),
+      scratch_(kScratchSlots),
+      scratch_bytes_(kScratchSlots, 0) {
   MPI_Comm_split(parent, color, key, &comm_);
   int r = 0;
   MPI_Comm_rank(comm_, &r);
@@ -209,18 +214,28 @@ void MpiCommunicator::local_convert(Buffer dst, Buffer src, bool add) {
 }
 
 std::shared_ptr<void> MpiCommunicator::clone(Buffer src) {
-  check_host(src);
   std::shared_ptr<char[]> copy(new char[src.bytes() == 0 ? 1 : src.bytes()]);
-  if (src.count) std::memcpy(copy.get(), src.data, src.bytes());
+  if (src.count) copy_bytes(copy.get(), src.data, src.bytes(), src.device);
   return std::shared_ptr<void>(copy, copy.get());
 }
 
-Buffer MpiCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
-  auto i = static_cast<std::size_t>(slot);
-  if (scratch_.size() <= i) {
-    scratch_.resize(i + 1);
-    scratch_bytes_.resize(i + 1, 0);
+void MpiCommunicator::copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) {
+  if (bytes == 0) return;
+  if (device == Device::cpu) {
+    std::memmove(dst, src, bytes);
+    return;
   }
+#ifdef FIBERTRAIN_CUDA
+  cuda_buffers::copy(dst, src, bytes, nullptr);  // a GPU run on the MPI backend
+#else
+  throw std::logic_error("device buffer in a build without CUDA");
+#endif
+}
+
+Buffer MpiCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
+  // One buffer per slot, sized up on demand; the slot vectors never resize (the caller's
+  // thread and the worker use different slots at once).
+  auto i = static_cast<std::size_t>(slot);
   if (scratch_bytes_[i] < bytes) {
     scratch_[i] = std::make_unique<char[]>(bytes);
     scratch_bytes_[i] = bytes;
@@ -230,43 +245,6 @@ Buffer MpiCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, std::vector<int> members) {
   return std::make_unique<MpiCommunicator>(comm_, color, key, std::move(members), shared_topology(), kind());
-}
-
-GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo) {
-  int rank = 0, world = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  std::vector<int> all(static_cast<std::size_t>(world));
-  for (int r = 0; r < world; ++r) all[static_cast<std::size_t>(r)] = r;
-  GridComms c;
-  c.world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, 0, rank, all, topo, Traffic::other);
-  auto make = [&](Dim d, Traffic kind) {
-    std::vector<int> members = grid.group(d, rank);
-    int key = grid.coord(rank)[d];
-    int color = *std::min_element(members.begin(), members.end());
-    return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, color, key, members, topo, kind);
-  };
-  c.tp = make(Dim::tp, Traffic::tp);
-  c.pp = make(Dim::pp, Traffic::pp);
-  c.dp = make(Dim::dp, Traffic::dp);
-  if (grid.size(Dim::pp) > 1) {
-    GridCoord me = grid.coord(rank);
-    int last = grid.size(Dim::pp) - 1;
-    if (me.pp == 0 || me.pp == last) {
-      GridCoord first_c = me, last_c = me;
-      first_c.pp = 0;
-      last_c.pp = last;
-      std::vector<int> members = {grid.rank(first_c), grid.rank(last_c)};
-      c.embed = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, members[0], me.pp == 0 ? 0 : 1, members, topo,
-                                                  Traffic::pp);
-    } else {
-      MPI_Comm none;  // the split is collective over the world; middle stages take no part
-      MPI_Comm_split(MPI_COMM_WORLD, MPI_UNDEFINED, rank, &none);
-    }
-  }
-  c.dp->prepare_hierarchy();
-  c.world->prepare_hierarchy();
-  return c;
 }
 
 }  // namespace ft

@@ -35,6 +35,7 @@ class MpiCommunicator final : public Communicator {
   void local_copy(Buffer dst, Buffer src) override;
   void local_convert(Buffer dst, Buffer src, bool add) override;
   std::shared_ptr<void> clone(Buffer src) override;
+  void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) override;
   Buffer scratch(int slot, std::size_t bytes, DType dtype) override;
   std::unique_ptr<Communicator> split(int color, int key, std::vector<int> members) override;
 
@@ -47,16 +48,21 @@ class MpiCommunicator final : public Communicator {
   std::vector<std::size_t> scratch_bytes_;
 };
 
-// One communicator per dimension of the rank grid, plus the world.
+// One communicator per dimension of the rank grid, plus the world (always MPI: metrics,
+// checkpoints, benchmarks).
 struct GridComms {
-  std::unique_ptr<MpiCommunicator> world, tp, pp, dp;
+  std::unique_ptr<MpiCommunicator> world;
+  std::unique_ptr<Communicator> tp, pp, dp;
   // The first and last pipeline stages of one (tp, dp) position, which both hold the tied
   // token embedding; null elsewhere and when pp == 1.
-  std::unique_ptr<MpiCommunicator> embed;
+  std::unique_ptr<Communicator> embed;
+  // With NCCL: the stream whose work produces the buffers the communicators are given.
+  void set_producer_stream(void* stream);
 };
 
 class Grid;
-// Collective over MPI_COMM_WORLD. The DP group's hierarchy is prepared when it spans tiers.
-GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo);
+// Collective over MPI_COMM_WORLD: tp, pp, dp and embed over MPI, or over NCCL when `nccl`
+// (one GPU per rank, the current device). The DP group's hierarchy is prepared.
+GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl = false);
 
 }  // namespace ft

@@ -15,14 +15,19 @@ std::string blas_info();
 void set_blas_threads(int threads);
 int blas_threads();
 
-// Best FLOP/s of an n x n x n fp32 matrix product on `device` with this process's threads,
-// over repeats for about `seconds`: the denominator of MFU when no peak is configured.
+// Best FLOP/s of an n x n x n fp32 matrix product on `device` (with this process's threads;
+// on CUDA through cuBLAS, on the tensor cores in bf16 when bf16 matmuls are on), over
+// repeats for about `seconds`: the denominator of MFU when no peak is configured.
 double measure_matmul_flops(Device device, int n = 512, double seconds = 0.15);
+double measure_cuda_matmul_flops(int n, double seconds);
 
 // "CUDA runtime 13.0, 1 device: NVIDIA H100 (sm_90)", "not built", or why no device answers.
 std::string cuda_info();
 // Number of usable CUDA devices; 0 when not built or when none answers.
 int cuda_device_count();
+// Makes device (local_rank % devices) current for this process and returns it; throws
+// UserError when no device answers or the build has no CUDA.
+int select_cuda_device(int local_rank);
 // Device memory, zero-filled; throws when CUDA is not built or allocation fails.
 std::shared_ptr<void> cuda_allocate(std::size_t bytes);
 

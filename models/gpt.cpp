@@ -99,7 +99,8 @@ GptStage::GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch
   datty_ = t({B, T, Cl});
   dfch_ = t({B, T, Fl});
   dfcg_ = t({B, T, Fl});
-  att_scratch_ = t({T, T});
+  // The CPU kernel works head by head; the CUDA one batches every head of a sequence.
+  att_scratch_ = device == Device::cuda ? t({B, Hl, T, T}) : t({T, T});
   if (plan.has_head) {
     dlogits_ = t({B, T, V});
     dlnf_ = t({B, T, C});

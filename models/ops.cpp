@@ -6,9 +6,27 @@
 #include <fmt/format.h>
 
 #include "models/cpu/kernels.h"
+#include "models/cuda/kernels.h"
 
 namespace ft::ops {
 namespace {
+
+// Device tensors go to the CUDA kernels (fp32); in a build without CUDA they cannot exist.
+#ifdef FIBERTRAIN_CUDA
+#define FT_ON_CUDA(t, ...)                                                                            \
+  if ((t).device() == Device::cuda) {                                                                 \
+    if ((t).dtype() != DType::f32) throw std::logic_error("CUDA kernels take f32 tensors");           \
+    __VA_ARGS__;                                                                                      \
+    return;                                                                                           \
+  }
+#else
+#define FT_ON_CUDA(t, ...) \
+  if ((t).device() == Device::cuda) throw std::logic_error("a CUDA tensor in a build without CUDA");
+#endif
+
+float* f(const Tensor& t) { return t.data<float>(); }
+float* f(const Tensor* t) { return t ? t->data<float>() : nullptr; }
+const std::int32_t* ints(const Tensor& t) { return t.data<std::int32_t>(); }
 
 // Runs f.template operator()<T>() with T the element type of `t` (float or double), on
 // the CPU. Device tensors arrive with the CUDA kernels.
@@ -26,18 +44,62 @@ template <class T> T* ptr(const Tensor* t) { return t ? t->data<T>() : nullptr; 
 
 }  // namespace
 
+void* compute_stream(Device device) {
+#ifdef FIBERTRAIN_CUDA
+  if (device == Device::cuda) return cuda::compute_stream();
+#endif
+  (void)device;
+  return nullptr;
+}
+
+void synchronize(Device device) {
+#ifdef FIBERTRAIN_CUDA
+  if (device == Device::cuda) cuda::synchronize();
+#endif
+  (void)device;
+}
+
+void set_bf16_matmuls(bool on) {
+#ifdef FIBERTRAIN_CUDA
+  cuda::set_bf16_matmuls(on);
+#else
+  if (on) throw std::logic_error("bf16 matmuls need the CUDA build");
+#endif
+}
+
 void zero(const Tensor& t) {
-  if (t.device() != Device::cpu) throw std::logic_error("zero: CUDA tensor in a CPU-only build path");
+#ifdef FIBERTRAIN_CUDA
+  if (t.device() == Device::cuda) return cuda::zero(t.raw(), t.bytes());
+#endif
+  if (t.device() != Device::cpu) throw std::logic_error("zero: a CUDA tensor in a build without CUDA");
   std::memset(t.raw(), 0, t.bytes());
 }
 
 void copy(const Tensor& dst, const Tensor& src) {
-  if (dst.bytes() != src.bytes() || dst.dtype() != src.dtype())
+  if (dst.bytes() != src.bytes() || dst.dtype() != src.dtype() || dst.device() != src.device())
     throw std::logic_error(fmt::format("copy of {} into {}", to_string(src.shape()), to_string(dst.shape())));
+#ifdef FIBERTRAIN_CUDA
+  if (dst.device() == Device::cuda) return cuda::copy(dst.raw(), src.raw(), dst.bytes());
+#endif
   std::memcpy(dst.raw(), src.raw(), dst.bytes());
 }
 
+void upload(const Tensor& dst, const void* host) {
+#ifdef FIBERTRAIN_CUDA
+  if (dst.device() == Device::cuda) return cuda::from_host(dst.raw(), host, dst.bytes());
+#endif
+  std::memcpy(dst.raw(), host, dst.bytes());
+}
+
+void download(void* host, const Tensor& src) {
+#ifdef FIBERTRAIN_CUDA
+  if (src.device() == Device::cuda) return cuda::to_host(host, src.raw(), src.bytes());
+#endif
+  std::memcpy(host, src.raw(), src.bytes());
+}
+
 void scale(const Tensor& t, double factor) {
+  FT_ON_CUDA(t, cuda::scale(f(t), t.numel(), static_cast<float>(factor)));
   on_cpu(t, [&]<class T>() {
     T* p = t.data<T>();
     for (i64 i = 0; i < t.numel(); ++i) p[i] *= static_cast<T>(factor);
@@ -46,6 +108,13 @@ void scale(const Tensor& t, double factor) {
 
 std::vector<double> to_host(const Tensor& t) {
   std::vector<double> out(static_cast<std::size_t>(t.numel()));
+  if (t.device() == Device::cuda) {
+    if (t.dtype() != DType::f32) throw std::logic_error("to_host: CUDA tensors are f32");
+    std::vector<float> host(out.size());
+    download(host.data(), t);
+    std::copy(host.begin(), host.end(), out.begin());
+    return out;
+  }
   on_cpu(t, [&]<class T>() {
     const T* p = t.data<T>();
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(p[i]);
@@ -55,6 +124,11 @@ std::vector<double> to_host(const Tensor& t) {
 
 void from_host(const Tensor& t, const std::vector<double>& values) {
   if (static_cast<i64>(values.size()) != t.numel()) throw std::logic_error("from_host: size mismatch");
+  if (t.device() == Device::cuda) {
+    std::vector<float> host(values.begin(), values.end());
+    upload(t, host.data());
+    return;
+  }
   on_cpu(t, [&]<class T>() {
     T* p = t.data<T>();
     for (std::size_t i = 0; i < values.size(); ++i) p[i] = static_cast<T>(values[i]);
@@ -62,22 +136,26 @@ void from_host(const Tensor& t, const std::vector<double>& values) {
 }
 
 void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& w, const Tensor* bias, i64 N, i64 C, i64 OC) {
+  FT_ON_CUDA(out, cuda::matmul_forward(f(out), f(inp), f(w), f(bias), N, C, OC));
   on_cpu(out, [&]<class T>() { cpu::matmul_forward<T>(out.data<T>(), inp.data<T>(), w.data<T>(), ptr<T>(bias), N, C, OC); });
 }
 
 void matmul_backward(const Tensor* dinp, const Tensor* dw, const Tensor* dbias, const Tensor& dout, const Tensor& inp,
                      const Tensor& w, i64 N, i64 C, i64 OC) {
+  FT_ON_CUDA(dout, cuda::matmul_backward(f(dinp), f(dw), f(dbias), f(dout), f(inp), f(w), N, C, OC));
   on_cpu(dout, [&]<class T>() {
     cpu::matmul_backward<T>(ptr<T>(dinp), ptr<T>(dw), ptr<T>(dbias), dout.data<T>(), inp.data<T>(), w.data<T>(), N, C, OC);
   });
 }
 
 void add_bias(const Tensor& out, const Tensor& bias, i64 N, i64 OC) {
+  FT_ON_CUDA(out, cuda::add_bias(f(out), f(bias), N, OC));
   on_cpu(out, [&]<class T>() { cpu::add_bias<T>(out.data<T>(), bias.data<T>(), N, OC); });
 }
 
 void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp, const Tensor& w,
                        const Tensor& b, i64 N, i64 C) {
+  FT_ON_CUDA(out, cuda::layernorm_forward(f(out), f(mean), f(rstd), f(inp), f(w), f(b), N, C));
   on_cpu(out, [&]<class T>() {
     cpu::layernorm_forward<T>(out.data<T>(), mean.data<T>(), rstd.data<T>(), inp.data<T>(), w.data<T>(), b.data<T>(), N, C);
   });
@@ -85,6 +163,7 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
 
 void layernorm_backward(const Tensor& dinp, const Tensor& dw, const Tensor& db, const Tensor& dout, const Tensor& inp,
                         const Tensor& w, const Tensor& mean, const Tensor& rstd, i64 N, i64 C) {
+  FT_ON_CUDA(dinp, cuda::layernorm_backward(f(dinp), f(dw), f(db), f(dout), f(inp), f(w), f(mean), f(rstd), N, C));
   on_cpu(dinp, [&]<class T>() {
     cpu::layernorm_backward<T>(dinp.data<T>(), dw.data<T>(), db.data<T>(), dout.data<T>(), inp.data<T>(), w.data<T>(),
                                mean.data<T>(), rstd.data<T>(), N, C);
@@ -92,34 +171,41 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dw, const Tensor& db, 
 }
 
 void attention_forward(const Tensor& out, const Tensor& att, const Tensor& qkv, i64 B, i64 T, i64 C, i64 NH) {
+  FT_ON_CUDA(out, cuda::attention_forward(f(out), f(att), f(qkv), B, T, C, NH));
   on_cpu(out, [&]<class E>() { cpu::attention_forward<E>(out.data<E>(), att.data<E>(), qkv.data<E>(), B, T, C, NH); });
 }
 
 void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor& dout, const Tensor& qkv,
                         const Tensor& att, i64 B, i64 T, i64 C, i64 NH) {
+  FT_ON_CUDA(dqkv, cuda::attention_backward(f(dqkv), f(scratch), f(dout), f(qkv), f(att), B, T, C, NH));
   on_cpu(dqkv, [&]<class E>() {
     cpu::attention_backward<E>(dqkv.data<E>(), scratch.data<E>(), dout.data<E>(), qkv.data<E>(), att.data<E>(), B, T, C, NH);
   });
 }
 
 void gelu_forward(const Tensor& out, const Tensor& inp, i64 N) {
+  FT_ON_CUDA(out, cuda::gelu_forward(f(out), f(inp), N));
   on_cpu(out, [&]<class T>() { cpu::gelu_forward<T>(out.data<T>(), inp.data<T>(), N); });
 }
 
 void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout, i64 N) {
+  FT_ON_CUDA(dinp, cuda::gelu_backward(f(dinp), f(inp), f(dout), N));
   on_cpu(dinp, [&]<class T>() { cpu::gelu_backward<T>(dinp.data<T>(), inp.data<T>(), dout.data<T>(), N); });
 }
 
 void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b, i64 N) {
+  FT_ON_CUDA(out, cuda::residual_forward(f(out), f(a), f(b), N));
   on_cpu(out, [&]<class T>() { cpu::residual_forward<T>(out.data<T>(), a.data<T>(), b.data<T>(), N); });
 }
 
 void add_into(const Tensor& dst, const Tensor& src, i64 N) {
+  FT_ON_CUDA(dst, cuda::add_into(f(dst), f(src), N));
   on_cpu(dst, [&]<class T>() { cpu::add_into<T>(dst.data<T>(), src.data<T>(), N); });
 }
 
 void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe, i64 B, i64 T,
                        i64 C) {
+  FT_ON_CUDA(out, cuda::embedding_forward(f(out), ints(tokens), f(wte), f(wpe), B, T, C));
   on_cpu(out, [&]<class E>() {
     cpu::embedding_forward<E>(out.data<E>(), tokens.data<std::int32_t>(), wte.data<E>(), wpe.data<E>(), B, T, C);
   });
@@ -127,6 +213,7 @@ void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wt
 
 void embedding_backward(const Tensor* dwte, const Tensor* dwpe, const Tensor& dout, const Tensor& tokens, i64 B, i64 T,
                         i64 C) {
+  FT_ON_CUDA(dout, cuda::embedding_backward(f(dwte), f(dwpe), f(dout), ints(tokens), B, T, C));
   on_cpu(dout, [&]<class E>() {
     cpu::embedding_backward<E>(ptr<E>(dwte), ptr<E>(dwpe), dout.data<E>(), tokens.data<std::int32_t>(), B, T, C);
   });
@@ -134,6 +221,7 @@ void embedding_backward(const Tensor* dwte, const Tensor* dwpe, const Tensor& do
 
 void crossentropy_forward(const Tensor& losses, const Tensor& probs, const Tensor& logits, const Tensor& targets, i64 N,
                           i64 V) {
+  FT_ON_CUDA(losses, cuda::crossentropy_forward(f(losses), f(probs), f(logits), ints(targets), N, V));
   on_cpu(losses, [&]<class T>() {
     cpu::crossentropy_forward<T>(losses.data<T>(), probs.data<T>(), logits.data<T>(), targets.data<std::int32_t>(), N, V);
   });
@@ -141,6 +229,7 @@ void crossentropy_forward(const Tensor& losses, const Tensor& probs, const Tenso
 
 void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss, i64 N,
                            i64 V) {
+  FT_ON_CUDA(dlogits, cuda::crossentropy_backward(f(dlogits), f(probs), ints(targets), static_cast<float>(dloss), N, V));
   on_cpu(dlogits, [&]<class T>() {
     cpu::crossentropy_backward<T>(dlogits.data<T>(), probs.data<T>(), targets.data<std::int32_t>(), static_cast<T>(dloss),
                                   N, V);
@@ -150,6 +239,8 @@ void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Ten
 void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v, i64 begin, i64 n,
                   double lr, double beta1, double beta2, double eps, double weight_decay, double c1, double c2,
                   double grad_scale, i64 state_offset) {
+  FT_ON_CUDA(params, cuda::adamw_update(f(params) + begin, f(grads) + begin, f(m) + state_offset, f(v) + state_offset, n,
+                                         lr, beta1, beta2, eps, weight_decay, c1, c2, grad_scale));
   on_cpu(params, [&]<class T>() {
     cpu::adamw_update<T>(params.data<T>() + begin, grads.data<T>() + begin, m.data<T>() + state_offset,
                          v.data<T>() + state_offset, n, lr, beta1, beta2, eps, weight_decay, c1, c2, grad_scale);
@@ -157,6 +248,9 @@ void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, co
 }
 
 double sum_squares(const Tensor& t) {
+#ifdef FIBERTRAIN_CUDA
+  if (t.device() == Device::cuda) return cuda::sum_squares(f(t), t.numel());
+#endif
   double s = 0;
   on_cpu(t, [&]<class T>() {
     const T* p = t.data<T>();

@@ -11,9 +11,18 @@ namespace ft::ops {
 
 using i64 = std::int64_t;
 
+// The device side: the stream ops run on (null on the CPU), waiting for it, and the
+// matmul precision (bf16 tensor-core inputs with fp32 accumulation, CUDA only).
+void* compute_stream(Device device);
+void synchronize(Device device);
+void set_bf16_matmuls(bool on);
+
 void zero(const Tensor& t);
 void copy(const Tensor& dst, const Tensor& src);
 void scale(const Tensor& t, double factor);
+// Raw copies between a tensor (any device) and host memory of its size.
+void upload(const Tensor& dst, const void* host);
+void download(void* host, const Tensor& src);
 // Host copy of a tensor as doubles (any dtype, any device); for tests, checkpoints, metrics.
 std::vector<double> to_host(const Tensor& t);
 void from_host(const Tensor& t, const std::vector<double>& values);

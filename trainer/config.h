@@ -235,6 +235,8 @@ struct Config {
   MetricsConfig metrics;
   CheckpointConfig checkpoint;
   std::string device = "cpu";
+  std::string precision = "fp32";
+  std::string comm = "auto";
   int threads = 0;
 };
 template <class V> void describe(V& v, Config& c) {
@@ -249,7 +251,15 @@ template <class V> void describe(V& v, Config& c) {
   v.section("compression", c.compression, "gradient compression per tier, with error feedback");
   v.section("metrics", c.metrics, "the HDF5 log");
   v.section("checkpoint", c.checkpoint, "saving and resuming");
-  v.key("device", c.device, "where tensors live", one_of({"cpu", "cuda"}));
+  v.key("device", c.device, "where tensors live: cpu, or cuda (one GPU per rank, by local rank)",
+        one_of({"cpu", "cuda"}));
+  v.key("precision", c.precision,
+        "matmul precision: fp32, or bf16 (tensor cores, bf16 inputs, fp32 accumulation; weights, gradients and "
+        "their reduction stay fp32); bf16 needs device cuda",
+        one_of({"fp32", "bf16"}));
+  v.key("comm", c.comm,
+        "communication backend of the grid: mpi, nccl (device cuda only), or auto (nccl on cuda, else mpi)",
+        one_of({"auto", "mpi", "nccl"}));
   v.key("threads", c.threads, "BLAS threads per rank; 0 = the node's cores shared among its ranks",
         in_range(0, 1024));
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "models/ops.h"
+
 namespace ft {
 namespace {
 Buffer slice(const Tensor& flat, std::int64_t begin, std::int64_t end) {
@@ -85,17 +87,23 @@ void GradSync::launch(Bucket& b) {
   } else if (compressed_) {
     Bucket* bucket = &b;
     bool measure = measure_error_;
-    b.work = dp_.enqueue([dp, grads, algo, bucket, measure] {
-      std::vector<float> dense;
-      if (measure) {
-        dense.assign(grads.as<float>(), grads.as<float>() + grads.count);
-        dp->all_reduce(host_buffer(dense.data(), dense.size()), ReduceOp::avg, Algorithm::native);
+    Tensor view = Tensor::view_of(params_.flat_grads(), b.begin, {b.end - b.begin});
+    b.work = dp_.enqueue([dp, grads, algo, bucket, measure, view] {
+      std::vector<double> dense;
+      if (measure) {  // the same sum, dense, through a host copy
+        dense = ops::to_host(view);
+        std::vector<float> f(dense.begin(), dense.end());
+        dp->all_reduce(host_buffer(f.data(), f.size()), ReduceOp::avg, Algorithm::native);
+        dense.assign(f.begin(), f.end());
       }
       dp->all_reduce_compressed(grads, ReduceOp::avg, algo, *bucket->codecs, bucket->tensors);
-      for (std::size_t i = 0; i < dense.size(); ++i) {
-        double d = static_cast<double>(grads.as<float>()[i]) - dense[i];
-        bucket->err_num += d * d;
-        bucket->err_den += static_cast<double>(dense[i]) * dense[i];
+      if (measure) {
+        std::vector<double> got = ops::to_host(view);
+        for (std::size_t i = 0; i < dense.size(); ++i) {
+          double d = got[i] - dense[i];
+          bucket->err_num += d * d;
+          bucket->err_den += dense[i] * dense[i];
+        }
       }
     });
   } else {

@@ -26,6 +26,10 @@ std::shared_ptr<const Topology> make_topology(const TopologyConfig& t, const Mpi
   }
 }
 
+bool uses_nccl(const Config& cfg) {
+  return cfg.comm == "nccl" || (cfg.comm == "auto" && cfg.device == "cuda");
+}
+
 LinkSpecs link_specs(const LinksConfig& links) {
   LinkSpecs specs{};
   auto set = [&](Tier t, const std::optional<LinkConfig>& l) {
@@ -42,9 +46,10 @@ Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<con
   const auto& p = cfg.parallel;
   Grid grid(p.tp, p.pp, p.dp, p.order);
   GridCoord coord = grid.coord(mpi.rank());
-  GridComms comms = make_grid_comms(grid, topo);
+  GridComms comms = make_grid_comms(grid, topo, uses_nccl(cfg));
   std::shared_ptr<Pacer> pacer = Pacer::create(MPI_COMM_WORLD, topo, link_specs(cfg.links));
-  for (MpiCommunicator* c : {comms.world.get(), comms.tp.get(), comms.pp.get(), comms.dp.get(), comms.embed.get()})
+  for (Communicator* c : {static_cast<Communicator*>(comms.world.get()), comms.tp.get(), comms.pp.get(), comms.dp.get(),
+                          comms.embed.get()})
     if (c) c->set_pacer(pacer);
   return Layout{grid, coord, std::move(topo), std::move(comms), std::move(pacer)};
 }

@@ -24,6 +24,9 @@ struct Layout {
   std::shared_ptr<Pacer> pacer;  // null when no link is emulated
 };
 
+// Whether the grid's communicators run over NCCL (comm: nccl, or auto on CUDA).
+bool uses_nccl(const Config& cfg);
+
 // The links section as the pacer's per-tier specs.
 LinkSpecs link_specs(const LinksConfig& links);
 

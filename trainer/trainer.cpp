@@ -169,8 +169,15 @@ Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp
 
 std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi) {
   std::shared_ptr<const Topology> topo;
-  run_phase(MPI_COMM_WORLD, [&] { topo = make_topology(cfg.topology, mpi); });
+  run_phase(MPI_COMM_WORLD, [&] {
+    topo = make_topology(cfg.topology, mpi);
+    if (cfg.device == "cuda") {
+      select_cuda_device(mpi.local_rank());  // one GPU per rank, before any allocation or NCCL
+      ops::set_bf16_matmuls(cfg.precision == "bf16");
+    }
+  });
   Layout layout = make_layout(cfg, mpi, topo);
+  layout.comms.set_producer_stream(ops::compute_stream(cfg.device == "cuda" ? Device::cuda : Device::cpu));
   std::unique_ptr<Trainer> t;
   run_phase(MPI_COMM_WORLD, [&] { t.reset(new Trainer(cfg, opts, mpi, std::move(layout))); });
   return t;
@@ -246,6 +253,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   }
   tokens_ = Tensor({micro_batch_, cfg.model.context}, DType::i32, device);
   targets_ = Tensor({micro_batch_, cfg.model.context}, DType::i32, device);
+  tokens_host_.resize(static_cast<std::size_t>(tokens_.numel()));
+  targets_host_.resize(tokens_host_.size());
   if (!opts.resume.empty()) {
     CheckpointState st = load_checkpoint(opts.resume, cfg, *model_, *opt_, data_->tokens());
     first_step_ = st.steps_done;
@@ -327,7 +336,9 @@ void Trainer::train_step(int step, StepStats& s) {
     if (a.kind == PipeAction::forward) {
       if (++live > slots_) throw std::logic_error("pipeline holds more micro-batches than it has slots");
       int first = dp_rank * (cfg_.train.batch / p.dp) + a.microbatch * micro_batch_;
-      data_->fill(step, first, micro_batch_, tokens_.data<std::int32_t>(), targets_.data<std::int32_t>());
+      data_->fill(step, first, micro_batch_, tokens_host_.data(), targets_host_.data());
+      ops::upload(tokens_, tokens_host_.data());
+      ops::upload(targets_, targets_host_.data());
       double t0 = now_seconds();
       if (!first_stage_) pp.recv(recv_act_.buffer(), stage - 1);
       double t1 = now_seconds();
@@ -344,6 +355,7 @@ void Trainer::train_step(int step, StepStats& s) {
       arm_sync_ = a.microbatch == p.microbatches - 1;  // the last backward completes each gradient
       model_->backward(slot, &recv_grad_, loss_scale);
       arm_sync_ = false;
+      ops::synchronize(tokens_.device());  // device work is asynchronous: time it whole
       s.backward += now_seconds() - t1;
       s.pipeline_wait += t1 - t0;
       if (!first_stage_) pp.send(model_->input_grad().buffer(), stage - 1);

@@ -69,6 +69,7 @@ class Trainer {
   std::unique_ptr<StepLog> log_;
   MetricsSchema schema_;
   Tensor tokens_, targets_;
+  std::vector<std::int32_t> tokens_host_, targets_host_;  // what the data source fills
   // Pipeline: this stage's actions per step, activation slots, and receive buffers.
   std::vector<PipeAction> schedule_;
   int slots_ = 1;

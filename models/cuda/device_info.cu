@@ -6,6 +6,12 @@
 #include <string>
 
 
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "comm/error.h"
+#include "models/cuda/kernels.h"
 #include "models/device_info.h"
 
 namespace ft {
@@ -38,6 +44,53 @@ std::string cuda_info() {
       out += std::string(d == 0 ? ": " : ", ") + p.name + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ")";
   }
   return out;
+}
+
+int select_cuda_device(int local_rank) {
+  int n = 0;
+  cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess || n == 0) {
+    cudaGetLastError();
+    throw UserError(std::string("device: cuda, but no CUDA device answers (") +
+                    (err != cudaSuccess ? cudaGetErrorString(err) : "no devices") + ")");
+  }
+  int d = local_rank % n;
+  if (cudaSetDevice(d) != cudaSuccess) throw UserError("cannot select CUDA device " + std::to_string(d));
+  return d;
+}
+
+double measure_cuda_matmul_flops(int n, double seconds) {
+  // Through the same kernels the model uses (cuBLAS, at the configured precision).
+  const std::int64_t N = n;
+  float *a = nullptr, *b = nullptr, *c = nullptr;
+  std::size_t bytes = static_cast<std::size_t>(N * N) * sizeof(float);
+  if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess || cudaMalloc(&c, bytes) != cudaSuccess)
+    throw std::runtime_error("cudaMalloc for the matmul probe failed");
+  std::vector<float> host(static_cast<std::size_t>(N * N));
+  for (std::size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(i % 97) * 0.01f - 0.4f;  // not zeros
+  cuda::from_host(a, host.data(), bytes);
+  cuda::from_host(b, host.data(), bytes);
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  auto stream = static_cast<cudaStream_t>(cuda::compute_stream());
+  double best = 0, total = 0;
+  for (int rep = 0; rep < 200 && total < seconds; ++rep) {
+    cudaEventRecord(start, stream);
+    cuda::matmul_forward(c, a, b, nullptr, N, N, N);
+    cudaEventRecord(stop, stream);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    total += ms * 1e-3;
+    if (rep > 0) best = std::max(best, 2.0 * static_cast<double>(N * N * N) / (ms * 1e-3));  // rep 0 warms up
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  return best;
 }
 
 std::shared_ptr<void> cuda_allocate(std::size_t bytes) {

@@ -1,0 +1,31 @@
+// Device-buffer operations for the communicators: copies between host and device, and the
+// element-wise work the ring algorithms do on arrival (add, scale, fp16/bf16 casts), on a
+// given stream. Plain declarations, so host-only code can call them.
+#pragma once
+
+#include <cstddef>
+
+#include "comm/device.h"
+
+namespace ft::cuda_buffers {
+
+// Allocation on the current device; throws on failure.
+void* allocate(std::size_t bytes);
+void release(void* p);
+void* create_stream();  // non-blocking
+void destroy_stream(void* stream);
+void* create_event();
+void destroy_event(void* event);
+void record(void* event, void* stream);
+void wait(void* stream, void* event);  // stream waits for event
+void synchronize_event(void* event);
+void synchronize_stream(void* stream);
+
+void copy(void* dst, const void* src, std::size_t bytes, void* stream);  // any direction; then waits
+void add(Buffer dst, Buffer src, void* stream);                          // dst += src (f32, f64, i32, i64)
+void scale(Buffer buf, double factor, void* stream);                     // f32, f64
+// dst = src or dst += src, between f32 and f16/bf16 (round to nearest even; fp16 clamps at
+// +-65504 like the host codec).
+void convert(Buffer dst, Buffer src, bool add, void* stream);
+
+}  // namespace ft::cuda_buffers

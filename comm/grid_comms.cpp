@@ -1,0 +1,66 @@
+// The grid's communicators, over MPI or NCCL.
+#include <algorithm>
+
+#include "comm/grid.h"
+#include "comm/mpi_communicator.h"
+#ifdef FIBERTRAIN_CUDA
+#include "comm/nccl_communicator.h"
+#endif
+
+namespace ft {
+
+void GridComms::set_producer_stream(void* stream) {
+#ifdef FIBERTRAIN_CUDA
+  for (Communicator* c : {tp.get(), pp.get(), dp.get(), embed.get()})
+    if (auto* n = dynamic_cast<NcclCommunicator*>(c)) n->set_producer_stream(stream);
+#else
+  (void)stream;
+#endif
+}
+
+GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl) {
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  std::vector<int> all(static_cast<std::size_t>(world));
+  for (int r = 0; r < world; ++r) all[static_cast<std::size_t>(r)] = r;
+  auto backend = [&](std::unique_ptr<MpiCommunicator> mpi) -> std::unique_ptr<Communicator> {
+#ifdef FIBERTRAIN_CUDA
+    if (nccl) return std::make_unique<NcclCommunicator>(std::move(mpi));
+#else
+    if (nccl) throw std::logic_error("NCCL requested in a build without CUDA");
+#endif
+    return mpi;
+  };
+  GridComms c;
+  c.world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, 0, rank, all, topo, Traffic::other);
+  auto make = [&](Dim d, Traffic kind) {
+    std::vector<int> members = grid.group(d, rank);
+    int key = grid.coord(rank)[d];
+    int color = *std::min_element(members.begin(), members.end());
+    return backend(std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, color, key, members, topo, kind));
+  };
+  c.tp = make(Dim::tp, Traffic::tp);
+  c.pp = make(Dim::pp, Traffic::pp);
+  c.dp = make(Dim::dp, Traffic::dp);
+  if (grid.size(Dim::pp) > 1) {
+    GridCoord me = grid.coord(rank);
+    int last = grid.size(Dim::pp) - 1;
+    if (me.pp == 0 || me.pp == last) {
+      GridCoord first_c = me, last_c = me;
+      first_c.pp = 0;
+      last_c.pp = last;
+      std::vector<int> members = {grid.rank(first_c), grid.rank(last_c)};
+      c.embed = backend(std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, members[0], me.pp == 0 ? 0 : 1, members, topo,
+                                                          Traffic::pp));
+    } else {
+      MPI_Comm none;  // the split is collective over the world; middle stages take no part
+      MPI_Comm_split(MPI_COMM_WORLD, MPI_UNDEFINED, rank, &none);
+    }
+  }
+  c.dp->prepare_hierarchy();
+  c.world->prepare_hierarchy();
+  return c;
+}
+
+}  // namespace ft

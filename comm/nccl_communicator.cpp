@@ -1,0 +1,192 @@
+#include "comm/nccl_communicator.h"
+
+#include <nccl.h>
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "comm/cuda/buffer_ops.h"
+
+namespace ft {
+namespace {
+
+void check(ncclResult_t r, const char* what) {
+  if (r != ncclSuccess) throw std::runtime_error(fmt::format("NCCL: {}: {}", what, ncclGetErrorString(r)));
+}
+
+ncclDataType_t nccl_type(DType t) {
+  switch (t) {
+    case DType::f32: return ncclFloat32;
+    case DType::f64: return ncclFloat64;
+    case DType::f16: return ncclFloat16;
+    case DType::bf16: return ncclBfloat16;
+    case DType::i8: return ncclInt8;
+    case DType::u8: return ncclUint8;
+    case DType::i32: return ncclInt32;
+    case DType::u32: return ncclUint32;
+    case DType::i64: return ncclInt64;
+  }
+  throw std::invalid_argument("no NCCL type");
+}
+
+ncclComm_t nc(void* c) { return static_cast<ncclComm_t>(c); }
+cudaStream_t st(void* s) { return static_cast<cudaStream_t>(s); }
+
+Buffer at(Buffer b, std::size_t offset, std::size_t count) {
+  return Buffer{static_cast<char*>(b.data) + offset * dtype_size(b.dtype), count, b.dtype, b.device};
+}
+
+}  // namespace
+
+NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> bootstrap)
+    : Communicator(bootstrap->shared_topology(), bootstrap->members(), bootstrap->rank(), bootstrap->kind()),
+      bootstrap_(std::move(bootstrap)),
+      scratch_(kScratchSlots, nullptr),
+      scratch_bytes_(kScratchSlots, 0) {
+  ncclUniqueId id;
+  if (rank() == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+  MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, bootstrap_->handle());
+  ncclComm_t comm;
+  check(ncclCommInitRank(&comm, size(), id, rank()), "ncclCommInitRank");
+  comm_ = comm;
+  stream_ = cuda_buffers::create_stream();
+  recv_stream_ = cuda_buffers::create_stream();
+  ready_ = cuda_buffers::create_event();
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  stop_worker();
+  for (void* e : events_) cuda_buffers::destroy_event(e);
+  for (void* p : scratch_)
+    if (p) cuda_buffers::release(p);
+  if (ready_) cuda_buffers::destroy_event(ready_);
+  if (stream_) cuda_buffers::destroy_stream(stream_);
+  if (recv_stream_) cuda_buffers::destroy_stream(recv_stream_);
+  if (comm_) ncclCommDestroy(nc(comm_));
+}
+
+void NcclCommunicator::begin_op() {
+  if (!producer_) return;
+  std::lock_guard lock(nccl_mutex_);
+  cuda_buffers::record(ready_, producer_);
+  cuda_buffers::wait(stream_, ready_);
+  cuda_buffers::wait(recv_stream_, ready_);
+}
+
+void NcclCommunicator::end_op() { cuda_buffers::synchronize_stream(stream_); }
+
+void NcclCommunicator::native_all_reduce(Buffer buf) {
+  std::lock_guard lock(nccl_mutex_);
+  check(ncclAllReduce(buf.data, buf.data, buf.count, nccl_type(buf.dtype), ncclSum, nc(comm_), st(stream_)), "all-reduce");
+}
+
+void NcclCommunicator::native_reduce_scatter(Buffer buf) {
+  // NCCL's reduce-scatter takes equal shares; with a remainder, an all-reduce leaves every
+  // segment (this rank's included) summed.
+  const std::size_t p = static_cast<std::size_t>(size());
+  if (buf.count % p != 0) return native_all_reduce(buf);
+  const std::size_t share = buf.count / p;
+  std::lock_guard lock(nccl_mutex_);
+  check(ncclReduceScatter(buf.data, at(buf, static_cast<std::size_t>(rank()) * share, share).data, share,
+                          nccl_type(buf.dtype), ncclSum, nc(comm_), st(stream_)),
+        "reduce-scatter");
+}
+
+void NcclCommunicator::native_all_gather(Buffer buf) {
+  const std::size_t p = static_cast<std::size_t>(size());
+  std::lock_guard lock(nccl_mutex_);
+  if (buf.count % p == 0) {
+    const std::size_t share = buf.count / p;
+    check(ncclAllGather(at(buf, static_cast<std::size_t>(rank()) * share, share).data, buf.data, share,
+                        nccl_type(buf.dtype), nc(comm_), st(stream_)),
+          "all-gather");
+    return;
+  }
+  // Uneven segments: each rank broadcasts its own.
+  check(ncclGroupStart(), "group start");
+  for (int r = 0; r < size(); ++r) {
+    Segment s = segment(buf.count, size(), r);
+    Buffer part = at(buf, s.offset, s.count);
+    check(ncclBroadcast(part.data, part.data, s.count, nccl_type(buf.dtype), r, nc(comm_), st(stream_)), "broadcast");
+  }
+  check(ncclGroupEnd(), "group end");
+}
+
+void NcclCommunicator::native_broadcast(Buffer buf, int root) {
+  std::lock_guard lock(nccl_mutex_);
+  check(ncclBroadcast(buf.data, buf.data, buf.count, nccl_type(buf.dtype), root, nc(comm_), st(stream_)), "broadcast");
+}
+
+void NcclCommunicator::native_barrier() {
+  cuda_buffers::synchronize_stream(stream_);
+  MPI_Barrier(bootstrap_->handle());
+}
+
+int NcclCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from) {
+  int ticket;
+  {
+    std::lock_guard lock(tickets_mutex_);
+    if (!free_tickets_.empty()) {
+      ticket = free_tickets_.back();
+      free_tickets_.pop_back();
+    } else {
+      ticket = static_cast<int>(events_.size());
+      events_.push_back(cuda_buffers::create_event());
+    }
+  }
+  // A lone receive (a pipeline stage waiting for its neighbour) goes on its own stream, so
+  // that sends the worker enqueues meanwhile are not stuck behind it.
+  void* stream = (to < 0 || !send.count) ? recv_stream_ : stream_;
+  std::lock_guard lock(nccl_mutex_);
+  check(ncclGroupStart(), "group start");
+  if (to >= 0 && send.count) check(ncclSend(send.data, send.bytes(), ncclUint8, to, nc(comm_), st(stream)), "send");
+  if (from >= 0 && recv.count) check(ncclRecv(recv.data, recv.bytes(), ncclUint8, from, nc(comm_), st(stream)), "recv");
+  check(ncclGroupEnd(), "group end");
+  cuda_buffers::record(events_[static_cast<std::size_t>(ticket)], stream);
+  return ticket;
+}
+
+void NcclCommunicator::finish_exchange(int ticket) {
+  cuda_buffers::synchronize_event(events_.at(static_cast<std::size_t>(ticket)));
+  std::lock_guard lock(tickets_mutex_);
+  free_tickets_.push_back(ticket);
+}
+
+void NcclCommunicator::local_add(Buffer dst, Buffer src) { cuda_buffers::add(dst, src, stream_); }
+void NcclCommunicator::local_scale(Buffer buf, double factor) { cuda_buffers::scale(buf, factor, stream_); }
+void NcclCommunicator::local_copy(Buffer dst, Buffer src) {
+  if (dst.bytes() != src.bytes()) throw std::invalid_argument("local_copy: sizes differ");
+  cuda_buffers::copy(dst.data, src.data, dst.bytes(), stream_);
+}
+void NcclCommunicator::local_convert(Buffer dst, Buffer src, bool add) { cuda_buffers::convert(dst, src, add, stream_); }
+
+Buffer NcclCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
+  auto i = static_cast<std::size_t>(slot);
+  if (scratch_bytes_[i] < bytes) {
+    if (scratch_[i]) cuda_buffers::release(scratch_[i]);
+    scratch_[i] = cuda_buffers::allocate(bytes);
+    scratch_bytes_[i] = bytes;
+  }
+  return Buffer{scratch_[i], bytes / dtype_size(dtype), dtype, Device::cuda};
+}
+
+std::shared_ptr<void> NcclCommunicator::clone(Buffer src) {
+  void* p = cuda_buffers::allocate(src.bytes());
+  cuda_buffers::copy(p, src.data, src.bytes(), stream_);
+  return std::shared_ptr<void>(p, [](void* q) { cuda_buffers::release(q); });
+}
+
+void NcclCommunicator::copy_bytes(void* dst, const void* src, std::size_t bytes, Device) {
+  cuda_buffers::copy(dst, src, bytes, stream_);
+}
+
+std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, std::vector<int> members) {
+  auto sub = std::make_unique<MpiCommunicator>(bootstrap_->handle(), color, key, std::move(members), shared_topology(),
+                                               kind());
+  auto c = std::make_unique<NcclCommunicator>(std::move(sub));
+  c->set_producer_stream(producer_);
+  return c;
+}
+
+}  // namespace ft
