@@ -34,6 +34,14 @@ with h5py.File(out, "r") as f:
         check("units" in ds.attrs and "description" in ds.attrs, f"/steps/{name} lacks units/description")
         check(all(math.isfinite(v) for v in ds[:].flatten()), f"/steps/{name} has non-finite values")
     check(steps["loss"][-1] < steps["loss"][0], "loss falls over 12 steps")
+    # Every field a user meets is documented: datasets by name (tier groups by group), attributes.
+    with open(os.path.join(SOURCE, "docs", "metrics.md")) as doc_file:
+        doc = doc_file.read()
+    for name, _ in datasets:
+        key = name.split("/")[0] + "/" if "/" in name else name
+        check(f"`{key}`" in doc, f"/steps/{name} is not in docs/metrics.md")
+    for name in attrs:
+        check(f"`{name}`" in doc, f"root attribute {name} is not in docs/metrics.md")
 
 d = subprocess.run(["h5dump", "-H", out], capture_output=True, text=True)
 check(d.returncode == 0 and "/steps" in d.stdout or "steps" in d.stdout, f"h5dump failed:\n{d.stderr}")
