@@ -9,20 +9,13 @@
 #include <numeric>
 
 #include "comm/mpi_communicator.h"
+#include "tests/mpi/mpi_world.h"
 
 namespace ft {
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
+using test::world_rank;
+using test::world_size;
 
 struct NamedTopology {
   const char* name;

@@ -11,20 +11,13 @@
 #include <random>
 
 #include "comm/mpi_communicator.h"
+#include "tests/mpi/mpi_world.h"
 
 namespace ft {
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
+using test::world_rank;
+using test::world_size;
 
 // Clusters with the data-parallel group spanning several tiers when the world allows it.
 std::vector<std::pair<const char*, Topology>> topologies() {

@@ -4,20 +4,13 @@
 
 #include "comm/error.h"
 #include "comm/runtime.h"
+#include "tests/mpi/mpi_world.h"
 
 namespace ft {
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
+using test::world_rank;
+using test::world_size;
 
 int exit_code_of_phase(const std::function<void()>& phase) {
   try {

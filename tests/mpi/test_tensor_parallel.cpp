@@ -13,20 +13,13 @@
 #include "comm/mpi_communicator.h"
 #include "models/gpt.h"
 #include "models/ops.h"
+#include "tests/mpi/mpi_world.h"
 
 namespace ft {
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
+using test::world_rank;
+using test::world_size;
 
 TEST(TensorParallel, ShardsComputeTheWholeModelsLossAndGradients) {
   const int tp = world_size(), rank = world_rank();
