@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "comm/error.h"
+#include "comm/cuda/buffer_ops.h"
 #include "models/cuda/kernels.h"
 #include "models/device_info.h"
 
@@ -94,14 +95,9 @@ double measure_cuda_matmul_flops(int n, double seconds) {
 }
 
 std::shared_ptr<void> cuda_allocate(std::size_t bytes) {
-  void* p = nullptr;
-  std::size_t n = bytes == 0 ? 256 : bytes;
-  if (cudaMalloc(&p, n) != cudaSuccess) {
-    cudaGetLastError();
-    throw std::runtime_error("cudaMalloc of " + std::to_string(n) + " bytes failed");
-  }
-  cudaMemset(p, 0, n);
-  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+  void* p = cuda_buffers::allocate(bytes);
+  cudaMemset(p, 0, bytes == 0 ? 256 : bytes);
+  return std::shared_ptr<void>(p, [](void* q) { cuda_buffers::release(q); });
 }
 
 }  // namespace ft

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "comm/cuda/buffer_ops.h"
 #include "models/cuda/kernels.h"
 
 namespace ft::cuda {
@@ -73,11 +74,6 @@ __device__ float warp_sum(float v) {
 __device__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
-}
-
-__global__ void k_scale(float* p, i64 n, float f) {
-  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (i < n) p[i] *= f;
 }
 
 __global__ void k_sum_squares(const float* p, i64 n, double* out) {
@@ -208,11 +204,6 @@ __global__ void k_residual(float* out, const float* a, const float* b, i64 n) {
   if (i < n) out[i] = a[i] + b[i];
 }
 
-__global__ void k_add_into(float* dst, const float* src, i64 n) {
-  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (i < n) dst[i] += src[i];
-}
-
 __global__ void k_embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B,
                                     i64 T, i64 C) {
   i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
@@ -291,10 +282,9 @@ void from_host(void* dst, const void* src, std::size_t bytes) {
   synchronize();  // the host buffer may go away after we return
 }
 
+// Element-wise scale and add are the communicators' buffer ops, on the compute stream.
 void scale(float* p, i64 n, float f) {
-  if (n == 0) return;
-  k_scale<<<blocks_for(n), kThreads, 0, ctx().stream>>>(p, n, f);
-  check_launch("scale");
+  cuda_buffers::scale(Buffer{p, static_cast<std::size_t>(n), DType::f32, Device::cuda}, f, ctx().stream);
 }
 
 double sum_squares(const float* p, i64 n) {
@@ -396,8 +386,9 @@ void residual_forward(float* out, const float* a, const float* b, i64 N) {
 }
 
 void add_into(float* dst, const float* src, i64 N) {
-  k_add_into<<<blocks_for(N), kThreads, 0, ctx().stream>>>(dst, src, N);
-  check_launch("add_into");
+  const auto n = static_cast<std::size_t>(N);
+  cuda_buffers::add(Buffer{dst, n, DType::f32, Device::cuda}, Buffer{const_cast<float*>(src), n, DType::f32, Device::cuda},
+                    ctx().stream);
 }
 
 void embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B, i64 T, i64 C) {
