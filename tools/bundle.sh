@@ -48,10 +48,15 @@ copy_deps "$out"/usr/bin/* "$out/usr/$plugins_rel"/*.so
 # Debug sections are most of the bytes; a bundle is for running.
 strip --strip-debug "$out/bin/fibertrain.bin" "$out"/lib/*.so* "$out/usr/$plugins_rel"/*.so 2>/dev/null || true
 
+# The bundled libpmix always scans its build-time plugin directory; on a machine with
+# another PMIx there, each launch printed dlopen errors (undefined symbol:
+# pmix_output_info). Its plugins (zlib compression of start-up data, resource-manager
+# hints) are optional: it loads none, and says nothing of the missing compression.
 env_lines='here=$(cd "$(dirname "$0")/.." && pwd)
 export OPAL_PREFIX="$here/usr"
 export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PATH="$here/usr/bin:$PATH"'
+export PATH="$here/usr/bin:$PATH"
+export PMIX_MCA_mca_base_component_disable_dlopen=1 PMIX_MCA_pcompress_base_silence_warning=1'
 cat >"$out/bin/fibertrain" <<EOF
 #!/usr/bin/env bash
 # fibertrain from its bundle: the libraries and Open MPI beside it.
@@ -62,7 +67,8 @@ cat >"$out/bin/mpirun" <<EOF
 #!/usr/bin/env bash
 # Open MPI's mpirun from the bundle; ranks inherit the bundle's environment.
 $env_lines
-exec "\$here/usr/bin/mpirun" -x OPAL_PREFIX -x LD_LIBRARY_PATH -x PATH "\$@"
+exec "\$here/usr/bin/mpirun" -x OPAL_PREFIX -x LD_LIBRARY_PATH -x PATH -x PMIX_MCA_mca_base_component_disable_dlopen \\
+  -x PMIX_MCA_pcompress_base_silence_warning "\$@"
 EOF
 chmod +x "$out/bin/fibertrain" "$out/bin/mpirun"
 tar -C "$(dirname "$out")" -cJf "$out.tar.xz" "$(basename "$out")"
