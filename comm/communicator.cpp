@@ -2,9 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 
 #include "comm/log.h"
+#ifdef FIBERTRAIN_CUDA
+#include "comm/cuda/buffer_ops.h"
+#endif
 
 namespace ft {
 
@@ -80,9 +84,15 @@ void Communicator::stop_worker() {
 Work Communicator::enqueue(std::function<void()> fn) {
   Work w;
   w.state_ = std::make_shared<Work::State>();
+  // Rule 1: the event is taken now, on the issuing thread; the worker waits for it.
+  Event ready = record_ready();
+  auto item = [this, ready, fn = std::move(fn)] {
+    wait_ready(ready);
+    fn();
+  };
   {
     std::lock_guard lock(mutex_);
-    queue_.emplace_back(std::move(fn), w.state_);
+    queue_.emplace_back(std::move(item), w.state_);
     ++in_flight_;
     if (!worker_.joinable()) worker_ = std::thread([this] { worker_loop(); });
   }
@@ -140,18 +150,50 @@ Work Communicator::all_reduce_async(Buffer buf, ReduceOp op, Algorithm algo) {
 }
 
 void Communicator::ordered(const std::function<void()>& body) {
-  auto op = [&] {
-    begin_op();
+  if (worker_started() && std::this_thread::get_id() == worker_.get_id()) {
     body();
     end_op();
-  };
-  if (worker_started() && std::this_thread::get_id() == worker_.get_id())
-    op();
-  else
-    run_ordered(op);
+    return;
+  }
+  Event ready = record_ready();
+  run_ordered([&] {
+    wait_ready(ready);
+    body();
+    end_op();
+  });
 }
 
-void Communicator::on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn) {
+void Communicator::set_producer_stream(Stream* producer) {
+  producer_ = producer;
+  for (auto& level : levels_) level->set_producer_stream(producer);
+}
+
+Event Communicator::record_ready() const { return producer_ ? producer_->record() : Event{}; }
+
+std::shared_ptr<void> Communicator::snapshot(Buffer buf) const {
+  const std::size_t bytes = buf.bytes();
+  if (buf.device == Device::cuda) {
+#ifdef FIBERTRAIN_CUDA
+    // Stream-ordered memory: a plain cudaFree would wait for the whole device, NCCL's
+    // kernels (which may wait on a peer that waits on us) included.
+    void* stream = producer_ ? producer_->native() : nullptr;
+    void* p = cuda_buffers::allocate_async(bytes, stream);
+    cuda_buffers::copy_async(p, buf.data, bytes, stream);
+    return std::shared_ptr<void>(p, [](void* q) { cuda_buffers::release_async(q, nullptr); });
+#else
+    throw std::logic_error("device buffer in a build without CUDA");
+#endif
+  }
+  std::shared_ptr<char[]> copy(new char[bytes == 0 ? 1 : bytes]);
+  auto take = [copy, src = buf.data, bytes] { std::memcpy(copy.get(), src, bytes); };
+  if (producer_)
+    producer_->launch(take);
+  else
+    take();
+  return std::shared_ptr<void>(copy, copy.get());
+}
+
+void Communicator::on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn, bool write_back) {
   const bool fits = takes_device_buffers() ? buf.device == Device::cuda : buf.device == Device::cpu;
   if (fits || buf.count == 0) {
     fn(buf);
@@ -163,7 +205,7 @@ void Communicator::on_backend_memory(Buffer buf, int slot, const std::function<v
   Device device = buf.device == Device::cuda ? buf.device : there.device;
   copy_bytes(there.data, buf.data, buf.bytes(), device);
   fn(there);
-  copy_bytes(buf.data, there.data, buf.bytes(), device);
+  if (write_back) copy_bytes(buf.data, there.data, buf.bytes(), device);
 }
 
 bool Communicator::use_levels(Algorithm algo) {
@@ -249,22 +291,27 @@ void Communicator::barrier() {
 }
 
 Work Communicator::send(Buffer buf, int peer) {
-  std::shared_ptr<void> copy = clone(buf);
-  Buffer staged{copy.get(), buf.count, buf.dtype, takes_device_buffers() ? buf.device : Device::cpu};
+  // Rule 3: the snapshot is issued on the producer stream before enqueue() records the
+  // event the worker waits for, so the worker sends what the buffer held now.
+  std::shared_ptr<void> copy = snapshot(buf);
+  Buffer staged{copy.get(), buf.count, buf.dtype, buf.device};
   return enqueue([this, copy, staged, peer] {
     double t0 = now_seconds();
     Tier tier = tier_to(peer);
     Pacer::wait_until(count_and_reserve(tier, staged.bytes(), staged.bytes()));
-    begin_op();
-    finish_exchange(start_exchange(staged, peer, Buffer{}, -1));
-    end_op();
+    on_backend_memory(staged, kScratchHost, [&](Buffer b) {
+      finish_exchange(start_exchange(b, peer, Buffer{}, -1));
+      end_op();
+    }, false);
     traffic().busy(tier, now_seconds() - t0);
   });
 }
 
 void Communicator::recv(Buffer whole, int peer) {
+  // Bypasses queued work (see above), but not the producer: compute issued before may
+  // still read the buffer this overwrites.
+  wait_ready(record_ready());
   on_backend_memory(whole, kScratchRecv, [&](Buffer buf) {
-    begin_op();
     finish_exchange(start_exchange(Buffer{}, -1, buf, peer));
     end_op();
   });

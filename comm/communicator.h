@@ -5,8 +5,24 @@
 // paced message by message.
 //
 // Operations on one communicator run in the order they are issued. Asynchronous ones run on
-// the communicator's worker (a thread for MPI, a stream for NCCL); a blocking call issued
-// while asynchronous work is pending waits for it first, so every rank sees the same order.
+// the communicator's worker thread; a blocking call issued while asynchronous work is
+// pending waits for it first, so every rank sees the same order.
+//
+// Ordering with compute (comm/stream.h), the one rule of every path (MPI staging through
+// the host, NCCL's streams, the worker thread, tensor-parallel hooks, pipeline sends and
+// receives, gradient buckets, codec round trips):
+//  1. Every operation records an event on the producer stream (set_producer_stream: the
+//     compute stream of the buffers it is given) when it is issued, on the issuing thread,
+//     and waits for that event before it reads or writes a buffer, on whatever thread or
+//     stream it runs (wait_ready). So it sees all compute issued before it, and compute
+//     issued before it is done with the buffer before it is overwritten.
+//  2. Its result is in place when a blocking call returns, or when its Work is waited for;
+//     compute issued after that is ordered after it.
+//  3. send() snapshots its buffer on the producer stream, so compute issued after send()
+//     returns may overwrite the buffer at once.
+// Example, data parallelism: backward finishes a bucket's gradients -> grad_ready enqueues
+// its all-reduce, recording event E on the compute stream -> backward goes on -> the worker
+// waits for E, sums the bucket -> the trainer waits for the Work, then issues the optimizer.
 #pragma once
 
 #include <condition_variable>
@@ -24,6 +40,7 @@
 #include "comm/device.h"
 #include "comm/pacer.h"
 #include "comm/segment.h"
+#include "comm/stream.h"
 #include "comm/topology.h"
 #include "comm/traffic.h"
 
@@ -76,6 +93,9 @@ class Communicator {
   // Emulated links for this group's ring, hierarchical and point-to-point messages (and
   // its hierarchy's levels); null = none.
   void set_pacer(std::shared_ptr<Pacer> pacer);
+  // The stream whose work produces and consumes the buffers given to this communicator (the
+  // compute stream); null: host memory that nothing writes asynchronously.
+  void set_producer_stream(Stream* producer);
 
   // Collectives, in place. reduce_scatter leaves the reduced values of this rank's part,
   // owned(n, algo), in that range of `buf` (the rest of `buf` is left undefined);
@@ -94,7 +114,7 @@ class Communicator {
   Segment owned(std::size_t n, Algorithm algo) const;
   void broadcast(Buffer buf, int root);
   void barrier();
-  // Point to point, counted and paced like the ring's messages. send() copies `buf` and
+  // Point to point, counted and paced like the ring's messages. send() snapshots `buf` and
   // queues the transfer on the worker, so the caller never blocks on its peer; recv()
   // blocks the caller at once, bypassing queued work (a pair's messages still arrive in
   // the order sent).
@@ -125,16 +145,15 @@ class Communicator {
   // dst = convert(src), or dst += convert(src) when `add`: between fp32 and fp16/bf16
   // (round to nearest even; fp16 clamps at +-65504).
   virtual void local_convert(Buffer dst, Buffer src, bool add) = 0;
-  // A copy of `src` in memory this backend sends from, alive as long as the returned pointer.
-  virtual std::shared_ptr<void> clone(Buffer src) = 0;
   // Copies bytes between host memory and a buffer on `device` (or host to host).
   virtual void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) = 0;
   // Whether collectives may be given device buffers directly (NCCL); the others run them
   // through host copies.
   virtual bool takes_device_buffers() const { return false; }
-  // Around each operation: a device backend orders its stream after the compute that
-  // produced the data, and waits for its own work at the end.
-  virtual void begin_op() {}
+  // Orders what this backend does next after `ready` (rule 1 above): the host waits for it
+  // (MPI), or the backend's streams do (NCCL).
+  virtual void wait_ready(const Event& ready) { ready.synchronize(); }
+  // After each operation: a device backend waits for its own stream's work (rule 2).
   virtual void end_op() {}
   // Scratch of at least `bytes` on the buffers' device, kept for reuse; each slot is one
   // buffer (kScratchLanding: the ring's incoming chunks).
@@ -186,11 +205,16 @@ class Communicator {
   // In place, level by level up (reduce-scatter) or down (all-gather) the hierarchy.
   void hierarchical_reduce_scatter(Buffer buf);
   void hierarchical_all_gather(Buffer buf);
-  // Runs `body` in issue order: inline on the worker, else after pending work.
+  // Runs `body` in issue order, after the producer's work issued before it: inline on the
+  // worker (whose queued item waited already), else after pending work.
   void ordered(const std::function<void()>& body);
+  // An event on the producer stream marking the work issued so far (none without one).
+  Event record_ready() const;
+  // A copy of `buf` on its device, taken on the producer stream in issue order.
+  std::shared_ptr<void> snapshot(Buffer buf) const;
   // Runs `fn` on `buf`, or on a copy of it where this backend works (host for MPI, device
-  // for NCCL), copied back after; `slot` names the scratch the copy uses.
-  void on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn);
+  // for NCCL), copied back after when `write_back`; `slot` names the scratch the copy uses.
+  void on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn, bool write_back = true);
   // Counts a message (wire bytes, and the logical bytes they stand for) and reserves its
   // emulated link; returns its release time (0: none).
   std::int64_t count_and_reserve(Tier tier, std::size_t wire_bytes, std::size_t logical_bytes);
@@ -202,6 +226,7 @@ class Communicator {
   std::size_t chunk_bytes_ = std::size_t{1} << 20;
   HierarchyPlan plan_;
   std::shared_ptr<Pacer> pacer_;
+  Stream* producer_ = nullptr;
   std::vector<std::unique_ptr<Communicator>> levels_;  // one per hierarchy level, lowest first
   bool warned_uneven_ = false;
 

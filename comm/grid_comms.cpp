@@ -9,13 +9,9 @@
 
 namespace ft {
 
-void GridComms::set_producer_stream(void* stream) {
-#ifdef FIBERTRAIN_CUDA
+void GridComms::set_producer_stream(Stream* stream) {
   for (Communicator* c : {tp.get(), pp.get(), dp.get(), embed.get()})
-    if (auto* n = dynamic_cast<NcclCommunicator*>(c)) n->set_producer_stream(stream);
-#else
-  (void)stream;
-#endif
+    if (c) c->set_producer_stream(stream);
 }
 
 GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl) {
@@ -32,6 +28,16 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
 #endif
     return mpi;
   };
+#ifdef FIBERTRAIN_CUDA
+  if (nccl) {  // before any communicator exists, so that every rank stops with the one message
+    std::vector<std::vector<int>> groups;
+    for (Dim d : {Dim::tp, Dim::pp, Dim::dp})
+      for (auto& g : grid.groups(d)) groups.push_back(std::move(g));
+    if (grid.size(Dim::pp) > 1)
+      for (const auto& g : grid.groups(Dim::pp)) groups.push_back({g.front(), g.back()});  // the tied embedding
+    check_one_gpu_per_rank(groups);
+  }
+#endif
   GridComms c;
   c.world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, 0, rank, all, topo, Traffic::other);
   auto make = [&](Dim d, Traffic kind) {

@@ -213,12 +213,6 @@ void MpiCommunicator::local_convert(Buffer dst, Buffer src, bool add) {
                                           to_string(dst.dtype)));
 }
 
-std::shared_ptr<void> MpiCommunicator::clone(Buffer src) {
-  std::shared_ptr<char[]> copy(new char[src.bytes() == 0 ? 1 : src.bytes()]);
-  if (src.count) copy_bytes(copy.get(), src.data, src.bytes(), src.device);
-  return std::shared_ptr<void>(copy, copy.get());
-}
-
 void MpiCommunicator::copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) {
   if (bytes == 0) return;
   if (device == Device::cpu) {

@@ -34,7 +34,6 @@ class MpiCommunicator final : public Communicator {
   void local_scale(Buffer buf, double factor) override;
   void local_copy(Buffer dst, Buffer src) override;
   void local_convert(Buffer dst, Buffer src, bool add) override;
-  std::shared_ptr<void> clone(Buffer src) override;
   void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) override;
   Buffer scratch(int slot, std::size_t bytes, DType dtype) override;
   std::unique_ptr<Communicator> split(int color, int key, std::vector<int> members) override;
@@ -56,8 +55,9 @@ struct GridComms {
   // The first and last pipeline stages of one (tp, dp) position, which both hold the tied
   // token embedding; null elsewhere and when pp == 1.
   std::unique_ptr<Communicator> embed;
-  // With NCCL: the stream whose work produces the buffers the communicators are given.
-  void set_producer_stream(void* stream);
+  // The compute stream whose work produces and consumes the buffers the grid's
+  // communicators are given (see communicator.h's ordering rule).
+  void set_producer_stream(Stream* stream);
 };
 
 class Grid;

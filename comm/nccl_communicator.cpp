@@ -2,11 +2,16 @@
 
 #include <nccl.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <stdexcept>
+#include <string>
 
 #include <fmt/format.h>
 
 #include "comm/cuda/buffer_ops.h"
+#include "comm/error.h"
 
 namespace ft {
 namespace {
@@ -31,7 +36,7 @@ ncclDataType_t nccl_type(DType t) {
 }
 
 ncclComm_t nc(void* c) { return static_cast<ncclComm_t>(c); }
-cudaStream_t st(void* s) { return static_cast<cudaStream_t>(s); }
+cudaStream_t cs(void* s) { return static_cast<cudaStream_t>(s); }
 
 Buffer at(Buffer b, std::size_t offset, std::size_t count) {
   return Buffer{static_cast<char*>(b.data) + offset * dtype_size(b.dtype), count, b.dtype, b.device};
@@ -39,9 +44,12 @@ Buffer at(Buffer b, std::size_t offset, std::size_t count) {
 
 }  // namespace
 
-NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> bootstrap)
+NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> bootstrap, std::shared_ptr<Stream> stream,
+                                   std::shared_ptr<Stream> recv_stream)
     : Communicator(bootstrap->shared_topology(), bootstrap->members(), bootstrap->rank(), bootstrap->kind()),
       bootstrap_(std::move(bootstrap)),
+      stream_(stream ? std::move(stream) : std::make_shared<Stream>(StreamKind::cuda)),
+      recv_stream_(recv_stream ? std::move(recv_stream) : std::make_shared<Stream>(StreamKind::cuda)),
       scratch_(kScratchSlots, nullptr),
       scratch_bytes_(kScratchSlots, 0) {
   ncclUniqueId id;
@@ -50,9 +58,6 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> bootstrap)
   ncclComm_t comm;
   check(ncclCommInitRank(&comm, size(), id, rank()), "ncclCommInitRank");
   comm_ = comm;
-  stream_ = cuda_buffers::create_stream();
-  recv_stream_ = cuda_buffers::create_stream();
-  ready_ = cuda_buffers::create_event();
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -60,25 +65,19 @@ NcclCommunicator::~NcclCommunicator() {
   for (void* e : events_) cuda_buffers::destroy_event(e);
   for (void* p : scratch_)
     if (p) cuda_buffers::release(p);
-  if (ready_) cuda_buffers::destroy_event(ready_);
-  if (stream_) cuda_buffers::destroy_stream(stream_);
-  if (recv_stream_) cuda_buffers::destroy_stream(recv_stream_);
   if (comm_) ncclCommDestroy(nc(comm_));
 }
 
-void NcclCommunicator::begin_op() {
-  if (!producer_) return;
-  std::lock_guard lock(nccl_mutex_);
-  cuda_buffers::record(ready_, producer_);
-  cuda_buffers::wait(stream_, ready_);
-  cuda_buffers::wait(recv_stream_, ready_);
+void NcclCommunicator::wait_ready(const Event& ready) {
+  stream_->wait(ready);
+  recv_stream_->wait(ready);
 }
 
-void NcclCommunicator::end_op() { cuda_buffers::synchronize_stream(stream_); }
+void NcclCommunicator::end_op() { stream_->synchronize(); }
 
 void NcclCommunicator::native_all_reduce(Buffer buf) {
   std::lock_guard lock(nccl_mutex_);
-  check(ncclAllReduce(buf.data, buf.data, buf.count, nccl_type(buf.dtype), ncclSum, nc(comm_), st(stream_)), "all-reduce");
+  check(ncclAllReduce(buf.data, buf.data, buf.count, nccl_type(buf.dtype), ncclSum, nc(comm_), cs(st())), "all-reduce");
 }
 
 void NcclCommunicator::native_reduce_scatter(Buffer buf) {
@@ -89,7 +88,7 @@ void NcclCommunicator::native_reduce_scatter(Buffer buf) {
   const std::size_t share = buf.count / p;
   std::lock_guard lock(nccl_mutex_);
   check(ncclReduceScatter(buf.data, at(buf, static_cast<std::size_t>(rank()) * share, share).data, share,
-                          nccl_type(buf.dtype), ncclSum, nc(comm_), st(stream_)),
+                          nccl_type(buf.dtype), ncclSum, nc(comm_), cs(st())),
         "reduce-scatter");
 }
 
@@ -99,7 +98,7 @@ void NcclCommunicator::native_all_gather(Buffer buf) {
   if (buf.count % p == 0) {
     const std::size_t share = buf.count / p;
     check(ncclAllGather(at(buf, static_cast<std::size_t>(rank()) * share, share).data, buf.data, share,
-                        nccl_type(buf.dtype), nc(comm_), st(stream_)),
+                        nccl_type(buf.dtype), nc(comm_), cs(st())),
           "all-gather");
     return;
   }
@@ -108,18 +107,18 @@ void NcclCommunicator::native_all_gather(Buffer buf) {
   for (int r = 0; r < size(); ++r) {
     Segment s = segment(buf.count, size(), r);
     Buffer part = at(buf, s.offset, s.count);
-    check(ncclBroadcast(part.data, part.data, s.count, nccl_type(buf.dtype), r, nc(comm_), st(stream_)), "broadcast");
+    check(ncclBroadcast(part.data, part.data, s.count, nccl_type(buf.dtype), r, nc(comm_), cs(st())), "broadcast");
   }
   check(ncclGroupEnd(), "group end");
 }
 
 void NcclCommunicator::native_broadcast(Buffer buf, int root) {
   std::lock_guard lock(nccl_mutex_);
-  check(ncclBroadcast(buf.data, buf.data, buf.count, nccl_type(buf.dtype), root, nc(comm_), st(stream_)), "broadcast");
+  check(ncclBroadcast(buf.data, buf.data, buf.count, nccl_type(buf.dtype), root, nc(comm_), cs(st())), "broadcast");
 }
 
 void NcclCommunicator::native_barrier() {
-  cuda_buffers::synchronize_stream(stream_);
+  stream_->synchronize();
   MPI_Barrier(bootstrap_->handle());
 }
 
@@ -137,11 +136,11 @@ int NcclCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from)
   }
   // A lone receive (a pipeline stage waiting for its neighbour) goes on its own stream, so
   // that sends the worker enqueues meanwhile are not stuck behind it.
-  void* stream = (to < 0 || !send.count) ? recv_stream_ : stream_;
+  void* stream = (to < 0 || !send.count) ? recv_stream_->native() : st();
   std::lock_guard lock(nccl_mutex_);
   check(ncclGroupStart(), "group start");
-  if (to >= 0 && send.count) check(ncclSend(send.data, send.bytes(), ncclUint8, to, nc(comm_), st(stream)), "send");
-  if (from >= 0 && recv.count) check(ncclRecv(recv.data, recv.bytes(), ncclUint8, from, nc(comm_), st(stream)), "recv");
+  if (to >= 0 && send.count) check(ncclSend(send.data, send.bytes(), ncclUint8, to, nc(comm_), cs(stream)), "send");
+  if (from >= 0 && recv.count) check(ncclRecv(recv.data, recv.bytes(), ncclUint8, from, nc(comm_), cs(stream)), "recv");
   check(ncclGroupEnd(), "group end");
   cuda_buffers::record(events_[static_cast<std::size_t>(ticket)], stream);
   return ticket;
@@ -153,13 +152,13 @@ void NcclCommunicator::finish_exchange(int ticket) {
   free_tickets_.push_back(ticket);
 }
 
-void NcclCommunicator::local_add(Buffer dst, Buffer src) { cuda_buffers::add(dst, src, stream_); }
-void NcclCommunicator::local_scale(Buffer buf, double factor) { cuda_buffers::scale(buf, factor, stream_); }
+void NcclCommunicator::local_add(Buffer dst, Buffer src) { cuda_buffers::add(dst, src, st()); }
+void NcclCommunicator::local_scale(Buffer buf, double factor) { cuda_buffers::scale(buf, factor, st()); }
 void NcclCommunicator::local_copy(Buffer dst, Buffer src) {
   if (dst.bytes() != src.bytes()) throw std::invalid_argument("local_copy: sizes differ");
-  cuda_buffers::copy(dst.data, src.data, dst.bytes(), stream_);
+  cuda_buffers::copy(dst.data, src.data, dst.bytes(), st());
 }
-void NcclCommunicator::local_convert(Buffer dst, Buffer src, bool add) { cuda_buffers::convert(dst, src, add, stream_); }
+void NcclCommunicator::local_convert(Buffer dst, Buffer src, bool add) { cuda_buffers::convert(dst, src, add, st()); }
 
 Buffer NcclCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
   auto i = static_cast<std::size_t>(slot);
@@ -171,22 +170,38 @@ Buffer NcclCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
   return Buffer{scratch_[i], bytes / dtype_size(dtype), dtype, Device::cuda};
 }
 
-std::shared_ptr<void> NcclCommunicator::clone(Buffer src) {
-  void* p = cuda_buffers::allocate(src.bytes());
-  cuda_buffers::copy(p, src.data, src.bytes(), stream_);
-  return std::shared_ptr<void>(p, [](void* q) { cuda_buffers::release(q); });
-}
-
 void NcclCommunicator::copy_bytes(void* dst, const void* src, std::size_t bytes, Device) {
-  cuda_buffers::copy(dst, src, bytes, stream_);
+  cuda_buffers::copy(dst, src, bytes, st());
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, std::vector<int> members) {
   auto sub = std::make_unique<MpiCommunicator>(bootstrap_->handle(), color, key, std::move(members), shared_topology(),
                                                kind());
-  auto c = std::make_unique<NcclCommunicator>(std::move(sub));
-  c->set_producer_stream(producer_);
-  return c;
+  return std::make_unique<NcclCommunicator>(std::move(sub), stream_, recv_stream_);
+}
+
+void check_one_gpu_per_rank(const std::vector<std::vector<int>>& groups) {
+  // Host name and PCI bus id of this rank's GPU, gathered from every rank.
+  constexpr std::size_t kLen = 128;
+  char mine[kLen] = {};
+  gethostname(mine, 63);
+  std::string bus = cuda_buffers::device_bus_id();
+  std::snprintf(mine + 64, 64, "%s", bus.c_str());
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  std::vector<char> all(kLen * static_cast<std::size_t>(world));
+  MPI_Allgather(mine, kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, MPI_COMM_WORLD);
+  auto host = [&](int r) { return std::string(&all[kLen * static_cast<std::size_t>(r)]); };
+  auto gpu = [&](int r) { return std::string(&all[kLen * static_cast<std::size_t>(r) + 64]); };
+  for (const auto& g : groups)
+    for (std::size_t i = 0; i < g.size(); ++i)
+      for (std::size_t j = i + 1; j < g.size(); ++j)
+        if (host(g[i]) == host(g[j]) && gpu(g[i]) == gpu(g[j]))
+          throw UserError(fmt::format(
+              "comm: nccl needs one GPU per rank of each communicator, but ranks {} and {} share GPU {} on {} "
+              "(NCCL refuses two ranks of one communicator on one device); set comm: mpi to run several ranks "
+              "on one GPU, or launch one rank per GPU",
+              g[i], g[j], gpu(g[i]), host(g[i])));
 }
 
 }  // namespace ft

@@ -13,12 +13,12 @@ namespace ft {
 
 class NcclCommunicator final : public Communicator {
  public:
-  // Collective over `bootstrap`'s group. The current CUDA device is the one it uses.
-  explicit NcclCommunicator(std::unique_ptr<MpiCommunicator> bootstrap);
+  // Collective over `bootstrap`'s group. The current CUDA device is the one it uses. The
+  // streams its work runs on: new ones, or a parent's (the levels of a hierarchy share
+  // their group's, so that one stream orders each step after the one before).
+  explicit NcclCommunicator(std::unique_ptr<MpiCommunicator> bootstrap, std::shared_ptr<Stream> stream = nullptr,
+                            std::shared_ptr<Stream> recv_stream = nullptr);
   ~NcclCommunicator() override;
-  // The stream whose work produces the buffers handed to this communicator (the compute
-  // stream): every operation first waits for what was enqueued on it.
-  void set_producer_stream(void* stream) { producer_ = stream; }
 
  protected:
   void native_all_reduce(Buffer buf) override;
@@ -33,26 +33,30 @@ class NcclCommunicator final : public Communicator {
   void local_copy(Buffer dst, Buffer src) override;
   void local_convert(Buffer dst, Buffer src, bool add) override;
   Buffer scratch(int slot, std::size_t bytes, DType dtype) override;
-  std::shared_ptr<void> clone(Buffer src) override;
   void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) override;
   bool takes_device_buffers() const override { return true; }
-  void begin_op() override;
+  void wait_ready(const Event& ready) override;
   void end_op() override;
   std::unique_ptr<Communicator> split(int color, int key, std::vector<int> members) override;
 
  private:
+  void* st() const { return stream_->native(); }
+
   std::unique_ptr<MpiCommunicator> bootstrap_;
-  void* comm_ = nullptr;    // ncclComm_t
-  void* stream_ = nullptr;       // cudaStream_t: collectives, ring exchanges, sends
-  void* recv_stream_ = nullptr;  // receives issued by the caller while the worker sends
-  std::mutex nccl_mutex_;        // one thread enqueues NCCL work on this communicator at a time
-  void* producer_ = nullptr;
-  void* ready_ = nullptr;   // event: the producer's work so far
-  std::vector<void*> events_;  // by exchange ticket
+  void* comm_ = nullptr;                 // ncclComm_t
+  std::shared_ptr<Stream> stream_;       // collectives, ring exchanges, sends, buffer ops
+  std::shared_ptr<Stream> recv_stream_;  // receives issued by the caller while the worker sends
+  std::mutex nccl_mutex_;                // one thread enqueues NCCL work on this communicator at a time
+  std::vector<void*> events_;            // by exchange ticket
   std::vector<int> free_tickets_;
   std::mutex tickets_mutex_;
   std::vector<void*> scratch_;
   std::vector<std::size_t> scratch_bytes_;
 };
+
+// NCCL holds one rank of a communicator per GPU: throws UserError (collectively, the same
+// on every rank of MPI_COMM_WORLD) naming two ranks of one of `groups` that share a GPU.
+// Each group lists world ranks.
+void check_one_gpu_per_rank(const std::vector<std::vector<int>>& groups);
 
 }  // namespace ft

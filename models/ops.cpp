@@ -28,35 +28,52 @@ float* f(const Tensor& t) { return t.data<float>(); }
 float* f(const Tensor* t) { return t ? t->data<float>() : nullptr; }
 const std::int32_t* ints(const Tensor& t) { return t.data<std::int32_t>(); }
 
-// Runs f.template operator()<T>() with T the element type of `t` (float or double), on
-// the CPU. Device tensors arrive with the CUDA kernels.
-template <class F> void on_cpu(const Tensor& t, F&& f) {
+// An optional tensor argument as a value a queued kernel can keep (undefined for null).
+Tensor opt(const Tensor* t) { return t ? *t : Tensor(); }
+template <class T> T* ptr(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
+
+std::unique_ptr<Stream>& cpu_stream() {
+  static std::unique_ptr<Stream> s;
+  return s;
+}
+
+// Runs f.template operator()<T>() with T the element type of `t` (float or double) on the
+// CPU compute stream: now, or queued under cpu-async. So `f` captures by value (tensors
+// keep their storage alive): it may run after the caller has returned. Device tensors
+// arrive with the CUDA kernels.
+template <class F> void on_cpu(const Tensor& t, F f) {
   if (t.device() != Device::cpu)
     throw std::logic_error("a CUDA tensor reached a CPU-only op (device: cuda needs the CUDA kernels)");
+  Stream& stream = compute_stream(Device::cpu);
   switch (t.dtype()) {
-    case DType::f32: f.template operator()<float>(); return;
-    case DType::f64: f.template operator()<double>(); return;
+    case DType::f32: stream.launch([f] { f.template operator()<float>(); }); return;
+    case DType::f64: stream.launch([f] { f.template operator()<double>(); }); return;
     default: throw std::logic_error(fmt::format("no CPU kernel for {} tensors", to_string(t.dtype())));
   }
 }
 
-template <class T> T* ptr(const Tensor* t) { return t ? t->data<T>() : nullptr; }
-
 }  // namespace
 
-void* compute_stream(Device device) {
+Stream& compute_stream(Device device) {
 #ifdef FIBERTRAIN_CUDA
-  if (device == Device::cuda) return cuda::compute_stream();
+  if (device == Device::cuda) {
+    static Stream cuda_stream(StreamKind::cuda, cuda::compute_stream());
+    return cuda_stream;
+  }
 #endif
-  (void)device;
-  return nullptr;
+  if (device == Device::cuda) throw std::logic_error("a CUDA stream in a build without CUDA");
+  if (!cpu_stream()) set_cpu_async(false);
+  return *cpu_stream();
 }
 
-void synchronize(Device device) {
-#ifdef FIBERTRAIN_CUDA
-  if (device == Device::cuda) cuda::synchronize();
-#endif
-  (void)device;
+void synchronize(Device device) { compute_stream(device).synchronize(); }
+
+void set_cpu_async(bool on) {
+  auto& s = cpu_stream();
+  StreamKind kind = on ? StreamKind::cpu_async : StreamKind::host;
+  if (s && s->kind() == kind) return;
+  if (s) s->synchronize();
+  s = std::make_unique<Stream>(kind);
 }
 
 void set_bf16_matmuls(bool on) {
@@ -72,7 +89,7 @@ void zero(const Tensor& t) {
   if (t.device() == Device::cuda) return cuda::zero(t.raw(), t.bytes());
 #endif
   if (t.device() != Device::cpu) throw std::logic_error("zero: a CUDA tensor in a build without CUDA");
-  std::memset(t.raw(), 0, t.bytes());
+  compute_stream(Device::cpu).launch([t] { std::memset(t.raw(), 0, t.bytes()); });
 }
 
 void copy(const Tensor& dst, const Tensor& src) {
@@ -81,13 +98,15 @@ void copy(const Tensor& dst, const Tensor& src) {
 #ifdef FIBERTRAIN_CUDA
   if (dst.device() == Device::cuda) return cuda::copy(dst.raw(), src.raw(), dst.bytes());
 #endif
-  std::memcpy(dst.raw(), src.raw(), dst.bytes());
+  compute_stream(Device::cpu).launch([dst, src] { std::memcpy(dst.raw(), src.raw(), dst.bytes()); });
 }
 
+// Host transfers wait for the stream, so the host memory may be reused or read at once.
 void upload(const Tensor& dst, const void* host) {
 #ifdef FIBERTRAIN_CUDA
   if (dst.device() == Device::cuda) return cuda::from_host(dst.raw(), host, dst.bytes());
 #endif
+  synchronize(Device::cpu);
   std::memcpy(dst.raw(), host, dst.bytes());
 }
 
@@ -95,12 +114,13 @@ void download(void* host, const Tensor& src) {
 #ifdef FIBERTRAIN_CUDA
   if (src.device() == Device::cuda) return cuda::to_host(host, src.raw(), src.bytes());
 #endif
+  synchronize(Device::cpu);
   std::memcpy(host, src.raw(), src.bytes());
 }
 
 void scale(const Tensor& t, double factor) {
   FT_ON_CUDA(t, cuda::scale(f(t), t.numel(), static_cast<float>(factor)));
-  on_cpu(t, [&]<class T>() {
+  on_cpu(t, [=]<class T>() {
     T* p = t.data<T>();
     for (i64 i = 0; i < t.numel(); ++i) p[i] *= static_cast<T>(factor);
   });
@@ -115,10 +135,16 @@ std::vector<double> to_host(const Tensor& t) {
     std::copy(host.begin(), host.end(), out.begin());
     return out;
   }
-  on_cpu(t, [&]<class T>() {
+  synchronize(Device::cpu);
+  auto read = [&]<class T>() {
     const T* p = t.data<T>();
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(p[i]);
-  });
+  };
+  switch (t.dtype()) {
+    case DType::f32: read.operator()<float>(); break;
+    case DType::f64: read.operator()<double>(); break;
+    default: throw std::logic_error(fmt::format("to_host: no conversion from {}", to_string(t.dtype())));
+  }
   return out;
 }
 
@@ -129,34 +155,42 @@ void from_host(const Tensor& t, const std::vector<double>& values) {
     upload(t, host.data());
     return;
   }
-  on_cpu(t, [&]<class T>() {
+  synchronize(Device::cpu);
+  auto write = [&]<class T>() {
     T* p = t.data<T>();
     for (std::size_t i = 0; i < values.size(); ++i) p[i] = static_cast<T>(values[i]);
-  });
+  };
+  switch (t.dtype()) {
+    case DType::f32: write.operator()<float>(); break;
+    case DType::f64: write.operator()<double>(); break;
+    default: throw std::logic_error(fmt::format("from_host: no conversion to {}", to_string(t.dtype())));
+  }
 }
 
 void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& w, const Tensor* bias, i64 N, i64 C, i64 OC) {
   FT_ON_CUDA(out, cuda::matmul_forward(f(out), f(inp), f(w), f(bias), N, C, OC));
-  on_cpu(out, [&]<class T>() { cpu::matmul_forward<T>(out.data<T>(), inp.data<T>(), w.data<T>(), ptr<T>(bias), N, C, OC); });
+  on_cpu(out, [=, bias = opt(bias)]<class T>() {
+    cpu::matmul_forward<T>(out.data<T>(), inp.data<T>(), w.data<T>(), ptr<T>(bias), N, C, OC);
+  });
 }
 
 void matmul_backward(const Tensor* dinp, const Tensor* dw, const Tensor* dbias, const Tensor& dout, const Tensor& inp,
                      const Tensor& w, i64 N, i64 C, i64 OC) {
   FT_ON_CUDA(dout, cuda::matmul_backward(f(dinp), f(dw), f(dbias), f(dout), f(inp), f(w), N, C, OC));
-  on_cpu(dout, [&]<class T>() {
+  on_cpu(dout, [=, dinp = opt(dinp), dw = opt(dw), dbias = opt(dbias)]<class T>() {
     cpu::matmul_backward<T>(ptr<T>(dinp), ptr<T>(dw), ptr<T>(dbias), dout.data<T>(), inp.data<T>(), w.data<T>(), N, C, OC);
   });
 }
 
 void add_bias(const Tensor& out, const Tensor& bias, i64 N, i64 OC) {
   FT_ON_CUDA(out, cuda::add_bias(f(out), f(bias), N, OC));
-  on_cpu(out, [&]<class T>() { cpu::add_bias<T>(out.data<T>(), bias.data<T>(), N, OC); });
+  on_cpu(out, [=]<class T>() { cpu::add_bias<T>(out.data<T>(), bias.data<T>(), N, OC); });
 }
 
 void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp, const Tensor& w,
                        const Tensor& b, i64 N, i64 C) {
   FT_ON_CUDA(out, cuda::layernorm_forward(f(out), f(mean), f(rstd), f(inp), f(w), f(b), N, C));
-  on_cpu(out, [&]<class T>() {
+  on_cpu(out, [=]<class T>() {
     cpu::layernorm_forward<T>(out.data<T>(), mean.data<T>(), rstd.data<T>(), inp.data<T>(), w.data<T>(), b.data<T>(), N, C);
   });
 }
@@ -164,7 +198,7 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
 void layernorm_backward(const Tensor& dinp, const Tensor& dw, const Tensor& db, const Tensor& dout, const Tensor& inp,
                         const Tensor& w, const Tensor& mean, const Tensor& rstd, i64 N, i64 C) {
   FT_ON_CUDA(dinp, cuda::layernorm_backward(f(dinp), f(dw), f(db), f(dout), f(inp), f(w), f(mean), f(rstd), N, C));
-  on_cpu(dinp, [&]<class T>() {
+  on_cpu(dinp, [=]<class T>() {
     cpu::layernorm_backward<T>(dinp.data<T>(), dw.data<T>(), db.data<T>(), dout.data<T>(), inp.data<T>(), w.data<T>(),
                                mean.data<T>(), rstd.data<T>(), N, C);
   });
@@ -172,41 +206,41 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dw, const Tensor& db, 
 
 void attention_forward(const Tensor& out, const Tensor& att, const Tensor& qkv, i64 B, i64 T, i64 C, i64 NH) {
   FT_ON_CUDA(out, cuda::attention_forward(f(out), f(att), f(qkv), B, T, C, NH));
-  on_cpu(out, [&]<class E>() { cpu::attention_forward<E>(out.data<E>(), att.data<E>(), qkv.data<E>(), B, T, C, NH); });
+  on_cpu(out, [=]<class E>() { cpu::attention_forward<E>(out.data<E>(), att.data<E>(), qkv.data<E>(), B, T, C, NH); });
 }
 
 void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor& dout, const Tensor& qkv,
                         const Tensor& att, i64 B, i64 T, i64 C, i64 NH) {
   FT_ON_CUDA(dqkv, cuda::attention_backward(f(dqkv), f(scratch), f(dout), f(qkv), f(att), B, T, C, NH));
-  on_cpu(dqkv, [&]<class E>() {
+  on_cpu(dqkv, [=]<class E>() {
     cpu::attention_backward<E>(dqkv.data<E>(), scratch.data<E>(), dout.data<E>(), qkv.data<E>(), att.data<E>(), B, T, C, NH);
   });
 }
 
 void gelu_forward(const Tensor& out, const Tensor& inp, i64 N) {
   FT_ON_CUDA(out, cuda::gelu_forward(f(out), f(inp), N));
-  on_cpu(out, [&]<class T>() { cpu::gelu_forward<T>(out.data<T>(), inp.data<T>(), N); });
+  on_cpu(out, [=]<class T>() { cpu::gelu_forward<T>(out.data<T>(), inp.data<T>(), N); });
 }
 
 void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout, i64 N) {
   FT_ON_CUDA(dinp, cuda::gelu_backward(f(dinp), f(inp), f(dout), N));
-  on_cpu(dinp, [&]<class T>() { cpu::gelu_backward<T>(dinp.data<T>(), inp.data<T>(), dout.data<T>(), N); });
+  on_cpu(dinp, [=]<class T>() { cpu::gelu_backward<T>(dinp.data<T>(), inp.data<T>(), dout.data<T>(), N); });
 }
 
 void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b, i64 N) {
   FT_ON_CUDA(out, cuda::residual_forward(f(out), f(a), f(b), N));
-  on_cpu(out, [&]<class T>() { cpu::residual_forward<T>(out.data<T>(), a.data<T>(), b.data<T>(), N); });
+  on_cpu(out, [=]<class T>() { cpu::residual_forward<T>(out.data<T>(), a.data<T>(), b.data<T>(), N); });
 }
 
 void add_into(const Tensor& dst, const Tensor& src, i64 N) {
   FT_ON_CUDA(dst, cuda::add_into(f(dst), f(src), N));
-  on_cpu(dst, [&]<class T>() { cpu::add_into<T>(dst.data<T>(), src.data<T>(), N); });
+  on_cpu(dst, [=]<class T>() { cpu::add_into<T>(dst.data<T>(), src.data<T>(), N); });
 }
 
 void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe, i64 B, i64 T,
                        i64 C) {
   FT_ON_CUDA(out, cuda::embedding_forward(f(out), ints(tokens), f(wte), f(wpe), B, T, C));
-  on_cpu(out, [&]<class E>() {
+  on_cpu(out, [=]<class E>() {
     cpu::embedding_forward<E>(out.data<E>(), tokens.data<std::int32_t>(), wte.data<E>(), wpe.data<E>(), B, T, C);
   });
 }
@@ -214,7 +248,7 @@ void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wt
 void embedding_backward(const Tensor* dwte, const Tensor* dwpe, const Tensor& dout, const Tensor& tokens, i64 B, i64 T,
                         i64 C) {
   FT_ON_CUDA(dout, cuda::embedding_backward(f(dwte), f(dwpe), f(dout), ints(tokens), B, T, C));
-  on_cpu(dout, [&]<class E>() {
+  on_cpu(dout, [=, dwte = opt(dwte), dwpe = opt(dwpe)]<class E>() {
     cpu::embedding_backward<E>(ptr<E>(dwte), ptr<E>(dwpe), dout.data<E>(), tokens.data<std::int32_t>(), B, T, C);
   });
 }
@@ -222,7 +256,7 @@ void embedding_backward(const Tensor* dwte, const Tensor* dwpe, const Tensor& do
 void crossentropy_forward(const Tensor& losses, const Tensor& probs, const Tensor& logits, const Tensor& targets, i64 N,
                           i64 V) {
   FT_ON_CUDA(losses, cuda::crossentropy_forward(f(losses), f(probs), f(logits), ints(targets), N, V));
-  on_cpu(losses, [&]<class T>() {
+  on_cpu(losses, [=]<class T>() {
     cpu::crossentropy_forward<T>(losses.data<T>(), probs.data<T>(), logits.data<T>(), targets.data<std::int32_t>(), N, V);
   });
 }
@@ -230,7 +264,7 @@ void crossentropy_forward(const Tensor& losses, const Tensor& probs, const Tenso
 void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss, i64 N,
                            i64 V) {
   FT_ON_CUDA(dlogits, cuda::crossentropy_backward(f(dlogits), f(probs), ints(targets), static_cast<float>(dloss), N, V));
-  on_cpu(dlogits, [&]<class T>() {
+  on_cpu(dlogits, [=]<class T>() {
     cpu::crossentropy_backward<T>(dlogits.data<T>(), probs.data<T>(), targets.data<std::int32_t>(), static_cast<T>(dloss),
                                   N, V);
   });
@@ -241,7 +275,7 @@ void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, co
                   double grad_scale, i64 state_offset) {
   FT_ON_CUDA(params, cuda::adamw_update(f(params) + begin, f(grads) + begin, f(m) + state_offset, f(v) + state_offset, n,
                                          lr, beta1, beta2, eps, weight_decay, c1, c2, grad_scale));
-  on_cpu(params, [&]<class T>() {
+  on_cpu(params, [=]<class T>() {
     cpu::adamw_update<T>(params.data<T>() + begin, grads.data<T>() + begin, m.data<T>() + state_offset,
                          v.data<T>() + state_offset, n, lr, beta1, beta2, eps, weight_decay, c1, c2, grad_scale);
   });
@@ -252,10 +286,7 @@ double sum_squares(const Tensor& t) {
   if (t.device() == Device::cuda) return cuda::sum_squares(f(t), t.numel());
 #endif
   double s = 0;
-  on_cpu(t, [&]<class T>() {
-    const T* p = t.data<T>();
-    for (i64 i = 0; i < t.numel(); ++i) s += static_cast<double>(p[i]) * static_cast<double>(p[i]);
-  });
+  for (double v : to_host(t)) s += v * v;
   return s;
 }
 

@@ -5,16 +5,25 @@
 
 #include <cstdint>
 
+#include "comm/stream.h"
 #include "models/tensor.h"
 
 namespace ft::ops {
 
 using i64 = std::int64_t;
 
-// The device side: the stream ops run on (null on the CPU), waiting for it, and the
-// matmul precision (bf16 tensor-core inputs with fp32 accumulation, CUDA only).
-void* compute_stream(Device device);
+// The compute stream of `device`: every op on its tensors runs there, in issue order (see
+// comm/stream.h). CUDA tensors: the CUDA stream. CPU tensors: the host stream, where each op
+// runs when called, or with set_cpu_async(true) (device: cpu-async) a queue that runs them
+// on a thread of its own, only once something waits for them. Ops that hand data to the
+// host (to_host, download, sum_squares) and take it from the host (upload, from_host) wait
+// for the stream themselves; any other reader or writer of a tensor's memory (the
+// communicators) waits for an event of the stream first.
+Stream& compute_stream(Device device);
 void synchronize(Device device);
+// Chosen once, before the first CPU op.
+void set_cpu_async(bool on);
+// The matmul precision: bf16 tensor-core inputs with fp32 accumulation (CUDA only).
 void set_bf16_matmuls(bool on);
 
 void zero(const Tensor& t);

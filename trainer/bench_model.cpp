@@ -11,6 +11,7 @@
 #include "models/device_info.h"
 #include "trainer/bench.h"
 #include "trainer/config.h"
+#include "trainer/layout.h"
 #include "trainer/h5.h"
 #include "trainer/trainer.h"
 
@@ -55,7 +56,7 @@ int run_model_bench(const ModelBenchArgs& args) {
   const double flops = tokens * trainer->flops_per_token() / step;
   // The fraction's denominator: this device's best matrix-product rate at the run's precision
   // (on CUDA, after Trainer::create selected the GPU and the matmul precision), one per rank.
-  const Device device = cfg.device == "cuda" ? Device::cuda : Device::cpu;
+  const Device device = compute_device(cfg);
   const double peak = measure_matmul_flops(device, 1024, 0.5) * mpi.size();
   if (mpi.rank() != 0) return 0;
   std::printf("model: %lld parameters, %d layers, width %d, context %d, batch %d, %d rank(s) x %d BLAS thread(s)\n",

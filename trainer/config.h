@@ -251,8 +251,11 @@ template <class V> void describe(V& v, Config& c) {
   v.section("compression", c.compression, "gradient compression per tier, with error feedback");
   v.section("metrics", c.metrics, "the HDF5 log");
   v.section("checkpoint", c.checkpoint, "saving and resuming");
-  v.key("device", c.device, "where tensors live: cpu, or cuda (one GPU per rank, by local rank)",
-        one_of({"cpu", "cuda"}));
+  v.key("device", c.device,
+        "where tensors live: cpu, cpu-async (the CPU kernels queued on a stream thread that runs them only when "
+        "waited for, so a missing wait between compute and communication gives a wrong result on a CPU), or cuda "
+        "(one GPU per rank, by local rank)",
+        one_of({"cpu", "cpu-async", "cuda"}));
   v.key("precision", c.precision,
         "matmul precision: fp32, or bf16 (tensor cores, bf16 inputs, fp32 accumulation; weights, gradients and "
         "their reduction stay fp32); bf16 needs device cuda",

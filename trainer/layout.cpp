@@ -30,6 +30,8 @@ bool uses_nccl(const Config& cfg) {
   return cfg.comm == "nccl" || (cfg.comm == "auto" && cfg.device == "cuda");
 }
 
+Device compute_device(const Config& cfg) { return cfg.device == "cuda" ? Device::cuda : Device::cpu; }
+
 LinkSpecs link_specs(const LinksConfig& links) {
   LinkSpecs specs{};
   auto set = [&](Tier t, const std::optional<LinkConfig>& l) {

@@ -26,6 +26,9 @@ struct Layout {
 
 // Whether the grid's communicators run over NCCL (comm: nccl, or auto on CUDA).
 bool uses_nccl(const Config& cfg);
+// Where the model's tensors live: cuda, or cpu for device cpu and cpu-async (whose
+// difference is the compute stream, ops::set_cpu_async).
+Device compute_device(const Config& cfg);
 
 // The links section as the pacer's per-tier specs.
 LinkSpecs link_specs(const LinksConfig& links);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <ctime>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -175,11 +176,13 @@ std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& op
       select_cuda_device(mpi.local_rank());  // one GPU per rank, before any allocation or NCCL
       ops::set_bf16_matmuls(cfg.precision == "bf16");
     }
+    ops::set_cpu_async(cfg.device == "cpu-async");
   });
-  Layout layout = make_layout(cfg, mpi, topo);
-  layout.comms.set_producer_stream(ops::compute_stream(cfg.device == "cuda" ? Device::cuda : Device::cpu));
+  std::optional<Layout> layout;
+  run_phase(MPI_COMM_WORLD, [&] { layout.emplace(make_layout(cfg, mpi, topo)); });
+  layout->comms.set_producer_stream(&ops::compute_stream(compute_device(cfg)));
   std::unique_ptr<Trainer> t;
-  run_phase(MPI_COMM_WORLD, [&] { t.reset(new Trainer(cfg, opts, mpi, std::move(layout))); });
+  run_phase(MPI_COMM_WORLD, [&] { t.reset(new Trainer(cfg, opts, mpi, std::move(*layout))); });
   return t;
 }
 
@@ -192,7 +195,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
   micro_batch_ = cfg.train.batch / (p.dp * p.microbatches);
   GptShape shape{cfg.model.vocab, cfg.model.context, cfg.model.layers, cfg.model.heads, cfg.model.width};
-  Device device = cfg.device == "cuda" ? Device::cuda : Device::cpu;
+  Device device = compute_device(cfg);
   data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed);
   // Pipeline stages hold contiguous, balanced block ranges (the first ones one more when
   // the layers do not divide).
@@ -355,7 +358,7 @@ void Trainer::train_step(int step, StepStats& s) {
       arm_sync_ = a.microbatch == p.microbatches - 1;  // the last backward completes each gradient
       model_->backward(slot, &recv_grad_, loss_scale);
       arm_sync_ = false;
-      ops::synchronize(tokens_.device());  // device work is asynchronous: time it whole
+      ops::synchronize(tokens_.device());  // stream work is asynchronous: time it whole
       s.backward += now_seconds() - t1;
       s.pipeline_wait += t1 - t0;
       if (!first_stage_) pp.send(model_->input_grad().buffer(), stage - 1);

@@ -45,6 +45,14 @@ __global__ void k_from_bf16(float* d, const __nv_bfloat16* x, std::size_t n, boo
 
 }  // namespace
 
+std::string device_bus_id() {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  char id[32] = {};
+  check(cudaDeviceGetPCIBusId(id, sizeof id, device), "cudaDeviceGetPCIBusId");
+  return id;
+}
+
 void* allocate(std::size_t bytes) {
   void* p = nullptr;
   check(cudaMalloc(&p, bytes == 0 ? 256 : bytes), "cudaMalloc");
@@ -68,10 +76,21 @@ void wait(void* stream, void* event) { check(cudaStreamWaitEvent(s(stream), stat
 void synchronize_event(void* event) { check(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "event sync"); }
 void synchronize_stream(void* stream) { check(cudaStreamSynchronize(s(stream)), "stream sync"); }
 
-void copy(void* dst, const void* src, std::size_t bytes, void* stream) {
+void* allocate_async(std::size_t bytes, void* stream) {
+  void* p = nullptr;
+  check(cudaMallocAsync(&p, bytes == 0 ? 256 : bytes, s(stream)), "cudaMallocAsync");
+  return p;
+}
+void release_async(void* p, void* stream) { cudaFreeAsync(p, s(stream)); }
+
+void copy_async(void* dst, const void* src, std::size_t bytes, void* stream) {
   if (bytes == 0) return;
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s(stream)), "copy");
-  synchronize_stream(stream);
+}
+
+void copy(void* dst, const void* src, std::size_t bytes, void* stream) {
+  copy_async(dst, src, bytes, stream);
+  if (bytes) synchronize_stream(stream);
 }
 
 void add(Buffer dst, Buffer src, void* stream) {

@@ -4,11 +4,14 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 #include "comm/device.h"
 
 namespace ft::cuda_buffers {
 
+// The current device's PCI bus id ("0000:18:00.0").
+std::string device_bus_id();
 // Allocation on the current device; throws on failure.
 void* allocate(std::size_t bytes);
 void release(void* p);
@@ -21,7 +24,12 @@ void wait(void* stream, void* event);  // stream waits for event
 void synchronize_event(void* event);
 void synchronize_stream(void* stream);
 
+// Stream-ordered allocation (cudaMallocAsync): no device-wide wait on release.
+void* allocate_async(std::size_t bytes, void* stream);
+void release_async(void* p, void* stream);
+
 void copy(void* dst, const void* src, std::size_t bytes, void* stream);  // any direction; then waits
+void copy_async(void* dst, const void* src, std::size_t bytes, void* stream);
 void add(Buffer dst, Buffer src, void* stream);                          // dst += src (f32, f64, i32, i64)
 void scale(Buffer buf, double factor, void* stream);                     // f32, f64
 // dst = src or dst += src, between f32 and f16/bf16 (round to nearest even; fp16 clamps at

@@ -96,7 +96,10 @@ double measure_cuda_matmul_flops(int n, double seconds) {
 
 std::shared_ptr<void> cuda_allocate(std::size_t bytes) {
   void* p = cuda_buffers::allocate(bytes);
-  cudaMemset(p, 0, bytes == 0 ? 256 : bytes);
+  // Zeroed on the compute stream, ahead of every kernel and (through its events) every
+  // transfer that may touch the memory; cudaMemset would run on the legacy stream, which
+  // the non-blocking compute stream does not wait for.
+  cuda::zero(p, bytes == 0 ? 256 : bytes);
   return std::shared_ptr<void>(p, [](void* q) { cuda_buffers::release(q); });
 }
 

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdio>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -29,14 +30,18 @@ struct Context {
   double* scalar = nullptr;  // device scratch for reductions
 };
 
+// One per process, on the device current at first use: every thread's ops go to the same
+// compute stream, so that one event on it orders communication after all the compute
+// issued before (a stream per thread would leave a communication thread's reads unordered).
 Context& ctx() {
-  static thread_local Context c;  // one per host thread, on the device current at first use
-  if (!c.stream) {
-    check(cudaStreamCreateWithFlags(&c.stream, cudaStreamNonBlocking), "stream");
-    check(cublasCreate(&c.blas), "cublasCreate");
-    check(cublasSetStream(c.blas, c.stream), "cublasSetStream");
-    check(cudaMalloc(&c.scalar, sizeof(double)), "cudaMalloc scalar");
-  }
+  static Context c = [] {
+    Context n;
+    check(cudaStreamCreateWithFlags(&n.stream, cudaStreamNonBlocking), "stream");
+    check(cublasCreate(&n.blas), "cublasCreate");
+    check(cublasSetStream(n.blas, n.stream), "cublasSetStream");
+    check(cudaMalloc(&n.scalar, sizeof(double)), "cudaMalloc scalar");
+    return n;
+  }();
   return c;
 }
 
@@ -289,6 +294,8 @@ void scale(float* p, i64 n, float f) {
 
 double sum_squares(const float* p, i64 n) {
   Context& c = ctx();
+  static std::mutex scalar_mutex;  // the one device scalar, between threads
+  std::lock_guard lock(scalar_mutex);
   check(cudaMemsetAsync(c.scalar, 0, sizeof(double), c.stream), "memset");
   if (n > 0) {
     unsigned grid = std::min<unsigned>(blocks_for(n), 1024);
