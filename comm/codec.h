@@ -43,7 +43,6 @@ struct CodecSpec {
   bool error_feedback = true;  // lossy codecs only
   std::uint64_t seed = 1;      // powersgd's initial Q
 
-  bool linear() const { return kind == CodecKind::fp16 || kind == CodecKind::bf16 || kind == CodecKind::powersgd; }
   bool lossy() const { return kind != CodecKind::none; }
 };
 

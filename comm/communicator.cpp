@@ -94,7 +94,21 @@ Work Communicator::enqueue(std::function<void()> fn) {
     std::lock_guard lock(mutex_);
     queue_.emplace_back(std::move(item), w.state_);
     ++in_flight_;
-    if (!worker_.joinable()) worker_ = std::thread([this] { worker_loop(); });
+    if (!worker_.joinable()) {
+      // The worker uses the GPU of the thread that starts it (CUDA's current device is per
+      // thread); CPU groups never touch CUDA.
+      int device = -1;
+#ifdef FIBERTRAIN_CUDA
+      if (takes_device_buffers() || (producer_ && producer_->kind() == StreamKind::cuda))
+        device = cuda_buffers::current_device();
+#endif
+      worker_ = std::thread([this, device] {
+#ifdef FIBERTRAIN_CUDA
+        if (device >= 0) cuda_buffers::set_device(device);
+#endif
+        worker_loop();
+      });
+    }
   }
   cv_.notify_all();
   return w;
@@ -178,8 +192,11 @@ std::shared_ptr<void> Communicator::snapshot(Buffer buf) const {
     // kernels (which may wait on a peer that waits on us) included.
     void* stream = producer_ ? producer_->native() : nullptr;
     void* p = cuda_buffers::allocate_async(bytes, stream);
-    cuda_buffers::copy_async(p, buf.data, bytes, stream);
-    return std::shared_ptr<void>(p, [](void* q) { cuda_buffers::release_async(q, nullptr); });
+    if (stream)
+      cuda_buffers::copy_async(p, buf.data, bytes, stream);
+    else
+      cuda_buffers::copy(p, buf.data, bytes, nullptr);  // no stream to order it by: done on return
+    return std::shared_ptr<void>(p, [stream](void* q) { cuda_buffers::release_async(q, stream); });
 #else
     throw std::logic_error("device buffer in a build without CUDA");
 #endif
@@ -258,9 +275,7 @@ void Communicator::reduce_scatter(Buffer whole, ReduceOp op, Algorithm algo) {
     }
     Segment mine = owned(buf.count, algo);
     if (op == ReduceOp::avg)
-      local_scale(Buffer{static_cast<char*>(buf.data) + mine.offset * dtype_size(buf.dtype), mine.count, buf.dtype,
-                         buf.device},
-                  1.0 / size());
+      local_scale(buf.slice(mine.offset, mine.count), 1.0 / size());
   }); });
 }
 
@@ -312,7 +327,7 @@ void Communicator::recv(Buffer whole, int peer) {
   // still read the buffer this overwrites.
   wait_ready(record_ready());
   on_backend_memory(whole, kScratchRecv, [&](Buffer buf) {
-    finish_exchange(start_exchange(Buffer{}, -1, buf, peer));
+    finish_exchange(start_exchange(Buffer{}, -1, buf, peer, true));
     end_op();
   });
 }

@@ -115,7 +115,9 @@ class Communicator {
   void broadcast(Buffer buf, int root);
   void barrier();
   // Point to point, counted and paced like the ring's messages. send() snapshots `buf` and
-  // queues the transfer on the worker, so the caller never blocks on its peer; recv()
+  // queues the transfer on the worker, so the caller never blocks on its peer; like an
+  // asynchronous device copy, `buf` must stay allocated until the compute issued before
+  // send() has run (tensors the model owns do); recv()
   // blocks the caller at once, bypassing queued work (a pair's messages still arrive in
   // the order sent).
   Work send(Buffer buf, int peer);
@@ -135,13 +137,14 @@ class Communicator {
   virtual void native_broadcast(Buffer buf, int root) = 0;
   virtual void native_barrier() = 0;
   // Starts sending `send` to `to` while receiving `recv` from `from` (either may be empty);
-  // returns a ticket for finish_exchange.
-  virtual int start_exchange(Buffer send, int to, Buffer recv, int from) = 0;
+  // returns a ticket for finish_exchange. `beside_queue`: a receive the caller issues while
+  // the worker may be sending (recv()); it must not wait behind the worker's transfers,
+  // whose peers may be waiting for this very receive.
+  virtual int start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue = false) = 0;
   virtual void finish_exchange(int ticket) = 0;
   // dst += src, element-wise, on the buffers' device.
   virtual void local_add(Buffer dst, Buffer src) = 0;
   virtual void local_scale(Buffer buf, double factor) = 0;
-  virtual void local_copy(Buffer dst, Buffer src) = 0;
   // dst = convert(src), or dst += convert(src) when `add`: between fp32 and fp16/bf16
   // (round to nearest even; fp16 clamps at +-65504).
   virtual void local_convert(Buffer dst, Buffer src, bool add) = 0;

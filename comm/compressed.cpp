@@ -12,10 +12,6 @@
 namespace ft {
 namespace {
 
-Buffer sub(Buffer b, std::size_t offset, std::size_t count) {
-  return Buffer{static_cast<char*>(b.data) + offset * dtype_size(b.dtype), count, b.dtype, b.device};
-}
-
 DType wire_type(CodecKind k) {
   return k == CodecKind::fp16 ? DType::f16 : k == CodecKind::bf16 ? DType::bf16 : DType::f32;
 }
@@ -127,9 +123,7 @@ void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm al
     if (use_levels(algo)) {
       for (std::size_t l = 0; l < levels_.size(); ++l) levels.emplace_back(levels_[l].get(), plan_.levels[l].tier);
     } else {
-      Tier top = Tier::intra_node;
-      for (int m = 0; m < size(); ++m) top = std::max(top, topo_->tier(members_[0], members_[static_cast<std::size_t>(m)]));
-      levels.emplace_back(this, top);
+      levels.emplace_back(this, topo_->span(members_));
     }
     const CodecSpec& top_spec = codecs.spec(levels.back().second);
     std::vector<std::size_t> cuts;  // tensor boundaries, when PowerSGD needs whole matrices on top
@@ -147,7 +141,7 @@ void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm al
       comm->ring_phase(region, true, Wire{wire_type(spec.kind)}, cuts.empty() ? nullptr : &local);
       Segment mine = cuts.empty() ? segment(region.count, comm->size(), comm->rank())
                                   : aligned_segment(region.count, comm->size(), comm->rank(), local);
-      regions.emplace_back(sub(region, mine.offset, mine.count), offset + mine.offset);
+      regions.emplace_back(region.slice(mine.offset, mine.count), offset + mine.offset);
     }
     auto [region, offset] = regions.back();
     std::vector<Matrix> inside;

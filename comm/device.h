@@ -62,6 +62,10 @@ struct Buffer {
 
   std::size_t bytes() const { return count * dtype_size(dtype); }
   template <class T> T* as() const { return static_cast<T*>(data); }
+  // `count` elements from element `offset` on, same type and device.
+  Buffer slice(std::size_t offset, std::size_t n) const {
+    return Buffer{static_cast<char*>(data) + offset * dtype_size(dtype), n, dtype, device};
+  }
 };
 
 template <class T> Buffer host_buffer(T* data, std::size_t count) {

@@ -125,7 +125,7 @@ void MpiCommunicator::native_broadcast(Buffer buf, int root) {
 
 void MpiCommunicator::native_barrier() { MPI_Barrier(comm_); }
 
-int MpiCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from) {
+int MpiCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from, bool) {
   check_host(send);
   check_host(recv);
   int ticket;
@@ -179,11 +179,6 @@ void MpiCommunicator::local_scale(Buffer buf, double f) {
     case DType::f64: scale<double>(buf.data, buf.count, f); return;
     default: throw std::invalid_argument(fmt::format("average of {} buffers is not defined", to_string(buf.dtype)));
   }
-}
-
-void MpiCommunicator::local_copy(Buffer dst, Buffer src) {
-  if (dst.bytes() != src.bytes()) throw std::invalid_argument("local_copy: sizes differ");
-  if (dst.count) std::memmove(dst.data, src.data, dst.bytes());
 }
 
 void MpiCommunicator::local_convert(Buffer dst, Buffer src, bool add) {

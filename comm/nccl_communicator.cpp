@@ -38,10 +38,6 @@ ncclDataType_t nccl_type(DType t) {
 ncclComm_t nc(void* c) { return static_cast<ncclComm_t>(c); }
 cudaStream_t cs(void* s) { return static_cast<cudaStream_t>(s); }
 
-Buffer at(Buffer b, std::size_t offset, std::size_t count) {
-  return Buffer{static_cast<char*>(b.data) + offset * dtype_size(b.dtype), count, b.dtype, b.device};
-}
-
 }  // namespace
 
 NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> bootstrap, std::shared_ptr<Stream> stream,
@@ -87,7 +83,7 @@ void NcclCommunicator::native_reduce_scatter(Buffer buf) {
   if (buf.count % p != 0) return native_all_reduce(buf);
   const std::size_t share = buf.count / p;
   std::lock_guard lock(nccl_mutex_);
-  check(ncclReduceScatter(buf.data, at(buf, static_cast<std::size_t>(rank()) * share, share).data, share,
+  check(ncclReduceScatter(buf.data, buf.slice(static_cast<std::size_t>(rank()) * share, share).data, share,
                           nccl_type(buf.dtype), ncclSum, nc(comm_), cs(st())),
         "reduce-scatter");
 }
@@ -97,7 +93,7 @@ void NcclCommunicator::native_all_gather(Buffer buf) {
   std::lock_guard lock(nccl_mutex_);
   if (buf.count % p == 0) {
     const std::size_t share = buf.count / p;
-    check(ncclAllGather(at(buf, static_cast<std::size_t>(rank()) * share, share).data, buf.data, share,
+    check(ncclAllGather(buf.slice(static_cast<std::size_t>(rank()) * share, share).data, buf.data, share,
                         nccl_type(buf.dtype), nc(comm_), cs(st())),
           "all-gather");
     return;
@@ -106,7 +102,7 @@ void NcclCommunicator::native_all_gather(Buffer buf) {
   check(ncclGroupStart(), "group start");
   for (int r = 0; r < size(); ++r) {
     Segment s = segment(buf.count, size(), r);
-    Buffer part = at(buf, s.offset, s.count);
+    Buffer part = buf.slice(s.offset, s.count);
     check(ncclBroadcast(part.data, part.data, s.count, nccl_type(buf.dtype), r, nc(comm_), cs(st())), "broadcast");
   }
   check(ncclGroupEnd(), "group end");
@@ -122,8 +118,9 @@ void NcclCommunicator::native_barrier() {
   MPI_Barrier(bootstrap_->handle());
 }
 
-int NcclCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from) {
+int NcclCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue) {
   int ticket;
+  void* event;
   {
     std::lock_guard lock(tickets_mutex_);
     if (!free_tickets_.empty()) {
@@ -133,31 +130,35 @@ int NcclCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from)
       ticket = static_cast<int>(events_.size());
       events_.push_back(cuda_buffers::create_event());
     }
+    event = events_[static_cast<std::size_t>(ticket)];  // under the lock: the caller's and the worker's tickets
   }
-  // A lone receive (a pipeline stage waiting for its neighbour) goes on its own stream, so
-  // that sends the worker enqueues meanwhile are not stuck behind it.
-  void* stream = (to < 0 || !send.count) ? recv_stream_->native() : st();
+  // A pipeline stage's receive goes on its own stream, so that it is not stuck behind the
+  // sends the worker enqueues meanwhile (nor they behind it). Every other exchange, a ring
+  // step's lone receive included, stays on the main stream, behind the adds that still
+  // read the slot it lands in.
+  void* stream = beside_queue ? recv_stream_->native() : st();
   std::lock_guard lock(nccl_mutex_);
   check(ncclGroupStart(), "group start");
   if (to >= 0 && send.count) check(ncclSend(send.data, send.bytes(), ncclUint8, to, nc(comm_), cs(stream)), "send");
   if (from >= 0 && recv.count) check(ncclRecv(recv.data, recv.bytes(), ncclUint8, from, nc(comm_), cs(stream)), "recv");
   check(ncclGroupEnd(), "group end");
-  cuda_buffers::record(events_[static_cast<std::size_t>(ticket)], stream);
+  cuda_buffers::record(event, stream);
   return ticket;
 }
 
 void NcclCommunicator::finish_exchange(int ticket) {
-  cuda_buffers::synchronize_event(events_.at(static_cast<std::size_t>(ticket)));
+  void* event;
+  {
+    std::lock_guard lock(tickets_mutex_);
+    event = events_.at(static_cast<std::size_t>(ticket));
+  }
+  cuda_buffers::synchronize_event(event);
   std::lock_guard lock(tickets_mutex_);
   free_tickets_.push_back(ticket);
 }
 
 void NcclCommunicator::local_add(Buffer dst, Buffer src) { cuda_buffers::add(dst, src, st()); }
 void NcclCommunicator::local_scale(Buffer buf, double factor) { cuda_buffers::scale(buf, factor, st()); }
-void NcclCommunicator::local_copy(Buffer dst, Buffer src) {
-  if (dst.bytes() != src.bytes()) throw std::invalid_argument("local_copy: sizes differ");
-  cuda_buffers::copy(dst.data, src.data, dst.bytes(), st());
-}
 void NcclCommunicator::local_convert(Buffer dst, Buffer src, bool add) { cuda_buffers::convert(dst, src, add, st()); }
 
 Buffer NcclCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
@@ -182,17 +183,17 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, std::v
 
 void check_one_gpu_per_rank(const std::vector<std::vector<int>>& groups) {
   // Host name and PCI bus id of this rank's GPU, gathered from every rank.
-  constexpr std::size_t kLen = 128;
+  constexpr std::size_t kHost = 256, kLen = kHost + 64;
   char mine[kLen] = {};
-  gethostname(mine, 63);
+  gethostname(mine, kHost - 1);
   std::string bus = cuda_buffers::device_bus_id();
-  std::snprintf(mine + 64, 64, "%s", bus.c_str());
+  std::snprintf(mine + kHost, 64, "%s", bus.c_str());
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   std::vector<char> all(kLen * static_cast<std::size_t>(world));
   MPI_Allgather(mine, kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, MPI_COMM_WORLD);
   auto host = [&](int r) { return std::string(&all[kLen * static_cast<std::size_t>(r)]); };
-  auto gpu = [&](int r) { return std::string(&all[kLen * static_cast<std::size_t>(r) + 64]); };
+  auto gpu = [&](int r) { return std::string(&all[kLen * static_cast<std::size_t>(r) + kHost]); };
   for (const auto& g : groups)
     for (std::size_t i = 0; i < g.size(); ++i)
       for (std::size_t j = i + 1; j < g.size(); ++j)

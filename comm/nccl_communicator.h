@@ -26,11 +26,10 @@ class NcclCommunicator final : public Communicator {
   void native_all_gather(Buffer buf) override;
   void native_broadcast(Buffer buf, int root) override;
   void native_barrier() override;
-  int start_exchange(Buffer send, int to, Buffer recv, int from) override;
+  int start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue = false) override;
   void finish_exchange(int ticket) override;
   void local_add(Buffer dst, Buffer src) override;
   void local_scale(Buffer buf, double factor) override;
-  void local_copy(Buffer dst, Buffer src) override;
   void local_convert(Buffer dst, Buffer src, bool add) override;
   Buffer scratch(int slot, std::size_t bytes, DType dtype) override;
   void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) override;

@@ -8,10 +8,6 @@
 namespace ft {
 namespace {
 
-Buffer sub(Buffer b, std::size_t offset, std::size_t count) {
-  return Buffer{static_cast<char*>(b.data) + offset * dtype_size(b.dtype), count, b.dtype, b.device};
-}
-
 int mod(int a, int p) { return ((a % p) + p) % p; }
 
 }  // namespace
@@ -37,8 +33,8 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
     // rounding, so that every rank ends with the same bits.
     Segment own = seg(r);
     for (std::size_t off = 0; off < own.count; off += chunk) {
-      Buffer part = sub(buf, own.offset + off, std::min(chunk, own.count - off));
-      Buffer wired = sub(staging, 0, part.count);
+      Buffer part = buf.slice(own.offset + off, std::min(chunk, own.count - off));
+      Buffer wired = staging.slice(0, part.count);
       local_convert(wired, part, false);
       local_convert(part, wired, false);
     }
@@ -52,14 +48,14 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
     auto out_part = [&](std::size_t i) {
       if (i >= n_out) return Buffer{};
       std::size_t off = i * chunk;
-      return sub(buf, out.offset + off, std::min(chunk, out.count - off));
+      return buf.slice(out.offset + off, std::min(chunk, out.count - off));
     };
     auto in_part = [&](std::size_t i) {
       if (i >= n_in) return Buffer{};
       std::size_t off = i * chunk;
-      return sub(buf, in.offset + off, std::min(chunk, in.count - off));
+      return buf.slice(in.offset + off, std::min(chunk, in.count - off));
     };
-    auto wire_slot = [&](Buffer slots, std::size_t i, std::size_t count) { return sub(slots, (i % 2) * chunk, count); };
+    auto wire_slot = [&](Buffer slots, std::size_t i, std::size_t count) { return slots.slice((i % 2) * chunk, count); };
     // The whole segment is ready now: reserve the link for all its chunks, then send each
     // when its emulated transfer has finished.
     std::vector<std::int64_t> release(n_out);
@@ -125,13 +121,13 @@ void Communicator::prepare_hierarchy() {
 
 // Level by level up: each level reduce-scatters the part the level below left this rank,
 // so level t carries (k_t - 1) / k_t of S / (k_0 ... k_{t-1}); an all-reduce (up, then
-// down) carries twice that, DESIGN.md's 2 (k_t - 1) / k_t x S / (k_0 ... k_{t-1}).
+// down) carries twice that: 2 (k_t - 1) / k_t x S / (k_0 ... k_{t-1}).
 void Communicator::hierarchical_reduce_scatter(Buffer buf) {
   Buffer region = buf;
   for (const auto& level : levels_) {
     level->ring_reduce_scatter_inplace(region);
     Segment mine = segment(region.count, level->size(), level->rank());
-    region = sub(region, mine.offset, mine.count);
+    region = region.slice(mine.offset, mine.count);
   }
 }
 
@@ -139,7 +135,7 @@ void Communicator::hierarchical_all_gather(Buffer buf) {
   std::vector<Buffer> regions{buf};
   for (std::size_t l = 0; l + 1 < levels_.size(); ++l) {
     Segment mine = segment(regions.back().count, levels_[l]->size(), levels_[l]->rank());
-    regions.push_back(sub(regions.back(), mine.offset, mine.count));
+    regions.push_back(regions.back().slice(mine.offset, mine.count));
   }
   for (std::size_t l = levels_.size(); l-- > 0;) {
     levels_[l]->ring_all_gather_inplace(regions.back());

@@ -40,6 +40,7 @@ struct Stream::Queue {
       } catch (...) {
         failed = std::current_exception();
       }
+      fn = nullptr;  // what it captured goes now, not under the lock
       lock.lock();
       if (failed && !error) error = failed;
       done = seq;

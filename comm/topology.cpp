@@ -93,6 +93,12 @@ Tier Topology::tier(int a, int b) const {
   return Tier::intra_node;
 }
 
+Tier Topology::span(const std::vector<int>& ranks) const {
+  Tier top = Tier::intra_node;
+  for (int r : ranks) top = std::max(top, tier(ranks.front(), r));
+  return top;
+}
+
 std::string Topology::describe() const {
   // Counts of each unit's children; "a x b" when they are all equal, else a range.
   auto spread = [](const std::vector<std::set<int>>& children) {

@@ -40,6 +40,9 @@ class Topology {
   int world() const { return static_cast<int>(loc_.size()); }
   const Location& location(int rank) const { return loc_.at(static_cast<std::size_t>(rank)); }
   Tier tier(int a, int b) const;
+  // The highest tier between any two of `ranks` (tiers nest, so the first rank's to each
+  // other rank's is enough); intra_node for fewer than two.
+  Tier span(const std::vector<int>& ranks) const;
   int nodes() const { return nodes_; }
   int pods() const { return pods_; }
   int sites() const { return sites_; }

@@ -14,19 +14,11 @@
 #include <functional>
 #include <vector>
 
+#include "models/gpt_shape.h"
 #include "models/params.h"
 #include "models/tensor.h"
 
 namespace ft {
-
-struct GptShape {
-  int vocab = 256;
-  int context = 128;
-  int layers = 4;
-  int heads = 4;
-  int width = 128;
-  int hidden() const { return 4 * width; }
-};
 
 // Which part of the model this rank holds.
 struct StagePlan {

@@ -1,7 +1,9 @@
 #include "models/ops.h"
 
 #include <cstring>
+#include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -101,13 +103,16 @@ void copy(const Tensor& dst, const Tensor& src) {
   compute_stream(Device::cpu).launch([dst, src] { std::memcpy(dst.raw(), src.raw(), dst.bytes()); });
 }
 
-// Host transfers wait for the stream, so the host memory may be reused or read at once.
+// The host memory may be reused or read as soon as these return. upload queues a copy of
+// the host bytes, so that it waits for nothing (under cpu-async, compute stays queued
+// across micro-batches, and a missing wait stays visible).
 void upload(const Tensor& dst, const void* host) {
 #ifdef FIBERTRAIN_CUDA
   if (dst.device() == Device::cuda) return cuda::from_host(dst.raw(), host, dst.bytes());
 #endif
-  synchronize(Device::cpu);
-  std::memcpy(dst.raw(), host, dst.bytes());
+  auto bytes = std::make_shared<std::vector<char>>(static_cast<const char*>(host),
+                                                   static_cast<const char*>(host) + dst.bytes());
+  compute_stream(Device::cpu).launch([dst, bytes] { std::memcpy(dst.raw(), bytes->data(), bytes->size()); });
 }
 
 void download(void* host, const Tensor& src) {

@@ -48,14 +48,6 @@ Tensor Tensor::view_of(const Tensor& base, std::int64_t offset, Shape shape) {
   return t;
 }
 
-Tensor Tensor::reshaped(Shape shape) const {
-  if (numel_of(shape) != numel_)
-    throw std::invalid_argument(fmt::format("cannot reshape {} to {}", to_string(shape_), to_string(shape)));
-  Tensor t = *this;
-  t.shape_ = std::move(shape);
-  return t;
-}
-
 void Tensor::check_dtype(DType want) const {
   if (want != dtype_)
     throw std::logic_error(fmt::format("tensor of {} read as {}", ft::to_string(dtype_), ft::to_string(want)));

@@ -45,9 +45,6 @@ class Tensor {
   }
   Buffer buffer() const { return Buffer{raw(), static_cast<std::size_t>(numel_), dtype_, device_}; }
 
-  // Same storage, new shape with the same element count.
-  Tensor reshaped(Shape shape) const;
-
  private:
   void check_dtype(DType want) const;
 

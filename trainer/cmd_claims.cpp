@@ -1,4 +1,4 @@
-// `fibertrain claims`: CLAIMS.md's back-of-envelope arguments, recomputed from their inputs;
+// `fibertrain claims`: the back-of-envelope arguments, recomputed from their inputs;
 // a question of your own (any input as a flag); and `--calibrate run.h5`, the cost model
 // fitted to a measured run, predicting the step time at other link rates.
 #include <cmath>

@@ -8,18 +8,14 @@
 #include <utility>
 #include <vector>
 
+#include "models/gpt_shape.h"
 #include "trainer/config_schema.h"
 #include "trainer/units.h"
 
 namespace ft {
 
-struct ModelConfig {
-  int vocab = 256;
-  int context = 128;
-  int layers = 4;
-  int heads = 4;
-  int width = 128;
-};
+// The model section is the model's own shape.
+using ModelConfig = GptShape;
 template <class V> void describe(V& v, ModelConfig& c) {
   using namespace config;
   v.key("vocab", c.vocab, "vocabulary size (byte-level text needs 256)", in_range(2, 1 << 24));

@@ -73,7 +73,7 @@ struct Claim {
   std::string id, claim, inputs, unit;
   double stated, computed;
 };
-// Every claim of CLAIMS.md, computed from `s` where the claim uses its inputs and from its
+// Every claim of docs/claims.md, computed from `s` where the claim uses its inputs and from its
 // own stated inputs otherwise.
 std::vector<Claim> claims(const Scenario& s);
 

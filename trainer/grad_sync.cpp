@@ -8,9 +8,7 @@
 namespace ft {
 namespace {
 Buffer slice(const Tensor& flat, std::int64_t begin, std::int64_t end) {
-  Buffer b = flat.buffer();
-  return Buffer{static_cast<char*>(b.data) + begin * static_cast<std::int64_t>(dtype_size(b.dtype)),
-                static_cast<std::size_t>(end - begin), b.dtype, b.device};
+  return flat.buffer().slice(static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin));
 }
 }  // namespace
 

@@ -70,9 +70,7 @@ std::string describe_layout(const Layout& l) {
   // The highest tier inside any group of each dimension: where that traffic goes.
   for (Dim d : {Dim::tp, Dim::pp, Dim::dp}) {
     Tier worst = Tier::intra_node;
-    for (const auto& g : l.grid.groups(d))
-      for (int a : g)
-        for (int b : g) worst = std::max(worst, l.topo->tier(a, b));
+    for (const auto& g : l.grid.groups(d)) worst = std::max(worst, l.topo->span(g));
     const char* name = d == Dim::tp ? "tp" : d == Dim::pp ? "pp" : "dp";
     if (l.grid.size(d) > 1) out += fmt::format("{} groups of {} cross up to {}\n", name, l.grid.size(d), tier_name(worst));
   }

@@ -26,8 +26,10 @@ std::string utc_now() {
   return buf;
 }
 
+}  // namespace
+
 // Columns of /steps, in order. Documented in docs/metrics.md.
-struct Columns {
+struct Trainer::Columns {
   int step, loss, lr, grad_norm, tokens, tokens_per_s, model_flops, mfu;
   int bubble, compression_error;
   int step_time, forward_time, backward_time, optimizer_time, comm_exposed, comm_time, sync_start, backward_end;
@@ -36,7 +38,9 @@ struct Columns {
   std::array<std::array<int, kTiers>, 3> bytes_kind;  // dp, tp, pp
 };
 
-MetricsSchema step_schema(Columns& c) {
+namespace {
+
+MetricsSchema step_schema(Trainer::Columns& c) {
   MetricsSchema s;
   c.step = s.add("step", "", Scope::job, "optimizer step index, from 0");
   c.loss = s.add("loss", "nats", Scope::job, "mean cross-entropy of the step's global batch");
@@ -81,8 +85,6 @@ MetricsSchema step_schema(Columns& c) {
                 fmt::format("bytes of {} traffic this rank put on {} links", traffic_name(k), tier_name(t)));
   return s;
 }
-
-Columns g_columns;  // filled by step_schema(); the layout of every StepRecord
 
 int blas_threads_for(const Config& cfg, const MpiRuntime& mpi) {
   if (cfg.threads > 0) return cfg.threads;
@@ -142,9 +144,7 @@ TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo
   if (algo == Algorithm::hierarchical && dp.hierarchy().even && dp.hierarchy().levels.size() > 1) {
     for (const auto& l : dp.hierarchy().levels) levels.push_back(l.tier);
   } else {
-    Tier top = Tier::intra_node;
-    for (int m : dp.members()) top = std::max(top, dp.topology().tier(dp.members()[0], m));
-    if (dp.size() > 1) levels.push_back(top);
+    if (dp.size() > 1) levels.push_back(dp.topology().span(dp.members()));
   }
   for (Tier t : kAllTiers) {
     const CodecSpec& s = codecs[static_cast<std::size_t>(index(t))];
@@ -187,14 +187,15 @@ std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& op
 }
 
 Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi, Layout layout)
-    : cfg_(cfg), opts_(opts), mpi_(mpi), layout_(std::move(layout)), schema_(step_schema(g_columns)) {
+    : cfg_(cfg), opts_(opts), mpi_(mpi), layout_(std::move(layout)),
+      columns_(std::make_unique<Columns>()), schema_(step_schema(*columns_)) {
   set_blas_threads(blas_threads_for(cfg, mpi));
   const auto& p = cfg.parallel;
   Communicator& dp = *layout_.comms.dp;
   dp.set_chunk_bytes(cfg.sync.chunk.value);
   sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
   micro_batch_ = cfg.train.batch / (p.dp * p.microbatches);
-  GptShape shape{cfg.model.vocab, cfg.model.context, cfg.model.layers, cfg.model.heads, cfg.model.width};
+  const GptShape& shape = cfg.model;
   Device device = compute_device(cfg);
   data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed);
   // Pipeline stages hold contiguous, balanced block ranges (the first ones one more when
@@ -358,7 +359,9 @@ void Trainer::train_step(int step, StepStats& s) {
       arm_sync_ = a.microbatch == p.microbatches - 1;  // the last backward completes each gradient
       model_->backward(slot, &recv_grad_, loss_scale);
       arm_sync_ = false;
-      ops::synchronize(tokens_.device());  // stream work is asynchronous: time it whole
+      // A GPU's backward is timed whole. cpu-async is left queued: it is for finding
+      // missing waits, and a drain here would hide them.
+      if (tokens_.device() == Device::cuda) ops::synchronize(Device::cuda);
       s.backward += now_seconds() - t1;
       s.pipeline_wait += t1 - t0;
       if (!first_stage_) pp.send(model_->input_grad().buffer(), stage - 1);
@@ -393,7 +396,7 @@ void Trainer::train_step(int step, StepStats& s) {
   // The step's loss: every data-parallel replica's mean, averaged (the last stage holds
   // it; tensor-parallel rank 0 of each replica speaks).
   double mine = last_stage_ && layout_.coord.tp == 0 ? loss_sum / p.microbatches / p.dp : 0.0;
-  MPI_Allreduce(&mine, &s.loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  s.loss = sum_over(MPI_COMM_WORLD, mine);
 }
 
 // sqrt of the sum of squares of every gradient element of the model, each counted once
@@ -402,13 +405,11 @@ double Trainer::global_grad_norm() {
   const ParamSet& ps = model_->params();
   double mine = 0;
   for (const FlatRange& r : norm_ranges_) mine += ops::sum_squares(Tensor::view_of(ps.flat_grads(), r.begin, {r.size()}));
-  double total = 0;
-  MPI_Allreduce(&mine, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-  return std::sqrt(total);
+  return std::sqrt(sum_over(MPI_COMM_WORLD, mine));
 }
 
 void Trainer::record_step(int step, const StepStats& s) {
-  const Columns& c = g_columns;
+  const Columns& c = *columns_;
   StepRecord r(schema_);
   const double tokens = static_cast<double>(cfg_.train.batch) * cfg_.model.context;
   r.set(c.step, step);

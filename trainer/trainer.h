@@ -41,6 +41,9 @@ class Trainer {
   double peak_flops() const { return peak_flops_; }
   double flops_per_token() const { return flops_per_token_; }
 
+ public:
+  struct Columns;  // where each /steps column sits in a StepRecord
+
  private:
   struct StepStats;
   Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi, Layout layout);
@@ -67,6 +70,7 @@ class Trainer {
   std::vector<FlatRange> norm_ranges_;
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<StepLog> log_;
+  std::unique_ptr<Columns> columns_;  // filled with schema_
   MetricsSchema schema_;
   Tensor tokens_, targets_;
   std::vector<std::int32_t> tokens_host_, targets_host_;  // what the data source fills

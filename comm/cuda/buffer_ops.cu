@@ -45,6 +45,13 @@ __global__ void k_from_bf16(float* d, const __nv_bfloat16* x, std::size_t n, boo
 
 }  // namespace
 
+int current_device() {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  return device;
+}
+void set_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
+
 std::string device_bus_id() {
   int device = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");

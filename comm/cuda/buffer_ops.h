@@ -10,6 +10,9 @@
 
 namespace ft::cuda_buffers {
 
+// The calling thread's current device, and making one current for it.
+int current_device();
+void set_device(int device);
 // The current device's PCI bus id ("0000:18:00.0").
 std::string device_bus_id();
 // Allocation on the current device; throws on failure.

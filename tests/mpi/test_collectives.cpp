@@ -1,5 +1,5 @@
 // Ring and hierarchical collectives against the MPI library's own, exactly, and the
-// traffic counters against DESIGN.md's formula, on several emulated topologies.
+// traffic counters against the hierarchical traffic formula, on several emulated topologies.
 //
 // Values are small integers stored as floats, so every sum is exact whatever the order of
 // additions: any difference is a wrong result, not rounding.
@@ -167,7 +167,7 @@ TEST(Collectives, AsyncAllReduceRunsInIssueOrder) {
   EXPECT_EQ(sync_buf, sync_expect);
 }
 
-// DESIGN.md: at tier t a rank sends 2 (k_t - 1) / k_t x S / (k_0 ... k_{t-1}) bytes, where
+// At tier t a rank sends 2 (k_t - 1) / k_t x S / (k_0 ... k_{t-1}) bytes, where
 // k_t is the group's fan-out at tier t. A flat ring sends 2 (p - 1) / p x S, all on the
 // tier of its link to the next rank.
 TEST(Traffic, CountersEqualTheFormulaExactly) {

@@ -1,4 +1,4 @@
-// Every CLAIMS.md row recomputed by hand, with its inputs written out, against the cost
+// Every claim of docs/claims.md recomputed by hand, with its inputs written out, against the cost
 // model; and the model's building blocks against their definitions.
 #include <gtest/gtest.h>
 
