@@ -1,115 +1,187 @@
-// Gradient codecs: what a tier's all-reduce puts on the wire instead of fp32.
+// Gradient codecs: what one tier's step of the data-parallel all-reduce puts on the wire
+// instead of fp32, and how that step then reduces. Each codec is one file in comm/codecs/
+// holding all it is: its config keys and defaults, the levels it may compress and where
+// its work runs, its wire size, encode and decode, and its error-feedback state. The
+// registry (codecs/registry.cpp) is the only list of them: config validation, the docs of
+// the compression keys and the all-reduce all read it.
 //
-//   none      fp32                                  4n bytes
-//   fp16      IEEE half, round to nearest even;     2n bytes   (values beyond 65504 are
-//             clamped and counted)
-//   bf16      bfloat16, round to nearest even       2n bytes
-//   int8      per block of B: fp32 scale + B int8   n + 4 ceil(n/B)
-//   topk      the k largest |x| as (u32 index,      8k bytes   (k = count, or ratio x n)
-//             fp32 value)
-//   sign      1 bit per element + fp32 scale        ceil(n/8) + 4 ceil(n/B)
-//             (mean |x|) per block of B
-//   powersgd  rank-r factors P (rows x r) and       4 r (rows + cols) per matrix;
-//             Q (cols x r) of each 2-D matrix       vectors dense
+//   codec     on the wire, n elements                      reduces
+//   none      fp32, 4n bytes                               dense ring
+//   fp16      IEEE half, 2n (beyond +-65504 clamped)       ring on a 16-bit wire, at any level
+//   bf16      bfloat16, 2n                                 ring on a 16-bit wire, at any level
+//   int8      per block of B: fp32 scale + B int8          payloads gathered; top level only
+//   topk      the k largest |x| as (u32 index, fp32)       payloads gathered; top level only
+//   sign      1 bit each + fp32 mean |x| per block         payloads gathered; top level only
+//   powersgd  rank-r factors P, Q of each 2-D matrix       P and Q all-reduced; top level only
 //
-// fp16, bf16 and PowerSGD's factors are linear: sums can be formed from them, so they
-// reduce in the compressed domain. int8, topk and sign are not: their payloads are
-// gathered and each rank decodes and sums all of them.
-//
-// Error feedback: a lossy codec keeps what it failed to send (input + residual - decoded)
-// and adds it to the next input, so nothing is lost, only delayed.
+// Linear payloads (the casts, PowerSGD's factors) are summed in the compressed domain; the
+// others are gathered and every rank decodes and sums all of them in rank order, so every
+// rank holds the same bits. Error feedback: a lossy codec keeps what it failed to send
+// (input + residual - decoded) and adds it to the next input: nothing is lost, only delayed.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
+#include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "comm/device.h"
+#include "comm/half.h"
 
 namespace ft {
 
-enum class CodecKind { none, fp16, bf16, int8, topk, sign, powersgd };
-std::string_view codec_name(CodecKind k);
-std::optional<CodecKind> codec_from_name(std::string_view name);
-
+// A codec's configured parameters: its name, its keys' values (defaults filled in), and
+// what every lossy codec takes.
 struct CodecSpec {
-  CodecKind kind = CodecKind::none;
-  int block = 256;             // int8, sign: elements per scale
-  double ratio = 0.01;         // topk: fraction of elements kept (when count == 0)
-  std::int64_t count = 0;      // topk: elements kept
-  int rank = 4;                // powersgd
-  int start = 0;               // powersgd: dense sync for the first `start` steps
-  bool error_feedback = true;  // lossy codecs only
-  std::uint64_t seed = 1;      // powersgd's initial Q
+  std::string name = "none";
+  std::map<std::string, double> params;
+  bool error_feedback = true;
+  std::uint64_t seed = 1;  // for codecs that draw random numbers (the same on every rank)
 
-  bool lossy() const { return kind != CodecKind::none; }
+  bool lossy() const { return name != "none"; }
+  double param(const std::string& key) const;  // throws std::logic_error when the codec has no such key
 };
 
-// fp32 <-> 16-bit, round to nearest even. to_fp16 clamps finite values beyond the half
-// range to +-65504 and counts them in `clamped`.
-std::uint16_t to_bf16(float x);
-float from_bf16(std::uint16_t h);
-std::uint16_t to_fp16(float x, std::uint64_t* clamped = nullptr);
-float from_fp16(std::uint16_t h);
+// A tensor inside a compressed region: offset and shape (cols = 0: a vector).
+struct Matrix {
+  std::size_t offset = 0, rows = 0, cols = 0;
+};
 
-// The element-wise codecs (not powersgd). One instance per (tier, bucket) and rank: it
-// holds the error-feedback residual of the data it encodes.
-class ElementCodec {
+// How a ring phase puts elements on the wire: in the buffer's own type, or cast to a 16-bit
+// one, and how many logical bytes each wire byte stands for (payloads carry more than their
+// size).
+struct Wire {
+  DType dtype = DType::f32;
+  double logical_per_wire_byte = 1.0;
+};
+
+// The ring of one tier's step, as a codec sees it: the two ring phases over this tier's
+// members, counted and paced per message, plus scratch and copies on the backend's memory.
+class TierRing {
  public:
-  explicit ElementCodec(const CodecSpec& spec) : spec_(spec) {}
+  virtual ~TierRing() = default;
+  virtual int size() const = 0;
+  virtual int rank() const = 0;
+  // In place: afterwards this member's segment(n, size, rank) holds the sum (with `cuts`,
+  // segments end on those element boundaries).
+  virtual void reduce_scatter(Buffer buf, Wire wire, const std::vector<std::size_t>* cuts = nullptr) = 0;
+  // In place: every member's segment to every member.
+  virtual void all_gather(Buffer buf, Wire wire) = 0;
+  virtual Buffer scratch(std::size_t bytes, DType dtype) = 0;
+  // Bytes between host memory and a buffer of the ring's (`device`: where that buffer is).
+  virtual void copy(void* dst, const void* src, std::size_t bytes, Device device) = 0;
+  virtual void codec_time(double seconds) = 0;
+};
+
+// One codec instance per (tier, bucket) and rank: it holds that stream's state.
+class Codec {
+ public:
+  explicit Codec(CodecSpec spec) : spec_(std::move(spec)) {}
+  virtual ~Codec() = default;
   const CodecSpec& spec() const { return spec_; }
 
-  // Exact payload size for n elements.
-  std::size_t payload_bytes(std::size_t n) const;
-  // Encodes x[0..n) (plus the residual, with error feedback) into payload (resized to
-  // payload_bytes(n)) and updates the residual.
+  // Levels below the top (casts only): the ring there carries wire(), after prepare() has
+  // rounded what this member sends, with error feedback, in host memory.
+  virtual DType wire() const { return DType::f32; }
+  virtual void prepare(float*, std::size_t) {}
+  // The top level: all-reduces (sums) `region`, which lies in the ring's memory; `tensors`
+  // are the matrices inside it.
+  virtual void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) = 0;
+  // Its state for checkpoints by name ("residual", "q0", ...), and setting one back (false
+  // when the name means nothing to this codec).
+  virtual std::vector<std::pair<std::string, std::vector<float>*>> state() = 0;
+  virtual bool restore(const std::string& what, std::vector<float> values) = 0;
+
+ protected:
+  // Runs `fn` on a host copy of `region`, copied back after.
+  static void on_host(Buffer region, TierRing& ring, const std::function<void(float*, std::size_t)>& fn);
+  // Timed as codec work on the tier.
+  static void timed(TierRing& ring, const std::function<void()>& fn);
+
+ private:
+  CodecSpec spec_;
+};
+
+// The element-wise codecs: each element's fate depends only on its block. Encoding adds the
+// residual (error feedback) and keeps what the payload does not carry; the top level
+// gathers every member's payload and decodes and sums them all.
+class ElementCodec : public Codec {
+ public:
+  using Codec::Codec;
+  virtual std::size_t payload_bytes(std::size_t n) const = 0;
   void encode(const float* x, std::size_t n, std::vector<std::uint8_t>& payload);
   // out[0..n) += decode(payload).
-  void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const;
-  // Replaces x by what survives encoding it (and keeps the rest as residual): the linear
-  // codecs' entry into a reduction in the compressed domain.
-  void round_in_place(float* x, std::size_t n);
-
+  virtual void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const = 0;
+  void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
+  std::vector<std::pair<std::string, std::vector<float>*>> state() override;
+  bool restore(const std::string& what, std::vector<float> values) override;
   std::vector<float>& residual() { return residual_; }
-  std::uint64_t clamped() const { return clamped_; }
 
- private:
+ protected:
+  // Writes payload_bytes(n) bytes for work[0..n) (residual already added).
+  virtual void encode_into(const float* work, std::size_t n, std::uint8_t* payload) = 0;
+  // work = x + residual (x alone without error feedback).
   void add_residual(const float* x, std::size_t n, std::vector<float>& work);
-  CodecSpec spec_;
-  std::vector<float> residual_;
-  std::uint64_t clamped_ = 0;
-};
-
-// PowerSGD state of one (tier, bucket): a warm-started Q per matrix, and the residual.
-struct Matrix {
-  std::size_t offset = 0, rows = 0, cols = 0;  // within the compressed region; cols 0 = a vector
-};
-
-class PowerSgdState {
- public:
-  explicit PowerSgdState(const CodecSpec& spec) : spec_(spec) {}
-  const CodecSpec& spec() const { return spec_; }
-  // Q of matrix i (cols x r, row-major), created from the seed on first use: the same on
-  // every rank, so every rank's P = M Q is in the same basis.
-  std::vector<float>& q(std::size_t i, const Matrix& m);
-  std::size_t matrices() const { return q_.size(); }
-  std::vector<float>& q_at(std::size_t i) { return q_.at(i); }
-  void set_q(std::size_t i, std::vector<float> q) {
-    if (q_.size() <= i) q_.resize(i + 1);
-    q_[i] = std::move(q);
-  }
-  std::vector<float>& residual() { return residual_; }
-  int steps = 0;  // compressed steps taken, for `start`
 
  private:
-  CodecSpec spec_;
-  std::vector<std::vector<float>> q_;
   std::vector<float> residual_;
 };
+
+// The 16-bit casts: linear, so they reduce in the ring itself, on a 16-bit wire.
+class CastCodec : public ElementCodec {
+ public:
+  using ElementCodec::ElementCodec;
+  DType wire() const override { return wire_type(); }
+  void prepare(float* x, std::size_t n) override { round_in_place(x, n); }
+  std::size_t payload_bytes(std::size_t n) const override { return 2 * n; }
+  void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const override;
+  // Replaces x by what survives the cast, keeping the rest as residual.
+  void round_in_place(float* x, std::size_t n);
+  // Rounds, then reduce-scatter and all-gather on the 16-bit wire.
+  void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
+
+ protected:
+  virtual DType wire_type() const = 0;
+  virtual std::uint16_t to_wire(float x) = 0;
+  virtual float from_wire(std::uint16_t h) const = 0;
+  void encode_into(const float* work, std::size_t n, std::uint8_t* payload) override;
+};
+
+// One config key of a codec: name, meaning, default (taken when the key is left at 0) and
+// bounds.
+struct CodecKey {
+  std::string_view name, doc;
+  double default_value = 0, lo = 0, hi = 0;
+  bool integer = true;
+  std::string_view excludes = {};  // a key of the same codec that may not be given with this one
+};
+
+// A registry entry: one per codec file.
+struct CodecInfo {
+  std::string_view name;
+  std::string_view summary;                  // for the docs of compression.<tier>.codec
+  std::vector<CodecKey> keys;
+  bool below_top = false;                    // may compress the levels below the top one
+  std::string_view runs;                     // where its work runs (device, host)
+  std::unique_ptr<Codec> (*make)(const CodecSpec&);
+  bool whole_tensors = false;  // the top level needs whole matrices: the levels below cut at tensor boundaries
+};
+
+// Every codec, in the order the docs list them.
+const std::vector<CodecInfo>& codec_registry();
+const CodecInfo* find_codec(std::string_view name);  // null when there is none
+// A new instance (fresh state) of the codec `spec` names.
+std::unique_ptr<Codec> make_codec(const CodecSpec& spec);
+// `name` with every key at its default: what a spec looks like before config.
+CodecSpec default_spec(std::string_view name);
 
 // Orthonormalises the r columns of P (rows x r, row-major) in place (modified
-// Gram-Schmidt); a column that vanishes is left zero.
+// Gram-Schmidt); a column that vanishes is left zero. PowerSGD's; exposed for its test.
 void orthonormalize(float* p, std::size_t rows, std::size_t r);
 
 }  // namespace ft

@@ -185,23 +185,13 @@ class Communicator {
   void ring_reduce_scatter_inplace(Buffer buf);
   // In place over `buf`, whose segment `rank` holds this rank's part.
   void ring_all_gather_inplace(Buffer buf);
-  // How a ring phase puts elements on the wire: in buf's own type, or cast to a 16-bit
-  // type (fp16/bf16), and how many logical bytes each wire byte stands for (compressed
-  // payloads carry more than their size).
-  struct Wire {
-    DType dtype;
-    double logical_per_wire_byte = 1.0;
-  };
   // One ring phase: p - 1 steps in which each rank sends segment send_index(step) to the
   // next rank and receives segment recv_index(step) from the previous one, adding it to
   // its own copy when `reduce`.
   // `cuts`, when given, are the tensor boundaries segments must end on.
   void ring_phase(Buffer buf, bool reduce, Wire wire, const std::vector<std::size_t>* cuts = nullptr);
-  // The compressed all-reduce's top level and its two non-dense forms.
-  void top_all_reduce(Buffer region, Tier tier, BucketCodecs& codecs, const std::vector<Matrix>& tensors);
-  void gather_all_reduce(Buffer region, Tier tier, ElementCodec& codec);
-  void round_on_host(Buffer region, Tier tier, ElementCodec& codec);
-  void powersgd_all_reduce(Buffer region, Tier tier, PowerSgdState& state, const std::vector<Matrix>& tensors);
+  // A level's ring as the codecs see it (compressed.cpp).
+  class LevelRing;
   // Whether `algo` runs level by level here (hierarchical over an evenly spread group that
   // spans several tiers); warns once when an uneven group falls back to the ring.
   bool use_levels(Algorithm algo);

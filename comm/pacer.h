@@ -30,7 +30,7 @@ struct LinkSpec {
   double latency = 0;           // seconds
   bool throttled() const { return bytes_per_second > 0 || latency > 0; }
 };
-using LinkSpecs = std::array<LinkSpec, kTiers>;
+using LinkSpecs = PerTier<LinkSpec>;
 
 // Steady time in nanoseconds, the same clock in every process of a machine.
 std::int64_t monotonic_ns();

@@ -12,15 +12,22 @@
 
 namespace ft {
 
-std::string_view tier_name(Tier t) {
-  switch (t) {
-    case Tier::intra_node: return "intra_node";
-    case Tier::inter_node: return "inter_node";
-    case Tier::inter_pod: return "inter_pod";
-    case Tier::inter_site: return "inter_site";
-  }
-  return "?";
-}
+namespace {
+struct TierRow {
+  Tier tier;
+  std::string_view name, link;
+};
+constexpr TierRow kTierTable[] = {
+    {Tier::intra_node, "intra_node", "the links between ranks of one node (e.g. NVLink)"},
+    {Tier::inter_node, "inter_node", "each node's uplink to its pod"},
+    {Tier::inter_pod, "inter_pod", "each pod's uplink to its site (oversubscription: a smaller rate)"},
+    {Tier::inter_site, "inter_site", "each site's link to the other sites"},
+};
+static_assert(std::size(kTierTable) == kTiers, "one row per tier");
+}  // namespace
+
+std::string_view tier_name(Tier t) { return kTierTable[index(t)].name; }
+std::string_view tier_link(Tier t) { return kTierTable[index(t)].link; }
 
 std::optional<Tier> tier_from_name(std::string_view name) {
   for (Tier t : kAllTiers)

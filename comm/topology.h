@@ -10,14 +10,27 @@
 
 namespace ft {
 
+// The tiers, lowest first. Their names and what each one's link is live in one table
+// (topology.cpp); per-tier settings and state are PerTier<T>, indexed by the enum; config
+// sections, metrics and reports iterate kAllTiers. A fifth tier is one enum value and one
+// table row.
 enum class Tier : int { intra_node = 0, inter_node = 1, inter_pod = 2, inter_site = 3 };
 inline constexpr int kTiers = 4;
 inline constexpr std::array<Tier, kTiers> kAllTiers = {Tier::intra_node, Tier::inter_node, Tier::inter_pod,
                                                        Tier::inter_site};
 
 std::string_view tier_name(Tier t);
+// What the tier's link is, for docs and messages: "each node's uplink to its pod".
+std::string_view tier_link(Tier t);
 std::optional<Tier> tier_from_name(std::string_view name);
 inline int index(Tier t) { return static_cast<int>(t); }
+
+// One T per tier, indexed by the tier (and, as an array, by its index).
+template <class T> struct PerTier : std::array<T, kTiers> {
+  using std::array<T, kTiers>::operator[];
+  T& operator[](Tier t) { return (*this)[static_cast<std::size_t>(index(t))]; }
+  const T& operator[](Tier t) const { return (*this)[static_cast<std::size_t>(index(t))]; }
+};
 
 struct Location {
   int site = 0, pod = 0, node = 0, local = 0;  // pod and node are job-wide indices

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <string>
 
-#include "trainer/config.h"
+#include "trainer/io/config.h"
 
 namespace ft {
 namespace {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <map>
 
-#include "trainer/cost_model.h"
+#include "trainer/claims/cost_model.h"
 
 namespace ft::cost {
 namespace {

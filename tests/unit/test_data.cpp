@@ -4,7 +4,7 @@
 #include <fstream>
 
 #include "comm/error.h"
-#include "trainer/data.h"
+#include "trainer/io/data.h"
 
 namespace ft {
 namespace {

@@ -8,8 +8,8 @@
 #include <filesystem>
 
 #include "comm/error.h"
-#include "trainer/h5.h"
-#include "trainer/metrics.h"
+#include "trainer/io/h5.h"
+#include "trainer/io/metrics.h"
 
 namespace ft {
 namespace {

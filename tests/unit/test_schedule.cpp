@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "trainer/schedule.h"
+#include "trainer/loop/schedule.h"
 
 namespace ft {
 namespace {

@@ -4,7 +4,7 @@
 #include <fstream>
 
 #include "comm/error.h"
-#include "trainer/topology_file.h"
+#include "trainer/io/topology_file.h"
 
 namespace ft {
 namespace {

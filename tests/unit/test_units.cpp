@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "trainer/units.h"
+#include "trainer/io/units.h"
 
 namespace ft {
 namespace {

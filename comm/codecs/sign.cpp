@@ -1,0 +1,55 @@
+// sign: one bit per element and, per block of B, the fp32 mean |x|:
+// ceil(n / 8) + 4 ceil(n / B) bytes. Gathered at the top level.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "comm/codec.h"
+
+namespace ft {
+namespace {
+
+class Sign final : public ElementCodec {
+ public:
+  explicit Sign(const CodecSpec& s) : ElementCodec(s), block_(static_cast<std::size_t>(s.param("block"))) {}
+  std::size_t payload_bytes(std::size_t n) const override { return (n + 7) / 8 + 4 * blocks(n); }
+
+  void decode_add(const std::uint8_t* p, std::size_t n, float* out) const override {
+    const std::size_t nb = blocks(n);
+    const std::uint8_t* bits = p + 4 * nb;
+    for (std::size_t b = 0; b < nb; ++b) {
+      float s;
+      std::memcpy(&s, p + 4 * b, 4);
+      for (std::size_t i = b * block_; i < std::min(n, (b + 1) * block_); ++i) out[i] += (bits[i / 8] >> (i % 8)) & 1u ? s : -s;
+    }
+  }
+
+ protected:
+  void encode_into(const float* work, std::size_t n, std::uint8_t* p) override {
+    const std::size_t nb = blocks(n);
+    std::uint8_t* bits = p + 4 * nb;
+    for (std::size_t b = 0; b < nb; ++b) {
+      std::size_t lo = b * block_, hi = std::min(n, lo + block_);
+      double l1 = 0;
+      for (std::size_t i = lo; i < hi; ++i) l1 += std::abs(work[i]);
+      float s = static_cast<float>(l1 / static_cast<double>(hi - lo));
+      std::memcpy(p + 4 * b, &s, 4);
+      for (std::size_t i = lo; i < hi; ++i)
+        if (work[i] >= 0) bits[i / 8] = static_cast<std::uint8_t>(bits[i / 8] | (1u << (i % 8)));
+    }
+  }
+
+ private:
+  std::size_t blocks(std::size_t n) const { return (n + block_ - 1) / block_; }
+  std::size_t block_;
+};
+
+}  // namespace
+
+CodecInfo sign_codec() {
+  return {"sign", "1 bit per element with an fp32 scale (mean |x|) per block",
+          {{"block", "elements per scale", 256, 1, 1 << 24}}, false, "the host",
+          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<Sign>(s); }};
+}
+
+}  // namespace ft

@@ -1,0 +1,69 @@
+// topk: the k largest |x| as (u32 index, fp32 value) pairs, 8k bytes, k = count or
+// ratio x n. Gathered at the top level.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "comm/codec.h"
+
+namespace ft {
+namespace {
+
+class TopK final : public ElementCodec {
+ public:
+  explicit TopK(const CodecSpec& s)
+      : ElementCodec(s), ratio_(s.param("ratio")), count_(static_cast<std::size_t>(s.param("count"))) {}
+  std::size_t payload_bytes(std::size_t n) const override { return 8 * kept(n); }
+
+  void decode_add(const std::uint8_t* p, std::size_t n, float* out) const override {
+    const std::size_t k = kept(n);
+    for (std::size_t j = 0; j < k; ++j) {
+      std::uint32_t i;
+      float v;
+      std::memcpy(&i, p + 8 * j, 4);
+      std::memcpy(&v, p + 8 * j + 4, 4);
+      out[i] += v;
+    }
+  }
+
+ protected:
+  void encode_into(const float* work, std::size_t n, std::uint8_t* p) override {
+    const std::size_t k = kept(n);
+    std::vector<std::uint32_t> idx(n);
+    std::iota(idx.begin(), idx.end(), 0u);
+    // Largest magnitudes first; ties go to the lower index, so every rank picks alike.
+    auto larger = [&](std::uint32_t a, std::uint32_t b) {
+      float fa = std::abs(work[a]), fb = std::abs(work[b]);
+      return fa > fb || (fa == fb && a < b);
+    };
+    std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), larger);
+    std::sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k));
+    for (std::size_t j = 0; j < k; ++j) {
+      std::memcpy(p + 8 * j, &idx[j], 4);
+      std::memcpy(p + 8 * j + 4, &work[idx[j]], 4);
+    }
+  }
+
+ private:
+  std::size_t kept(std::size_t n) const {
+    if (n == 0) return 0;
+    if (count_ > 0) return std::min(count_, n);
+    auto k = static_cast<std::size_t>(std::llround(ratio_ * static_cast<double>(n)));
+    return std::clamp<std::size_t>(k, 1, n);
+  }
+  double ratio_;
+  std::size_t count_;
+};
+
+}  // namespace
+
+CodecInfo topk_codec() {
+  return {"topk", "the k largest magnitudes as (index, value) pairs",
+          {{"ratio", "fraction of each bucket's elements sent", 0.01, 0, 1, false},
+           {"count", "elements sent per bucket, instead of a ratio", 0, 0, 1e15, true, "ratio"}},
+          false, "the host",
+          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<TopK>(s); }};
+}
+
+}  // namespace ft

@@ -1,0 +1,58 @@
+// fibertrain: a distributed trainer that measures the links training needs.
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "comm/backend_info.h"
+#include "comm/error.h"
+#include "comm/runtime.h"
+#include "fibertrain_version.h"
+#include "models/device_info.h"
+#include "trainer/cli/cli.h"
+
+namespace {
+
+std::string version_text() {
+  return fmt::format(
+      "fibertrain {} (commit {})\n"
+      "  MPI:  {}\n"
+      "  BLAS: {}\n"
+      "  CUDA: {}\n"
+      "  NCCL: {}",
+      FIBERTRAIN_VERSION, FIBERTRAIN_GIT_COMMIT, ft::mpi_library_version(), ft::blas_info(), ft::cuda_info(),
+      ft::nccl_version());
+}
+
+}  // namespace
+
+std::string& ft::command_line() {
+  static std::string line;
+  return line;
+}
+
+int main(int argc, char** argv) {
+  CLI::App app{"fibertrain: a distributed GPT trainer that measures the bandwidth training needs "
+               "between nodes, pods and sites."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", [] { return version_text(); }, "Print version and build details");
+  for (int i = 0; i < argc; ++i) ft::command_line() += (i ? " " : "") + std::string(argv[i]);
+  ft::Action action;
+  ft::add_train_command(app, action);
+  ft::add_bench_command(app, action);
+  ft::add_claims_command(app, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Under mpirun every rank parses the same arguments; rank 0 speaks and carries the exit code.
+    // The others leave quietly with 0: a non-zero exit of theirs would make the launcher kill rank 0
+    // before its message is out.
+    if (ft::launch_rank_from_env() != 0) return 0;
+    int code = app.exit(e);
+    return code == 0 ? 0 : ft::kExitUserError;
+  }
+  try {
+    return action();
+  } catch (const ft::JobStopped& s) {
+    return s.code();
+  }
+}

@@ -1,0 +1,286 @@
+// The run configuration: typed structs with defaults. Each struct's keys are declared once,
+// in its describe() function; reading, writing and documenting all go through it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "comm/topology.h"
+#include "models/gpt_shape.h"
+#include "trainer/io/config_schema.h"
+#include "trainer/io/units.h"
+
+namespace ft {
+
+// The model section is the model's own shape.
+using ModelConfig = GptShape;
+template <class V> void describe(V& v, ModelConfig& c) {
+  using namespace config;
+  v.key("vocab", c.vocab, "vocabulary size (byte-level text needs 256)", in_range(2, 1 << 24));
+  v.key("context", c.context, "sequence length in tokens", in_range(1, 1 << 20));
+  v.key("layers", c.layers, "transformer blocks", in_range(1, 4096));
+  v.key("heads", c.heads, "attention heads per block; width must divide by it", in_range(1, 4096));
+  v.key("width", c.width, "model (embedding) width; the MLP is 4x wider", in_range(1, 1 << 20));
+}
+
+struct ParallelConfig {
+  int tp = 1;
+  int pp = 1;
+  int dp = 1;
+  std::string order = "tp-pp-dp";
+  int microbatches = 1;
+  std::string schedule = "1f1b";
+  int zero = 0;
+};
+template <class V> void describe(V& v, ParallelConfig& c) {
+  using namespace config;
+  v.key("tp", c.tp, "tensor-parallel ranks per model replica", in_range(1, 1 << 16));
+  v.key("pp", c.pp, "pipeline stages per model replica", in_range(1, 1 << 16));
+  v.key("dp", c.dp, "data-parallel replicas; tp x pp x dp must equal the number of ranks",
+        in_range(1, 1 << 24));
+  v.key("order", c.order, "which dimension varies fastest over consecutive ranks",
+        one_of({"tp-pp-dp", "tp-dp-pp", "pp-tp-dp", "dp-tp-pp", "pp-dp-tp", "dp-pp-tp"}));
+  v.key("microbatches", c.microbatches,
+        "micro-batches per optimizer step on each data-parallel rank (gradient accumulation, pipeline fill)",
+        in_range(1, 1 << 20));
+  v.key("schedule", c.schedule,
+        "pipeline schedule: gpipe (all forwards, then all backwards) or 1f1b (one forward, one backward)",
+        one_of({"gpipe", "1f1b"}));
+  v.key("zero", c.zero,
+        "ZeRO stage: 0 = every data-parallel rank keeps all optimizer state; 1 = each keeps and updates its "
+        "part (reduce-scatter of gradients, all-gather of parameters)",
+        in_range(0, 1));
+}
+
+struct SyncConfig {
+  std::string algorithm = "auto";
+  Bytes bucket{4 << 20};
+  Bytes chunk{1 << 20};
+  bool overlap = true;
+};
+template <class V> void describe(V& v, SyncConfig& c) {
+  using namespace config;
+  v.key("algorithm", c.algorithm,
+        "gradient all-reduce across data-parallel ranks: native (the MPI/NCCL library's), ring, hierarchical "
+        "(level by level across the tiers the group spans), auto (hierarchical when it spans several, else ring)",
+        one_of({"auto", "native", "ring", "hierarchical"}));
+  v.key("bucket", c.bucket, "gradient bucket size; a bucket's sync starts when backward has filled it",
+        at_least_bytes(4));
+  v.key("chunk", c.chunk, "pipelining chunk of the ring algorithms", at_least_bytes(4));
+  v.key("overlap", c.overlap, "start each bucket's sync during backward (false: all after backward)");
+}
+
+struct TrainConfig {
+  int steps = 200;
+  int batch = 16;  // global, in sequences
+  double lr = 3e-4;
+  double min_lr_ratio = 0.1;
+  int warmup = 20;
+  double weight_decay = 0.1;
+  bool decay_embeddings = true;
+  double clip = 1.0;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  std::uint64_t seed = 1;
+};
+template <class V> void describe(V& v, TrainConfig& c) {
+  using namespace config;
+  v.key("steps", c.steps, "optimizer steps", in_range(0, 1 << 30));
+  v.key("batch", c.batch, "global batch in sequences, summed over data-parallel ranks and micro-batches",
+        in_range(1, 1 << 24));
+  v.key("lr", c.lr, "peak learning rate (AdamW)", in_range(0.0, 10.0));
+  v.key("min_lr_ratio", c.min_lr_ratio, "learning rate at the last step, as a fraction of lr (cosine decay)",
+        in_range(0.0, 1.0));
+  v.key("warmup", c.warmup, "steps of linear warm-up from 0 to lr", in_range(0, 1 << 30));
+  v.key("weight_decay", c.weight_decay, "AdamW decoupled weight decay; never on biases and LayerNorms",
+        in_range(0.0, 10.0));
+  v.key("decay_embeddings", c.decay_embeddings, "apply weight decay to the token and position embeddings");
+  v.key("clip", c.clip, "clip the global gradient norm to this; 0 = no clipping", in_range(0.0, 1e9));
+  v.key("beta1", c.beta1, "AdamW first-moment decay", in_range(0.0, 0.999999));
+  v.key("beta2", c.beta2, "AdamW second-moment decay", in_range(0.0, 0.999999999));
+  v.key("eps", c.eps, "AdamW epsilon", in_range(1e-30, 1.0));
+  v.key("seed", c.seed, "seed of initialisation and synthetic data");
+}
+
+struct DataConfig {
+  std::string kind = "synthetic";
+  std::string path;
+};
+template <class V> void describe(V& v, DataConfig& c) {
+  using namespace config;
+  v.key("kind", c.kind, "synthetic (seeded, learnable), text (bytes of a file), tokens (llm.c .bin shards)",
+        one_of({"synthetic", "text", "tokens"}));
+  v.key("path", c.path, "file for text; file or glob for tokens; relative to the working directory");
+}
+
+struct TopologyConfig {
+  int ranks_per_node = 0;
+  int nodes_per_pod = 0;
+  int pods_per_site = 0;
+  std::string file;
+};
+template <class V> void describe(V& v, TopologyConfig& c) {
+  using namespace config;
+  v.key("ranks_per_node", c.ranks_per_node,
+        "ranks per emulated node; 0 = the real machines (ranks sharing memory form a node)",
+        at_least(0));
+  v.key("nodes_per_pod", c.nodes_per_pod, "nodes per pod; 0 = one pod holds every node", at_least(0));
+  v.key("pods_per_site", c.pods_per_site, "pods per site; 0 = one site holds every pod", at_least(0));
+  v.key("file", c.file,
+        "YAML list mapping host names or patterns to pods and sites (docs/launching.md); replaces "
+        "nodes_per_pod and pods_per_site");
+}
+
+struct LinkConfig {
+  BitRate bandwidth;
+  Duration latency;
+};
+template <class V> void describe(V& v, LinkConfig& c) {
+  using namespace config;
+  v.key("bandwidth", c.bandwidth, "the uplink's rate, shared by every rank behind it; 0 = no limit");
+  v.key("latency", c.latency, "one-way delay added to every message on the link");
+}
+
+// One emulated link per tier; an absent tier is not throttled.
+struct LinksConfig {
+  PerTier<std::optional<LinkConfig>> tier;
+};
+template <class V> void describe(V& v, LinksConfig& c) {
+  for (Tier t : kAllTiers) v.optional_section(tier_name(t).data(), c.tier[t], std::string(tier_link(t)));
+}
+
+// A codec for one tier's share of the gradient all-reduce: its name, and the keys every
+// codec of the registry declares (comm/codec.h). A key left at 0 takes the codec's
+// default when it uses it; setting one the codec does not use is refused.
+struct CodecConfig {
+  std::string codec = "none";
+  std::map<std::string, double> params;  // by key name
+  bool error_feedback = true;
+};
+// The codec names and the union of their keys, from the registry, for the schema.
+struct CodecKeyDoc {
+  std::string name, doc;
+  config::Check<double> check;
+};
+const std::vector<std::string>& codec_names();
+const std::vector<CodecKeyDoc>& codec_key_docs();
+template <class V> void describe(V& v, CodecConfig& c) {
+  using namespace config;
+  static const std::string doc = fmt::format("{} (see docs/compression.md)", fmt::join(codec_names(), ", "));
+  v.key("codec", c.codec, doc.c_str(), one_of(codec_names()));
+  for (const CodecKeyDoc& k : codec_key_docs()) v.key(k.name.c_str(), c.params[k.name], k.doc.c_str(), k.check);
+  v.key("error_feedback", c.error_feedback, "keep what a lossy codec did not send and add it to the next step");
+}
+
+// Compression per tier of the data-parallel all-reduce; an absent tier stays dense.
+struct CompressionConfig {
+  PerTier<std::optional<CodecConfig>> tier;
+};
+template <class V> void describe(V& v, CompressionConfig& c) {
+  for (Tier t : kAllTiers)
+    v.optional_section(tier_name(t).data(), c.tier[t], fmt::format("codec of the all-reduce's step on {}", tier_link(t)));
+}
+
+struct MetricsConfig {
+  int every = 1;
+  int flush_every = 10;
+  double peak_flops = 0;
+  bool compression_error = false;
+};
+template <class V> void describe(V& v, MetricsConfig& c) {
+  using namespace config;
+  v.key("every", c.every, "log one step in this many", in_range(1, 1 << 30));
+  v.key("flush_every", c.flush_every,
+        "logged steps between HDF5 flushes; a killed run keeps every flushed step", in_range(1, 1 << 30));
+  v.key("peak_flops", c.peak_flops,
+        "peak FLOP/s of one rank, the denominator of MFU; 0 = measure a matrix product at start-up",
+        in_range(0.0, 1e20));
+  v.key("compression_error", c.compression_error,
+        "log the relative error of the compressed gradient sum against the dense one (an extra dense all-reduce)");
+}
+
+struct CheckpointConfig {
+  int every = 0;
+  std::string path;
+};
+template <class V> void describe(V& v, CheckpointConfig& c) {
+  using namespace config;
+  v.key("path", c.path,
+        "HDF5 checkpoint file, written every `every` steps and at the end; {step} in the name keeps each one; "
+        "empty = no checkpoints");
+  v.key("every", c.every, "steps between checkpoints; 0 = only at the end", in_range(0, 1 << 30));
+}
+
+struct Config {
+  ModelConfig model;
+  ParallelConfig parallel;
+  TrainConfig train;
+  DataConfig data;
+  TopologyConfig topology;
+  LinksConfig links;
+  SyncConfig sync;
+  CompressionConfig compression;
+  MetricsConfig metrics;
+  CheckpointConfig checkpoint;
+  std::string device = "cpu";
+  std::string precision = "fp32";
+  std::string comm = "auto";
+  int threads = 0;
+};
+template <class V> void describe(V& v, Config& c) {
+  using namespace config;
+  v.section("model", c.model, "the GPT model's shape");
+  v.section("parallel", c.parallel, "how ranks split the model and the batch");
+  v.section("train", c.train, "the optimisation");
+  v.section("data", c.data, "what the model reads");
+  v.section("topology", c.topology, "how ranks map onto nodes, pods and sites");
+  v.section("links", c.links, "emulated links between nodes, pods and sites (in-process pacer)");
+  v.section("sync", c.sync, "data-parallel gradient synchronisation");
+  v.section("compression", c.compression, "gradient compression per tier, with error feedback");
+  v.section("metrics", c.metrics, "the HDF5 log");
+  v.section("checkpoint", c.checkpoint, "saving and resuming");
+  v.key("device", c.device,
+        "where tensors live: cpu, cpu-async (the CPU kernels queued on a stream thread that runs them only when "
+        "waited for, so a missing wait between compute and communication gives a wrong result on a CPU), or cuda "
+        "(one GPU per rank, by local rank)",
+        one_of({"cpu", "cpu-async", "cuda"}));
+  v.key("precision", c.precision,
+        "matmul precision: fp32, or bf16 (tensor cores, bf16 inputs, fp32 accumulation; weights, gradients and "
+        "their reduction stay fp32); bf16 needs device cuda",
+        one_of({"fp32", "bf16"}));
+  v.key("comm", c.comm,
+        "communication backend of the grid: mpi, nccl (device cuda only), or auto (nccl on cuda, else mpi)",
+        one_of({"auto", "mpi", "nccl"}));
+  v.key("threads", c.threads, "BLAS threads per rank; 0 = the node's cores shared among its ranks",
+        in_range(0, 1024));
+}
+
+// One `--set key.path=value`.
+struct Override {
+  std::string path;
+  std::string value;
+};
+Override parse_override(const std::string& text);
+
+// Reads `file` (may be empty: all defaults), applies the overrides, validates every key and
+// the relations between keys that do not depend on the launch. Throws UserError.
+Config load_config(const std::string& file, const std::vector<Override>& overrides);
+
+// The same from YAML text (a run's stored `config` attribute); `origin` names it in messages.
+Config load_config_text(const std::string& yaml, const std::string& origin);
+
+// Checks the config against the job it runs in (world size). Throws UserError.
+void validate_launch(const Config& c, int world_size);
+
+// The fully resolved config as YAML text (every key, defaults included).
+std::string to_yaml(const Config& c);
+
+// Every key with its type, default and meaning.
+std::vector<config::KeyDoc> list_keys();
+
+}  // namespace ft

@@ -1,0 +1,56 @@
+#include "trainer/loop/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "models/ops.h"
+
+namespace ft {
+
+double learning_rate(const TrainConfig& c, int step) {
+  if (step < c.warmup) return c.lr * (step + 1) / c.warmup;
+  int decay_steps = c.steps - c.warmup;
+  if (decay_steps <= 1) return c.lr;
+  double progress = std::min(1.0, static_cast<double>(step - c.warmup) / (decay_steps - 1));
+  double min_lr = c.lr * c.min_lr_ratio;
+  return min_lr + 0.5 * (c.lr - min_lr) * (1.0 + std::cos(M_PI * progress));
+}
+
+double clip_scale(double norm, double clip) {
+  if (clip <= 0 || !(norm > clip)) return 1.0;
+  return clip / (norm + 1e-6);
+}
+
+AdamW::AdamW(const ParamSet& params, const TrainConfig& cfg, std::vector<FlatRange> owned)
+    : cfg_(cfg), owned_(std::move(owned)) {
+  std::int64_t state = 0;
+  for (const FlatRange& r : owned_) {
+    state_offsets_.push_back(state);
+    for (const ParamInfo& p : params.infos()) {
+      std::int64_t b = std::max(r.begin, p.offset), e = std::min(r.end, p.offset + p.numel());
+      if (b >= e) continue;
+      bool decay = p.kind == ParamKind::matrix || (p.kind == ParamKind::embedding && cfg.decay_embeddings);
+      std::int64_t at = state + (b - r.begin);
+      if (!segments_.empty() && segments_.back().decay == decay && segments_.back().end == b &&
+          segments_.back().state + (b - segments_.back().begin) == at)
+        segments_.back().end = e;  // merge neighbours with the same rule
+      else
+        segments_.push_back({b, e, at, decay});
+    }
+    state += r.size();
+  }
+  const Tensor& flat = params.flat_values();
+  m_ = Tensor({state}, flat.dtype(), flat.device());
+  v_ = Tensor({state}, flat.dtype(), flat.device());
+}
+
+void AdamW::step(const ParamSet& params, double lr, double grad_scale) {
+  ++t_;
+  double c1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t_));
+  double c2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t_));
+  for (const Segment& s : segments_)
+    ops::adamw_update(params.flat_values(), params.flat_grads(), m_, v_, s.begin, s.end - s.begin, lr, cfg_.beta1,
+                      cfg_.beta2, cfg_.eps, s.decay ? cfg_.weight_decay : 0.0, c1, c2, grad_scale, s.state);
+}
+
+}  // namespace ft

@@ -1,0 +1,58 @@
+// AdamW over a range of the flat parameter buffer (the whole buffer, or this rank's ZeRO-1
+// shard), the learning-rate schedule and gradient clipping.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "models/params.h"
+#include "trainer/io/config.h"
+
+namespace ft {
+
+// Linear warm-up from 0 over `warmup` steps, then cosine decay to min_lr_ratio * lr at the
+// last step. `step` counts from 0.
+double learning_rate(const TrainConfig& c, int step);
+
+// Factor that brings the global gradient norm down to `clip` (1 when below or clip = 0).
+double clip_scale(double norm, double clip);
+
+// A range [begin, end) of the flat parameter buffer.
+struct FlatRange {
+  std::int64_t begin = 0, end = 0;
+  std::int64_t size() const { return end - begin; }
+};
+
+class AdamW {
+ public:
+  // Updates the `owned` ranges of `params` (all of it, or this rank's ZeRO-1 part); m and v
+  // hold those ranges one after another.
+  AdamW(const ParamSet& params, const TrainConfig& cfg, std::vector<FlatRange> owned);
+  // One update with learning rate `lr`, gradients multiplied by `grad_scale` first.
+  void step(const ParamSet& params, double lr, double grad_scale);
+
+  std::int64_t steps_taken() const { return t_; }
+  void set_steps_taken(std::int64_t t) { t_ = t; }
+  const Tensor& m() const { return m_; }
+  const Tensor& v() const { return v_; }
+  const std::vector<FlatRange>& owned() const { return owned_; }
+  // Where owned range i starts in m and v.
+  std::int64_t state_offset(std::size_t i) const { return state_offsets_[i]; }
+  // Bytes of optimizer state this rank keeps (m and v).
+  std::int64_t state_bytes() const { return static_cast<std::int64_t>(m_.bytes() + v_.bytes()); }
+
+ private:
+  struct Segment {
+    std::int64_t begin, end;  // flat buffer range
+    std::int64_t state;       // its offset in m and v
+    bool decay;
+  };
+  TrainConfig cfg_;
+  std::vector<FlatRange> owned_;
+  std::vector<std::int64_t> state_offsets_;
+  std::vector<Segment> segments_;
+  Tensor m_, v_;
+  std::int64_t t_ = 0;
+};
+
+}  // namespace ft

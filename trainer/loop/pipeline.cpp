@@ -1,0 +1,87 @@
+#include "trainer/loop/pipeline.h"
+
+#include <stdexcept>
+
+#include "models/ops.h"
+
+namespace ft {
+
+StagePlan stage_plan(const Config& cfg, const GridCoord& coord) {
+  const auto& p = cfg.parallel;
+  StagePlan plan{p.tp, coord.tp, 0, 0, coord.pp == 0, coord.pp == p.pp - 1};
+  for (int s = 0; s <= coord.pp; ++s) {
+    plan.first_layer += plan.num_layers;
+    plan.num_layers = cfg.model.layers / p.pp + (s < cfg.model.layers % p.pp ? 1 : 0);
+  }
+  return plan;
+}
+
+PipelineRunner::PipelineRunner(const Config& cfg, const GridCoord& coord, Device device)
+    : cfg_(cfg),
+      stage_(coord.pp),
+      dp_rank_(coord.dp),
+      first_(coord.pp == 0),
+      last_(coord.pp == cfg.parallel.pp - 1),
+      micro_batch_(cfg.train.batch / (cfg.parallel.dp * cfg.parallel.microbatches)),
+      schedule_(make_schedule(cfg.parallel.schedule, cfg.parallel.pp, coord.pp, cfg.parallel.microbatches)),
+      slots_(max_live(schedule_)) {
+  const std::int64_t B = micro_batch_, T = cfg.model.context, C = cfg.model.width;
+  tokens_ = Tensor({B, T}, DType::i32, device);
+  targets_ = Tensor({B, T}, DType::i32, device);
+  recv_act_ = Tensor({B, T, C}, DType::f32, device);
+  recv_grad_ = Tensor({B, T, C}, DType::f32, device);
+  tokens_host_.resize(static_cast<std::size_t>(tokens_.numel()));
+  targets_host_.resize(tokens_host_.size());
+}
+
+PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource& data, Communicator& pp,
+                                          const std::function<void(bool)>& last_backward) {
+  const auto& p = cfg_.parallel;
+  // Each micro-batch's loss is a mean over its tokens; the step's loss is their mean over
+  // the micro-batches here and, through the averaging all-reduce, over data-parallel ranks.
+  const double loss_scale = 1.0 / p.microbatches;
+  Times t;
+  int live = 0;
+  const double start = now_seconds();
+  for (const PipeAction& a : schedule_) {
+    const int slot = a.microbatch % slots_;
+    if (a.kind == PipeAction::forward) {
+      if (++live > slots_) throw std::logic_error("pipeline holds more micro-batches than it has slots");
+      int first = dp_rank_ * (cfg_.train.batch / p.dp) + a.microbatch * micro_batch_;
+      data.fill(step, first, micro_batch_, tokens_host_.data(), targets_host_.data());
+      ops::upload(tokens_, tokens_host_.data());
+      ops::upload(targets_, targets_host_.data());
+      double t0 = now_seconds();
+      if (!first_) pp.recv(recv_act_.buffer(), stage_ - 1);
+      double t1 = now_seconds();
+      double loss = model.forward(slot, &tokens_, &recv_act_, &targets_);
+      t.forward += now_seconds() - t1;
+      t.wait += t1 - t0;
+      if (last_) t.loss_sum += loss;
+      if (!last_) pp.send(model.output(slot).buffer(), stage_ + 1);
+    } else {
+      --live;
+      double t0 = now_seconds();
+      if (!last_) pp.recv(recv_grad_.buffer(), stage_ + 1);
+      double t1 = now_seconds();
+      const bool completes = a.microbatch == p.microbatches - 1;
+      if (completes) last_backward(true);
+      model.backward(slot, &recv_grad_, loss_scale);
+      if (completes) last_backward(false);
+      // A GPU's backward is timed whole. cpu-async is left queued: it is for finding
+      // missing waits, and a drain here would hide them.
+      if (tokens_.device() == Device::cuda) ops::synchronize(Device::cuda);
+      t.backward += now_seconds() - t1;
+      t.wait += t1 - t0;
+      if (!first_) pp.send(model.input_grad().buffer(), stage_ - 1);
+    }
+  }
+  double t0 = now_seconds();
+  pp.synchronize();  // the last sends
+  t.wait += now_seconds() - t0;
+  t.backward_end = now_seconds();
+  t.span = t.backward_end - start;
+  return t;
+}
+
+}  // namespace ft

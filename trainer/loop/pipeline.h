@@ -1,0 +1,54 @@
+// This rank's part of the pipeline: which blocks its stage holds (the stage plan), and one
+// step's forward/backward schedule over them (GPipe or 1F1B, schedule.h), with activations
+// received from the stage before and gradients from the stage after.
+//
+// Example, pp = 2, 1F1B, 2 micro-batches: stage 0 runs F0 F1 B0 B1, sending each forward's
+// output to stage 1 and receiving each backward's input gradient from it; stage 1 runs
+// F0 B0 F1 B1, receiving activations and sending back the gradient of its input.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "comm/grid.h"
+#include "models/gpt.h"
+#include "trainer/io/config.h"
+#include "trainer/io/data.h"
+#include "trainer/loop/schedule.h"
+
+namespace ft {
+
+// Contiguous, balanced block ranges: the first stages hold one more when the layers do
+// not divide by pp. The first stage holds the embedding, the last the head.
+StagePlan stage_plan(const Config& cfg, const GridCoord& coord);
+
+class PipelineRunner {
+ public:
+  PipelineRunner(const Config& cfg, const GridCoord& coord, Device device);
+  // Activation slots the schedule keeps alive at once: the model's micro-batch slots.
+  int slots() const { return slots_; }
+  int micro_batch() const { return micro_batch_; }
+
+  struct Times {
+    double forward = 0, backward = 0, wait = 0, span = 0;  // seconds
+    double backward_end = 0;                                // now_seconds() when the last backward ended
+    double loss_sum = 0;  // the last stage's micro-batch losses (0 elsewhere)
+  };
+  // Runs step `step`'s schedule. `last_backward(true)` is called before the backward of the
+  // last micro-batch (which completes each gradient) and `last_backward(false)` after it.
+  Times run(int step, GptStage& model, BatchSource& data, Communicator& pp,
+            const std::function<void(bool)>& last_backward);
+
+ private:
+  const Config& cfg_;
+  int stage_, dp_rank_;
+  bool first_, last_;
+  int micro_batch_;
+  std::vector<PipeAction> schedule_;
+  int slots_;
+  Tensor tokens_, targets_, recv_act_, recv_grad_;
+  std::vector<std::int32_t> tokens_host_, targets_host_;  // what the data source fills
+};
+
+}  // namespace ft

@@ -1,0 +1,376 @@
+#include "trainer/loop/trainer.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <cmath>
+#include <ctime>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "comm/log.h"
+#include "fibertrain_version.h"
+#include "models/device_info.h"
+#include "models/ops.h"
+#include "trainer/io/progress.h"
+
+namespace ft {
+namespace {
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+}  // namespace
+
+namespace {
+
+int blas_threads_for(const Config& cfg, const MpiRuntime& mpi) {
+  if (cfg.threads > 0) return cfg.threads;
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, mpi.local_size()));
+}
+
+}  // namespace
+
+std::int64_t parameter_count(const ModelConfig& m) {
+  std::int64_t C = m.width, V = m.vocab, T = m.context, L = m.layers;
+  std::int64_t block = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (4 * C * C + 4 * C) + (4 * C * C + C);
+  return V * C + T * C + L * block + 2 * C;
+}
+
+double model_flops_per_token(const ModelConfig& m) {
+  return 6.0 * static_cast<double>(parameter_count(m)) + 12.0 * m.layers * m.context * m.width;
+}
+
+TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo) {
+  TierCodecs codecs{};
+  const auto& z = cfg.compression;
+  bool any = false;
+  for (Tier tier : kAllTiers) {
+    const std::optional<CodecConfig>& c = z.tier[tier];
+    if (!c || c->codec == "none") continue;
+    CodecSpec& s = codecs[tier];
+    s = default_spec(c->codec);
+    for (auto& [key, value] : s.params) value = c->params.at(key);  // resolved: the codec's keys hold values
+    s.error_feedback = c->error_feedback;
+    s.seed = cfg.train.seed;
+    any = true;
+  }
+  if (!any) return codecs;
+  if (cfg.parallel.zero == 1)
+    throw UserError("compression applies to the gradient all-reduce; ZeRO-1 (parallel.zero: 1) reduce-scatters, "
+                    "uncompressed: set parallel.zero: 0 or remove the compression section");
+  if (algo == Algorithm::native)
+    throw UserError("compression needs sync.algorithm ring or hierarchical: the library's native all-reduce cannot "
+                    "carry codecs");
+  // The tiers the sync runs at: each level of the hierarchy, or one (the highest the group
+  // spans) for a flat ring. Casts may compress any of them; the others only the top one.
+  std::vector<Tier> levels;
+  if (algo == Algorithm::hierarchical && dp.hierarchy().even && dp.hierarchy().levels.size() > 1) {
+    for (const auto& l : dp.hierarchy().levels) levels.push_back(l.tier);
+  } else {
+    if (dp.size() > 1) levels.push_back(dp.topology().span(dp.members()));
+  }
+  for (Tier t : kAllTiers) {
+    const CodecSpec& s = codecs[t];
+    if (!s.lossy()) continue;
+    std::string key = fmt::format("compression.{}", tier_name(t));
+    if (std::find(levels.begin(), levels.end(), t) == levels.end()) {
+      log::warn("{} has no effect: the data-parallel sync ({}) has no {} step", key, algorithm_name(algo), tier_name(t));
+      continue;
+    }
+    if (!find_codec(s.name)->below_top && t != levels.back()) {
+      std::vector<std::string_view> below;  // the lossy codecs that may run below the top
+      for (const CodecInfo& c : codec_registry())
+        if (c.below_top && c.name != "none") below.push_back(c.name);
+      throw UserError(fmt::format("{}.codec {}: codecs other than {} apply only to the top tier of the data-parallel "
+                                  "sync ({} here); below it use {} or none",
+                                  key, s.name, fmt::join(below, " and "), tier_name(levels.back()),
+                                  fmt::join(below, ", ")));
+    }
+  }
+  return codecs;
+}
+
+Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp) {
+  if (name != "auto") return *algorithm_from_name(name);
+  return dp.hierarchy().levels.size() > 1 ? Algorithm::hierarchical : Algorithm::ring;
+}
+
+std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi) {
+  std::shared_ptr<const Topology> topo;
+  run_phase(MPI_COMM_WORLD, [&] {
+    topo = make_topology(cfg.topology, mpi);
+    if (cfg.device == "cuda") {
+      select_cuda_device(mpi.local_rank());  // one GPU per rank, before any allocation or NCCL
+      ops::set_bf16_matmuls(cfg.precision == "bf16");
+    }
+    ops::set_cpu_async(cfg.device == "cpu-async");
+  });
+  std::optional<Layout> layout;
+  run_phase(MPI_COMM_WORLD, [&] { layout.emplace(make_layout(cfg, mpi, topo)); });
+  layout->comms.set_producer_stream(&ops::compute_stream(compute_device(cfg)));
+  std::unique_ptr<Trainer> t;
+  run_phase(MPI_COMM_WORLD, [&] { t.reset(new Trainer(cfg, opts, mpi, std::move(*layout))); });
+  return t;
+}
+
+Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi, Layout layout)
+    : cfg_(cfg), opts_(opts), mpi_(mpi), layout_(std::move(layout)), pipeline_(cfg, layout_.coord, compute_device(cfg)) {
+  set_blas_threads(blas_threads_for(cfg, mpi));
+  const auto& p = cfg.parallel;
+  Communicator& dp = *layout_.comms.dp;
+  dp.set_chunk_bytes(cfg.sync.chunk.value);
+  sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
+  const Device device = compute_device(cfg);
+  data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed);
+  const StagePlan plan = stage_plan(cfg, layout_.coord);
+  first_stage_ = plan.has_embedding;
+  last_stage_ = plan.has_head;
+  model_ = std::make_unique<GptStage>(cfg.model, plan, pipeline_.micro_batch(), pipeline_.slots(), DType::f32, device);
+  model_->init(cfg.train.seed);
+  if (p.pp > 1) wte_ = model_->params().index("wte");
+  std::vector<FlatRange> owned{{0, model_->params().numel()}};
+  TierCodecs codecs = tier_codecs(cfg, dp, sync_algo_);
+  if (p.dp > 1) {
+    sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero == 1,
+                                       cfg.sync.overlap, codecs, cfg.metrics.compression_error);
+    owned = sync_->owned();
+  }
+  StageHooks hooks;
+  if (p.tp > 1) {
+    // Megatron's f and g: the activations after each row-parallel layer, and the input
+    // gradients before each LayerNorm, summed over the tensor-parallel group.
+    Communicator* tp = layout_.comms.tp.get();
+    tp->set_chunk_bytes(cfg.sync.chunk.value);
+    hooks.tp_all_reduce = [this, tp](const Tensor& t) {
+      double t0 = now_seconds();
+      tp->all_reduce(t.buffer(), ReduceOp::sum, Algorithm::ring);
+      blocking_comm_ += now_seconds() - t0;
+    };
+  }
+  // The tied embedding's gradient is complete only once the first and last stages have
+  // summed theirs, after the schedule; its bucket is released then.
+  if (sync_) hooks.grad_ready = [this](int param) {
+    if (arm_sync_ && !(param == wte_ && layout_.comms.embed)) sync_->grad_ready(param);
+  };
+  layout_.comms.pp->set_chunk_bytes(cfg.sync.chunk.value);
+  model_->set_hooks(hooks);
+  opt_ = std::make_unique<AdamW>(model_->params(), cfg.train, owned);
+  // The gradient norm counts each element of the model once: tensor-parallel shards on
+  // every TP rank but replicated tensors on TP rank 0 only; of the data-parallel replicas,
+  // the one that owns the element (ZeRO-1) or replica 0.
+  // The tied embedding counts on the first stage only.
+  for (const ParamInfo& info : model_->params().infos()) {
+    if (info.shard == Shard::replicated && layout_.coord.tp != 0) continue;
+    if (info.name == "wte" && !first_stage_) continue;
+    for (const FlatRange& o : owned) {
+      if (p.zero == 0 && layout_.coord.dp != 0) break;
+      std::int64_t b = std::max(o.begin, info.offset), e = std::min(o.end, info.offset + info.numel());
+      if (b < e) norm_ranges_.push_back({b, e});
+    }
+  }
+  if (!opts.resume.empty()) {
+    CheckpointState st = load_checkpoint(opts.resume, cfg, *model_, *opt_, data_->tokens());
+    first_step_ = st.steps_done;
+    if (sync_ && sync_->compressed()) {
+      auto saved = load_rank_state(opts.resume, cfg, mpi.rank(), mpi.size());
+      if (!saved || !sync_->restore_codec_state(std::move(*saved)))
+        log::warn("{} was written by another layout or codec set: error-feedback residuals start from zero",
+                  opts.resume);
+    }
+  }
+  flops_per_token_ = model_flops_per_token(cfg.model);
+  peak_flops_ = cfg.metrics.peak_flops > 0 ? cfg.metrics.peak_flops : measure_matmul_flops(device);
+  log_ = std::make_unique<StepLog>(MPI_COMM_WORLD, metrics_.schema(), opts.out, cfg.metrics.flush_every);
+  write_run_attributes();
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::write_run_attributes() {
+  const auto& p = cfg_.parallel;
+  log_->set_attr("config", to_yaml(cfg_));
+  log_->set_attr("version", std::string(FIBERTRAIN_VERSION));
+  log_->set_attr("git_commit", std::string(FIBERTRAIN_GIT_COMMIT));
+  log_->set_attr("world_size", std::int64_t{mpi_.size()});
+  log_->set_attr("layout", fmt::format("tp={} pp={} dp={} order={} microbatches={} schedule={} zero={}", p.tp, p.pp, p.dp,
+                                       p.order, p.microbatches, p.schedule, p.zero));
+  log_->set_attr("bubble_theory", bubble_fraction(p.pp, p.microbatches));
+  log_->set_attr("topology", layout_.topo->describe());
+  log_->set_attr("topology_table", layout_.topo->table());
+  std::vector<std::int64_t> nodes, pods, sites;
+  for (int r = 0; r < mpi_.size(); ++r) {
+    nodes.push_back(layout_.topo->location(r).node);
+    pods.push_back(layout_.topo->location(r).pod);
+    sites.push_back(layout_.topo->location(r).site);
+  }
+  log_->set_attr("rank_node", nodes);
+  log_->set_attr("rank_pod", pods);
+  log_->set_attr("rank_site", sites);
+  log_->set_attr("sync_algorithm", std::string(algorithm_name(sync_algo_)));
+  log_->set_attr("sync_buckets", std::int64_t{sync_ ? sync_->buckets() : 0});
+  if (sync_) log_->set_attr("sync_bucket_elements", sync_->bucket_elements());
+  log_->set_attr("hostnames", mpi_.hostnames());
+  log_->set_attr("start_time", utc_now());
+  log_->set_attr("command", opts_.command);
+  log_->set_attr("data", data_->describe());
+  log_->set_attr("parameters", parameter_count(cfg_.model));
+  log_->set_attr("flops_per_token", static_cast<std::int64_t>(flops_per_token_));
+  log_->set_attr("peak_flops_per_rank", static_cast<std::int64_t>(peak_flops_));
+  log_->set_attr("blas", blas_info());
+  log_->set_attr("first_step", std::int64_t{first_step_});
+  if (!opts_.resume.empty()) log_->set_attr("resumed_from", opts_.resume);
+  // The Slurm job this run is, when it is one.
+  for (const char* var : {"SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES", "SLURM_NTASKS",
+                          "SLURM_NTASKS_PER_NODE", "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME", "SLURM_SUBMIT_DIR"}) {
+    if (const char* v = std::getenv(var)) {
+      std::string name = var;
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+      log_->set_attr(name, std::string(v));
+    }
+  }
+}
+
+void Trainer::train_step(int step, StepStats& s) {
+  const auto& p = cfg_.parallel;
+  const ParamSet& ps = model_->params();
+  ops::zero(ps.flat_grads());
+  if (sync_) sync_->begin_step();
+  blocking_comm_ = 0;
+  PipelineRunner::Times pt = pipeline_.run(step, *model_, *data_, *layout_.comms.pp, [this](bool on) { arm_sync_ = on; });
+  s.forward = pt.forward;
+  s.backward = pt.backward;
+  s.pipeline_wait = pt.wait;
+  s.pipeline = pt.span;
+  s.backward_end = pt.backward_end - s.start;
+  s.exposed += blocking_comm_ + s.pipeline_wait;
+  double t0;
+  if (layout_.comms.embed) {
+    // The tied embedding: the first stage's gradient (from the input) and the last's (from
+    // the head) make one; then data-parallel sync may take its bucket.
+    t0 = now_seconds();
+    layout_.comms.embed->all_reduce(ps.grad(wte_).buffer(), ReduceOp::sum, Algorithm::ring);
+    s.exposed += now_seconds() - t0;
+    if (sync_) sync_->grad_ready(wte_);
+  }
+  if (sync_) {
+    s.exposed += sync_->finish();
+    s.comm = sync_->busy();
+    s.sync_start = sync_->first_start() - s.start;
+    s.compression_error = sync_->compression_error();
+  }
+  t0 = now_seconds();
+  s.grad_norm = global_grad_norm();
+  s.lr = learning_rate(cfg_.train, step);
+  opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
+  if (sync_) s.exposed += sync_->gather_params();
+  s.optimizer = now_seconds() - t0;
+  // The step's loss: every data-parallel replica's mean, averaged (the last stage holds
+  // it; tensor-parallel rank 0 of each replica speaks).
+  double mine = last_stage_ && layout_.coord.tp == 0 ? pt.loss_sum / p.microbatches / p.dp : 0.0;
+  s.loss = sum_over(MPI_COMM_WORLD, mine);
+}
+
+// sqrt of the sum of squares of every gradient element of the model, each counted once
+// (norm_ranges_).
+double Trainer::global_grad_norm() {
+  const ParamSet& ps = model_->params();
+  double mine = 0;
+  for (const FlatRange& r : norm_ranges_) mine += ops::sum_squares(Tensor::view_of(ps.flat_grads(), r.begin, {r.size()}));
+  return std::sqrt(sum_over(MPI_COMM_WORLD, mine));
+}
+
+void Trainer::record_step(const StepStats& s) {
+  const double tokens = static_cast<double>(cfg_.train.batch) * cfg_.model.context;
+  const StepView v = view_step(MPI_COMM_WORLD, s, tokens, flops_per_token_, peak_flops_);
+  const StepRecord r = metrics_.record(v);
+  // For the console and the summary: the slowest rank's exposure and traffic.
+  const double slowest = v.slowest;
+  const double exposed = max_over(MPI_COMM_WORLD, s.exposed);
+  std::array<double, kTiers> tier_bytes{};
+  for (Tier t : kAllTiers)
+    tier_bytes[static_cast<std::size_t>(index(t))] = max_over(MPI_COMM_WORLD, static_cast<double>(s.traffic.wire_at(t)));
+  step_times_.push_back(slowest);
+  log_->record(r);
+  if (mpi_.rank() != 0) return;
+  const int step = s.step;
+  StepLine line{step + 1, cfg_.train.steps, s.loss, s.lr, s.grad_norm, tokens / slowest, slowest, exposed / slowest};
+  log::info("{}", format_step_line(line));
+  if (step - first_step_ >= 2) {  // the first steps warm caches and allocators
+    sum_tokens_per_s_ += line.tokens_per_s;
+    sum_exposed_share_ += line.comm_share;
+    for (std::size_t t = 0; t < kTiers; ++t) sum_tier_bytes_[t] += tier_bytes[t];
+    ++summary_steps_;
+  }
+}
+
+void Trainer::save(int steps_done) {
+  std::string path = cfg_.checkpoint.path;
+  if (auto at = path.find("{step}"); at != std::string::npos) path.replace(at, 6, std::to_string(steps_done));
+  CheckpointState st{steps_done, data_->position(steps_done), data_->tokens()};
+  // One data-parallel replica writes parameters; with ZeRO-1 every replica writes its part
+  // of the optimizer state.
+  // (Tensor-parallel ranks each write their shards; replicated tensors arrive from every TP
+  // rank with the same values.)
+  CheckpointRole role{layout_.coord.dp == 0, cfg_.parallel.zero == 1 || layout_.coord.dp == 0};
+  save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st, sync_ ? sync_->codec_state() : RankState{});
+  log::info("checkpoint: {} (step {})", path, steps_done);
+}
+
+void Trainer::run() {
+  // Per-rank figures known at start-up, as root attributes.
+  auto state = gather_to_root(MPI_COMM_WORLD, {static_cast<double>(opt_->state_bytes())});
+  log_->set_attr("optimizer_state_bytes", std::vector<std::int64_t>(state.begin(), state.end()));
+  auto slots = gather_to_root(MPI_COMM_WORLD, {static_cast<double>(pipeline_.slots())});
+  log_->set_attr("activation_slots", std::vector<std::int64_t>(slots.begin(), slots.end()));
+  if (!log::quiet()) {
+    log::info("fibertrain {}: {} parameters, {} rank{}, {}", FIBERTRAIN_VERSION, format_count(parameter_count(cfg_.model)),
+              mpi_.size(), mpi_.size() == 1 ? "" : "s", data_->describe());
+    if (mpi_.size() > 1) {
+      std::string layout = describe_layout(layout_);
+      log::info("{}", layout.substr(0, layout.find_last_not_of('\n') + 1));
+      log::info("gradient sync: {} over {} bucket{}{}", algorithm_name(sync_algo_), sync_ ? sync_->buckets() : 0,
+                sync_ && sync_->buckets() == 1 ? "" : "s", cfg_.parallel.zero ? ", ZeRO-1" : "");
+    }
+    if (first_step_ > 0) log::info("resuming at step {} from {}", first_step_, opts_.resume);
+  }
+  for (int step = first_step_; step < cfg_.train.steps; ++step) {
+    StepStats s;
+    s.step = step;
+    TrafficSnapshot before = traffic().snapshot();
+    s.start = now_seconds();
+    train_step(step, s);
+    s.step_time = now_seconds() - s.start;
+    s.traffic = traffic().snapshot() - before;
+    if (step % cfg_.metrics.every == 0 || step + 1 == cfg_.train.steps) record_step(s);
+    bool last = step + 1 == cfg_.train.steps;
+    if (!cfg_.checkpoint.path.empty() && !last && cfg_.checkpoint.every > 0 && (step + 1) % cfg_.checkpoint.every == 0)
+      save(step + 1);
+  }
+  log_->flush();
+  if (!cfg_.checkpoint.path.empty()) save(cfg_.train.steps);
+  print_summary();
+}
+
+void Trainer::print_summary() const {
+  if (mpi_.rank() != 0) return;
+  if (summary_steps_ > 0) {
+    std::string tiers;
+    for (Tier t : kAllTiers) {
+      double b = sum_tier_bytes_[static_cast<std::size_t>(index(t))] / summary_steps_;
+      if (b > 0) tiers += fmt::format("{}{} {}B", tiers.empty() ? "" : ", ", tier_name(t), format_count(b));
+    }
+    log::info("summary: {} tok/s, communication exposed {:.1f}% of step time{}", format_count(sum_tokens_per_s_ / summary_steps_),
+              100.0 * sum_exposed_share_ / summary_steps_, tiers.empty() ? "" : "; per rank per step: " + tiers);
+  }
+  if (log_->writes_file()) log::info("step log: {}", opts_.out);
+}
+
+}  // namespace ft

@@ -1,0 +1,98 @@
+// The training loop: schedule -> forward/backward of micro-batches -> gradient sync ->
+// optimizer -> metrics, one optimizer step at a time.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/runtime.h"
+#include "comm/traffic.h"
+#include "models/gpt.h"
+#include "trainer/io/checkpoint.h"
+#include "trainer/io/config.h"
+#include "trainer/io/data.h"
+#include "trainer/loop/grad_sync.h"
+#include "trainer/loop/layout.h"
+#include "trainer/io/metrics.h"
+#include "trainer/loop/optimizer.h"
+#include "trainer/loop/pipeline.h"
+#include "trainer/loop/schedule.h"
+#include "trainer/loop/step_metrics.h"
+
+namespace ft {
+
+struct RunOptions {
+  std::string out;      // HDF5 step log ("" = none)
+  std::string resume;   // checkpoint to resume from ("" = fresh start)
+  std::string command;  // the command line, for the log's attributes
+};
+
+class Trainer {
+ public:
+  // Collective: builds the topology and communicators, then everything else; a user error
+  // on any rank stops every rank (JobStopped).
+  static std::unique_ptr<Trainer> create(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi);
+  ~Trainer();
+  // Collective: trains cfg.train.steps steps (from the resumed step), logs, checkpoints.
+  void run();
+
+  const Layout& layout() const { return layout_; }
+  // Each logged step's slowest-rank step time (every rank).
+  const std::vector<double>& step_times() const { return step_times_; }
+  double peak_flops() const { return peak_flops_; }
+  double flops_per_token() const { return flops_per_token_; }
+
+ private:
+  Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi, Layout layout);
+  void write_run_attributes();
+  void train_step(int step, StepStats& s);
+  void record_step(const StepStats& s);
+  double global_grad_norm();
+  void save(int steps_done);
+  void print_summary() const;
+
+  Config cfg_;
+  RunOptions opts_;
+  const MpiRuntime& mpi_;
+  Layout layout_;
+  Algorithm sync_algo_ = Algorithm::ring;
+  PipelineRunner pipeline_;
+  std::unique_ptr<BatchSource> data_;
+  std::unique_ptr<GptStage> model_;
+  std::unique_ptr<GradSync> sync_;  // when dp > 1
+  bool arm_sync_ = false;           // during the last micro-batch's backward
+  double blocking_comm_ = 0;        // seconds the compute thread spent in TP/PP communication this step
+  // Flat ranges whose squares count towards the global gradient norm on this rank: each
+  // gradient element of the model counted exactly once across the job.
+  std::vector<FlatRange> norm_ranges_;
+  std::unique_ptr<AdamW> opt_;
+  StepMetrics metrics_;
+  std::unique_ptr<StepLog> log_;
+  bool first_stage_ = true, last_stage_ = true;
+  int wte_ = -1;  // the tied embedding's parameter index, summed across stages when pp > 1
+  int first_step_ = 0;
+  double flops_per_token_ = 0;
+  double peak_flops_ = 0;
+  std::vector<double> step_times_;
+  // For the summary (rank 0).
+  double sum_tokens_per_s_ = 0, sum_exposed_share_ = 0;
+  std::array<double, kTiers> sum_tier_bytes_{};
+  int summary_steps_ = 0;
+};
+
+// Model FLOPs per trained token: 6 N (forward + backward of every parameter's multiply-add)
+// plus 12 L T C for the attention score and value products (PaLM's formula; the kernels
+// compute the full T x T block).
+double model_flops_per_token(const ModelConfig& m);
+std::int64_t parameter_count(const ModelConfig& m);
+
+// The DP sync algorithm sync.algorithm names; auto = hierarchical when the DP group spans
+// several tiers, else ring.
+Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp);
+
+// The compression section as per-tier codecs for the DP sync; throws UserError for what
+// cannot run (a non-cast codec below the top tier, ZeRO-1, native sync).
+TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo);
+
+}  // namespace ft
