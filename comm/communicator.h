@@ -1,12 +1,13 @@
 // A communicator over one group of ranks (TP, PP, DP or the world). It offers the backend
 // library's own collectives ("native") and fibertrain's ring and hierarchical algorithms,
-// written once here over a few point-to-point primitives that each backend (MPI on host
-// memory, NCCL on device memory) implements. Only these algorithms can be counted and
-// paced message by message.
+// written once here (ring.cpp, compressed.cpp) over the point-to-point exchanges of a
+// Transport (transport.h: MPI on host memory, NCCL on device memory). Only these
+// algorithms can be counted and paced message by message; codecs (codec.h) plug into the
+// hierarchy's levels.
 //
 // Operations on one communicator run in the order they are issued. Asynchronous ones run on
-// the communicator's worker thread; a blocking call issued while asynchronous work is
-// pending waits for it first, so every rank sees the same order.
+// its WorkQueue (work_queue.h); a blocking call issued while asynchronous work is pending
+// waits for it first, so every rank sees the same order.
 //
 // Ordering with compute (comm/stream.h), the one rule of every path (MPI staging through
 // the host, NCCL's streams, the worker thread, tensor-parallel hooks, pipeline sends and
@@ -25,15 +26,11 @@
 // waits for E, sums the bucket -> the trainer waits for the Work, then issues the optimizer.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "comm/compression.h"
@@ -43,6 +40,8 @@
 #include "comm/stream.h"
 #include "comm/topology.h"
 #include "comm/traffic.h"
+#include "comm/transport.h"
+#include "comm/work_queue.h"
 
 namespace ft {
 
@@ -51,29 +50,12 @@ enum class Algorithm { native, ring, hierarchical };
 std::string_view algorithm_name(Algorithm a);
 std::optional<Algorithm> algorithm_from_name(std::string_view name);
 
-
-// A handle on asynchronous work: wait() blocks until it finished and rethrows its error.
-class Work {
- public:
-  Work() = default;
-  void wait() const;
-  bool done() const;
-  // steady_clock seconds since the epoch of now_seconds(), for overlap measurements.
-  double started() const;
-  double finished() const;
-
- private:
-  friend class Communicator;
-  struct State;
-  std::shared_ptr<State> state_;
-};
-
-double now_seconds();
-
 class Communicator {
  public:
-  // `members` are the group's world ranks by group rank; this process is `rank` among them.
-  Communicator(std::shared_ptr<const Topology> topo, std::vector<int> members, int rank, Traffic kind);
+  // `members` are the group's world ranks by group rank; this process is `rank` among them;
+  // `transport` moves its bytes.
+  Communicator(std::shared_ptr<const Topology> topo, std::vector<int> members, int rank, Traffic kind,
+               std::unique_ptr<Transport> transport);
   virtual ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -84,6 +66,7 @@ class Communicator {
   Traffic kind() const { return kind_; }
   const Topology& topology() const { return *topo_; }
   const std::shared_ptr<const Topology>& shared_topology() const { return topo_; }
+  const Transport& transport() const { return *transport_; }
   // The tier a message from this rank to group rank `peer` crosses.
   Tier tier_to(int peer) const { return topo_->tier(members_[static_cast<std::size_t>(rank_)], members_[static_cast<std::size_t>(peer)]); }
   // Ring and hierarchical transfers are pipelined in chunks of this many bytes.
@@ -105,8 +88,8 @@ class Communicator {
   void all_gather(Buffer buf, Algorithm algo);
   // An all-reduce of fp32 `buf` whose tiers carry what `codecs` says (see codec.h).
   // `tensors` lists buf's tensors (offsets, rows, cols; cols = 0 for vectors). Casts may
-  // compress any level; the other codecs only the top one, and PowerSGD there makes the
-  // levels below split at tensor boundaries so that its level holds whole matrices.
+  // compress any level; the other codecs only the top one, and a codec that needs whole
+  // matrices there makes the levels below split at tensor boundaries.
   void all_reduce_compressed(Buffer buf, ReduceOp op, Algorithm algo, BucketCodecs& codecs,
                              const std::vector<Matrix>& tensors);
   // This rank's part of an n-element buffer: segment(n, size, rank) for native and ring;
@@ -117,9 +100,8 @@ class Communicator {
   // Point to point, counted and paced like the ring's messages. send() snapshots `buf` and
   // queues the transfer on the worker, so the caller never blocks on its peer; like an
   // asynchronous device copy, `buf` must stay allocated until the compute issued before
-  // send() has run (tensors the model owns do); recv()
-  // blocks the caller at once, bypassing queued work (a pair's messages still arrive in
-  // the order sent).
+  // send() has run (tensors the model owns do); recv() blocks the caller at once, bypassing
+  // queued work (a pair's messages still arrive in the order sent).
   Work send(Buffer buf, int peer);
   void recv(Buffer buf, int peer);
 
@@ -129,57 +111,13 @@ class Communicator {
   // Blocks until every issued operation has finished.
   void synchronize();
 
- protected:
-  // ---- backend primitives ----
-  virtual void native_all_reduce(Buffer buf) = 0;  // sum
-  virtual void native_reduce_scatter(Buffer buf) = 0;  // sum; result at segment(n, size, rank)
-  virtual void native_all_gather(Buffer buf) = 0;      // each rank's segment(n, size, rank)
-  virtual void native_broadcast(Buffer buf, int root) = 0;
-  virtual void native_barrier() = 0;
-  // Starts sending `send` to `to` while receiving `recv` from `from` (either may be empty);
-  // returns a ticket for finish_exchange. `beside_queue`: a receive the caller issues while
-  // the worker may be sending (recv()); it must not wait behind the worker's transfers,
-  // whose peers may be waiting for this very receive.
-  virtual int start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue = false) = 0;
-  virtual void finish_exchange(int ticket) = 0;
-  // dst += src, element-wise, on the buffers' device.
-  virtual void local_add(Buffer dst, Buffer src) = 0;
-  virtual void local_scale(Buffer buf, double factor) = 0;
-  // dst = convert(src), or dst += convert(src) when `add`: between fp32 and fp16/bf16
-  // (round to nearest even; fp16 clamps at +-65504).
-  virtual void local_convert(Buffer dst, Buffer src, bool add) = 0;
-  // Copies bytes between host memory and a buffer on `device` (or host to host).
-  virtual void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) = 0;
-  // Whether collectives may be given device buffers directly (NCCL); the others run them
-  // through host copies.
-  virtual bool takes_device_buffers() const { return false; }
-  // Orders what this backend does next after `ready` (rule 1 above): the host waits for it
-  // (MPI), or the backend's streams do (NCCL).
-  virtual void wait_ready(const Event& ready) { ready.synchronize(); }
-  // After each operation: a device backend waits for its own stream's work (rule 2).
-  virtual void end_op() {}
-  // Scratch of at least `bytes` on the buffers' device, kept for reuse; each slot is one
-  // buffer (kScratchLanding: the ring's incoming chunks).
-  static constexpr int kScratchLanding = 0, kScratchStaging = 1, kScratchCodec = 2, kScratchHost = 3,
-                       kScratchRecv = 4, kScratchSlots = 5;
-  virtual Buffer scratch(int slot, std::size_t bytes, DType dtype) = 0;
-  // A communicator over a subset of this group (collective over the group): members with
-  // the same `color` form one, ordered by `key`.
-  virtual std::unique_ptr<Communicator> split(int color, int key, std::vector<int> members) = 0;
-
-  // The worker (thread or stream) that asynchronous work runs on has started.
-  bool worker_started() const { return worker_.joinable(); }
-  // Stops the worker; derived destructors call it before their resources go.
-  void stop_worker();
-
- public:
   // Collective over the group: creates the sub-communicators of the hierarchy's levels.
   // Needed before the first hierarchical all-reduce over a group spanning several tiers.
   void prepare_hierarchy();
 
  private:
-  void run_ordered(const std::function<void()>& fn);
-  void worker_loop();
+  // The reduce-scatter (`reduce`), all-gather (`gather`) or both (all-reduce) of `algo`.
+  void collective(Buffer buf, bool reduce, bool gather, ReduceOp op, Algorithm algo);
   // In place over `buf`: afterwards segment `rank` holds the reduced sum (the other
   // segments hold partial sums).
   void ring_reduce_scatter_inplace(Buffer buf);
@@ -201,13 +139,6 @@ class Communicator {
   // Runs `body` in issue order, after the producer's work issued before it: inline on the
   // worker (whose queued item waited already), else after pending work.
   void ordered(const std::function<void()>& body);
-  // An event on the producer stream marking the work issued so far (none without one).
-  Event record_ready() const;
-  // A copy of `buf` on its device, taken on the producer stream in issue order.
-  std::shared_ptr<void> snapshot(Buffer buf) const;
-  // Runs `fn` on `buf`, or on a copy of it where this backend works (host for MPI, device
-  // for NCCL), copied back after when `write_back`; `slot` names the scratch the copy uses.
-  void on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn, bool write_back = true);
   // Counts a message (wire bytes, and the logical bytes they stand for) and reserves its
   // emulated link; returns its release time (0: none).
   std::int64_t count_and_reserve(Tier tier, std::size_t wire_bytes, std::size_t logical_bytes);
@@ -216,20 +147,13 @@ class Communicator {
   std::vector<int> members_;
   int rank_;
   Traffic kind_;
+  std::unique_ptr<Transport> transport_;
   std::size_t chunk_bytes_ = std::size_t{1} << 20;
   HierarchyPlan plan_;
   std::shared_ptr<Pacer> pacer_;
-  Stream* producer_ = nullptr;
   std::vector<std::unique_ptr<Communicator>> levels_;  // one per hierarchy level, lowest first
   bool warned_uneven_ = false;
-
-  // The worker: started on first use.
-  std::thread worker_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<std::pair<std::function<void()>, std::shared_ptr<Work::State>>> queue_;
-  std::size_t in_flight_ = 0;
-  bool stopping_ = false;
+  WorkQueue queue_;  // last: its thread stops before the members its work uses go
 };
 
 }  // namespace ft

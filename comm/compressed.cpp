@@ -34,9 +34,9 @@ class Communicator::LevelRing final : public TierRing {
     c_.ring_phase(buf, true, wire, cuts);
   }
   void all_gather(Buffer buf, Wire wire) override { c_.ring_phase(buf, false, wire); }
-  Buffer scratch(std::size_t bytes, DType dtype) override { return c_.scratch(kScratchCodec, bytes, dtype); }
+  Buffer scratch(std::size_t bytes, DType dtype) override { return c_.transport_->scratch(Transport::kScratchCodec, bytes, dtype); }
   void copy(void* dst, const void* src, std::size_t bytes, Device device) override {
-    c_.copy_bytes(dst, src, bytes, device);
+    c_.transport_->copy_bytes(dst, src, bytes, device);
   }
   void codec_time(double seconds) override { traffic().codec(tier_, seconds); }
 
@@ -86,7 +86,7 @@ Segment aligned_segment(std::size_t n, int p, int i, const std::vector<std::size
 void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm algo, BucketCodecs& codecs,
                                          const std::vector<Matrix>& tensors) {
   if (whole.dtype != DType::f32) throw std::invalid_argument("compressed all-reduce takes fp32 buffers");
-  ordered([&] { on_backend_memory(whole, kScratchHost, [&](Buffer buf) {
+  ordered([&] { transport_->on_backend_memory(whole, Transport::kScratchHost, [&](Buffer buf) {
     if (buf.count == 0 || size() == 1) return;
     // The levels: the hierarchy's, or this whole group as one level at the highest tier it spans.
     std::vector<std::pair<Communicator*, Tier>> levels;
@@ -109,11 +109,11 @@ void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm al
         // Below the top only casts run: what this member sends is rounded, with error
         // feedback kept on the host; device data makes a round trip.
         std::vector<float> x(region.count);
-        copy_bytes(x.data(), region.data, region.bytes(), region.device);
+        transport_->copy_bytes(x.data(), region.data, region.bytes(), region.device);
         double c0 = now_seconds();
         codec.prepare(x.data(), x.size());
         traffic().codec(tier, now_seconds() - c0);
-        copy_bytes(region.data, x.data(), region.bytes(), region.device);
+        transport_->copy_bytes(region.data, x.data(), region.bytes(), region.device);
       }
       std::vector<std::size_t> local = cuts.empty() ? cuts : cuts_within(cuts, offset, region.count);
       comm->ring_phase(region, true, Wire{codec.wire()}, cuts.empty() ? nullptr : &local);
@@ -136,7 +136,7 @@ void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm al
       std::vector<std::size_t> local = cuts.empty() ? cuts : cuts_within(cuts, regions.back().second, regions.back().first.count);
       comm->ring_phase(regions.back().first, false, Wire{codecs.codec(tier).wire()}, cuts.empty() ? nullptr : &local);
     }
-    if (op == ReduceOp::avg) local_scale(buf, 1.0 / size());
+    if (op == ReduceOp::avg) transport_->scale(buf, 1.0 / size());
   }); });
 }
 

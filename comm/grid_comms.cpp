@@ -2,9 +2,9 @@
 #include <algorithm>
 
 #include "comm/grid.h"
-#include "comm/mpi_communicator.h"
+#include "comm/grid_comms.h"
 #ifdef FIBERTRAIN_CUDA
-#include "comm/nccl_communicator.h"
+#include "comm/nccl_transport.h"
 #endif
 
 namespace ft {
@@ -20,13 +20,17 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   std::vector<int> all(static_cast<std::size_t>(world));
   for (int r = 0; r < world; ++r) all[static_cast<std::size_t>(r)] = r;
-  auto backend = [&](std::unique_ptr<MpiCommunicator> mpi) -> std::unique_ptr<Communicator> {
+  // A group of the world's ranks with the same `color`, ordered by `key`, over MPI or NCCL.
+  auto group = [&](int color, int key, std::vector<int> members, Traffic kind) -> std::unique_ptr<Communicator> {
+    auto mpi = std::make_unique<MpiTransport>(MPI_COMM_WORLD, color, key);
+    std::unique_ptr<Transport> transport;
 #ifdef FIBERTRAIN_CUDA
-    if (nccl) return std::make_unique<NcclCommunicator>(std::move(mpi));
+    if (nccl) transport = std::make_unique<NcclTransport>(std::move(mpi));
 #else
     if (nccl) throw std::logic_error("NCCL requested in a build without CUDA");
 #endif
-    return mpi;
+    if (!transport) transport = std::move(mpi);
+    return std::make_unique<Communicator>(topo, std::move(members), key, kind, std::move(transport));
   };
 #ifdef FIBERTRAIN_CUDA
   if (nccl) {  // before any communicator exists, so that every rank stops with the one message
@@ -44,7 +48,7 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
     std::vector<int> members = grid.group(d, rank);
     int key = grid.coord(rank)[d];
     int color = *std::min_element(members.begin(), members.end());
-    return backend(std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, color, key, members, topo, kind));
+    return group(color, key, members, kind);
   };
   c.tp = make(Dim::tp, Traffic::tp);
   c.pp = make(Dim::pp, Traffic::pp);
@@ -57,8 +61,7 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
       first_c.pp = 0;
       last_c.pp = last;
       std::vector<int> members = {grid.rank(first_c), grid.rank(last_c)};
-      c.embed = backend(std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, members[0], me.pp == 0 ? 0 : 1, members, topo,
-                                                          Traffic::pp));
+      c.embed = group(members[0], me.pp == 0 ? 0 : 1, members, Traffic::pp);
     } else {
       MPI_Comm none;  // the split is collective over the world; middle stages take no part
       MPI_Comm_split(MPI_COMM_WORLD, MPI_UNDEFINED, rank, &none);

@@ -49,8 +49,7 @@ Pacer::Pacer(std::shared_ptr<const Topology> topo, LinkSpecs links, std::atomic<
       keep_(std::move(keep)) {}
 
 std::size_t Pacer::link_of(int from, Tier tier) const {
-  const Location& l = topo_->location(from);
-  int unit = tier == Tier::inter_site ? l.site : tier == Tier::inter_pod ? l.pod : l.node;
+  const int unit = topo_->uplink(from, tier);
   return static_cast<std::size_t>(index(tier)) * static_cast<std::size_t>(topo_->world()) + static_cast<std::size_t>(unit);
 }
 
@@ -87,9 +86,8 @@ std::shared_ptr<Pacer> Pacer::create(MPI_Comm world, std::shared_ptr<const Topol
   const std::size_t entries = static_cast<std::size_t>(kTiers) * static_cast<std::size_t>(size);
   std::vector<std::set<int>> behind(entries);
   for (int r = 0; r < size; ++r) {
-    const Location& l = topo->location(r);
     for (Tier t : kAllTiers) {
-      int unit = t == Tier::inter_site ? l.site : t == Tier::inter_pod ? l.pod : l.node;
+      const int unit = topo->uplink(r, t);
       behind[static_cast<std::size_t>(index(t)) * static_cast<std::size_t>(size) + static_cast<std::size_t>(unit)].insert(
           machine_of[static_cast<std::size_t>(r)]);
     }

@@ -24,8 +24,8 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
   // Reduce-scatter: step s sends segment r-1-s and receives r-2-s, so that rank r ends with
   // the full sum of segment r. All-gather: sends r-s, receives r-1-s into place.
   const int shift = reduce ? 1 : 0;
-  Buffer landing = reduce || cast ? scratch(kScratchLanding, 2 * chunk * wsize, wire.dtype) : Buffer{};
-  Buffer staging = cast ? scratch(kScratchStaging, 2 * chunk * wsize, wire.dtype) : Buffer{};
+  Buffer landing = reduce || cast ? transport_->scratch(Transport::kScratchLanding, 2 * chunk * wsize, wire.dtype) : Buffer{};
+  Buffer staging = cast ? transport_->scratch(Transport::kScratchStaging, 2 * chunk * wsize, wire.dtype) : Buffer{};
   auto seg = [&](int i) { return cuts ? aligned_segment(buf.count, p, i, *cuts) : segment(buf.count, p, i); };
   const double t0 = now_seconds();
   if (cast && !reduce) {
@@ -35,8 +35,8 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
     for (std::size_t off = 0; off < own.count; off += chunk) {
       Buffer part = buf.slice(own.offset + off, std::min(chunk, own.count - off));
       Buffer wired = staging.slice(0, part.count);
-      local_convert(wired, part, false);
-      local_convert(part, wired, false);
+      transport_->convert(wired, part, false);
+      transport_->convert(part, wired, false);
     }
   }
   for (int s = 0; s < p - 1; ++s) {
@@ -70,29 +70,29 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
       if (cast && send.count) {
         Buffer staged = wire_slot(staging, i, send.count);
         double c0 = now_seconds();
-        local_convert(staged, send, false);
+        transport_->convert(staged, send, false);
         traffic().codec(tier, now_seconds() - c0);
         send = staged;
       }
       Buffer recv = in_part(i);
       if ((reduce || cast) && recv.count) recv = wire_slot(landing, i, recv.count);
       if (i < n_out) Pacer::wait_until(release[i]);
-      return start_exchange(send, send.count ? next : -1, recv, i < n_in ? prev : -1);
+      return transport_->start_exchange(send, send.count ? next : -1, recv, i < n_in ? prev : -1);
     };
     int tickets[2] = {-1, -1};
     if (n > 0) tickets[0] = start(0);
     for (std::size_t i = 0; i < n; ++i) {
       if (i + 1 < n) tickets[(i + 1) % 2] = start(i + 1);
-      finish_exchange(tickets[i % 2]);
+      transport_->finish_exchange(tickets[i % 2]);
       Buffer dst = in_part(i);
       if (!dst.count || !(reduce || cast)) continue;
       Buffer arrived = wire_slot(landing, i, dst.count);
       if (cast) {
         double c0 = now_seconds();
-        local_convert(dst, arrived, reduce);
+        transport_->convert(dst, arrived, reduce);
         traffic().codec(tier, now_seconds() - c0);
       } else {
-        local_add(dst, arrived);
+        transport_->add(dst, arrived);
       }
     }
   }
@@ -113,9 +113,12 @@ void Communicator::prepare_hierarchy() {
     std::sort(keyed.begin(), keyed.end());
     std::vector<int> sub_members;
     for (const auto& [key, world] : keyed) sub_members.push_back(world);
-    levels_.push_back(split(color, level.key[static_cast<std::size_t>(rank_)], std::move(sub_members)));
+    const int key = level.key[static_cast<std::size_t>(rank_)];
+    levels_.push_back(
+        std::make_unique<Communicator>(topo_, std::move(sub_members), key, kind_, transport_->split(color, key)));
     levels_.back()->set_chunk_bytes(chunk_bytes_);
     levels_.back()->set_pacer(pacer_);
+    levels_.back()->set_producer_stream(transport_->producer());
   }
 }
 

@@ -106,6 +106,11 @@ Tier Topology::span(const std::vector<int>& ranks) const {
   return top;
 }
 
+int Topology::uplink(int rank, Tier tier) const {
+  const Location& l = location(rank);
+  return tier == Tier::inter_site ? l.site : tier == Tier::inter_pod ? l.pod : l.node;
+}
+
 std::string Topology::describe() const {
   // Counts of each unit's children; "a x b" when they are all equal, else a range.
   auto spread = [](const std::vector<std::set<int>>& children) {

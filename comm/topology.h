@@ -56,6 +56,9 @@ class Topology {
   // The highest tier between any two of `ranks` (tiers nest, so the first rank's to each
   // other rank's is enough); intra_node for fewer than two.
   Tier span(const std::vector<int>& ranks) const;
+  // The unit whose uplink a message from `rank` at `tier` leaves by: its node's (intra and
+  // inter node), its pod's or its site's; a job-wide index of that unit.
+  int uplink(int rank, Tier tier) const;
   int nodes() const { return nodes_; }
   int pods() const { return pods_; }
   int sites() const { return sites_; }

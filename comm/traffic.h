@@ -19,9 +19,9 @@ inline constexpr int kTrafficKinds = 4;
 std::string_view traffic_name(Traffic k);
 
 struct TrafficSnapshot {
-  std::array<std::array<std::uint64_t, kTiers>, kTrafficKinds> logical{}, wire{}, messages{};
-  std::array<double, kTiers> busy{};                       // seconds
-  std::array<double, kTiers> codec{};                      // seconds encoding and decoding
+  std::array<PerTier<std::uint64_t>, kTrafficKinds> logical{}, wire{}, messages{};
+  PerTier<double> busy{};                                   // seconds
+  PerTier<double> codec{};                                  // seconds encoding and decoding
   std::array<std::uint64_t, kTrafficKinds> native_bytes{};  // payload of the MPI/NCCL library's own collectives
 
   std::uint64_t logical_at(Tier t) const;  // summed over kinds
@@ -39,8 +39,8 @@ class TrafficCounters {
   TrafficSnapshot snapshot() const;
 
  private:
-  std::array<std::array<std::atomic<std::uint64_t>, kTiers>, kTrafficKinds> logical_{}, wire_{}, messages_{};
-  std::array<std::atomic<double>, kTiers> busy_{}, codec_{};
+  std::array<PerTier<std::atomic<std::uint64_t>>, kTrafficKinds> logical_{}, wire_{}, messages_{};
+  PerTier<std::atomic<double>> busy_{}, codec_{};
   std::array<std::atomic<std::uint64_t>, kTrafficKinds> native_{};
 };
 

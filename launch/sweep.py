@@ -49,7 +49,7 @@ def main():
     p.add_argument("--config", required=True)
     p.add_argument("--ranks", type=int, required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--tier", default="inter_node", choices=["intra_node", "inter_node", "inter_pod", "inter_site"])
+    p.add_argument("--tier", default="inter_node", help="the tier whose link is swept (fibertrain checks the name)")
     p.add_argument("--bandwidths", required=True, help="comma-separated rates, e.g. 100Mbit,1Gbit")
     p.add_argument("--latency", default="0", help="latency of the swept link (default 0)")
     p.add_argument("--codecs", default="none", help="comma-separated codecs of the swept tier")

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "models/ops.h"
-#include "models/rng.h"
+#include "comm/rng.h"
 
 namespace ft {
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "comm/codec.h"
+#include "comm/rng.h"
 
 namespace ft {
 namespace {
@@ -69,10 +70,7 @@ class PowerSgd final : public Codec {
       q.resize(m.cols * r);
       // Counter-based normal draws: every rank starts from the same Q.
       for (std::size_t j = 0; j < q.size(); ++j) {
-        std::uint64_t z = spec().seed * 0x9e3779b97f4a7c15ull + (i << 32) + j;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
+        const std::uint64_t z = rng::mix((spec().seed - 1) * 0x9e3779b97f4a7c15ull + (i << 32) + j);
         double u1 = (static_cast<double>(z >> 11) + 0.5) * 0x1.0p-53;
         double u2 = (static_cast<double>((z * 0x2545f4914f6cdd1dull) >> 11) + 0.5) * 0x1.0p-53;
         q[j] = static_cast<float>(std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2));

@@ -10,15 +10,18 @@ emulated transfer of the next, which saves at most one chunk's real copy (~3% of
 1 Gbit here); the rest is CPU contention among 8 ranks on 2 cores.
 
 Latency: 4 KiB messages cost almost nothing on the wire, so their time grows by latency x
-steps when latency is emulated (checked within 25%, or 1 ms)."""
+steps when latency is emulated (checked within 25%, or 1 ms). A millisecond is within the
+scheduling noise of 8 ranks on 2 cores, in either run of the pair, so the pair is measured
+up to three times and the closest attempt counts: a latency that is
+missing (0 ms added) or applied per chunk or per rank (a multiple) fails every attempt."""
 from ftest import check, finish, run
 
 TOPO = ["--set", "topology.ranks_per_node=2", "--set", "topology.nodes_per_pod=2"]
 
 
-def bench(link):
-    args = ["bench", "collectives", *TOPO, "--algos", "hierarchical", "--min", "4KiB", "--max", "16MiB",
-            "--factor", "4096", "--warmup", "1", "--iters", "3"]
+def bench(link, sizes=("4KiB", "16MiB"), iters=3):
+    args = ["bench", "collectives", *TOPO, "--algos", "hierarchical", "--min", sizes[0], "--max", sizes[-1],
+            "--factor", "4096", "--warmup", "1", "--iters", str(iters)]
     if link:
         args += ["--set", f"links.inter_pod={link}"]
     p = run(args, ranks=8)
@@ -28,7 +31,7 @@ def bench(link):
         f = line.split()
         if len(f) == 11 and f[0].isdigit():
             rows[int(f[0])] = {"time": float(f[3]) * 1e-6, "inter_pod": float(f[8]), "ok": f[10] == "yes"}
-    check(set(rows) == {4096, 16 << 20}, f"rows {sorted(rows)}")
+    check(set(rows) == ({4096, 16 << 20} if len(sizes) == 2 else {4096}), f"rows {sorted(rows)}")
     check(all(r["ok"] for r in rows.values()), "results check")
     return rows
 
@@ -44,8 +47,17 @@ for rate_bits, latency in ((200e6, 0.0), (1e9, 0.0), (1e9, 0.002)):
     print(f"{link}: 16 MiB measured {big['time'] * 1e3:.1f} ms, model {model * 1e3:.1f} ms ({err * 100:.1f}%)")
     check(err <= 0.10, f"{link}: measured {big['time']:.4f} s vs model {model:.4f} s")
     if latency:
-        added = rows[4096]["time"] - base[4096]["time"]
-        print(f"{link}: 4 KiB took {added * 1e3:.2f} ms longer than without the link")
-        check(abs(added - 2 * latency) <= max(0.25 * 2 * latency, 0.001),
+        tolerance = max(0.25 * 2 * latency, 0.001)
+        attempts = []
+        for _ in range(3):
+            small = ("4KiB",)
+            added = bench(link, small)[4096]["time"] - bench(None, small)[4096]["time"]
+            attempts.append(added)
+            if abs(added - 2 * latency) <= tolerance:
+                break
+        added = min(attempts, key=lambda a: abs(a - 2 * latency))
+        print(f"{link}: 4 KiB took {added * 1e3:.2f} ms longer than without the link "
+              f"(attempts: {', '.join(f'{a * 1e3:.2f}' for a in attempts)} ms)")
+        check(abs(added - 2 * latency) <= tolerance,
               f"latency per message: 4 KiB grew by {added:.4f} s, expected {2 * latency:.4f} s")
 finish()

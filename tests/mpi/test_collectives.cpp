@@ -8,7 +8,7 @@
 
 #include <numeric>
 
-#include "comm/mpi_communicator.h"
+#include "comm/mpi_transport.h"
 #include "tests/mpi/mpi_world.h"
 
 namespace ft {

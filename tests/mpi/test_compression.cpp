@@ -10,7 +10,7 @@
 #include <numeric>
 #include <random>
 
-#include "comm/mpi_communicator.h"
+#include "comm/mpi_transport.h"
 #include "tests/mpi/mpi_world.h"
 
 namespace ft {

@@ -5,7 +5,7 @@
 
 #include <numeric>
 
-#include "comm/mpi_communicator.h"
+#include "comm/mpi_transport.h"
 #include "comm/runtime.h"
 
 namespace ft {

@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 
 #include "comm/error.h"
-#include "models/rng.h"
+#include "comm/rng.h"
 
 namespace ft {
 namespace {

@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "comm/grid.h"
-#include "comm/mpi_communicator.h"
+#include "comm/grid_comms.h"
 #include "comm/runtime.h"
 #include "comm/topology.h"
 #include "trainer/io/config.h"

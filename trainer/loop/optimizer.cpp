@@ -31,11 +31,11 @@ AdamW::AdamW(const ParamSet& params, const TrainConfig& cfg, std::vector<FlatRan
       if (b >= e) continue;
       bool decay = p.kind == ParamKind::matrix || (p.kind == ParamKind::embedding && cfg.decay_embeddings);
       std::int64_t at = state + (b - r.begin);
-      if (!segments_.empty() && segments_.back().decay == decay && segments_.back().end == b &&
-          segments_.back().state + (b - segments_.back().begin) == at)
-        segments_.back().end = e;  // merge neighbours with the same rule
+      if (!updates_.empty() && updates_.back().decay == decay && updates_.back().range.end == b &&
+          updates_.back().state + (b - updates_.back().range.begin) == at)
+        updates_.back().range.end = e;  // merge neighbours with the same rule
       else
-        segments_.push_back({b, e, at, decay});
+        updates_.push_back({{b, e}, at, decay});
     }
     state += r.size();
   }
@@ -48,8 +48,8 @@ void AdamW::step(const ParamSet& params, double lr, double grad_scale) {
   ++t_;
   double c1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t_));
   double c2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t_));
-  for (const Segment& s : segments_)
-    ops::adamw_update(params.flat_values(), params.flat_grads(), m_, v_, s.begin, s.end - s.begin, lr, cfg_.beta1,
+  for (const Update& s : updates_)
+    ops::adamw_update(params.flat_values(), params.flat_grads(), m_, v_, s.range.begin, s.range.size(), lr, cfg_.beta1,
                       cfg_.beta2, cfg_.eps, s.decay ? cfg_.weight_decay : 0.0, c1, c2, grad_scale, s.state);
 }
 

@@ -42,15 +42,17 @@ class AdamW {
   std::int64_t state_bytes() const { return static_cast<std::int64_t>(m_.bytes() + v_.bytes()); }
 
  private:
-  struct Segment {
-    std::int64_t begin, end;  // flat buffer range
-    std::int64_t state;       // its offset in m and v
+  // A run of elements updated alike: its flat range, where it sits in m and v, and
+  // whether weight decay applies.
+  struct Update {
+    FlatRange range;
+    std::int64_t state;
     bool decay;
   };
   TrainConfig cfg_;
   std::vector<FlatRange> owned_;
   std::vector<std::int64_t> state_offsets_;
-  std::vector<Segment> segments_;
+  std::vector<Update> updates_;
   Tensor m_, v_;
   std::int64_t t_ = 0;
 };

@@ -1,4 +1,4 @@
-#include "comm/mpi_communicator.h"
+#include "comm/mpi_transport.h"
 
 #include <time.h>
 
@@ -11,7 +11,6 @@
 #ifdef FIBERTRAIN_CUDA
 #include "comm/cuda/buffer_ops.h"
 #endif
-#include "comm/grid.h"
 
 namespace ft {
 namespace {
@@ -35,13 +34,13 @@ void check_host(Buffer b) {
   if (b.count && b.device != Device::cpu) throw std::logic_error("MPI communicator given a device buffer");
 }
 
-template <class T> void add(void* dst, const void* src, std::size_t n) {
+template <class T> void add_elements(void* dst, const void* src, std::size_t n) {
   T* d = static_cast<T*>(dst);
   const T* s = static_cast<const T*>(src);
   for (std::size_t i = 0; i < n; ++i) d[i] += s[i];
 }
 
-template <class T> void scale(void* buf, std::size_t n, double f) {
+template <class T> void scale_elements(void* buf, std::size_t n, double f) {
   T* d = static_cast<T*>(buf);
   for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<T>(d[i] * f);
 }
@@ -72,30 +71,26 @@ int count_of(std::size_t n) {
 
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MPI_Comm parent, int color, int key, std::vector<int> members,
-                                 std::shared_ptr<const Topology> topo, Traffic kind)
-    : Communicator(std::move(topo), std::move(members), key, kind),
-      scratch_(kScratchSlots),
-      scratch_bytes_(kScratchSlots, 0) {
+MpiTransport::MpiTransport(MPI_Comm parent, int color, int key)
+    : scratch_(kScratchSlots), scratch_bytes_(kScratchSlots, 0) {
   MPI_Comm_split(parent, color, key, &comm_);
-  int r = 0;
-  MPI_Comm_rank(comm_, &r);
-  if (r != key) throw std::logic_error("MPI_Comm_split ranked this process differently from its key");
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  if (rank_ != key) throw std::logic_error("MPI_Comm_split ranked this process differently from its key");
 }
 
-MpiCommunicator::~MpiCommunicator() {
-  stop_worker();
+MpiTransport::~MpiTransport() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
-void MpiCommunicator::native_all_reduce(Buffer buf) {
+void MpiTransport::all_reduce(Buffer buf) {
   check_host(buf);
   MPI_Allreduce(MPI_IN_PLACE, buf.data, count_of(buf.count), mpi_type(buf.dtype), MPI_SUM, comm_);
 }
 
-void MpiCommunicator::native_reduce_scatter(Buffer buf) {
+void MpiTransport::reduce_scatter(Buffer buf) {
   check_host(buf);
   std::vector<int> counts(static_cast<std::size_t>(size()));
   for (int i = 0; i < size(); ++i) counts[static_cast<std::size_t>(i)] = count_of(segment(buf.count, size(), i).count);
@@ -106,7 +101,7 @@ void MpiCommunicator::native_reduce_scatter(Buffer buf) {
   std::memmove(static_cast<char*>(buf.data) + mine.offset * e, buf.data, mine.count * e);
 }
 
-void MpiCommunicator::native_all_gather(Buffer buf) {
+void MpiTransport::all_gather(Buffer buf) {
   check_host(buf);
   std::vector<int> counts(static_cast<std::size_t>(size())), displs(counts.size());
   for (int i = 0; i < size(); ++i) {
@@ -118,14 +113,14 @@ void MpiCommunicator::native_all_gather(Buffer buf) {
   MPI_Allgatherv(MPI_IN_PLACE, 0, t, buf.data, counts.data(), displs.data(), t, comm_);
 }
 
-void MpiCommunicator::native_broadcast(Buffer buf, int root) {
+void MpiTransport::broadcast(Buffer buf, int root) {
   check_host(buf);
   MPI_Bcast(buf.data, count_of(buf.bytes()), MPI_BYTE, root, comm_);
 }
 
-void MpiCommunicator::native_barrier() { MPI_Barrier(comm_); }
+void MpiTransport::barrier() { MPI_Barrier(comm_); }
 
-int MpiCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from, bool) {
+int MpiTransport::start_exchange(Buffer send, int to, Buffer recv, int from, bool) {
   check_host(send);
   check_host(recv);
   int ticket;
@@ -149,7 +144,7 @@ int MpiCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from, 
   return ticket;
 }
 
-void MpiCommunicator::finish_exchange(int ticket) {
+void MpiTransport::finish_exchange(int ticket) {
   std::array<MPI_Request, 2>* req;
   {
     std::lock_guard lock(exchanges_mutex_);
@@ -160,31 +155,31 @@ void MpiCommunicator::finish_exchange(int ticket) {
   free_tickets_.push_back(ticket);
 }
 
-void MpiCommunicator::local_add(Buffer dst, Buffer src) {
+void MpiTransport::add(Buffer dst, Buffer src) {
   switch (dst.dtype) {
-    case DType::f32: add<float>(dst.data, src.data, dst.count); return;
-    case DType::f64: add<double>(dst.data, src.data, dst.count); return;
-    case DType::i8: add<std::int8_t>(dst.data, src.data, dst.count); return;
-    case DType::u8: add<std::uint8_t>(dst.data, src.data, dst.count); return;
-    case DType::i32: add<std::int32_t>(dst.data, src.data, dst.count); return;
-    case DType::u32: add<std::uint32_t>(dst.data, src.data, dst.count); return;
-    case DType::i64: add<std::int64_t>(dst.data, src.data, dst.count); return;
+    case DType::f32: add_elements<float>(dst.data, src.data, dst.count); return;
+    case DType::f64: add_elements<double>(dst.data, src.data, dst.count); return;
+    case DType::i8: add_elements<std::int8_t>(dst.data, src.data, dst.count); return;
+    case DType::u8: add_elements<std::uint8_t>(dst.data, src.data, dst.count); return;
+    case DType::i32: add_elements<std::int32_t>(dst.data, src.data, dst.count); return;
+    case DType::u32: add_elements<std::uint32_t>(dst.data, src.data, dst.count); return;
+    case DType::i64: add_elements<std::int64_t>(dst.data, src.data, dst.count); return;
     default: throw std::invalid_argument(fmt::format("cannot add {} buffers on the host", to_string(dst.dtype)));
   }
 }
 
-void MpiCommunicator::local_scale(Buffer buf, double f) {
+void MpiTransport::scale(Buffer buf, double f) {
   switch (buf.dtype) {
-    case DType::f32: scale<float>(buf.data, buf.count, f); return;
-    case DType::f64: scale<double>(buf.data, buf.count, f); return;
+    case DType::f32: scale_elements<float>(buf.data, buf.count, f); return;
+    case DType::f64: scale_elements<double>(buf.data, buf.count, f); return;
     default: throw std::invalid_argument(fmt::format("average of {} buffers is not defined", to_string(buf.dtype)));
   }
 }
 
-void MpiCommunicator::local_convert(Buffer dst, Buffer src, bool add) {
+void MpiTransport::convert(Buffer dst, Buffer src, bool add) {
   check_host(dst);
   check_host(src);
-  if (dst.count != src.count) throw std::invalid_argument("local_convert: counts differ");
+  if (dst.count != src.count) throw std::invalid_argument("convert: counts differ");
   if (src.dtype == DType::f32 && (dst.dtype == DType::f16 || dst.dtype == DType::bf16) && !add) {
     const float* s = src.as<float>();
     auto* d = dst.as<std::uint16_t>();
@@ -204,11 +199,11 @@ void MpiCommunicator::local_convert(Buffer dst, Buffer src, bool add) {
     }
     return;
   }
-  throw std::invalid_argument(fmt::format("local_convert: {} to {} is not a codec cast", to_string(src.dtype),
+  throw std::invalid_argument(fmt::format("convert: {} to {} is not a codec cast", to_string(src.dtype),
                                           to_string(dst.dtype)));
 }
 
-void MpiCommunicator::copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) {
+void MpiTransport::copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) {
   if (bytes == 0) return;
   if (device == Device::cpu) {
     std::memmove(dst, src, bytes);
@@ -221,7 +216,7 @@ void MpiCommunicator::copy_bytes(void* dst, const void* src, std::size_t bytes, 
 #endif
 }
 
-Buffer MpiCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
+Buffer MpiTransport::scratch(int slot, std::size_t bytes, DType dtype) {
   // One buffer per slot, sized up on demand; the slot vectors never resize (the caller's
   // thread and the worker use different slots at once).
   auto i = static_cast<std::size_t>(slot);
@@ -232,8 +227,14 @@ Buffer MpiCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
   return Buffer{scratch_[i].get(), bytes / dtype_size(dtype), dtype, Device::cpu};
 }
 
-std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, std::vector<int> members) {
-  return std::make_unique<MpiCommunicator>(comm_, color, key, std::move(members), shared_topology(), kind());
+std::unique_ptr<Transport> MpiTransport::split(int color, int key) {
+  return std::make_unique<MpiTransport>(comm_, color, key);
 }
+
+MpiCommunicator::MpiCommunicator(MPI_Comm parent, int color, int key, std::vector<int> members,
+                                 std::shared_ptr<const Topology> topo, Traffic kind)
+    : Communicator(std::move(topo), std::move(members), key, kind, std::make_unique<MpiTransport>(parent, color, key)) {}
+
+MPI_Comm MpiCommunicator::handle() const { return static_cast<const MpiTransport&>(transport()).handle(); }
 
 }  // namespace ft

@@ -1,4 +1,4 @@
-#include "comm/nccl_communicator.h"
+#include "comm/nccl_transport.h"
 
 #include <nccl.h>
 
@@ -40,10 +40,9 @@ cudaStream_t cs(void* s) { return static_cast<cudaStream_t>(s); }
 
 }  // namespace
 
-NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> bootstrap, std::shared_ptr<Stream> stream,
-                                   std::shared_ptr<Stream> recv_stream)
-    : Communicator(bootstrap->shared_topology(), bootstrap->members(), bootstrap->rank(), bootstrap->kind()),
-      bootstrap_(std::move(bootstrap)),
+NcclTransport::NcclTransport(std::unique_ptr<MpiTransport> bootstrap, std::shared_ptr<Stream> stream,
+                             std::shared_ptr<Stream> recv_stream)
+    : bootstrap_(std::move(bootstrap)),
       stream_(stream ? std::move(stream) : std::make_shared<Stream>(StreamKind::cuda)),
       recv_stream_(recv_stream ? std::move(recv_stream) : std::make_shared<Stream>(StreamKind::cuda)),
       scratch_(kScratchSlots, nullptr),
@@ -56,31 +55,30 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> bootstrap, s
   comm_ = comm;
 }
 
-NcclCommunicator::~NcclCommunicator() {
-  stop_worker();
+NcclTransport::~NcclTransport() {
   for (void* e : events_) cuda_buffers::destroy_event(e);
   for (void* p : scratch_)
     if (p) cuda_buffers::release(p);
   if (comm_) ncclCommDestroy(nc(comm_));
 }
 
-void NcclCommunicator::wait_ready(const Event& ready) {
+void NcclTransport::wait_ready(const Event& ready) {
   stream_->wait(ready);
   recv_stream_->wait(ready);
 }
 
-void NcclCommunicator::end_op() { stream_->synchronize(); }
+void NcclTransport::end_op() { stream_->synchronize(); }
 
-void NcclCommunicator::native_all_reduce(Buffer buf) {
+void NcclTransport::all_reduce(Buffer buf) {
   std::lock_guard lock(nccl_mutex_);
   check(ncclAllReduce(buf.data, buf.data, buf.count, nccl_type(buf.dtype), ncclSum, nc(comm_), cs(st())), "all-reduce");
 }
 
-void NcclCommunicator::native_reduce_scatter(Buffer buf) {
+void NcclTransport::reduce_scatter(Buffer buf) {
   // NCCL's reduce-scatter takes equal shares; with a remainder, an all-reduce leaves every
   // segment (this rank's included) summed.
   const std::size_t p = static_cast<std::size_t>(size());
-  if (buf.count % p != 0) return native_all_reduce(buf);
+  if (buf.count % p != 0) return all_reduce(buf);
   const std::size_t share = buf.count / p;
   std::lock_guard lock(nccl_mutex_);
   check(ncclReduceScatter(buf.data, buf.slice(static_cast<std::size_t>(rank()) * share, share).data, share,
@@ -88,7 +86,7 @@ void NcclCommunicator::native_reduce_scatter(Buffer buf) {
         "reduce-scatter");
 }
 
-void NcclCommunicator::native_all_gather(Buffer buf) {
+void NcclTransport::all_gather(Buffer buf) {
   const std::size_t p = static_cast<std::size_t>(size());
   std::lock_guard lock(nccl_mutex_);
   if (buf.count % p == 0) {
@@ -108,17 +106,17 @@ void NcclCommunicator::native_all_gather(Buffer buf) {
   check(ncclGroupEnd(), "group end");
 }
 
-void NcclCommunicator::native_broadcast(Buffer buf, int root) {
+void NcclTransport::broadcast(Buffer buf, int root) {
   std::lock_guard lock(nccl_mutex_);
   check(ncclBroadcast(buf.data, buf.data, buf.count, nccl_type(buf.dtype), root, nc(comm_), cs(st())), "broadcast");
 }
 
-void NcclCommunicator::native_barrier() {
+void NcclTransport::barrier() {
   stream_->synchronize();
   MPI_Barrier(bootstrap_->handle());
 }
 
-int NcclCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue) {
+int NcclTransport::start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue) {
   int ticket;
   void* event;
   {
@@ -146,7 +144,7 @@ int NcclCommunicator::start_exchange(Buffer send, int to, Buffer recv, int from,
   return ticket;
 }
 
-void NcclCommunicator::finish_exchange(int ticket) {
+void NcclTransport::finish_exchange(int ticket) {
   void* event;
   {
     std::lock_guard lock(tickets_mutex_);
@@ -157,11 +155,11 @@ void NcclCommunicator::finish_exchange(int ticket) {
   free_tickets_.push_back(ticket);
 }
 
-void NcclCommunicator::local_add(Buffer dst, Buffer src) { cuda_buffers::add(dst, src, st()); }
-void NcclCommunicator::local_scale(Buffer buf, double factor) { cuda_buffers::scale(buf, factor, st()); }
-void NcclCommunicator::local_convert(Buffer dst, Buffer src, bool add) { cuda_buffers::convert(dst, src, add, st()); }
+void NcclTransport::add(Buffer dst, Buffer src) { cuda_buffers::add(dst, src, st()); }
+void NcclTransport::scale(Buffer buf, double factor) { cuda_buffers::scale(buf, factor, st()); }
+void NcclTransport::convert(Buffer dst, Buffer src, bool add) { cuda_buffers::convert(dst, src, add, st()); }
 
-Buffer NcclCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
+Buffer NcclTransport::scratch(int slot, std::size_t bytes, DType dtype) {
   auto i = static_cast<std::size_t>(slot);
   if (scratch_bytes_[i] < bytes) {
     if (scratch_[i]) cuda_buffers::release(scratch_[i]);
@@ -171,14 +169,13 @@ Buffer NcclCommunicator::scratch(int slot, std::size_t bytes, DType dtype) {
   return Buffer{scratch_[i], bytes / dtype_size(dtype), dtype, Device::cuda};
 }
 
-void NcclCommunicator::copy_bytes(void* dst, const void* src, std::size_t bytes, Device) {
+void NcclTransport::copy_bytes(void* dst, const void* src, std::size_t bytes, Device) {
   cuda_buffers::copy(dst, src, bytes, st());
 }
 
-std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, std::vector<int> members) {
-  auto sub = std::make_unique<MpiCommunicator>(bootstrap_->handle(), color, key, std::move(members), shared_topology(),
-                                               kind());
-  return std::make_unique<NcclCommunicator>(std::move(sub), stream_, recv_stream_);
+std::unique_ptr<Transport> NcclTransport::split(int color, int key) {
+  auto sub = std::make_unique<MpiTransport>(bootstrap_->handle(), color, key);
+  return std::make_unique<NcclTransport>(std::move(sub), stream_, recv_stream_);
 }
 
 void check_one_gpu_per_rank(const std::vector<std::vector<int>>& groups) {

@@ -1,0 +1,28 @@
+// The communicators of the rank grid: one per dimension, over MPI or NCCL.
+#pragma once
+
+#include <memory>
+
+#include "comm/mpi_transport.h"
+
+namespace ft {
+
+// One communicator per dimension of the rank grid, plus the world (always MPI: metrics,
+// checkpoints, benchmarks).
+struct GridComms {
+  std::unique_ptr<MpiCommunicator> world;
+  std::unique_ptr<Communicator> tp, pp, dp;
+  // The first and last pipeline stages of one (tp, dp) position, which both hold the tied
+  // token embedding; null elsewhere and when pp == 1.
+  std::unique_ptr<Communicator> embed;
+  // The compute stream whose work produces and consumes the buffers the grid's
+  // communicators are given (see communicator.h's ordering rule).
+  void set_producer_stream(Stream* stream);
+};
+
+class Grid;
+// Collective over MPI_COMM_WORLD: tp, pp, dp and embed over MPI, or over NCCL when `nccl`
+// (one GPU per rank, the current device). The DP group's hierarchy is prepared.
+GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl = false);
+
+}  // namespace ft

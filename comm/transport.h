@@ -1,0 +1,84 @@
+// How one backend moves bytes within one group of ranks: point-to-point exchanges, the
+// library's own collectives, element-wise operations on its memory, scratch, and the
+// ordering of its work after the compute that produces the buffers (the rule written in
+// communicator.h is implemented here: ready(), wait_ready(), snapshot(), end_op()).
+// Communicator builds the collectives, the ring and the hierarchy on top of it. One
+// transport per backend: MPI (host memory; mpi_transport.h) and NCCL (device memory;
+// nccl_transport.h).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+
+#include "comm/device.h"
+#include "comm/stream.h"
+
+namespace ft {
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual int size() const = 0;
+  virtual int rank() const = 0;
+
+  // ---- the library's collectives (sum), in place ----
+  virtual void all_reduce(Buffer buf) = 0;
+  virtual void reduce_scatter(Buffer buf) = 0;  // result at segment(n, size, rank)
+  virtual void all_gather(Buffer buf) = 0;      // each rank's segment(n, size, rank)
+  virtual void broadcast(Buffer buf, int root) = 0;
+  virtual void barrier() = 0;
+
+  // ---- point to point ----
+  // Starts sending `send` to `to` while receiving `recv` from `from` (either may be empty);
+  // returns a ticket for finish_exchange. `beside_queue`: a receive the caller issues while
+  // the worker may be sending (Communicator::recv); it must not wait behind the worker's
+  // transfers, whose peers may be waiting for this very receive.
+  virtual int start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue = false) = 0;
+  virtual void finish_exchange(int ticket) = 0;
+
+  // ---- element-wise, on the buffers' device ----
+  virtual void add(Buffer dst, Buffer src) = 0;  // dst += src
+  virtual void scale(Buffer buf, double factor) = 0;
+  // dst = convert(src), or dst += convert(src) when `add`: between fp32 and fp16/bf16
+  // (round to nearest even; fp16 clamps at +-65504).
+  virtual void convert(Buffer dst, Buffer src, bool add) = 0;
+  // Bytes between host memory and a buffer on `device` (or host to host).
+  virtual void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) = 0;
+  // Scratch of at least `bytes` on this backend's memory, kept for reuse; one buffer per
+  // slot, so that users on different threads never share one.
+  static constexpr int kScratchLanding = 0, kScratchStaging = 1, kScratchCodec = 2, kScratchHost = 3,
+                       kScratchRecv = 4, kScratchSlots = 5;
+  virtual Buffer scratch(int slot, std::size_t bytes, DType dtype) = 0;
+  // Whether collectives take device buffers (NCCL); the others run them through host copies.
+  virtual bool takes_device_buffers() const { return false; }
+  // Runs `fn` on `buf`, or on a copy of it in this backend's memory (host for MPI, device
+  // for NCCL), copied back after when `write_back`; `slot` names the scratch the copy uses.
+  void on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn, bool write_back = true);
+
+  // ---- ordering (communicator.h's rule) ----
+  // The stream whose work produces and consumes the buffers (the compute stream); null:
+  // host memory nothing writes asynchronously.
+  void set_producer(Stream* producer) { producer_ = producer; }
+  Stream* producer() const { return producer_; }
+  // An event on the producer marking the work issued so far (rule 1, at issue time).
+  Event ready() const { return producer_ ? producer_->record() : Event{}; }
+  // Orders what this backend does next after `ready`: the host waits for it (MPI), or the
+  // backend's streams do (NCCL).
+  virtual void wait_ready(const Event& ready) { ready.synchronize(); }
+  // After each operation: a device backend waits for its own streams' work (rule 2).
+  virtual void end_op() {}
+  // A copy of `buf` on its device, taken on the producer in issue order (rule 3).
+  std::shared_ptr<void> snapshot(Buffer buf) const;
+  // The CUDA device a thread working for this transport must make current, or -1.
+  int worker_device() const;
+
+  // A transport over the members of this group with the same `color`, ordered by `key`
+  // (collective over the group).
+  virtual std::unique_ptr<Transport> split(int color, int key) = 0;
+
+ private:
+  Stream* producer_ = nullptr;
+};
+
+}  // namespace ft
