@@ -158,7 +158,7 @@ struct CodecKey {
   std::string_view name, doc;
   double default_value = 0, lo = 0, hi = 0;
   bool integer = true;
-  std::string_view excludes = {};  // a key of the same codec that may not be given with this one
+  std::string_view excludes = {};  // a key of the same codec that may not be given with this one (name it on both)
 };
 
 // A registry entry: one per codec file.

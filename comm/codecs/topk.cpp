@@ -60,7 +60,7 @@ class TopK final : public ElementCodec {
 
 CodecInfo topk_codec() {
   return {"topk", "the k largest magnitudes as (index, value) pairs",
-          {{"ratio", "fraction of each bucket's elements sent", 0.01, 0, 1, false},
+          {{"ratio", "fraction of each bucket's elements sent", 0.01, 0, 1, false, "count"},
            {"count", "elements sent per bucket, instead of a ratio", 0, 0, 1e15, true, "ratio"}},
           false, "the host",
           [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<TopK>(s); }};

@@ -136,6 +136,23 @@ TEST(Config, ResolvedYamlLoadsBackToTheSameConfig) {
   EXPECT_NE(once.find("steps: 7"), std::string::npos);
 }
 
+// Codec keys take their defaults from the codec's registry entry; a resolved config (what
+// step logs and checkpoints keep) must load back, also when one key excludes another.
+TEST(Config, ResolvedCodecKeysLoadBack) {
+  for (const char* section : {"{codec: topk, count: 5}", "{codec: topk}", "{codec: int8}", "{codec: powersgd, rank: 2}"}) {
+    Config c = load_config(write_temp(std::string("compression: {inter_pod: ") + section + "}\n"), {});
+    std::string once = to_yaml(c);
+    EXPECT_EQ(to_yaml(load_config(write_temp(once), {})), once) << section;
+  }
+  Config counted = load_config(write_temp("compression: {inter_pod: {codec: topk, count: 5}}\n"), {});
+  EXPECT_EQ(counted.compression.tier[Tier::inter_pod]->params.at("ratio"), 0.0);
+  Config plain = load_config(write_temp("compression: {inter_pod: {codec: topk}}\n"), {});
+  EXPECT_EQ(plain.compression.tier[Tier::inter_pod]->params.at("ratio"), 0.01);
+  EXPECT_EQ(load_config(write_temp("compression: {inter_pod: {codec: int8}}\n"), {})
+                .compression.tier[Tier::inter_pod]->params.at("block"),
+            256.0);
+}
+
 TEST(Config, EveryKeyIsDocumented) {
   std::ifstream in(FIBERTRAIN_SOURCE_DIR "/docs/config.md");
   ASSERT_TRUE(in) << "docs/config.md is missing";

@@ -297,7 +297,7 @@ void resolve_codec(const std::string& tier, CodecConfig& c) {
   }
   for (const CodecKey& k : info.keys)
     if (!k.excludes.empty() && c.params[std::string(k.name)] != 0 && c.params[std::string(k.excludes)] != 0)
-      throw UserError(fmt::format("compression.{}: give {} either {} or {}, not both", tier, c.codec, k.excludes, k.name));
+      throw UserError(fmt::format("compression.{}: give {} either {} or {}, not both", tier, c.codec, k.name, k.excludes));
   for (const CodecKey& k : info.keys) {
     double& v = c.params[std::string(k.name)];
     if (v == 0 && (k.excludes.empty() || c.params[std::string(k.excludes)] == 0)) v = k.default_value;
