@@ -110,9 +110,13 @@ void CastCodec::round_in_place(float* x, std::size_t n) {
   }
 }
 
-void CastCodec::all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>&) {
+void CastCodec::prepare(Buffer region, TierRing& ring) {
   // Error feedback keeps its residual on the host; device data makes a round trip.
   on_host(region, ring, [&](float* x, std::size_t n) { timed(ring, [&] { round_in_place(x, n); }); });
+}
+
+void CastCodec::all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>&) {
+  prepare(region, ring);
   ring.reduce_scatter(region, Wire{wire_type()});
   ring.all_gather(region, Wire{wire_type()});
 }

@@ -86,9 +86,9 @@ class Codec {
   const CodecSpec& spec() const { return spec_; }
 
   // Levels below the top (casts only): the ring there carries wire(), after prepare() has
-  // rounded what this member sends, with error feedback, in host memory.
+  // rounded what this member sends (`region`, in the ring's memory), with error feedback.
   virtual DType wire() const { return DType::f32; }
-  virtual void prepare(float*, std::size_t) {}
+  virtual void prepare(Buffer, TierRing&) {}
   // The top level: all-reduces (sums) `region`, which lies in the ring's memory; `tensors`
   // are the matrices inside it.
   virtual void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) = 0;
@@ -137,7 +137,7 @@ class CastCodec : public ElementCodec {
  public:
   using ElementCodec::ElementCodec;
   DType wire() const override { return wire_type(); }
-  void prepare(float* x, std::size_t n) override { round_in_place(x, n); }
+  void prepare(Buffer region, TierRing& ring) override;
   std::size_t payload_bytes(std::size_t n) const override { return 2 * n; }
   void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const override;
   // Replaces x by what survives the cast, keeping the rest as residual.

@@ -54,7 +54,8 @@ Work Communicator::enqueue(std::function<void()> fn) {
     transport_->wait_ready(ready);
     fn();
   };
-  const int device = transport_->worker_device();
+  if (queue_.started()) return queue_.enqueue(std::move(item));
+  const int device = transport_->worker_device();  // read on this thread, made current on the worker's
   return queue_.enqueue(std::move(item), [device] {
 #ifdef FIBERTRAIN_CUDA
     if (device >= 0) cuda_buffers::set_device(device);

@@ -105,16 +105,8 @@ void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm al
       auto [comm, tier] = levels[l];
       Codec& codec = codecs.codec(tier);
       auto [region, offset] = regions.back();
-      if (codec.spec().lossy()) {
-        // Below the top only casts run: what this member sends is rounded, with error
-        // feedback kept on the host; device data makes a round trip.
-        std::vector<float> x(region.count);
-        transport_->copy_bytes(x.data(), region.data, region.bytes(), region.device);
-        double c0 = now_seconds();
-        codec.prepare(x.data(), x.size());
-        traffic().codec(tier, now_seconds() - c0);
-        transport_->copy_bytes(region.data, x.data(), region.bytes(), region.device);
-      }
+      LevelRing ring(*comm, tier);
+      codec.prepare(region, ring);
       std::vector<std::size_t> local = cuts.empty() ? cuts : cuts_within(cuts, offset, region.count);
       comm->ring_phase(region, true, Wire{codec.wire()}, cuts.empty() ? nullptr : &local);
       Segment mine = cuts.empty() ? segment(region.count, comm->size(), comm->rank())

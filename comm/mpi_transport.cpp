@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "comm/codec.h"
+#include "comm/half.h"
 #ifdef FIBERTRAIN_CUDA
 #include "comm/cuda/buffer_ops.h"
 #endif

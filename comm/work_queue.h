@@ -39,6 +39,7 @@ class WorkQueue {
 
   // Queues `fn`; the thread starts on first use and runs `init` first (a CUDA device, say).
   Work enqueue(std::function<void()> fn, const std::function<void()>& init = {});
+  bool started() const { return thread_.joinable(); }
   // Blocks until everything queued has run.
   void synchronize();
   bool on_worker() const { return thread_.joinable() && std::this_thread::get_id() == thread_.get_id(); }

@@ -290,8 +290,17 @@ double sum_squares(const Tensor& t) {
 #ifdef FIBERTRAIN_CUDA
   if (t.device() == Device::cuda) return cuda::sum_squares(f(t), t.numel());
 #endif
+  synchronize(Device::cpu);
   double s = 0;
-  for (double v : to_host(t)) s += v * v;
+  auto add = [&]<class T>() {
+    const T* p = t.data<T>();
+    for (i64 i = 0; i < t.numel(); ++i) s += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+  };
+  switch (t.dtype()) {
+    case DType::f32: add.operator()<float>(); break;
+    case DType::f64: add.operator()<double>(); break;
+    default: throw std::logic_error(fmt::format("sum_squares: no kernel for {}", to_string(t.dtype())));
+  }
   return s;
 }
 

@@ -167,7 +167,6 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
     orthonormalize(P.data() + pa, m.rows, ranks[i]);
     mul_t(x + m.offset, P.data() + pa, Q.data() + qa, m.rows, m.cols, ranks[i]);
     if (spec().error_feedback) {  // what this rank's part of P Q^T leaves out
-      std::vector<float> approx(m.rows * m.cols);
       std::vector<float> qt(Q.begin() + static_cast<std::ptrdiff_t>(qa), Q.begin() + static_cast<std::ptrdiff_t>(qa + m.cols * ranks[i]));
       for (std::size_t a = 0; a < m.rows; ++a)
         for (std::size_t b = 0; b < m.cols; ++b) {
