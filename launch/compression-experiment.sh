@@ -25,7 +25,7 @@ for c in "${codecs[@]}"; do
   fi
   echo "[compression] $name: $steps steps"
   launch/mpirun.sh -n 8 --bin "$bin" -- train configs/compression.yaml --set train.steps="$steps" \
-    --set "compression.inter_pod={codec: $c}" --out "$out/$name.h5.partial" -q
+    --set "compression.inter_pod={codec: $c}" --out "$out/$name.h5.partial" --overwrite -q
   mv "$out/$name.h5.partial" "$out/$name.h5"
 done
 /usr/bin/python3 - "$out" <<'PY'

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-build/trainer/fibertrain}
 mkdir -p runs
-exec launch/mpirun.sh -n 8 --bin "$bin" -- train configs/demo.yaml --out runs/demo.h5
+exec launch/mpirun.sh -n 8 --bin "$bin" -- train configs/demo.yaml --out runs/demo.h5 --overwrite

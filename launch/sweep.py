@@ -80,7 +80,7 @@ def main():
             sets.append(f"compression.{a.tier}={{codec: {codec}}}")
         sets += [f"parallel.{kv}" for kv in layout.split()] + a.set
         cmd = [os.path.join(HERE, "mpirun.sh"), "-n", str(a.ranks), "--bin", a.bin, "--", "train", a.config,
-               "--out", final + ".partial", "-q"]
+               "--out", final + ".partial", "--overwrite", "-q"]
         for s in sets:
             cmd += ["--set", s]
         run = subprocess.run(cmd, capture_output=True, text=True)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/cpu/kernels.h"
+#include "models/cpu/parallel.h"
 
 namespace ft {
 
@@ -18,8 +19,8 @@ std::string blas_info() {
   return config + " (core in use: " + openblas_get_corename() + ")";
 }
 
-void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
-int blas_threads() { return openblas_get_num_threads(); }
+void set_cpu_threads(int threads) { cpu::set_threads(threads); }
+int cpu_threads() { return cpu::threads(); }
 
 double measure_matmul_flops(Device device, int size, double seconds) {
   if (device == Device::cuda) return measure_cuda_matmul_flops(size < 2048 ? 4096 : size, seconds);

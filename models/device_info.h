@@ -11,9 +11,9 @@ namespace ft {
 
 // "OpenBLAS 0.3.21 ... (Haswell)"; the build-time description of the BLAS in use.
 std::string blas_info();
-// Sets the BLAS thread count of this process.
-void set_blas_threads(int threads);
-int blas_threads();
+// Sets the thread count of this process's CPU compute: OpenBLAS and the CPU kernels' loops.
+void set_cpu_threads(int threads);
+int cpu_threads();
 
 // Best FLOP/s of an n x n x n fp32 matrix product on `device` (with this process's threads;
 // on CUDA through cuBLAS, on the tensor cores in bf16 when bf16 matmuls are on), over

@@ -99,8 +99,8 @@ GptStage::GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch
   datty_ = t({B, T, Cl});
   dfch_ = t({B, T, Fl});
   dfcg_ = t({B, T, Fl});
-  // The CPU kernel works head by head; the CUDA one batches every head of a sequence.
-  att_scratch_ = device == Device::cuda ? t({B, Hl, T, T}) : t({T, T});
+  // The CUDA kernel batches every head of a sequence; the CPU one keeps a block of rows per thread.
+  if (device == Device::cuda) att_scratch_ = t({B, Hl, T, T});
   if (plan.has_head) {
     dlogits_ = t({B, T, V});
     dlnf_ = t({B, T, C});

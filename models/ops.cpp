@@ -218,7 +218,7 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
                         const Tensor& att, i64 B, i64 T, i64 C, i64 NH) {
   FT_ON_CUDA(dqkv, cuda::attention_backward(f(dqkv), f(scratch), f(dout), f(qkv), f(att), B, T, C, NH));
   on_cpu(dqkv, [=]<class E>() {
-    cpu::attention_backward<E>(dqkv.data<E>(), scratch.data<E>(), dout.data<E>(), qkv.data<E>(), att.data<E>(), B, T, C, NH);
+    cpu::attention_backward<E>(dqkv.data<E>(), dout.data<E>(), qkv.data<E>(), att.data<E>(), B, T, C, NH);
   });
 }
 

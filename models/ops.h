@@ -47,6 +47,7 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dw, const Tensor& db, 
                         const Tensor& w, const Tensor& mean, const Tensor& rstd, i64 N, i64 C);
 
 void attention_forward(const Tensor& out, const Tensor& att, const Tensor& qkv, i64 B, i64 T, i64 C, i64 NH);
+// `scratch` [B, NH, T, T] is the CUDA kernel's; the CPU kernel keeps its own per thread.
 void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor& dout, const Tensor& qkv,
                         const Tensor& att, i64 B, i64 T, i64 C, i64 NH);
 

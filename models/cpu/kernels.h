@@ -32,10 +32,9 @@ void layernorm_backward(T* dinp, T* dw, T* db, const T* dout, const T* inp, cons
 // Causal multi-head attention over qkv [B,T,3*C] laid out [Q | K | V], each C = NH * hs wide.
 // out [B,T,C]; att [B,NH,T,T] saves the softmax probabilities (zero above the diagonal).
 template <class T> void attention_forward(T* out, T* att, const T* qkv, i64 B, i64 T_, i64 C, i64 NH);
-// dqkv += gradient through attention; `scratch` holds T*T elements.
+// dqkv += gradient through attention.
 template <class T>
-void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, i64 B, i64 T_, i64 C,
-                        i64 NH);
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, i64 B, i64 T_, i64 C, i64 NH);
 
 // GELU, tanh approximation (GPT-2).
 template <class T> void gelu_forward(T* out, const T* inp, i64 N);

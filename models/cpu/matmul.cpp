@@ -2,8 +2,10 @@
 #include <cblas.h>
 
 #include "models/cpu/kernels.h"
+#include "models/cpu/parallel.h"
 
 namespace ft::cpu {
+
 namespace {
 
 void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, i64 M, i64 N, i64 K, float alpha, const float* A, i64 lda,
@@ -44,9 +46,11 @@ template <class T>
 void matmul_backward(T* dinp, T* dw, T* dbias, const T* dout, const T* inp, const T* w, i64 N, i64 C, i64 OC) {
   if (dinp) gemm<T>(false, false, N, C, OC, T(1), dout, OC, w, C, T(1), dinp, C);
   if (dw) gemm<T>(true, false, OC, C, N, T(1), dout, OC, inp, C, T(1), dw, C);
-  if (dbias) {
-    for (i64 n = 0; n < N; ++n)
-      for (i64 o = 0; o < OC; ++o) dbias[o] += dout[n * OC + o];
+  if (dbias) {  // column sums; each thread owns a band of columns and adds rows in order
+    parallel_for(OC, 64, [&](i64 o0, i64 o1) {
+      for (i64 n = 0; n < N; ++n)
+        for (i64 o = o0; o < o1; ++o) dbias[o] += dout[n * OC + o];
+    });
   }
 }
 

@@ -5,6 +5,8 @@
 #include <limits>
 
 #include "models/cpu/kernels.h"
+#include "models/cpu/parallel.h"
+#include "models/cpu/vec_math.h"
 
 namespace ft::cpu {
 
@@ -13,26 +15,37 @@ template <class T> constexpr T kGeluC = static_cast<T>(0.7978845608028654);  // 
 }
 
 // 0.5 x (1 + tanh(u)) = x * sigmoid(2u): one exp instead of tanh, which costs several.
+namespace {
+// Element-wise loops are worth a second thread from about this many elements.
+constexpr i64 kGrain = 1 << 14;
+}  // namespace
+
 template <class T> void gelu_forward(T* out, const T* inp, i64 N) {
-  for (i64 i = 0; i < N; ++i) {
-    T x = inp[i];
-    T u = kGeluC<T> * (x + T(0.044715) * x * x * x);
-    out[i] = x / (T(1) + std::exp(T(-2) * u));
-  }
+  parallel_for(N, kGrain, [=](i64 i0, i64 i1) {
+    for (i64 i = i0; i < i1; ++i) {
+      T x = inp[i];
+      T u = kGeluC<T> * (x + T(0.044715) * x * x * x);
+      out[i] = x / (T(1) + vexp(T(-2) * u));
+    }
+  });
 }
 
 template <class T> void gelu_backward(T* dinp, const T* inp, const T* dout, i64 N) {
-  for (i64 i = 0; i < N; ++i) {
-    T x = inp[i];
-    T u = kGeluC<T> * (x + T(0.044715) * x * x * x);
-    T s = T(1) / (T(1) + std::exp(T(-2) * u));
-    T du = kGeluC<T> * (T(1) + T(3) * T(0.044715) * x * x);
-    dinp[i] += (s + x * s * (T(1) - s) * T(2) * du) * dout[i];
-  }
+  parallel_for(N, kGrain, [=](i64 i0, i64 i1) {
+    for (i64 i = i0; i < i1; ++i) {
+      T x = inp[i];
+      T u = kGeluC<T> * (x + T(0.044715) * x * x * x);
+      T s = T(1) / (T(1) + vexp(T(-2) * u));
+      T du = kGeluC<T> * (T(1) + T(3) * T(0.044715) * x * x);
+      dinp[i] += (s + x * s * (T(1) - s) * T(2) * du) * dout[i];
+    }
+  });
 }
 
 template <class T> void residual_forward(T* out, const T* a, const T* b, i64 N) {
-  for (i64 i = 0; i < N; ++i) out[i] = a[i] + b[i];
+  parallel_for(N, kGrain, [=](i64 i0, i64 i1) {
+    for (i64 i = i0; i < i1; ++i) out[i] = a[i] + b[i];
+  });
 }
 
 template <class T> void add_into(T* dst, const T* src, i64 N) {
@@ -62,35 +75,41 @@ void embedding_backward(T* dwte, T* dwpe, const T* dout, const std::int32_t* tok
 
 template <class T>
 void crossentropy_forward(T* losses, T* probs, const T* logits, const std::int32_t* targets, i64 N, i64 V) {
-  for (i64 n = 0; n < N; ++n) {
-    const T* z = logits + n * V;
-    T* p = probs + n * V;
-    T mx = -std::numeric_limits<T>::infinity();
-    for (i64 v = 0; v < V; ++v) mx = std::max(mx, z[v]);
-    T sum = 0;
-    for (i64 v = 0; v < V; ++v) {
-      p[v] = std::exp(z[v] - mx);
-      sum += p[v];
+  parallel_for(N, kGrain / V + 1, [=](i64 n0, i64 n1) {
+    for (i64 n = n0; n < n1; ++n) {
+      const T* z = logits + n * V;
+      T* p = probs + n * V;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (i64 v = 0; v < V; ++v) mx = std::max(mx, z[v]);
+      T sum = 0;
+      for (i64 v = 0; v < V; ++v) {
+        p[v] = vexp(z[v] - mx);
+        sum += p[v];
+      }
+      T inv = T(1) / sum;
+      for (i64 v = 0; v < V; ++v) p[v] *= inv;
+      // -log softmax, computed from the logits for accuracy when p[target] is tiny.
+      losses[n] = mx + std::log(sum) - z[targets[n]];
     }
-    T inv = T(1) / sum;
-    for (i64 v = 0; v < V; ++v) p[v] *= inv;
-    // -log softmax, computed from the logits for accuracy when p[target] is tiny.
-    losses[n] = mx + std::log(sum) - z[targets[n]];
+  });
   }
-}
 
 template <class T>
 void crossentropy_backward(T* dlogits, const T* probs, const std::int32_t* targets, T dloss, i64 N, i64 V) {
-  for (i64 n = 0; n < N; ++n) {
-    const T* p = probs + n * V;
-    T* d = dlogits + n * V;
-    for (i64 v = 0; v < V; ++v) d[v] += p[v] * dloss;
-    d[targets[n]] -= dloss;
-  }
+  parallel_for(N, kGrain / V + 1, [=](i64 n0, i64 n1) {
+    for (i64 n = n0; n < n1; ++n) {
+      const T* p = probs + n * V;
+      T* d = dlogits + n * V;
+      for (i64 v = 0; v < V; ++v) d[v] += p[v] * dloss;
+      d[targets[n]] -= dloss;
+    }
+  });
 }
 
 template <class T> void add_bias(T* out, const T* bias, i64 N, i64 OC) {
-  for (i64 n = 0; n < N; ++n) add_into(out + n * OC, bias, OC);
+  parallel_for(N, kGrain / OC + 1, [=](i64 n0, i64 n1) {
+    for (i64 n = n0; n < n1; ++n) add_into(out + n * OC, bias, OC);
+  });
 }
 
 template <class T>
@@ -99,14 +118,16 @@ void adamw_update(T* param, const T* grad, T* m, T* v, i64 n, double lr, double 
   const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2), s = static_cast<T>(grad_scale);
   const T inv_c1 = static_cast<T>(1.0 / c1), inv_c2 = static_cast<T>(1.0 / c2);
   const T lr_t = static_cast<T>(lr), eps_t = static_cast<T>(eps), wd = static_cast<T>(weight_decay);
-  for (i64 i = 0; i < n; ++i) {
-    T g = grad[i] * s;
-    m[i] = b1 * m[i] + (T(1) - b1) * g;
-    v[i] = b2 * v[i] + (T(1) - b2) * g * g;
-    T mhat = m[i] * inv_c1;
-    T vhat = v[i] * inv_c2;
-    param[i] -= lr_t * (mhat / (std::sqrt(vhat) + eps_t) + wd * param[i]);
-  }
+  parallel_for(n, kGrain, [=](i64 i0, i64 i1) {
+    for (i64 i = i0; i < i1; ++i) {
+      T g = grad[i] * s;
+      m[i] = b1 * m[i] + (T(1) - b1) * g;
+      v[i] = b2 * v[i] + (T(1) - b2) * g * g;
+      T mhat = m[i] * inv_c1;
+      T vhat = v[i] * inv_c2;
+      param[i] -= lr_t * (mhat / (std::sqrt(vhat) + eps_t) + wd * param[i]);
+    }
+  });
 }
 
 #define FT_INSTANTIATE(T)                                                                               \

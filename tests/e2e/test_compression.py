@@ -32,9 +32,9 @@ with h5py.File(out) as f:
     check((s["codec_time/inter_pod"][:] > 0).all(), "codec time logged")
 
 # Resume: the residuals (and PowerSGD's Q) are in the checkpoint.
-for codec in ("{codec: powersgd, rank: 2}", "{codec: topk, ratio: 0.05}"):
+for i, codec in enumerate(("{codec: powersgd, rank: 2}", "{codec: topk, ratio: 0.05}")):
     ck = os.path.join(tmp, "ck-{step}.h5")
-    a, b = os.path.join(tmp, "a.h5"), os.path.join(tmp, "b.h5")
+    a, b = os.path.join(tmp, f"a{i}.h5"), os.path.join(tmp, f"b{i}.h5")
     sets = [f"compression.inter_pod={codec}", f"checkpoint.path={ck}", "checkpoint.every=4"]
     p = train(sets, a)
     check(p.returncode == 0, f"{codec} run failed:\n{p.stderr}")

@@ -5,12 +5,16 @@
 // (with a 1e-9 absolute floor) is a bound that only a wrong derivative can break.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <vector>
 
 #include "models/cpu/kernels.h"
+#include "models/cpu/parallel.h"
+#include "models/cpu/vec_math.h"
 
 namespace ft::cpu {
 namespace {
@@ -95,8 +99,7 @@ TEST_F(Kernels, LayerNormBackwardMatchesFiniteDifferences) {
   expect_matches_finite_differences("db", b, db, L);
 }
 
-TEST_F(Kernels, AttentionBackwardMatchesFiniteDifferences) {
-  const i64 B = 2, T = 5, C = 6, NH = 2;
+void expect_attention_gradient_matches(i64 B, i64 T, i64 C, i64 NH, std::mt19937_64& g) {
   Vec qkv = random_vec(B * T * 3 * C, g), R = random_vec(B * T * C, g);
   Vec out(B * T * C), att(B * NH * T * T);
   auto L = [&] {
@@ -104,13 +107,20 @@ TEST_F(Kernels, AttentionBackwardMatchesFiniteDifferences) {
     return dot(out, R);
   };
   L();
-  Vec dqkv(qkv.size(), 0.0), scratch(T * T);
-  attention_backward(dqkv.data(), scratch.data(), R.data(), qkv.data(), att.data(), B, T, C, NH);
+  Vec dqkv(qkv.size(), 0.0);
+  attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), B, T, C, NH);
   expect_matches_finite_differences("dqkv", qkv, dqkv, L);
 }
 
+TEST_F(Kernels, AttentionBackwardMatchesFiniteDifferences) { expect_attention_gradient_matches(2, 5, 6, 2, g); }
+
+// Past 64 positions the kernels take rows in blocks that skip the keys above the diagonal.
+TEST_F(Kernels, AttentionBackwardMatchesFiniteDifferencesOverBlocksOfRows) {
+  expect_attention_gradient_matches(1, 70, 4, 2, g);
+}
+
 TEST_F(Kernels, AttentionIsCausal) {
-  const i64 B = 1, T = 6, C = 4, NH = 2;
+  const i64 B = 1, T = 70, C = 4, NH = 2;
   Vec qkv = random_vec(B * T * 3 * C, g), out(B * T * C), att(B * NH * T * T);
   attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
   Vec before = out;
@@ -122,6 +132,7 @@ TEST_F(Kernels, AttentionIsCausal) {
       double row = 0;
       for (i64 j = 0; j < T; ++j) row += att[(h * T + i) * T + j];
       EXPECT_NEAR(row, 1.0, 1e-12);
+      for (i64 j = i + 1; j < T; ++j) EXPECT_EQ(att[(h * T + i) * T + j], 0.0) << "row " << i << " key " << j;
     }
 }
 
@@ -203,6 +214,68 @@ TEST_F(Kernels, AdamWStepMatchesTheFormula) {
   adamw_update(p.data(), grad.data(), m.data(), v.data(), 2, lr, b1, b2, eps, wd, c1, c2, scale);
   EXPECT_DOUBLE_EQ(p[0], expect[0]);
   EXPECT_DOUBLE_EQ(p[1], expect[1]);
+}
+
+// The float kernels' exp (GELU, softmaxes) against the double-precision one.
+TEST(FloatExp, IsWithinThreeUlpAndClamps) {
+  double worst = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const float x = -87.0f + 175.0f * static_cast<float>(i) / 200000.0f;
+    const double exact = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::abs(static_cast<double>(vexp(x)) - exact) / exact);
+  }
+  EXPECT_LT(worst, 3 * 0x1p-24) << "worst relative error " << worst;
+  EXPECT_EQ(vexp(0.0f), 1.0f);
+  EXPECT_GT(vexp(-1000.0f), 0.0f);
+  EXPECT_LT(vexp(-1000.0f), 1.3e-38f);  // e^-87.3
+  EXPECT_TRUE(std::isfinite(vexp(1000.0f)));
+}
+
+// Every kernel with a loop of its own gives the same bits on 1 and 2 threads: each element
+// is computed in the serial loop's order, as OpenBLAS's sgemm does.
+TEST(KernelThreads, TwoThreadsGiveTheBitsOfOne) {
+  using F = std::vector<float>;
+  std::mt19937_64 g{7};
+  auto rnd = [&](std::size_t n) {
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    F v(n);
+    for (auto& x : v) x = d(g);
+    return v;
+  };
+  const i64 B = 2, T = 70, C = 32, NH = 4, N = B * T, E = 40000, V = 256;
+  const F x = rnd(N * C), w = rnd(C), b = rnd(C), dy = rnd(N * C), qkv = rnd(N * 3 * C), big = rnd(E),
+          dbig = rnd(E), logits = rnd(N * V), wmat = rnd(C * C);
+  std::vector<std::int32_t> targets(N);
+  for (i64 n = 0; n < N; ++n) targets[n] = static_cast<std::int32_t>((n * 37) % V);
+  auto run = [&](int threads) {
+    set_threads(threads);
+    std::vector<F> out;
+    F ln(N * C), mean(N), rstd(N), dx(N * C, 0.f), dw(C, 0.f), db(C, 0.f);
+    layernorm_forward(ln.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C);
+    layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+    F att_out(N * C), att(B * NH * T * T), dqkv(N * 3 * C, 0.f);
+    attention_forward(att_out.data(), att.data(), qkv.data(), B, T, C, NH);
+    attention_backward(dqkv.data(), dy.data(), qkv.data(), att.data(), B, T, C, NH);
+    F gl(E), dgl(E, 0.f), res(E);
+    gelu_forward(gl.data(), big.data(), E);
+    gelu_backward(dgl.data(), big.data(), dbig.data(), E);
+    residual_forward(res.data(), big.data(), dbig.data(), E);
+    F losses(N), probs(N * V), dlogits(N * V, 0.f);
+    crossentropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), N, V);
+    crossentropy_backward(dlogits.data(), probs.data(), targets.data(), 0.01f, N, V);
+    F mm(N * C), mdx(N * C, 0.f), mdw(C * C, 0.f), mdb(C, 0.f), p = big, m(E, 0.f), v(E, 0.f);
+    matmul_forward(mm.data(), x.data(), wmat.data(), b.data(), N, C, C);
+    add_bias(mm.data(), b.data(), N, C);
+    matmul_backward(mdx.data(), mdw.data(), mdb.data(), dy.data(), x.data(), wmat.data(), N, C, C);
+    adamw_update(p.data(), dbig.data(), m.data(), v.data(), E, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.1, 0.05, 0.5);
+    set_threads(1);
+    return std::vector<F>{ln, mean, rstd, dx, dw, db, att_out, att, dqkv, gl, dgl, res, losses, probs, dlogits,
+                          mm, mdx, mdw, mdb, p, m, v};
+  };
+  const auto one = run(1), two = run(2);
+  ASSERT_EQ(one.size(), two.size());
+  for (std::size_t i = 0; i < one.size(); ++i)
+    EXPECT_EQ(std::memcmp(one[i].data(), two[i].data(), one[i].size() * sizeof(float)), 0) << "output " << i;
 }
 
 }  // namespace

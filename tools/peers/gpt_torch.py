@@ -14,12 +14,28 @@ AdamW is fused where available and bf16 runs under autocast with fp32 master wei
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import yaml
+
+def _cap_threads():
+    """--threads N caps every pool PyTorch's CPU kernels use. torch.set_num_threads alone
+    leaves a pthreads OpenBLAS (Debian's) on all cores, so a "1 thread" peer would use two:
+    the pools read these variables once, when torch loads, so set them before it does."""
+    for i, arg in enumerate(sys.argv):
+        n = arg.split("=", 1)[1] if arg.startswith("--threads=") else (
+            sys.argv[i + 1] if arg == "--threads" and i + 1 < len(sys.argv) else None)
+        if n and n != "0":
+            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ[var] = n
+
+
+_cap_threads()
+import torch  # noqa: E402  (after the thread caps above)
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import yaml  # noqa: E402
 
 
 class Block(nn.Module):

@@ -59,9 +59,9 @@ int run_model_bench(const ModelBenchArgs& args) {
   const Device device = compute_device(cfg);
   const double peak = measure_matmul_flops(device, 1024, 0.5) * mpi.size();
   if (mpi.rank() != 0) return 0;
-  std::printf("model: %lld parameters, %d layers, width %d, context %d, batch %d, %d rank(s) x %d BLAS thread(s)\n",
+  std::printf("model: %lld parameters, %d layers, width %d, context %d, batch %d, %d rank(s) x %d CPU thread(s)\n",
               static_cast<long long>(parameter_count(cfg.model)), cfg.model.layers, cfg.model.width, cfg.model.context,
-              cfg.train.batch, mpi.size(), blas_threads());
+              cfg.train.batch, mpi.size(), cpu_threads());
   std::printf("%-14s %-12s %-14s %-16s %-10s\n", "step (median)", "tokens/s", "model GFLOP/s", "matmul GFLOP/s", "fraction");
   std::printf("%-14s %-12.0f %-14.2f %-16.2f %-10.3f\n", fmt::format("{:.2f} ms", step * 1e3).c_str(), tokens / step,
               flops / 1e9, peak / 1e9, flops / peak);
@@ -73,7 +73,7 @@ int run_model_bench(const ModelBenchArgs& args) {
     f.set_attr("/bench/model", "tokens_per_s", tokens / step);
     f.set_attr("/bench/model", "model_flops_per_s", flops);
     f.set_attr("/bench/model", "matmul_flops_per_s", peak);
-    f.set_attr("/bench/model", "blas_threads", static_cast<std::int64_t>(blas_threads()));
+    f.set_attr("/bench/model", "cpu_threads", static_cast<std::int64_t>(cpu_threads()));
   }
   return 0;
 }
@@ -85,7 +85,7 @@ void add_model_bench(CLI::App& bench, Action& action) {
   CLI::App* cmd = bench.add_subcommand("model", "Time forward + backward + update of one model");
   cmd->add_option("--config", args->config, "YAML run config (model, batch, layout)")->required();
   cmd->add_option("--set", args->sets, "Override a config key (repeatable)");
-  cmd->add_option("--threads", args->threads, "BLAS threads per rank (default: the config's threads)");
+  cmd->add_option("--threads", args->threads, "CPU threads per rank (default: the config's threads)");
   cmd->add_option("--warmup", args->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
   cmd->add_option("--iters", args->iters, "Timed steps")->check(CLI::PositiveNumber);
   cmd->add_option("--out", args->out, "HDF5 file for /bench/model");

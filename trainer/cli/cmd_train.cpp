@@ -8,6 +8,7 @@
 #include "comm/runtime.h"
 #include "trainer/cli/cli.h"
 #include "trainer/io/config.h"
+#include "trainer/io/run_files.h"
 #include "trainer/loop/trainer.h"
 
 namespace ft {
@@ -22,15 +23,8 @@ struct TrainArgs {
   bool dry_run = false;
   bool quiet = false;
   bool keys = false;
+  bool overwrite = false;
 };
-
-// runs/<config file stem>.h5
-std::string default_out(const std::string& config) {
-  std::string stem = config.empty() ? "defaults" : config;
-  if (auto slash = stem.find_last_of('/'); slash != std::string::npos) stem = stem.substr(slash + 1);
-  if (auto dot = stem.rfind('.'); dot != std::string::npos && dot > 0) stem.resize(dot);
-  return "runs/" + stem + ".h5";
-}
 
 // A Markdown table: readable in a terminal, and the source of docs/config.md's table.
 int list_keys_command() {
@@ -62,11 +56,14 @@ int run_train(const TrainArgs& args) {
     return 0;
   }
   if (mpi.rank() == 0 && !args.quiet) std::fputs(to_yaml(cfg).c_str(), stdout);
-  RunOptions opts{args.out.empty() ? default_out(args.config) : args.out, args.resume, args.command};
+  RunOptions opts{args.out.empty() ? default_step_log(args.config) : args.out, args.resume, args.command, args.config,
+                  args.overwrite};
   if (args.out == "none") opts.out.clear();
   std::unique_ptr<Trainer> trainer = Trainer::create(cfg, opts, mpi);
   try {
     trainer->run();
+  } catch (const JobStopped&) {
+    throw;  // every rank agreed to stop; one of them has said why
   } catch (const UserError& e) {
     abort_job(kExitUserError, e.what());
   } catch (const std::exception& e) {
@@ -82,7 +79,9 @@ void add_train_command(CLI::App& app, Action& action) {
   CLI::App* cmd = app.add_subcommand("train", "Train the GPT model (run under mpirun or srun for several ranks)");
   cmd->add_option("config", args->config, "YAML run config, e.g. configs/tiny.yaml");
   cmd->add_option("--set", args->sets, "Override a key: --set parallel.dp=4 (repeatable)")->allow_extra_args(false);
-  cmd->add_option("--out", args->out, "HDF5 file for the step log (default: runs/<config name>.h5; none: no file)");
+  cmd->add_option("--out", args->out,
+                  "HDF5 file for the step log (default: runs/<config name>-<UTC time>.h5; none: no file)");
+  cmd->add_flag("--overwrite", args->overwrite, "Replace the step log if it exists (else the run refuses to start)");
   cmd->add_option("--resume", args->resume, "Continue from this checkpoint (see checkpoint.path)");
   cmd->add_flag("--dry-run", args->dry_run, "Validate, print the resolved config and exit");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress lines; errors only");

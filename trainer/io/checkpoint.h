@@ -42,6 +42,9 @@ void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, 
                      const AdamW& opt, const CheckpointRole& role, const CheckpointState& state,
                      const RankState& rank_state = {});
 
+// The optimizer steps a checkpoint holds; throws UserError when `path` is not a checkpoint.
+int checkpoint_steps_done(const std::string& path);
+
 // Every rank reads its pieces of `path` into the model and optimizer. Throws UserError when
 // the file is missing or was written for a different model shape or data.
 CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptStage& model, AdamW& opt,

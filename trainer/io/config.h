@@ -87,6 +87,7 @@ struct TrainConfig {
   double beta2 = 0.95;
   double eps = 1e-8;
   std::uint64_t seed = 1;
+  std::string nonfinite = "stop";
 };
 template <class V> void describe(V& v, TrainConfig& c) {
   using namespace config;
@@ -105,6 +106,10 @@ template <class V> void describe(V& v, TrainConfig& c) {
   v.key("beta2", c.beta2, "AdamW second-moment decay", in_range(0.0, 0.999999999));
   v.key("eps", c.eps, "AdamW epsilon", in_range(1e-30, 1.0));
   v.key("seed", c.seed, "seed of initialisation and synthetic data");
+  v.key("nonfinite", c.nonfinite,
+        "a step whose loss or gradient norm is NaN or infinite: stop (every rank, after logging it) or skip (no "
+        "optimizer update)",
+        one_of({"stop", "skip"}));
 }
 
 struct DataConfig {
@@ -256,7 +261,7 @@ template <class V> void describe(V& v, Config& c) {
   v.key("comm", c.comm,
         "communication backend of the grid: mpi, nccl (device cuda only), or auto (nccl on cuda, else mpi)",
         one_of({"auto", "mpi", "nccl"}));
-  v.key("threads", c.threads, "BLAS threads per rank; 0 = the node's cores shared among its ranks",
+  v.key("threads", c.threads, "CPU threads per rank (OpenBLAS and the kernels' own loops); 0 = the node's cores shared among its ranks",
         in_range(0, 1024));
 }
 

@@ -62,7 +62,11 @@ File::File(const std::string& path, Mode mode) : path_(path) {
     auto parent = std::filesystem::path(path).parent_path();
     std::error_code ec;
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-    id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    // HDF5's own lock is taken after it has truncated the file, and would clash with the
+    // lock the step log holds (OutputLock); files are locked by fibertrain instead.
+    Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    H5Pset_file_locking(fapl.get(), false, true);
+    id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
     if (id < 0) throw UserError(fmt::format("cannot create HDF5 file '{}' (is the directory writable?)", path));
   } else {
     if (!std::filesystem::exists(path)) throw UserError(fmt::format("HDF5 file '{}' does not exist", path));
@@ -245,6 +249,12 @@ std::vector<std::uint64_t> File::shape(const std::string& path) const {
   return {dims.begin(), dims.end()};
 }
 
+std::size_t File::element_bytes(const std::string& path) const {
+  Handle ds(check(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), "open " + path), H5Dclose);
+  Handle type(H5Dget_type(ds.get()), H5Tclose);
+  return H5Tget_size(type.get());
+}
+
 template <class T>
 void File::write(const std::string& path, const std::vector<T>& data, const std::vector<std::uint64_t>& shape) {
   ensure_parent(path);
@@ -270,6 +280,11 @@ template <class T> std::vector<T> File::read(const std::string& path) const {
 }
 
 void File::flush() { check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flush " + path_); }
+
+void File::close() {
+  flush();
+  file_.reset();
+}
 
 #define FT_H5_INSTANTIATE(T)                                                                              \
   template void File::write<T>(const std::string&, const std::vector<T>&, const std::vector<std::uint64_t>&); \

@@ -64,8 +64,12 @@ class File {
                                 const std::vector<std::uint64_t>& shape);
   template <class T> std::vector<T> read(const std::string& path) const;
   std::vector<std::uint64_t> shape(const std::string& path) const;
+  // Bytes per element as stored (4 for float32, 8 for float64).
+  std::size_t element_bytes(const std::string& path) const;
 
   void flush();
+  // Flushes and closes now (a destructor cannot report a failed write).
+  void close();
 
  private:
   void ensure_parent(const std::string& path);

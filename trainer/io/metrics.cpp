@@ -17,8 +17,10 @@ int MetricsSchema::index(const std::string& name) const {
   throw std::out_of_range("no metric named " + name);
 }
 
-StepFile::StepFile(const std::string& path, const MetricsSchema& schema, int world_size, int flush_every)
-    : file_(path, h5::Mode::create), schema_(schema), world_(world_size), flush_every_(flush_every) {
+StepFile::StepFile(const std::string& path, const MetricsSchema& schema, int world_size, int flush_every,
+                   bool overwrite)
+    : lock_(path, overwrite),
+      file_(path, h5::Mode::create), schema_(schema), world_(world_size), flush_every_(flush_every) {
   pending_.resize(schema_.specs().size());
   // Chunks of at least 64 rows, about 4 KiB for per-rank logs of small jobs.
   std::size_t chunk_rows = std::max<std::size_t>(64, 512 / static_cast<std::size_t>(world_));
@@ -62,11 +64,11 @@ void StepFile::flush() {
   file_.flush();
 }
 
-StepLog::StepLog(MPI_Comm comm, MetricsSchema schema, const std::string& path, int flush_every)
+StepLog::StepLog(MPI_Comm comm, MetricsSchema schema, const std::string& path, int flush_every, bool overwrite)
     : comm_(comm), schema_(std::move(schema)), path_(path) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &world_);
-  if (rank_ == 0 && !path.empty()) file_ = std::make_unique<StepFile>(path, schema_, world_, flush_every);
+  if (rank_ == 0 && !path.empty()) file_ = std::make_unique<StepFile>(path, schema_, world_, flush_every, overwrite);
 }
 
 void StepLog::set_attr(const std::string& name, const std::string& value) {

@@ -13,6 +13,7 @@
 #include <mpi.h>
 
 #include "trainer/io/h5.h"
+#include "trainer/io/run_files.h"
 
 namespace ft {
 
@@ -53,8 +54,10 @@ class StepRecord {
 // appends, each write ending in H5Fflush.
 class StepFile {
  public:
-  // Throws UserError if the file cannot be created.
-  StepFile(const std::string& path, const MetricsSchema& schema, int world_size, int flush_every);
+  // Locks `path` first (OutputLock): throws UserError, leaving the file untouched, when
+  // another run writes it or it exists and `overwrite` is false; or if it cannot be created.
+  StepFile(const std::string& path, const MetricsSchema& schema, int world_size, int flush_every,
+           bool overwrite = false);
   ~StepFile();
   h5::File& file() { return file_; }
   // One logged step: values[column][rank].
@@ -62,6 +65,7 @@ class StepFile {
   void flush();
 
  private:
+  OutputLock lock_;
   h5::File file_;
   const MetricsSchema schema_;
   int world_;
@@ -75,7 +79,7 @@ class StepLog {
  public:
   // Rank 0 creates `path` (empty: no file; figures are still gathered for the summary).
   // Local work only, so it can run inside run_phase.
-  StepLog(MPI_Comm comm, MetricsSchema schema, const std::string& path, int flush_every);
+  StepLog(MPI_Comm comm, MetricsSchema schema, const std::string& path, int flush_every, bool overwrite = false);
 
   bool writes_file() const { return file_ != nullptr; }
   const std::string& path() const { return path_; }

@@ -35,6 +35,8 @@ StepMetrics::StepMetrics() {
   using V = const StepView&;
   add("step", "", Scope::job, "optimizer step index, from 0", [](V v) { return v.s.step; });
   add("loss", "nats", Scope::job, "mean cross-entropy of the step's global batch", [](V v) { return v.s.loss; });
+  add("nonfinite", "flag", Scope::job, "1 when the loss or gradient norm was NaN or infinite and no update was made",
+      [](V v) { return v.s.nonfinite ? 1.0 : 0.0; });
   add("lr", "", Scope::job, "learning rate used by the step", [](V v) { return v.s.lr; });
   add("grad_norm", "", Scope::job, "global L2 norm of the gradient before clipping", [](V v) { return v.s.grad_norm; });
   add("tokens", "tokens", Scope::job, "tokens trained on in the step (global batch x context)",

@@ -17,6 +17,7 @@ namespace ft {
 struct StepStats {
   int step = 0;
   double loss = 0, lr = 0, grad_norm = 0;
+  bool nonfinite = false;  // loss or gradient norm NaN or infinite: no optimizer update
   double start = 0;  // now_seconds() when the step began
   double step_time = 0, forward = 0, backward = 0, optimizer = 0, exposed = 0, comm = 0;
   double pipeline = 0, pipeline_wait = 0;

@@ -15,6 +15,7 @@
 #include "models/device_info.h"
 #include "models/ops.h"
 #include "trainer/io/progress.h"
+#include "trainer/io/run_files.h"
 
 namespace ft {
 namespace {
@@ -30,7 +31,7 @@ std::string utc_now() {
 
 namespace {
 
-int blas_threads_for(const Config& cfg, const MpiRuntime& mpi) {
+int cpu_threads_for(const Config& cfg, const MpiRuntime& mpi) {
   if (cfg.threads > 0) return cfg.threads;
   int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, cores / std::max(1, mpi.local_size()));
@@ -123,7 +124,7 @@ std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& op
 
 Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi, Layout layout)
     : cfg_(cfg), opts_(opts), mpi_(mpi), layout_(std::move(layout)), pipeline_(cfg, layout_.coord, compute_device(cfg)) {
-  set_blas_threads(blas_threads_for(cfg, mpi));
+  set_cpu_threads(cpu_threads_for(cfg, mpi));
   const auto& p = cfg.parallel;
   Communicator& dp = *layout_.comms.dp;
   dp.set_chunk_bytes(cfg.sync.chunk.value);
@@ -176,6 +177,15 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
       if (b < e) norm_ranges_.push_back({b, e});
     }
   }
+  // The files, before any is written: no output replaces an input or another output.
+  if (!opts.resume.empty()) {
+    first_step_ = checkpoint_steps_done(opts.resume);
+    if (first_step_ >= cfg.train.steps)
+      throw UserError(fmt::format("'{}' holds {} steps and train.steps is {}: nothing is left to train; raise "
+                                  "train.steps to continue it",
+                                  opts.resume, first_step_, cfg.train.steps));
+  }
+  if (mpi.rank() == 0) check_run_files(run_files(cfg, opts.config, opts.out, opts.resume, first_step_));
   if (!opts.resume.empty()) {
     CheckpointState st = load_checkpoint(opts.resume, cfg, *model_, *opt_, data_->tokens());
     first_step_ = st.steps_done;
@@ -188,7 +198,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   }
   flops_per_token_ = model_flops_per_token(cfg.model);
   peak_flops_ = cfg.metrics.peak_flops > 0 ? cfg.metrics.peak_flops : measure_matmul_flops(device);
-  log_ = std::make_unique<StepLog>(MPI_COMM_WORLD, metrics_.schema(), opts.out, cfg.metrics.flush_every);
+  log_ = std::make_unique<StepLog>(MPI_COMM_WORLD, metrics_.schema(), opts.out, cfg.metrics.flush_every,
+                                   opts.overwrite);
   write_run_attributes();
 }
 
@@ -269,16 +280,20 @@ void Trainer::train_step(int step, StepStats& s) {
     s.sync_start = sync_->first_start() - s.start;
     s.compression_error = sync_->compression_error();
   }
-  t0 = now_seconds();
-  s.grad_norm = global_grad_norm();
-  s.lr = learning_rate(cfg_.train, step);
-  opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
-  if (sync_) s.exposed += sync_->gather_params();
-  s.optimizer = now_seconds() - t0;
   // The step's loss: every data-parallel replica's mean, averaged (the last stage holds
   // it; tensor-parallel rank 0 of each replica speaks).
   double mine = last_stage_ && layout_.coord.tp == 0 ? pt.loss_sum / p.microbatches / p.dp : 0.0;
   s.loss = sum_over(MPI_COMM_WORLD, mine);
+  t0 = now_seconds();
+  s.grad_norm = global_grad_norm();
+  s.lr = learning_rate(cfg_.train, step);
+  // Job-wide values, so every rank takes the same branch.
+  s.nonfinite = !std::isfinite(s.loss) || !std::isfinite(s.grad_norm);
+  if (!s.nonfinite) {
+    opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
+    if (sync_) s.exposed += sync_->gather_params();
+  }
+  s.optimizer = now_seconds() - t0;
 }
 
 // sqrt of the sum of squares of every gradient element of the model, each counted once
@@ -352,7 +367,8 @@ void Trainer::run() {
     train_step(step, s);
     s.step_time = now_seconds() - s.start;
     s.traffic = traffic().snapshot() - before;
-    if (step % cfg_.metrics.every == 0 || step + 1 == cfg_.train.steps) record_step(s);
+    if (step % cfg_.metrics.every == 0 || step + 1 == cfg_.train.steps || s.nonfinite) record_step(s);
+    if (s.nonfinite) stop_or_skip(s);
     bool last = step + 1 == cfg_.train.steps;
     if (!cfg_.checkpoint.path.empty() && !last && cfg_.checkpoint.every > 0 && (step + 1) % cfg_.checkpoint.every == 0)
       save(step + 1);
@@ -360,6 +376,20 @@ void Trainer::run() {
   log_->flush();
   if (!cfg_.checkpoint.path.empty()) save(cfg_.train.steps);
   print_summary();
+}
+
+void Trainer::stop_or_skip(const StepStats& s) {
+  std::string what = fmt::format("step {}: the loss is {} and the gradient norm {}", s.step + 1, s.loss, s.grad_norm);
+  if (cfg_.train.nonfinite == "skip") {
+    if (mpi_.rank() == 0) log::warn("{}: step skipped, no update (train.nonfinite: skip)", what);
+    return;
+  }
+  log_->flush();
+  run_phase(MPI_COMM_WORLD, [&] {
+    throw UserError(fmt::format("{}: training diverged; the step log holds it. Lower train.lr, or set "
+                                "train.nonfinite: skip to skip such steps",
+                                what));
+  });
 }
 
 void Trainer::print_summary() const {

@@ -26,6 +26,8 @@ struct RunOptions {
   std::string out;      // HDF5 step log ("" = none)
   std::string resume;   // checkpoint to resume from ("" = fresh start)
   std::string command;  // the command line, for the log's attributes
+  std::string config;   // the config file ("" = defaults), an input no output may replace
+  bool overwrite = false;  // replace an existing step log
 };
 
 class Trainer {
@@ -48,6 +50,9 @@ class Trainer {
   void write_run_attributes();
   void train_step(int step, StepStats& s);
   void record_step(const StepStats& s);
+  // After a step with a NaN or infinite loss or gradient norm: stops every rank with one
+  // message (the log flushed), or goes on under train.nonfinite: skip.
+  void stop_or_skip(const StepStats& s);
   double global_grad_norm();
   void save(int steps_done);
   void print_summary() const;
