@@ -65,7 +65,8 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, i64 
   const T scale = T(1) / std::sqrt(static_cast<T>(hs));
   SerialBlas serial;
   parallel_for(B * NH, 1, [=](i64 t0, i64 t1) {
-    std::vector<T> scratch(static_cast<std::size_t>(kRows * T_));  // dS of one block of rows
+    thread_local std::vector<T> scratch;  // dS of one block of rows, kept between calls
+    scratch.resize(static_cast<std::size_t>(kRows * T_));
     for (i64 task = t0; task < t1; ++task) {
       const i64 b = task / NH, h = task % NH;
       const T* q = qkv + b * T_ * row + h * hs;

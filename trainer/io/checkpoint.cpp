@@ -257,18 +257,23 @@ void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, 
   }
 }
 
-int checkpoint_steps_done(const std::string& path) {
+namespace {
+// `path` opened for reading, after its format is checked.
+h5::File open_checkpoint(const std::string& path) {
   h5::File f(path, h5::Mode::read);
   if (!f.has_attr("/", "format_version") || f.attr_int("/", "format_version") != kFormatVersion)
     throw UserError(fmt::format("'{}' is not a fibertrain checkpoint (format {})", path, kFormatVersion));
-  return static_cast<int>(f.attr_int("/", "steps_done"));
+  return f;
+}
+}  // namespace
+
+int checkpoint_steps_done(const std::string& path) {
+  return static_cast<int>(open_checkpoint(path).attr_int("/", "steps_done"));
 }
 
 CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptStage& model, AdamW& opt,
                                 std::int64_t data_tokens) {
-  h5::File f(path, h5::Mode::read);
-  if (!f.has_attr("/", "format_version") || f.attr_int("/", "format_version") != kFormatVersion)
-    throw UserError(fmt::format("'{}' is not a fibertrain checkpoint (format {})", path, kFormatVersion));
+  h5::File f = open_checkpoint(path);
   std::string saved_model = f.attr_string("/", "model");
   if (saved_model != model_yaml(cfg))
     throw UserError(fmt::format("checkpoint '{}' holds model {}, but the config asks for {}", path, saved_model,

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include <fmt/format.h>
 #include <mpi.h>
@@ -68,16 +70,22 @@ RunFiles run_files(const Config& cfg, const std::string& config_path, const std:
 }
 
 void check_run_files(const RunFiles& files) {
-  for (std::size_t i = 0; i < files.outputs.size(); ++i) {
-    const auto& [what, path] = files.outputs[i];
+  // A run may save thousands of checkpoints: outputs meet each other through one map of
+  // canonical paths, and each directory is probed once.
+  std::map<fs::path, const std::string*> seen;
+  std::set<fs::path> probed;
+  for (const auto& [what, path] : files.outputs) {
     for (const auto& [in_what, in_path] : files.inputs)
       if (same_file(path, in_path))
         throw UserError(fmt::format("{} '{}' is also {}: the run would overwrite its own input", what, path, in_what));
-    for (std::size_t j = 0; j < i; ++j)
-      if (same_file(path, files.outputs[j].second))
-        throw UserError(fmt::format("{} '{}' is also {}: two outputs of the run would overwrite each other", what, path,
-                                    files.outputs[j].first));
-    if (std::string why = unwritable_reason(fs::path(path).parent_path()); !why.empty())
+    std::error_code ec;
+    auto [at, fresh] = seen.emplace(fs::weakly_canonical(fs::absolute(path), ec), &what);
+    if (!fresh)
+      throw UserError(fmt::format("{} '{}' is also {}: two outputs of the run would overwrite each other", what, path,
+                                  *at->second));
+    fs::path dir = fs::path(path).parent_path();
+    if (!probed.insert(dir).second) continue;
+    if (std::string why = unwritable_reason(dir); !why.empty())
       throw UserError(fmt::format("{} '{}': cannot write in its directory: {}", what, path, why));
   }
 }
