@@ -13,6 +13,13 @@ class UserError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An allocation the device (GPU, or this host's memory) cannot hold: the user fixes it with
+// a smaller batch or model, or more ranks.
+class OutOfMemory : public UserError {
+ public:
+  using UserError::UserError;
+};
+
 inline constexpr int kExitUserError = 2;
 inline constexpr int kExitInternalError = 1;
 

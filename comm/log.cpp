@@ -42,4 +42,9 @@ void write_error(const std::string& line) {
   std::fprintf(stderr, "%s%s\n", prefix("error: ").c_str(), line.c_str());
 }
 
+void write_notice(const std::string& line) {
+  std::lock_guard lock(g_mutex);
+  std::fprintf(stderr, "%s%s\n", prefix("").c_str(), line.c_str());
+}
+
 }  // namespace ft::log

@@ -10,6 +10,12 @@
 # count); fibertrain gives each rank that many BLAS threads itself. Open MPI's root guard is
 # lifted when running as root. OPENBLAS_CORETYPE, LD_LIBRARY_PATH and NCCL_* variables are
 # passed to every rank.
+#
+# Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGHUP to this script reaches every rank as SIGUSR1,
+# which mpirun forwards; the ranks stop after their current step, save a checkpoint when
+# checkpointing is on, and this script exits 128 + the signal it got. (Signalled itself,
+# mpirun would kill the ranks a second later and drop their output.) A second signal stops
+# them at once. mpirun runs in a session of its own, so Ctrl-C reaches this script only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage() {
@@ -41,9 +47,33 @@ for v in OPENBLAS_CORETYPE LD_LIBRARY_PATH $(compgen -v NCCL_ || true); do
   [ -n "${!v:-}" ] && args+=(-x "$v")
 done
 
+# Runs mpirun with these arguments and the binary; returns as described at the top.
+run_mpirun() {
+  local stop="" rc=0
+  on_signal() {
+    if [ -z "$stop" ]; then
+      stop=$1
+      kill -USR1 "$pid" 2>/dev/null || true
+    else
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  }
+  trap 'on_signal 15' TERM
+  trap 'on_signal 2' INT
+  trap 'on_signal 1' HUP
+  setsid mpirun "$@" &
+  pid=$!
+  while :; do
+    wait "$pid" && rc=0 || rc=$?
+    kill -0 "$pid" 2>/dev/null || break  # else a trap interrupted the wait
+  done
+  [ -n "$stop" ] && [ "$rc" -eq $((128 + 10)) ] && exit $((128 + stop))
+  exit "$rc"
+}
+
 if [ -z "$hostfile" ] && [ -z "$hosts" ]; then
   [ -n "$ranks" ] || die "-n RANKS is required on this machine"
-  exec mpirun "${args[@]}" -n "$ranks" --oversubscribe --bind-to none "$bin" "$@"
+  run_mpirun "${args[@]}" -n "$ranks" --oversubscribe --bind-to none "$bin" "$@"
 fi
 
 nodes=0
@@ -77,4 +107,4 @@ if [ -n "$per_node" ]; then
   fi
 fi
 [ -n "$ranks" ] && args+=(-n "$ranks")
-exec mpirun "${args[@]}" "$bin" "$@"
+run_mpirun "${args[@]}" "$bin" "$@"

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -40,6 +41,16 @@ double measure_matmul_flops(Device device, int size, double seconds) {
     if (rep >= 3 && std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) break;
   }
   return best;
+}
+
+// From /proc/meminfo.
+std::size_t host_memory_available() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  std::size_t kib = 0;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return 0;
 }
 
 }  // namespace ft

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "comm/error.h"
 #include "models/device_info.h"
 
 namespace ft {
@@ -18,11 +19,20 @@ std::int64_t numel_of(const Shape& s) {
 
 std::string to_string(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
+std::string gib(std::size_t bytes) { return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1 << 30)); }
+
 std::shared_ptr<void> allocate(Device device, std::size_t bytes) {
   if (device == Device::cuda) return cuda_allocate(bytes);
   std::size_t rounded = (bytes + 63) / 64 * 64;
+  // Zero-filling touches every page: a buffer larger than the memory left would bring the
+  // kernel's OOM killer, not an error. Large ones are checked first.
+  if (rounded >= (std::size_t{64} << 20)) {
+    std::size_t available = host_memory_available();
+    if (available > 0 && rounded > available)
+      throw OutOfMemory(fmt::format("host memory: {} needed for one buffer, {} available", gib(rounded), gib(available)));
+  }
   void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-  if (!p) throw std::bad_alloc();
+  if (!p) throw OutOfMemory(fmt::format("host memory: allocating {} failed", gib(rounded)));
   std::memset(p, 0, rounded == 0 ? 64 : rounded);
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
 }

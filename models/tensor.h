@@ -18,7 +18,10 @@ std::int64_t numel_of(const Shape& s);
 std::string to_string(const Shape& s);
 
 // Raw allocation on a device, zero-filled. CPU memory is 64-byte aligned for vector loads.
+// Throws OutOfMemory, with the bytes asked for and those free, when the device cannot hold it.
 std::shared_ptr<void> allocate(Device device, std::size_t bytes);
+// "1.50 GiB", for memory messages.
+std::string gib(std::size_t bytes);
 
 class Tensor {
  public:

@@ -14,6 +14,7 @@
 #include "comm/cuda/buffer_ops.h"
 #include "models/cuda/kernels.h"
 #include "models/device_info.h"
+#include "models/tensor.h"
 
 namespace ft {
 
@@ -60,6 +61,25 @@ int select_cuda_device(int local_rank) {
   return d;
 }
 
+double cuda_datasheet_flops(bool bf16) {
+  int d = 0;
+  cudaDeviceProp p{};
+  if (cudaGetDevice(&d) != cudaSuccess || cudaGetDeviceProperties(&p, d) != cudaSuccess) return 0;
+  const std::string name = p.name;
+  // Dense (no sparsity) bf16 tensor-core and fp32 FLOP/s, from NVIDIA's datasheets.
+  struct Row { const char* part; const char* unless; double bf16, fp32; };
+  const Row table[] = {
+      {"H100", "PCIe", 989.4e12, 66.9e12}, {"H100", "", 756.0e12, 51.2e12}, {"H200", "", 989.4e12, 66.9e12},
+      {"GH200", "", 989.4e12, 66.9e12},    {"A100", "", 312.0e12, 19.5e12}, {"L40S", "", 362.05e12, 91.6e12},
+  };
+  for (const Row& r : table) {
+    if (name.find(r.part) == std::string::npos) continue;
+    if (*r.unless && name.find(r.unless) != std::string::npos) continue;
+    return bf16 ? r.bf16 : r.fp32;
+  }
+  return 0;
+}
+
 double measure_cuda_matmul_flops(int n, double seconds) {
   // Through the same kernels the model uses (cuBLAS, at the configured precision).
   const std::int64_t N = n;
@@ -95,7 +115,17 @@ double measure_cuda_matmul_flops(int n, double seconds) {
 }
 
 std::shared_ptr<void> cuda_allocate(std::size_t bytes) {
-  void* p = cuda_buffers::allocate(bytes);
+  void* p = nullptr;
+  try {
+    p = cuda_buffers::allocate(bytes);
+  } catch (const std::exception&) {
+    std::size_t free = 0, total = 0;
+    if (cudaGetLastError() == cudaErrorMemoryAllocation || (cudaMemGetInfo(&free, &total) == cudaSuccess && bytes > free)) {
+      cudaMemGetInfo(&free, &total);
+      throw OutOfMemory("GPU memory: " + gib(bytes) + " needed for one buffer, " + gib(free) + " free of " + gib(total));
+    }
+    throw;
+  }
   // Zeroed on the compute stream, ahead of every kernel and (through its events) every
   // transfer that may touch the memory; cudaMemset would run on the legacy stream, which
   // the non-blocking compute stream does not wait for.

@@ -2,11 +2,14 @@
 nodes n1 and n2): both sbatch templates run a 4-rank data-parallel job across the two
 nodes; each job completes with exit code 0 and leaves its step log, log and Slurm
 environment in runs/<job id>/; the step log records the job and sees the two Slurm nodes.
-With a topology file the two nodes become two pods.
+With a topology file the two nodes become two pods. Under srun, a killed rank ends its job
+within 10 s with the rank named, and scancel's SIGTERM stops every rank after one step with
+a checkpoint (exit code 143).
 
 The two slurmd share this host, so Open MPI's shared-memory transport, which takes them
 for different hosts, is switched off (TCP between all ranks). Needs root; skipped without."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -68,7 +71,57 @@ try:
             check(len(f["steps/loss"]) == 6, f"{template}: {len(f['steps/loss'])} steps logged")
             expect = "2 pods/site x 1 nodes/pod" if template == "srun" else "1 pods/site x 2 nodes/pod"
             check(expect in f.attrs["topology"].decode(), f"{template}: topology {f.attrs['topology']}")
-    print(f"two Slurm jobs done in {time.time() - t0:.1f} s (cluster start included)")
+
+
+    def task_pid(job, task):
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    e = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if not f.read().startswith(BIN.encode()):
+                        continue
+            except OSError:
+                continue
+            if e.get(b"SLURM_JOB_ID") == job.encode() and e.get(b"SLURM_PROCID") == str(task).encode():
+                return int(pid)
+        return None
+
+    def endless(*extra):
+        p = sh("sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=2", f"--output={tmp}/slurm-%j.out",
+               "launch/slurm/srun.sbatch", "configs/tiny.yaml", "--set", "parallel.dp=4", "--set",
+               "train.steps=1000000", *extra)
+        job = p.stdout.strip().split(";")[0]
+        log = os.path.join(env["FIBERTRAIN_RUNS"], job, "train.log")
+        deadline = time.time() + 60
+        while time.time() < deadline and not (os.path.exists(log) and "step     5/" in open(log).read()):
+            time.sleep(0.2)
+        return job, log
+
+    def wait_end(job, within):
+        t = time.time()
+        while time.time() < t + within + 30 and sh("squeue", "-h", "-j", job).stdout.strip():
+            time.sleep(0.2)
+        return time.time() - t
+
+    job, log = endless()
+    pid = task_pid(job, 2)
+    check(pid is not None, "srun: rank 2's process not found")
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+        took = wait_end(job, 10)
+        text = open(log).read()
+        check(took <= 10, f"srun: a killed rank's job took {took:.1f} s to end")
+        check("task 2" in text and "n2" in text, f"srun: the killed rank is not named:\n{text[-2000:]}")
+    ck = os.path.join(tmp, "stop-ck.h5")
+    job, log = endless("--set", f"checkpoint.path={ck}")
+    sh("scancel", "--signal=TERM", job)
+    took = wait_end(job, 10)
+    text = open(log).read()
+    info = sh("scontrol", "show", "job", job).stdout
+    check("stopped by SIGTERM after step" in text and os.path.exists(ck), f"srun: SIGTERM stop:\n{text[-2000:]}")
+    check("ExitCode=143:0" in info or "ExitCode=0:15" in info, f"srun: SIGTERM stop ended {info}")
+    print(f"Slurm jobs done in {time.time() - t0:.1f} s (cluster start included)")
 finally:
     sh(CLUSTER, "down")
 finish()

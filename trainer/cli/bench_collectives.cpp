@@ -10,6 +10,7 @@
 
 #include "comm/log.h"
 #include "comm/runtime.h"
+#include "models/device_info.h"
 #include "trainer/cli/bench.h"
 #include "trainer/io/config.h"
 #include "trainer/io/h5.h"
@@ -105,6 +106,12 @@ int run_collectives(const CollectivesArgs& args) {
     max = parse_size_flag("--max", args.max);
     chunk = parse_size_flag("--chunk", args.chunk);
     if (min < sizeof(float) || max < min) throw UserError("--min and --max: need 4 bytes <= min <= max");
+    // Each rank holds one buffer of the largest size; the ranks of a machine share its memory.
+    std::size_t available = host_memory_available();
+    if (available > 0 && max > available / static_cast<std::size_t>(mpi.local_size()))
+      throw UserError(fmt::format("--max {}: each of this machine's {} rank(s) needs a buffer that large, and {} of "
+                                  "memory is available",
+                                  args.max, mpi.local_size(), format_bytes(Bytes{available})));
     if (args.factor < 2) throw UserError("--factor must be at least 2");
   });
   Layout layout = make_layout(cfg, mpi, topo);
@@ -118,7 +125,7 @@ int run_collectives(const CollectivesArgs& args) {
     std::printf("%12s %12s %-13s %12s %10s %10s", "size", "count", "algorithm", "time(us)", "algbw", "busbw");
     for (Tier t : kAllTiers) std::printf(" %11s", std::string(tier_name(t)).c_str());
     std::printf(" %5s\n%12s %12s %-13s %12s %10s %10s", "ok", "(B)", "(floats)", "", "", "(GB/s)", "(GB/s)");
-    for (Tier t : kAllTiers) std::printf(" %11s", "(B/rank)");
+    for (std::size_t i = 0; i < kTiers; ++i) std::printf(" %11s", "(B/rank)");
     std::printf("\n");
   }
   std::vector<Row> rows;
@@ -200,8 +207,8 @@ void add_collectives_bench(CLI::App& bench, Action& action) {
   cmd->add_option("--max", args->max, "Largest message (default 64MiB)");
   cmd->add_option("--factor", args->factor, "Size multiplier between rows (default 4)");
   cmd->add_option("--chunk", args->chunk, "Pipelining chunk of the ring (default 1MiB)");
-  cmd->add_option("--warmup", args->warmup, "Untimed operations per row")->check(CLI::PositiveNumber);
-  cmd->add_option("--iters", args->iters, "Timed operations per row")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", args->warmup, "Untimed operations per row")->check(positive_number());
+  cmd->add_option("--iters", args->iters, "Timed operations per row")->check(positive_number());
   cmd->add_option("--out", args->out, "HDF5 file for /bench/collectives/<op>/<algorithm>/...");
   cmd->callback([&action, args] { action = [args] { return run_collectives(*args); }; });
 }

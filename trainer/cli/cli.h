@@ -2,6 +2,7 @@
 // to what runs when it is chosen.
 #pragma once
 
+#include <cmath>
 #include <functional>
 #include <string>
 
@@ -13,6 +14,24 @@ using Action = std::function<int()>;
 
 // The process's command line, joined by spaces (set by main).
 std::string& command_line();
+
+// A flag's check: a finite number above zero ("nan", "inf" and "-1" are refused by name).
+inline CLI::Validator positive_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        std::size_t used = 0;
+        double v = 0;
+        try {
+          v = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size()) return "'" + text + "' is not a number";
+        if (!std::isfinite(v) || v <= 0) return "'" + text + "' is not a finite number above zero";
+        return {};
+      },
+      "POSITIVE");
+}
 
 void add_train_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);

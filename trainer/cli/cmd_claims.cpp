@@ -154,7 +154,7 @@ void add_claims_command(CLI::App& app, Action& action) {
                                                "the cost model calibrated on a run");
   cost::Scenario& s = args->scenario;
   auto flag = [&](const char* name, double& field, const char* help) {
-    cmd->add_option(name, field, help)->check(CLI::PositiveNumber)->each([args](const std::string&) { args->asked = true; });
+    cmd->add_option(name, field, help)->check(positive_number())->each([args](const std::string&) { args->asked = true; });
   };
   flag("--params", s.params, "model parameters (default 405e9)");
   flag("--tokens", s.tokens, "training tokens of the run (default 16e12)");

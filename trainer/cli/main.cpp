@@ -47,8 +47,9 @@ int main(int argc, char** argv) {
     // The others leave quietly with 0: a non-zero exit of theirs would make the launcher kill rank 0
     // before its message is out.
     if (ft::launch_rank_from_env() != 0) return 0;
-    int code = app.exit(e);
-    return code == 0 ? 0 : ft::kExitUserError;
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "fibertrain: error: %s (see --help)\n", e.what());
+    return ft::kExitUserError;
   }
   try {
     return action();

@@ -165,6 +165,8 @@ Decoder Decoder::nested(const char* name, const YAML::Node& value) const {
 void Decoder::finish() const {
   if (!node_ || node_.IsNull()) return;
   for (const auto& kv : node_) {
+    if (!kv.first.IsScalar())
+      throw UserError(fmt::format("{}: a key must be a name, got {}", origins_.locate(path_, kv.first), kind(kv.first)));
     std::string name = kv.first.as<std::string>();
     if (std::find(known_.begin(), known_.end(), name) != known_.end()) continue;
     std::string where = origins_.locate(full(name), kv.first);
@@ -359,7 +361,9 @@ Config load_config_text(const std::string& yaml, const std::string& origin) {
   } catch (const YAML::ParserException& e) {
     throw UserError(fmt::format("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg));
   }
-  return decode(root.IsNull() ? YAML::Node(YAML::NodeType::Map) : root, config::Origins(origin, {}));
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) throw UserError(fmt::format("{}: expected a map of sections at the top level", origin));
+  return decode(root, config::Origins(origin, {}));
 }
 
 Config load_config(const std::string& file, const std::vector<Override>& overrides) {

@@ -88,6 +88,8 @@ struct TrainConfig {
   double eps = 1e-8;
   std::uint64_t seed = 1;
   std::string nonfinite = "stop";
+  double watchdog = 20;
+  double watchdog_min = 120;
 };
 template <class V> void describe(V& v, TrainConfig& c) {
   using namespace config;
@@ -110,6 +112,11 @@ template <class V> void describe(V& v, TrainConfig& c) {
         "a step whose loss or gradient norm is NaN or infinite: stop (every rank, after logging it) or skip (no "
         "optimizer update)",
         one_of({"stop", "skip"}));
+  v.key("watchdog", c.watchdog,
+        "end the job, naming ranks and phases, when a step runs past this many times the median step (0 = never)",
+        in_range(0.0, 1e6));
+  v.key("watchdog_min", c.watchdog_min, "seconds: the watchdog's limit is never below this, and is this until "
+        "three steps are timed", in_range(0.1, 1e7));
 }
 
 struct DataConfig {

@@ -17,9 +17,30 @@ struct SilenceHdf5 {
   SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 } silence_hdf5;
 
+// The operating system's reason for a failed HDF5 call, when the error stack holds one (its
+// file drivers record "errno = 28, error message = 'No space left on device'").
+std::string os_reason() {
+  std::string reason;
+  auto visit = [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
+    std::string desc = e->desc ? e->desc : "";
+    const std::string key = "error message = '";
+    if (auto at = desc.find(key); at != std::string::npos) {
+      auto end = desc.find('\'', at + key.size());
+      *static_cast<std::string*>(out) = desc.substr(at + key.size(), end - at - key.size());
+    }
+    return 0;
+  };
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, visit, &reason);
+  return reason;
+}
+
+// A failure the system explains (a full disk, a lost permission) is the user's to fix; one
+// without a reason is fibertrain's.
 hid_t check(hid_t id, const std::string& what) {
-  if (id < 0) throw std::runtime_error("HDF5: " + what);
-  return id;
+  if (id >= 0) return id;
+  std::string reason = os_reason();
+  if (!reason.empty()) throw UserError(fmt::format("HDF5: {}: {}", what, reason));
+  throw std::runtime_error("HDF5: " + what);
 }
 
 template <class T> hid_t native_type();
@@ -228,11 +249,11 @@ void File::append_rows(const std::string& path, const double* data, std::size_t 
   hsize_t start[2] = {dims[0], 0};
   hsize_t count[2] = {n_rows, rank == 2 ? dims[1] : 1};
   hsize_t new_dims[2] = {dims[0] + n_rows, dims[1]};
-  check(H5Dset_extent(ds.get(), new_dims), "extend " + path);
+  check(H5Dset_extent(ds.get(), new_dims), "extend " + path + " in " + path_);
   Handle fspace(H5Dget_space(ds.get()), H5Sclose);
   H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
   Handle mspace(H5Screate_simple(rank, count, nullptr), H5Sclose);
-  check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, mspace.get(), fspace.get(), H5P_DEFAULT, data), "write " + path);
+  check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, mspace.get(), fspace.get(), H5P_DEFAULT, data), "write " + path + " in " + path_);
 }
 
 std::size_t File::rows(const std::string& path) const {
@@ -266,7 +287,7 @@ void File::write(const std::string& path, const std::vector<T>& data, const std:
                              H5P_DEFAULT),
                   "create dataset " + path),
             H5Dclose);
-  if (!data.empty()) check(H5Dwrite(ds.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), "write " + path);
+  if (!data.empty()) check(H5Dwrite(ds.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), "write " + path + " in " + path_);
 }
 
 template <class T> std::vector<T> File::read(const std::string& path) const {

@@ -1,8 +1,14 @@
 #include "trainer/io/metrics.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
+#include "comm/error.h"
 #include "comm/runtime.h"
+#include "trainer/io/units.h"
 
 namespace ft {
 
@@ -31,6 +37,8 @@ StepFile::StepFile(const std::string& path, const MetricsSchema& schema, int wor
     file_.set_attr(ds, "description", m.description);
   }
   file_.flush();
+  std::error_code ec;
+  size_ = std::filesystem::file_size(path, ec);
 }
 
 StepFile::~StepFile() {
@@ -52,7 +60,20 @@ void StepFile::append(const std::vector<std::vector<double>>& values) {
   if (++pending_rows_ >= flush_every_) flush();
 }
 
+void StepFile::check_room() {
+  std::error_code ec;
+  const std::string& path = file_.path();
+  std::filesystem::space_info room = std::filesystem::space(path, ec);
+  if (ec) return;  // no answer from the file system: write and let HDF5 report
+  const std::uintmax_t need = std::max<std::uintmax_t>(std::uintmax_t{1} << 20, 2 * max_growth_);
+  if (room.available < need)
+    throw UserError(fmt::format("step log '{}': its file system has {} free, under the {} the next write may need; "
+                                "the log stops here so the steps it holds stay readable: free some space",
+                                path, format_bytes(Bytes{room.available}), format_bytes(Bytes{need})));
+}
+
 void StepFile::flush() {
+  check_room();
   if (pending_rows_ > 0) {
     const auto& specs = schema_.specs();
     for (std::size_t c = 0; c < specs.size(); ++c) {
@@ -62,6 +83,12 @@ void StepFile::flush() {
     pending_rows_ = 0;
   }
   file_.flush();
+  std::error_code ec;
+  std::uintmax_t size = std::filesystem::file_size(file_.path(), ec);
+  if (!ec) {
+    if (size_ > 0 && size > size_) max_growth_ = std::max(max_growth_, size - size_);
+    size_ = size;
+  }
 }
 
 StepLog::StepLog(MPI_Comm comm, MetricsSchema schema, const std::string& path, int flush_every, bool overwrite)

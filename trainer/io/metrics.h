@@ -51,7 +51,10 @@ class StepRecord {
 };
 
 // Rank 0's side: the HDF5 file. Rows are buffered and written every `flush_every`
-// appends, each write ending in H5Fflush.
+// appends, each write ending in H5Fflush. A write that fails half-way (a full disk) can
+// leave an HDF5 file unreadable, so none is started without room for it: when the file
+// system has less free than twice the largest growth of one flush (at least 1 MiB), the
+// log stops with a UserError and every step written so far stays readable.
 class StepFile {
  public:
   // Locks `path` first (OutputLock): throws UserError, leaving the file untouched, when
@@ -72,6 +75,8 @@ class StepFile {
   int flush_every_;
   std::vector<std::vector<double>> pending_;  // per column, rows appended since last flush
   int pending_rows_ = 0;
+  std::uintmax_t size_ = 0, max_growth_ = 0;  // the file's bytes after the last flush; most one flush added
+  void check_room();
 };
 
 // Every rank's side: gathers each record to rank 0, which appends it to the StepFile.

@@ -75,8 +75,11 @@ void check_run_files(const RunFiles& files) {
   std::map<fs::path, const std::string*> seen;
   std::set<fs::path> probed;
   for (const auto& [what, path] : files.outputs) {
+    // A checkpoint may replace the one the run resumed from: that was read whole at start-up,
+    // and a checkpoint is renamed into place only once it is complete.
+    const bool checkpoint = what.rfind("checkpoint.path", 0) == 0;
     for (const auto& [in_what, in_path] : files.inputs)
-      if (same_file(path, in_path))
+      if (!(checkpoint && in_what == "--resume") && same_file(path, in_path))
         throw UserError(fmt::format("{} '{}' is also {}: the run would overwrite its own input", what, path, in_what));
     std::error_code ec;
     auto [at, fresh] = seen.emplace(fs::weakly_canonical(fs::absolute(path), ec), &what);

@@ -118,7 +118,16 @@ std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& op
   run_phase(MPI_COMM_WORLD, [&] { layout.emplace(make_layout(cfg, mpi, topo)); });
   layout->comms.set_producer_stream(&ops::compute_stream(compute_device(cfg)));
   std::unique_ptr<Trainer> t;
-  run_phase(MPI_COMM_WORLD, [&] { t.reset(new Trainer(cfg, opts, mpi, std::move(*layout))); });
+  run_phase(MPI_COMM_WORLD, [&] {
+    try {
+      t.reset(new Trainer(cfg, opts, mpi, std::move(*layout)));
+    } catch (const OutOfMemory& e) {
+      throw UserError(fmt::format("{}: the model and batch do not fit. Lower train.batch or raise "
+                                  "parallel.microbatches (activations), shrink model.*, or split the model with "
+                                  "parallel.tp or parallel.pp (parameters, gradients, optimizer state)",
+                                  e.what()));
+    }
+  });
   return t;
 }
 
@@ -258,6 +267,7 @@ void Trainer::train_step(int step, StepStats& s) {
   ops::zero(ps.flat_grads());
   if (sync_) sync_->begin_step();
   blocking_comm_ = 0;
+  watchdog_->phase("forward and backward, with their tensor- and pipeline-parallel exchanges");
   PipelineRunner::Times pt = pipeline_.run(step, *model_, *data_, *layout_.comms.pp, [this](bool on) { arm_sync_ = on; });
   s.forward = pt.forward;
   s.backward = pt.backward;
@@ -275,6 +285,7 @@ void Trainer::train_step(int step, StepStats& s) {
     if (sync_) sync_->grad_ready(wte_);
   }
   if (sync_) {
+    watchdog_->phase("waiting for the data-parallel gradient sync");
     s.exposed += sync_->finish();
     s.comm = sync_->busy();
     s.sync_start = sync_->first_start() - s.start;
@@ -283,14 +294,18 @@ void Trainer::train_step(int step, StepStats& s) {
   // The step's loss: every data-parallel replica's mean, averaged (the last stage holds
   // it; tensor-parallel rank 0 of each replica speaks).
   double mine = last_stage_ && layout_.coord.tp == 0 ? pt.loss_sum / p.microbatches / p.dp : 0.0;
+  watchdog_->phase("the loss all-reduce");
   s.loss = sum_over(MPI_COMM_WORLD, mine);
   t0 = now_seconds();
+  watchdog_->phase("the gradient-norm all-reduce");
   s.grad_norm = global_grad_norm();
   s.lr = learning_rate(cfg_.train, step);
   // Job-wide values, so every rank takes the same branch.
   s.nonfinite = !std::isfinite(s.loss) || !std::isfinite(s.grad_norm);
   if (!s.nonfinite) {
+    watchdog_->phase("the optimizer step");
     opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
+    watchdog_->phase("the ZeRO-1 parameter all-gather");
     if (sync_) s.exposed += sync_->gather_params();
   }
   s.optimizer = now_seconds() - t0;
@@ -329,7 +344,7 @@ void Trainer::record_step(const StepStats& s) {
   }
 }
 
-void Trainer::save(int steps_done) {
+std::string Trainer::save(int steps_done) {
   std::string path = cfg_.checkpoint.path;
   if (auto at = path.find("{step}"); at != std::string::npos) path.replace(at, 6, std::to_string(steps_done));
   CheckpointState st{steps_done, data_->position(steps_done), data_->tokens()};
@@ -338,8 +353,11 @@ void Trainer::save(int steps_done) {
   // (Tensor-parallel ranks each write their shards; replicated tensors arrive from every TP
   // rank with the same values.)
   CheckpointRole role{layout_.coord.dp == 0, cfg_.parallel.zero == 1 || layout_.coord.dp == 0};
+  // Writing may take long on a slow file system; it is no hang.
+  watchdog_->pause(true);
   save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st, sync_ ? sync_->codec_state() : RankState{});
-  log::info("checkpoint: {} (step {})", path, steps_done);
+  watchdog_->pause(false);
+  return path;
 }
 
 void Trainer::run() {
@@ -359,23 +377,44 @@ void Trainer::run() {
     }
     if (first_step_ > 0) log::info("resuming at step {} from {}", first_step_, opts_.resume);
   }
+  watchdog_ = std::make_unique<Watchdog>(MPI_COMM_WORLD, mpi_.hostnames(),
+                                         WatchdogLimits{cfg_.train.watchdog, cfg_.train.watchdog_min});
   for (int step = first_step_; step < cfg_.train.steps; ++step) {
     StepStats s;
     s.step = step;
     TrafficSnapshot before = traffic().snapshot();
     s.start = now_seconds();
+    watchdog_->step_begin(step);
     train_step(step, s);
     s.step_time = now_seconds() - s.start;
+    watchdog_->step_end(s.step_time);
     s.traffic = traffic().snapshot() - before;
+    watchdog_->phase("the step's metrics");
     if (step % cfg_.metrics.every == 0 || step + 1 == cfg_.train.steps || s.nonfinite) record_step(s);
     if (s.nonfinite) stop_or_skip(s);
     bool last = step + 1 == cfg_.train.steps;
-    if (!cfg_.checkpoint.path.empty() && !last && cfg_.checkpoint.every > 0 && (step + 1) % cfg_.checkpoint.every == 0)
-      save(step + 1);
+    if (last) break;
+    // One small all-reduce per step: every rank stops after the same step, whichever got the signal.
+    watchdog_->phase("the stop-signal check");
+    if (int sig = static_cast<int>(max_over(MPI_COMM_WORLD, stop_signal()))) stop_on_signal(step + 1, sig);
+    if (!cfg_.checkpoint.path.empty() && cfg_.checkpoint.every > 0 && (step + 1) % cfg_.checkpoint.every == 0)
+      log::info("checkpoint: {} (step {})", save(step + 1), step + 1);
   }
   log_->flush();
-  if (!cfg_.checkpoint.path.empty()) save(cfg_.train.steps);
+  if (!cfg_.checkpoint.path.empty()) log::info("checkpoint: {} (step {})", save(cfg_.train.steps), cfg_.train.steps);
   print_summary();
+}
+
+void Trainer::stop_on_signal(int steps_done, int sig) {
+  log_->flush();
+  std::string saved = "no checkpoint (checkpoint.path is unset)";
+  if (!cfg_.checkpoint.path.empty()) {
+    std::string path = save(steps_done);
+    saved = fmt::format("checkpoint {}: continue with --resume {}", path, path);
+  }
+  if (mpi_.rank() == 0)
+    log::notice("stopped by {} after step {} of {}; {}", signal_name(sig), steps_done, cfg_.train.steps, saved);
+  throw JobStopped(128 + sig);
 }
 
 void Trainer::stop_or_skip(const StepStats& s) {

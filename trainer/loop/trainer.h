@@ -8,6 +8,7 @@
 
 #include "comm/runtime.h"
 #include "comm/traffic.h"
+#include "comm/watchdog.h"
 #include "models/gpt.h"
 #include "trainer/io/checkpoint.h"
 #include "trainer/io/config.h"
@@ -53,8 +54,12 @@ class Trainer {
   // After a step with a NaN or infinite loss or gradient norm: stops every rank with one
   // message (the log flushed), or goes on under train.nonfinite: skip.
   void stop_or_skip(const StepStats& s);
+  // After a step during which a stop signal arrived on some rank: every rank saves, flushes
+  // and stops with exit code 128 + the signal.
+  [[noreturn]] void stop_on_signal(int steps_done, int sig);
   double global_grad_norm();
-  void save(int steps_done);
+  // Writes the checkpoint for `steps_done` steps; returns its path.
+  std::string save(int steps_done);
   void print_summary() const;
 
   Config cfg_;
@@ -74,6 +79,7 @@ class Trainer {
   std::unique_ptr<AdamW> opt_;
   StepMetrics metrics_;
   std::unique_ptr<StepLog> log_;
+  std::unique_ptr<Watchdog> watchdog_;  // while run() trains
   bool first_stage_ = true, last_stage_ = true;
   int wte_ = -1;  // the tied embedding's parameter index, summed across stages when pp > 1
   int first_step_ = 0;
