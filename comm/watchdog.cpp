@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <ctime>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -16,14 +17,25 @@
 namespace ft {
 namespace {
 
-volatile std::sig_atomic_t g_stop_signal = 0;
+// Lock-free, so safe to touch in a handler and to read from any thread.
+std::atomic<int> g_stop_signal{0};
+std::atomic<std::int64_t> g_stop_at_ns{0};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<std::int64_t>::is_always_lock_free);
+
+std::int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
 
 extern "C" void on_stop_signal(int sig) {
-  if (g_stop_signal == 0) {
+  if (g_stop_signal.load() == 0) {
+    g_stop_at_ns = monotonic_ns();
     g_stop_signal = sig;
     return;
   }
-  // The second one: end now, by that signal.
+  if (monotonic_ns() - g_stop_at_ns.load() < 2000000000) return;  // the same stop, delivered twice
+  // Asked again: end now, by that signal.
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
@@ -61,7 +73,7 @@ void install_stop_handlers() {
   }
 }
 
-int stop_signal() { return g_stop_signal; }
+int stop_signal() { return g_stop_signal.load(); }
 
 std::string signal_name(int sig) {
   switch (sig) {
@@ -77,7 +89,8 @@ struct Watchdog::State {
   std::int32_t step = -1;
   std::int32_t timed_out = 0;
   double in_step = 0;
-  char phase[88] = {};
+  double limit = 0;
+  char phase[80] = {};
 };
 
 Watchdog::Watchdog(MPI_Comm world, std::vector<std::string> hosts, WatchdogLimits limits)
@@ -86,13 +99,21 @@ Watchdog::Watchdog(MPI_Comm world, std::vector<std::string> hosts, WatchdogLimit
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   install_stop_handlers();
+  // Every pair's connection made now, at leisure: a round must not wait for them.
+  std::vector<int> out(static_cast<std::size_t>(size_)), in(out.size());
+  MPI_Alltoall(out.data(), 1, MPI_INT, in.data(), 1, MPI_INT, comm_);
   thread_ = std::thread([this] { loop(); });
 }
 
 Watchdog::~Watchdog() {
-  quit_ = true;
+  closing_ = true;
   thread_.join();
   MPI_Comm_free(&comm_);
+}
+
+void Watchdog::pause(bool on) {
+  if (!on) step_start_ = now_seconds();
+  paused_ = on;
 }
 
 void Watchdog::step_begin(int step) {
@@ -119,10 +140,20 @@ double Watchdog::limit() const {
 }
 
 void Watchdog::loop() {
-  while (!quit_) {
+  MPI_Request closed = MPI_REQUEST_NULL;  // the barrier of the ranks that are done
+  for (;;) {
     std::this_thread::sleep_for(std::chrono::duration<double>(kPoll));
     int called = 0;
     MPI_Iprobe(MPI_ANY_SOURCE, kTagBase + rounds_, comm_, &called, MPI_STATUS_IGNORE);
+    if (closing_) {
+      // Done here: only answer the others' rounds until all are done too.
+      if (closed == MPI_REQUEST_NULL) MPI_Ibarrier(comm_, &closed);
+      if (called) round(false);
+      int done = 0;
+      MPI_Test(&closed, &done, MPI_STATUS_IGNORE);
+      if (done) return;
+      continue;
+    }
     const bool timed_out = !paused_ && step_ >= 0 && now_seconds() - step_start_ > limit();
     const bool signalled = stop_signal() != 0 && !signal_checked_;
     if (signalled) signal_checked_ = true;
@@ -136,6 +167,7 @@ void Watchdog::round(bool timed_out) {
   mine.step = step_;
   mine.timed_out = timed_out;
   mine.in_step = step_ >= 0 ? now_seconds() - step_start_ : 0;
+  mine.limit = limit();
   std::strncpy(mine.phase, phase_.load(), sizeof mine.phase - 1);
   std::vector<State> states(static_cast<std::size_t>(size_));
   std::vector<bool> answered(static_cast<std::size_t>(size_), false);
@@ -177,8 +209,7 @@ void Watchdog::report_and_abort(const std::vector<State>& states, const std::vec
   if (rank_ == reporter) {
     std::vector<int> lost;
     std::map<std::string, std::vector<int>> by_phase;
-    int step = -1;
-    double longest = 0;
+    const State* late = nullptr;  // the rank furthest past its limit
     for (int r = 0; r < size_; ++r) {
       const State& s = states[static_cast<std::size_t>(r)];
       if (!answered[static_cast<std::size_t>(r)]) {
@@ -186,9 +217,9 @@ void Watchdog::report_and_abort(const std::vector<State>& states, const std::vec
         continue;
       }
       by_phase[s.phase].push_back(r);
-      step = std::max(step, s.step);
-      longest = std::max(longest, s.in_step);
+      if (!late || s.in_step - s.limit > late->in_step - late->limit) late = &s;
     }
+    const int step = late->step;
     std::vector<std::string> where;
     for (const auto& [phase, ranks] : by_phase) where.push_back(fmt::format("{}: {}", name_ranks(ranks, hosts_), phase));
     std::string at = step >= 0 ? fmt::format("in step {}", step + 1) : "before the first step";
@@ -198,7 +229,7 @@ void Watchdog::report_and_abort(const std::vector<State>& states, const std::vec
     else
       log::error("watchdog: step {} has run {:.1f} s, past its limit of {:.1f} s (train.watchdog times the median "
                  "step, at least train.watchdog_min); {}; ending the job",
-                 step + 1, longest, limit(), fmt::join(where, "; "));
+                 step + 1, late->in_step, late->limit, fmt::join(where, "; "));
   } else {
     // Let the reporter's line out before the launcher takes the job down.
     std::this_thread::sleep_for(std::chrono::seconds(1));

@@ -3,8 +3,9 @@
 //
 // Stop signals (SIGTERM, SIGINT, and SIGUSR1, which launch/mpirun.sh forwards because
 // mpirun kills its ranks a second after it is itself signalled) only set a flag; the
-// trainer agrees on it across ranks at the next step boundary and stops there. A second
-// stop signal ends the process at once.
+// trainer agrees on it across ranks at the next step boundary and stops there. Another
+// stop signal two seconds or more later ends the process at once (sooner, it is the same
+// stop delivered twice, as Slurm may: to the step and through srun).
 //
 // The watchdog is one thread per rank. When its step has run past the limit, or a stop
 // signal arrived (launchers also signal the survivors when a rank dies), it starts a
@@ -28,7 +29,7 @@ namespace ft {
 // Exit code of a job the watchdog ended (a rank lost or a step hung).
 inline constexpr int kExitHang = 3;
 
-// Installs the stop-signal handlers (once).
+// Installs the stop-signal handlers (once; `train` does, as soon as MPI is up).
 void install_stop_handlers();
 // The first stop signal this process received; 0 = none.
 int stop_signal();
@@ -42,9 +43,11 @@ struct WatchdogLimits {
 
 class Watchdog {
  public:
-  // Collective over `world`: duplicates it for the watchdog's own messages and starts the
-  // thread. `hosts` names each world rank's host.
+  // Collective over `world`: duplicates it for the watchdog's own messages, connects every
+  // pair of ranks on it, and starts the thread. `hosts` names each world rank's host.
   Watchdog(MPI_Comm world, std::vector<std::string> hosts, WatchdogLimits limits);
+  // Collective: the thread keeps answering rounds until every rank has come here, so a
+  // rank that finishes first is never taken for lost.
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
@@ -54,8 +57,9 @@ class Watchdog {
   void step_end(double seconds);
   // What the main thread is doing now, for the report: a string literal.
   void phase(const char* what) { phase_.store(what); }
-  // While paused (a checkpoint being written) the step limit does not run.
-  void pause(bool on) { paused_.store(on); }
+  // While paused (a checkpoint being written) the step limit does not run; it restarts
+  // from zero when the pause ends.
+  void pause(bool on);
   double limit() const;
 
  private:
@@ -79,7 +83,7 @@ class Watchdog {
   int rounds_ = 0;  // rounds taken part in; the next one's tag follows
   bool signal_checked_ = false;
   std::vector<std::vector<char>> sent_;  // send buffers stay alive until the job ends
-  std::atomic<bool> quit_{false};
+  std::atomic<bool> closing_{false};
   std::thread thread_;
 };
 

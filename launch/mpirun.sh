@@ -47,26 +47,34 @@ for v in OPENBLAS_CORETYPE LD_LIBRARY_PATH $(compgen -v NCCL_ || true); do
   [ -n "${!v:-}" ] && args+=(-x "$v")
 done
 
-# Runs mpirun with these arguments and the binary; returns as described at the top.
+# Runs mpirun with these arguments and the binary; exits as described at the top.
 run_mpirun() {
-  local stop="" rc=0
+  local stop="" rc=0 pid=""
   on_signal() {
     if [ -z "$stop" ]; then
       stop=$1
-      kill -USR1 "$pid" 2>/dev/null || true
-    else
+      [ -z "$pid" ] || kill -USR1 "$pid" 2>/dev/null || true
+    elif [ -n "$pid" ]; then
       kill -TERM "$pid" 2>/dev/null || true
     fi
   }
   trap 'on_signal 15' TERM
   trap 'on_signal 2' INT
   trap 'on_signal 1' HUP
-  setsid mpirun "$@" &
+  # If this script is killed outright, mpirun gets SIGTERM and takes the ranks down.
+  local guard=()
+  command -v setpriv >/dev/null && guard=(setpriv --pdeathsig TERM)
+  setsid "${guard[@]}" mpirun "$@" &
   pid=$!
+  [ -z "$stop" ] || kill -USR1 "$pid" 2>/dev/null || true  # a stop that came while starting
   while :; do
     wait "$pid" && rc=0 || rc=$?
     kill -0 "$pid" 2>/dev/null || break  # else a trap interrupted the wait
   done
+  # The wait may have been the interrupted one while mpirun ended: ask again for its status.
+  local last=0
+  wait "$pid" 2>/dev/null && last=0 || last=$?
+  [ "$last" -ne 127 ] && rc=$last
   [ -n "$stop" ] && [ "$rc" -eq $((128 + 10)) ] && exit $((128 + stop))
   exit "$rc"
 }

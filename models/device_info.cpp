@@ -43,14 +43,30 @@ double measure_matmul_flops(Device device, int size, double seconds) {
   return best;
 }
 
-// From /proc/meminfo.
+// MemAvailable from /proc/meminfo, and below it the room left in this process's cgroup (v2)
+// when one limits it, as Slurm and containers do.
 std::size_t host_memory_available() {
-  std::ifstream in("/proc/meminfo");
-  std::string key, unit;
-  std::size_t kib = 0;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  return 0;
+  std::size_t available = 0;
+  {
+    std::ifstream in("/proc/meminfo");
+    std::string key, unit;
+    std::size_t kib = 0;
+    while (in >> key >> kib >> unit)
+      if (key == "MemAvailable:") available = kib * 1024;
+  }
+  std::ifstream self("/proc/self/cgroup");
+  for (std::string line; std::getline(self, line);) {
+    if (line.rfind("0::", 0) != 0) continue;
+    std::string dir = "/sys/fs/cgroup" + line.substr(3);
+    std::ifstream max_file(dir + "/memory.max"), current_file(dir + "/memory.current");
+    std::string max_text;
+    std::size_t current = 0;
+    if (!(max_file >> max_text) || max_text == "max" || !(current_file >> current)) break;
+    std::size_t limit = std::stoull(max_text);
+    std::size_t room = limit > current ? limit - current : 0;
+    available = available == 0 ? room : std::min(available, room);
+  }
+  return available;
 }
 
 }  // namespace ft

@@ -6,6 +6,7 @@
 #include "comm/error.h"
 #include "comm/log.h"
 #include "comm/runtime.h"
+#include "comm/watchdog.h"
 #include "trainer/cli/cli.h"
 #include "trainer/io/config.h"
 #include "trainer/io/run_files.h"
@@ -41,6 +42,7 @@ int list_keys_command() {
 int run_train(const TrainArgs& args) {
   if (args.keys) return list_keys_command();
   MpiRuntime mpi(nullptr, nullptr);
+  install_stop_handlers();  // a stop during start-up takes effect after the first step
   log::set_quiet(args.quiet);
   Config cfg;
   run_phase(MPI_COMM_WORLD, [&] {

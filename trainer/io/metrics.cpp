@@ -73,8 +73,8 @@ void StepFile::check_room() {
 }
 
 void StepFile::flush() {
-  check_room();
   if (pending_rows_ > 0) {
+    check_room();
     const auto& specs = schema_.specs();
     for (std::size_t c = 0; c < specs.size(); ++c) {
       file_.append_rows("/steps/" + specs[c].name, pending_[c].data(), static_cast<std::size_t>(pending_rows_));

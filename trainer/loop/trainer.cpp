@@ -356,6 +356,7 @@ std::string Trainer::save(int steps_done) {
   // Writing may take long on a slow file system; it is no hang.
   watchdog_->pause(true);
   save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st, sync_ ? sync_->codec_state() : RankState{});
+  MPI_Barrier(MPI_COMM_WORLD);  // rank 0 writes after the others have sent their parts: they wait here, paused
   watchdog_->pause(false);
   return path;
 }
@@ -402,16 +403,18 @@ void Trainer::run() {
   }
   log_->flush();
   if (!cfg_.checkpoint.path.empty()) log::info("checkpoint: {} (step {})", save(cfg_.train.steps), cfg_.train.steps);
+  watchdog_.reset();
   print_summary();
 }
 
 void Trainer::stop_on_signal(int steps_done, int sig) {
-  log_->flush();
   std::string saved = "no checkpoint (checkpoint.path is unset)";
-  if (!cfg_.checkpoint.path.empty()) {
+  if (!cfg_.checkpoint.path.empty()) {  // first: the step log's disk may be the fuller one
     std::string path = save(steps_done);
     saved = fmt::format("checkpoint {}: continue with --resume {}", path, path);
   }
+  log_->flush();
+  watchdog_.reset();
   if (mpi_.rank() == 0)
     log::notice("stopped by {} after step {} of {}; {}", signal_name(sig), steps_done, cfg_.train.steps, saved);
   throw JobStopped(128 + sig);
