@@ -53,4 +53,44 @@ check(p.stderr.count("--no-such-flag") == 1, f"bad flag reported {p.stderr.count
 p = run(["train", TINY, "--dry-run", "--set", "parallel.dp=4", "--set", "train.batch=16"], ranks=4)
 check(p.returncode == 0, f"valid 4-rank dry run failed:\n{p.stderr}")
 check(p.stdout.count("model:") == 1, "resolved config printed once")
+# Shapes and numbers that once reached users as crashes or were accepted.
+expect_error(["train", write("seqkey.yaml", "model: {vocab: 256}\n? [a, b]\n: 1\n"), "--dry-run"],
+             "seqkey.yaml:2: a key must be a name, got a list", ranks=1)
+for value in ("nan", "inf", "-1", "0"):
+    expect_error(["claims", "--params", value], f"--params: '{value}' is not a finite number above zero", ranks=1)
+expect_error(["bench", "collectives", "--min", "16TiB", "--max", "16TiB"], "--max 16TiB: each of this machine's",
+             ranks=1)
+# A model far larger than this machine's memory: the bytes, and the keys to change.
+expect_error(["train", TINY, "--out", "none", "--set", "model.width=65536", "--set", "model.layers=1"],
+             "needed for one buffer", ranks=1)
+p = run(["train", TINY, "--out", "none", "--set", "model.width=65536", "--set", "model.layers=1"])
+check("Lower train.batch" in p.stderr and "parallel.tp" in p.stderr, f"out of memory: no keys named\n{p.stderr}")
+
+# A full disk (a small tmpfs; needs root): the step log stops while it has room and keeps
+# every step it holds readable; a checkpoint names the OS's reason and leaves no partial file.
+if os.geteuid() == 0:
+    import subprocess
+    import h5py
+    disk = os.path.join(tmp, "disk")
+    os.mkdir(disk)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", disk]).returncode == 0:
+        try:
+            log = os.path.join(disk, "run.h5")
+            expect_error(["train", TINY, "-q", "--set", "train.steps=100000", "--set", "metrics.flush_every=1",
+                          "--out", log], "the log stops here so the steps it holds stay readable", ranks=1)
+            with h5py.File(log, "r") as f:
+                steps = len(f["steps/loss"])
+            check(steps > 100, f"full disk: the log holds {steps} steps")
+            os.remove(log)
+            with open(os.path.join(disk, "filler"), "wb") as f:
+                f.write(b"\0" * (1600 * 1024 - 200 * 1024))
+            expect_error(["train", TINY, "-q", "--set", "train.steps=2", "--set",
+                          f"checkpoint.path={os.path.join(disk, 'ck.h5')}", "--out", "none"],
+                         "No space left on device", ranks=1)
+            check(os.listdir(disk) == ["filler"], f"full disk: files left {os.listdir(disk)}")
+        finally:
+            subprocess.run(["umount", disk])
+    else:
+        print("full-disk cases skipped: tmpfs cannot be mounted here")
+
 finish()
