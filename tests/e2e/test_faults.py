@@ -9,7 +9,7 @@ import time
 import h5py
 import numpy as np
 
-from ftest import BIN, SOURCE, check, finish, run, tempdir
+from ftest import BIN, SOURCE, check, finish, rank_processes, run, tempdir
 
 tmp = tempdir()
 LAUNCH = os.path.join(SOURCE, "launch", "mpirun.sh")
@@ -33,19 +33,7 @@ def launch(ranks, args):
 def rank_pids(job, ranks):
     """World rank -> pid of the job's fibertrain processes, once all have started."""
     for _ in range(600):
-        found = {}
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read()
-            except OSError:
-                continue
-            if cmd.startswith(BIN.encode()) and b"OMPI_COMM_WORLD_RANK" in env:
-                found[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(pid)
+        found = rank_processes("OMPI_COMM_WORLD_RANK")
         if len(found) == ranks:
             return found
         if job.poll() is not None:

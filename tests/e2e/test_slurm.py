@@ -16,7 +16,7 @@ import time
 
 import h5py
 
-from ftest import BIN, SOURCE, check, finish, tempdir
+from ftest import BIN, SOURCE, check, finish, rank_processes, tempdir
 
 if os.geteuid() != 0:
     print("skipped: the Slurm test starts daemons as root")
@@ -73,20 +73,6 @@ try:
             check(expect in f.attrs["topology"].decode(), f"{template}: topology {f.attrs['topology']}")
 
 
-    def task_pid(job, task):
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    e = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if not f.read().startswith(BIN.encode()):
-                        continue
-            except OSError:
-                continue
-            if e.get(b"SLURM_JOB_ID") == job.encode() and e.get(b"SLURM_PROCID") == str(task).encode():
-                return int(pid)
-        return None
-
     def endless(*extra):
         p = sh("sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=2", f"--output={tmp}/slurm-%j.out",
                "launch/slurm/srun.sbatch", "configs/tiny.yaml", "--set", "parallel.dp=4", "--set",
@@ -105,7 +91,7 @@ try:
         return time.time() - t
 
     job, log = endless()
-    pid = task_pid(job, 2)
+    pid = rank_processes("SLURM_PROCID", SLURM_JOB_ID=job).get(2)
     check(pid is not None, "srun: rank 2's process not found")
     if pid:
         os.kill(pid, signal.SIGKILL)
