@@ -87,7 +87,6 @@ GptStage::GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch
       s.lnf_mean = t({B, T});
       s.lnf_rstd = t({B, T});
       s.logits = t({B, T, V});
-      s.probs = t({B, T, V});
       s.losses = t({B, T});
     }
   }
@@ -102,7 +101,6 @@ GptStage::GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch
   // The CUDA kernel batches every head of a sequence; the CPU one keeps a block of rows per thread.
   if (device == Device::cuda) att_scratch_ = t({B, Hl, T, T});
   if (plan.has_head) {
-    dlogits_ = t({B, T, V});
     dlnf_ = t({B, T, C});
   }
 }
@@ -172,7 +170,7 @@ double GptStage::forward(int slot, const Tensor* tokens, const Tensor* input, co
   const Tensor& x = output(slot);
   ops::layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w(lnf_w_), w(lnf_b_), N, C_);
   ops::matmul_forward(s.logits, s.lnf, w(wte_), nullptr, N, C_, V_);
-  ops::crossentropy_forward(s.losses, s.probs, s.logits, s.targets, N, V_);
+  ops::crossentropy_forward(s.losses, s.logits, s.logits, s.targets, N, V_);
   double sum = 0;
   for (double l : ops::to_host(s.losses)) sum += l;
   return sum / static_cast<double>(N);
@@ -216,10 +214,9 @@ void GptStage::backward(int slot, const Tensor* dout, double loss_scale) {
   Slot& s = slots_.at(static_cast<std::size_t>(slot));
   const std::int64_t N = std::int64_t{B_} * T_;
   if (plan_.has_head) {
-    ops::zero(dlogits_);
-    ops::crossentropy_backward(dlogits_, s.probs, s.targets, loss_scale / static_cast<double>(N), N, V_);
+    ops::crossentropy_backward(s.logits, s.logits, s.targets, loss_scale / static_cast<double>(N), N, V_);
     ops::zero(dlnf_);
-    ops::matmul_backward(&dlnf_, &g(wte_), nullptr, dlogits_, s.lnf, w(wte_), N, C_, V_);
+    ops::matmul_backward(&dlnf_, &g(wte_), nullptr, s.logits, s.lnf, w(wte_), N, C_, V_);
     if (!plan_.has_embedding) ready(wte_);
     ops::zero(dres_);
     ops::layernorm_backward(dres_, g(lnf_w_), g(lnf_b_), dlnf_, output(slot), w(lnf_w_), s.lnf_mean, s.lnf_rstd, N, C_);

@@ -80,7 +80,9 @@ class GptStage {
   struct Slot {
     Tensor tokens, targets, input;
     std::vector<BlockActs> blocks;
-    Tensor lnf, lnf_mean, lnf_rstd, logits, probs, losses;
+    // logits: the softmax replaces them in forward, and their gradient replaces that in
+    // backward, so the [B, T, V] array is held once.
+    Tensor lnf, lnf_mean, lnf_rstd, logits, losses;
   };
 
   const Tensor& w(int i) const { return params_.value(i); }
@@ -101,7 +103,7 @@ class GptStage {
   std::vector<Slot> slots_;
   StageHooks hooks_;
   // Scratch shared by all slots: forward temporaries and backward gradients.
-  Tensor ap_, fp_, dres_, dln_, dqkv_, datty_, dfch_, dfcg_, dlogits_, dlnf_, att_scratch_;
+  Tensor ap_, fp_, dres_, dln_, dqkv_, datty_, dfch_, dfcg_, dlnf_, att_scratch_;
 };
 
 }  // namespace ft

@@ -275,26 +275,33 @@ void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Ten
   });
 }
 
-void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v, i64 begin, i64 n,
-                  double lr, double beta1, double beta2, double eps, double weight_decay, double c1, double c2,
-                  double grad_scale, i64 state_offset) {
-  FT_ON_CUDA(params, cuda::adamw_update(f(params) + begin, f(grads) + begin, f(m) + state_offset, f(v) + state_offset, n,
-                                         lr, beta1, beta2, eps, weight_decay, c1, c2, grad_scale));
+void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,
+                  const std::vector<AdamWRun>& runs, const AdamWStep& st) {
+#ifdef FIBERTRAIN_CUDA
+  if (params.device() == Device::cuda) {
+    if (params.dtype() != DType::f32) throw std::logic_error("CUDA kernels take f32 tensors");
+    std::vector<cuda::AdamWRun> cr;
+    cr.reserve(runs.size());
+    for (const AdamWRun& r : runs) cr.push_back({r.range.begin, r.range.size(), r.state, static_cast<float>(r.weight_decay)});
+    cuda::adamw_update(f(params), f(grads), f(m), f(v), cr, st.lr, st.beta1, st.beta2, st.eps, st.c1, st.c2,
+                       st.grad_scale);
+    return;
+  }
+#endif
   on_cpu(params, [=]<class T>() {
-    cpu::adamw_update<T>(params.data<T>() + begin, grads.data<T>() + begin, m.data<T>() + state_offset,
-                         v.data<T>() + state_offset, n, lr, beta1, beta2, eps, weight_decay, c1, c2, grad_scale);
+    for (const AdamWRun& r : runs)
+      cpu::adamw_update<T>(params.data<T>() + r.range.begin, grads.data<T>() + r.range.begin, m.data<T>() + r.state,
+                           v.data<T>() + r.state, r.range.size(), st.lr, st.beta1, st.beta2, st.eps, r.weight_decay,
+                           st.c1, st.c2, st.grad_scale);
   });
 }
 
-double sum_squares(const Tensor& t) {
-#ifdef FIBERTRAIN_CUDA
-  if (t.device() == Device::cuda) return cuda::sum_squares(f(t), t.numel());
-#endif
-  synchronize(Device::cpu);
+namespace {
+double host_sum_squares(const Tensor& t, i64 begin, i64 end) {
   double s = 0;
   auto add = [&]<class T>() {
     const T* p = t.data<T>();
-    for (i64 i = 0; i < t.numel(); ++i) s += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+    for (i64 i = begin; i < end; ++i) s += static_cast<double>(p[i]) * static_cast<double>(p[i]);
   };
   switch (t.dtype()) {
     case DType::f32: add.operator()<float>(); break;
@@ -302,6 +309,19 @@ double sum_squares(const Tensor& t) {
     default: throw std::logic_error(fmt::format("sum_squares: no kernel for {}", to_string(t.dtype())));
   }
   return s;
+}
+}  // namespace
+
+double sum_squares(const Tensor& t) { return sum_squares(t, {FlatRange{0, t.numel()}}); }
+
+double sum_squares(const Tensor& flat, const std::vector<FlatRange>& ranges) {
+#ifdef FIBERTRAIN_CUDA
+  if (flat.device() == Device::cuda) return cuda::sum_squares(f(flat), ranges);
+#endif
+  synchronize(Device::cpu);
+  double total = 0;
+  for (const FlatRange& r : ranges) total += host_sum_squares(flat, r.begin, r.end);
+  return total;
 }
 
 }  // namespace ft::ops

@@ -62,18 +62,32 @@ void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wt
 void embedding_backward(const Tensor* dwte, const Tensor* dwpe, const Tensor& dout, const Tensor& tokens, i64 B, i64 T,
                         i64 C);
 
+// probs may be logits (in place). The backward writes dlogits rather than adding to them, so
+// dlogits may be probs; dloss is one value for every position (the mean-loss scale).
 void crossentropy_forward(const Tensor& losses, const Tensor& probs, const Tensor& logits, const Tensor& targets, i64 N,
                           i64 V);
-// dloss is one value for every position (the mean-loss scale).
 void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss, i64 N,
                            i64 V);
 
-// AdamW on params[begin, begin + m.numel()) of the flat buffers; see cpu/kernels.h.
-void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v, i64 begin, i64 n,
-                  double lr, double beta1, double beta2, double eps, double weight_decay, double c1, double c2,
-                  double grad_scale, i64 state_offset);
+// AdamW on runs of the flat buffers: params and grads over each run's range, m and v from
+// its `state` offset on, with the run's weight decay; see cpu/kernels.h. On a GPU the runs
+// go to one kernel launch, not one each.
+struct AdamWRun {
+  FlatRange range;
+  i64 state = 0;
+  double weight_decay = 0;
+};
+struct AdamWStep {
+  double lr, beta1, beta2, eps;
+  double c1, c2;  // bias corrections 1 - beta^t
+  double grad_scale;
+};
+void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,
+                  const std::vector<AdamWRun>& runs, const AdamWStep& step);
 
-// Sum of squares of the elements, accumulated in double.
+// Sum of squares of the elements, accumulated in double: of the whole tensor, or of the
+// ranges of a flat one (one pass and one wait on a GPU, however many ranges).
 double sum_squares(const Tensor& t);
+double sum_squares(const Tensor& flat, const std::vector<FlatRange>& ranges);
 
 }  // namespace ft::ops

@@ -23,6 +23,12 @@ std::shared_ptr<void> allocate(Device device, std::size_t bytes);
 // "1.50 GiB", for memory messages.
 std::string gib(std::size_t bytes);
 
+// A range [begin, end) of a flat buffer (the parameters' or the gradients').
+struct FlatRange {
+  std::int64_t begin = 0, end = 0;
+  std::int64_t size() const { return end - begin; }
+};
+
 class Tensor {
  public:
   Tensor() = default;

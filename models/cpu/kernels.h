@@ -51,9 +51,11 @@ template <class T>
 void embedding_backward(T* dwte, T* dwpe, const T* dout, const std::int32_t* tokens, i64 B, i64 T_, i64 C);
 
 // Softmax over V logits per row, then cross-entropy against targets: losses [N], probs [N,V].
+// probs may be logits: the softmax then replaces them, and the [N,V] array is held once.
 template <class T> void crossentropy_forward(T* losses, T* probs, const T* logits, const std::int32_t* targets, i64 N, i64 V);
-// dlogits += (probs - onehot(target)) * dloss, the fused softmax + cross-entropy backward;
-// dloss is the same for every position (1 / tokens for a mean loss).
+// dlogits = (probs - onehot(target)) * dloss, the fused softmax + cross-entropy backward;
+// dloss is the same for every position (1 / tokens for a mean loss). Written, not added,
+// so that dlogits may be probs.
 template <class T>
 void crossentropy_backward(T* dlogits, const T* probs, const std::int32_t* targets, T dloss, i64 N, i64 V);
 

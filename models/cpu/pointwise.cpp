@@ -79,6 +79,7 @@ void crossentropy_forward(T* losses, T* probs, const T* logits, const std::int32
     for (i64 n = n0; n < n1; ++n) {
       const T* z = logits + n * V;
       T* p = probs + n * V;
+      const T z_target = z[targets[n]];  // before p (which may be z) is written
       T mx = -std::numeric_limits<T>::infinity();
       for (i64 v = 0; v < V; ++v) mx = std::max(mx, z[v]);
       T sum = 0;
@@ -89,7 +90,7 @@ void crossentropy_forward(T* losses, T* probs, const T* logits, const std::int32
       T inv = T(1) / sum;
       for (i64 v = 0; v < V; ++v) p[v] *= inv;
       // -log softmax, computed from the logits for accuracy when p[target] is tiny.
-      losses[n] = mx + std::log(sum) - z[targets[n]];
+      losses[n] = mx + std::log(sum) - z_target;
     }
   });
   }
@@ -100,7 +101,7 @@ void crossentropy_backward(T* dlogits, const T* probs, const std::int32_t* targe
     for (i64 n = n0; n < n1; ++n) {
       const T* p = probs + n * V;
       T* d = dlogits + n * V;
-      for (i64 v = 0; v < V; ++v) d[v] += p[v] * dloss;
+      for (i64 v = 0; v < V; ++v) d[v] = p[v] * dloss;
       d[targets[n]] -= dloss;
     }
   });

@@ -4,6 +4,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
@@ -28,6 +29,8 @@ struct Context {
   cublasHandle_t blas = nullptr;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
   double* scalar = nullptr;  // device scratch for reductions
+  int sms = 1;               // streaming multiprocessors, to size grid-stride launches
+  int smem_optin = 48 << 10;  // the most shared memory a block may ask for
 };
 
 // One per process, on the device current at first use: every thread's ops go to the same
@@ -40,6 +43,10 @@ Context& ctx() {
     check(cublasCreate(&n.blas), "cublasCreate");
     check(cublasSetStream(n.blas, n.stream), "cublasSetStream");
     check(cudaMalloc(&n.scalar, sizeof(double)), "cudaMalloc scalar");
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&n.sms, cudaDevAttrMultiProcessorCount, dev), "SM count");
+    check(cudaDeviceGetAttribute(&n.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "shared memory");
     return n;
   }();
   return c;
@@ -81,12 +88,23 @@ __device__ float warp_max(float v) {
   return v;
 }
 
-__global__ void k_sum_squares(const float* p, i64 n, double* out) {
+// Ranges of a flat array, passed by value: up to kMaxRuns per launch keeps the kernel's
+// parameters under the 4 KiB every driver takes.
+constexpr int kMaxRuns = 128;
+struct RangeTable {
+  int count;
+  i64 begin[kMaxRuns], size[kMaxRuns];
+};
+
+// blockIdx.y picks the range; its blocks stride over it. Each warp adds into `out` once.
+__global__ void k_sum_squares(const float* p, RangeTable t, double* out) {
+  const float* q = p + t.begin[blockIdx.y];
+  const i64 n = t.size[blockIdx.y];
   double s = 0;
   for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < n; i += static_cast<i64>(gridDim.x) * blockDim.x)
-    s += static_cast<double>(p[i]) * p[i];
+    s += static_cast<double>(q[i]) * q[i];
   for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-  if ((threadIdx.x & 31) == 0) atomicAdd(out, s);
+  if ((threadIdx.x & 31) == 0 && s != 0) atomicAdd(out, s);
 }
 
 __global__ void k_fill_rows(float* out, const float* bias, i64 N, i64 OC) {
@@ -99,13 +117,22 @@ __global__ void k_add_bias(float* out, const float* bias, i64 N, i64 OC) {
   if (i < N * OC) out[i] += bias[i % OC];
 }
 
-// Column sums of dout [N, OC]: one thread per column, rows walked in order.
+// Column sums of dout [N, OC], added to dbias. A block of 32 x 32 threads takes 32 columns:
+// each warp reads whole 128-byte rows, 32 rows apart, and the 32 partial sums of a column
+// meet in shared memory. The order of the sum is fixed, so the result is deterministic.
+constexpr int kBiasRows = 32;
 __global__ void k_bias_grad(float* dbias, const float* dout, i64 N, i64 OC) {
-  i64 o = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (o >= OC) return;
+  __shared__ float part[kBiasRows][33];
+  const i64 o = blockIdx.x * 32 + threadIdx.x;
   float s = 0;
-  for (i64 n = 0; n < N; ++n) s += dout[n * OC + o];
-  dbias[o] += s;
+  if (o < OC)
+    for (i64 n = threadIdx.y; n < N; n += kBiasRows) s += dout[n * OC + o];
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || o >= OC) return;
+  float t = 0;
+  for (int y = 0; y < kBiasRows; ++y) t += part[y][threadIdx.x];
+  dbias[o] += t;
 }
 
 // One warp per row.
@@ -129,27 +156,41 @@ __global__ void k_layernorm_forward(float* out, float* mean, float* rstd, const 
   }
 }
 
+// One warp per row, rows strided over the grid. A block adds its rows' dw and db in shared
+// memory (dynamic, 2C floats) and then into the global arrays once, instead of every row
+// contending for the same C addresses.
 __global__ void k_layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
                                      const float* mean, const float* rstd, i64 N, i64 C) {
-  i64 row = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
-  int lane = threadIdx.x & 31;
-  if (row >= N) return;
-  const float* x = inp + row * C;
-  const float* d = dout + row * C;
-  float m = mean[row], r = rstd[row];
-  float a = 0, b2 = 0;
-  for (i64 c = lane; c < C; c += 32) {
-    float norm = (x[c] - m) * r, dn = w[c] * d[c];
-    a += dn;
-    b2 += dn * norm;
+  extern __shared__ float acc[];
+  float* sdw = acc;
+  float* sdb = acc + C;
+  for (i64 c = threadIdx.x; c < 2 * C; c += blockDim.x) acc[c] = 0.0f;
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warps = blockDim.x / 32;
+  for (i64 row = blockIdx.x * static_cast<i64>(warps) + threadIdx.x / 32; row < N;
+       row += static_cast<i64>(gridDim.x) * warps) {
+    const float* x = inp + row * C;
+    const float* d = dout + row * C;
+    const float m = mean[row], r = rstd[row];
+    float a = 0, b2 = 0;
+    for (i64 c = lane; c < C; c += 32) {
+      float norm = (x[c] - m) * r, dn = w[c] * d[c];
+      a += dn;
+      b2 += dn * norm;
+    }
+    const float dn_mean = warp_sum(a) / static_cast<float>(C), dnn_mean = warp_sum(b2) / static_cast<float>(C);
+    float* dx = dinp + row * C;
+    for (i64 c = lane; c < C; c += 32) {
+      float norm = (x[c] - m) * r, dn = w[c] * d[c];
+      atomicAdd(&sdb[c], d[c]);
+      atomicAdd(&sdw[c], norm * d[c]);
+      dx[c] += r * (dn - dn_mean - norm * dnn_mean);
+    }
   }
-  float dn_mean = warp_sum(a) / static_cast<float>(C), dnn_mean = warp_sum(b2) / static_cast<float>(C);
-  float* dx = dinp + row * C;
-  for (i64 c = lane; c < C; c += 32) {
-    float norm = (x[c] - m) * r, dn = w[c] * d[c];
-    atomicAdd(&db[c], d[c]);
-    atomicAdd(&dw[c], norm * d[c]);
-    dx[c] += r * (dn - dn_mean - norm * dnn_mean);
+  __syncthreads();
+  for (i64 c = threadIdx.x; c < C; c += blockDim.x) {
+    atomicAdd(&db[c], sdb[c]);
+    atomicAdd(&dw[c], sdw[c]);
   }
 }
 
@@ -233,6 +274,7 @@ __global__ void k_crossentropy_forward(float* losses, float* probs, const float*
   int lane = threadIdx.x & 31;
   if (row >= N) return;
   const float* z = logits + row * V;
+  const float z_target = z[targets[row]];  // before probs (which may be logits) are written
   float mx = -INFINITY;
   for (i64 v = lane; v < V; v += 32) mx = fmaxf(mx, z[v]);
   mx = warp_max(mx);
@@ -242,7 +284,7 @@ __global__ void k_crossentropy_forward(float* losses, float* probs, const float*
   float inv = 1.0f / sum;
   float* p = probs + row * V;
   for (i64 v = lane; v < V; v += 32) p[v] = __expf(z[v] - mx) * inv;
-  if (lane == 0) losses[row] = mx + logf(sum) - z[targets[row]];
+  if (lane == 0) losses[row] = mx + logf(sum) - z_target;
 }
 
 __global__ void k_crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N,
@@ -250,20 +292,40 @@ __global__ void k_crossentropy_backward(float* dlogits, const float* probs, cons
   i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i >= N * V) return;
   i64 n = i / V, v = i % V;
-  dlogits[i] += (probs[i] - (v == targets[n] ? 1.0f : 0.0f)) * dloss;
+  dlogits[i] = (probs[i] - (v == targets[n] ? 1.0f : 0.0f)) * dloss;
 }
 
-__global__ void k_adamw(float* p, const float* g, float* m, float* v, i64 n, float lr, float b1, float b2, float eps,
-                        float wd, float inv_c1, float inv_c2, float gs) {
-  i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  float grad = g[i] * gs;
-  float mi = b1 * m[i] + (1.0f - b1) * grad;
-  float vi = b2 * v[i] + (1.0f - b2) * grad * grad;
-  m[i] = mi;
-  v[i] = vi;
-  p[i] -= lr * ((mi * inv_c1) / (sqrtf(vi * inv_c2) + eps) + wd * p[i]);
+struct AdamWTable {
+  int count;
+  i64 begin[kMaxRuns], size[kMaxRuns], state[kMaxRuns];
+  float weight_decay[kMaxRuns];
+};
+
+static_assert(sizeof(AdamWTable) + 128 < 4096, "kernel parameters must stay under 4 KiB");
+
+// blockIdx.y picks the run; its blocks stride over it.
+__global__ void k_adamw(float* p, const float* g, float* m, float* v, AdamWTable t, float lr, float b1, float b2,
+                        float eps, float inv_c1, float inv_c2, float gs) {
+  const int r = blockIdx.y;
+  float* pr = p + t.begin[r];
+  const float* gr = g + t.begin[r];
+  float* mr = m + t.state[r];
+  float* vr = v + t.state[r];
+  const float wd = t.weight_decay[r];
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < t.size[r];
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    float grad = gr[i] * gs;
+    float mi = b1 * mr[i] + (1.0f - b1) * grad;
+    float vi = b2 * vr[i] + (1.0f - b2) * grad * grad;
+    mr[i] = mi;
+    vr[i] = vi;
+    pr[i] -= lr * ((mi * inv_c1) / (sqrtf(vi * inv_c2) + eps) + wd * pr[i]);
+  }
 }
+
+// Blocks along x for grid-stride kernels over runs of up to `largest` elements: enough to
+// fill the device a few times over, no more.
+unsigned stride_blocks(i64 largest) { return std::max(1u, std::min<unsigned>(blocks_for(largest), 4 * ctx().sms)); }
 
 // One warp per row: the warp-per-row kernels need blocks of whole warps.
 unsigned warp_blocks(i64 rows) { return static_cast<unsigned>((rows * 32 + kThreads - 1) / kThreads); }
@@ -292,14 +354,22 @@ void scale(float* p, i64 n, float f) {
   cuda_buffers::scale(Buffer{p, static_cast<std::size_t>(n), DType::f32, Device::cuda}, f, ctx().stream);
 }
 
-double sum_squares(const float* p, i64 n) {
+double sum_squares(const float* flat, const std::vector<FlatRange>& ranges) {
   Context& c = ctx();
   static std::mutex scalar_mutex;  // the one device scalar, between threads
   std::lock_guard lock(scalar_mutex);
   check(cudaMemsetAsync(c.scalar, 0, sizeof(double), c.stream), "memset");
-  if (n > 0) {
-    unsigned grid = std::min<unsigned>(blocks_for(n), 1024);
-    k_sum_squares<<<grid, kThreads, 0, c.stream>>>(p, n, c.scalar);
+  for (std::size_t first = 0; first < ranges.size(); first += kMaxRuns) {
+    RangeTable t{};
+    i64 largest = 0;
+    for (std::size_t i = first; i < ranges.size() && t.count < kMaxRuns; ++i, ++t.count) {
+      t.begin[t.count] = ranges[i].begin;
+      t.size[t.count] = ranges[i].size();
+      largest = std::max(largest, ranges[i].size());
+    }
+    if (largest == 0) continue;
+    k_sum_squares<<<dim3(stride_blocks(largest), static_cast<unsigned>(t.count)), kThreads, 0, c.stream>>>(flat, t,
+                                                                                                              c.scalar);
     check_launch("sum_squares");
   }
   double out = 0;
@@ -321,7 +391,7 @@ void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, co
   if (dinp) gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, w, C, dout, OC, 1.0f, dinp, C);  // dinp^T += w^T dout^T
   if (dw) gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, C);     // dw^T += inp^T dout
   if (dbias) {
-    k_bias_grad<<<blocks_for(OC), kThreads, 0, ctx().stream>>>(dbias, dout, N, OC);
+    k_bias_grad<<<static_cast<unsigned>((OC + 31) / 32), dim3(32, kBiasRows), 0, ctx().stream>>>(dbias, dout, N, OC);
     check_launch("bias grad");
   }
 }
@@ -338,7 +408,16 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 
 void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
                         const float* mean, const float* rstd, i64 N, i64 C) {
-  k_layernorm_backward<<<warp_blocks(N), kThreads, 0, ctx().stream>>>(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  Context& c = ctx();
+  const std::size_t smem = 2 * static_cast<std::size_t>(C) * sizeof(float);
+  if (smem > static_cast<std::size_t>(c.smem_optin))
+    throw std::runtime_error("layernorm backward: width " + std::to_string(C) + " needs " + std::to_string(smem) +
+                             " bytes of shared memory per block; this GPU has " + std::to_string(c.smem_optin));
+  if (smem > (48u << 10))
+    check(cudaFuncSetAttribute(k_layernorm_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "layernorm backward shared memory");
+  const unsigned grid = std::max(1u, std::min<unsigned>(warp_blocks(N), 2 * c.sms));
+  k_layernorm_backward<<<grid, kThreads, smem, c.stream>>>(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
   check_launch("layernorm_backward");
 }
 
@@ -418,15 +497,25 @@ void crossentropy_backward(float* dlogits, const float* probs, const std::int32_
   check_launch("crossentropy_backward");
 }
 
-void adamw_update(float* param, const float* grad, float* m, float* v, i64 n, double lr, double beta1, double beta2,
-                  double eps, double weight_decay, double c1, double c2, double grad_scale) {
-  if (n == 0) return;
-  k_adamw<<<blocks_for(n), kThreads, 0, ctx().stream>>>(param, grad, m, v, n, static_cast<float>(lr),
-                                                          static_cast<float>(beta1), static_cast<float>(beta2),
-                                                          static_cast<float>(eps), static_cast<float>(weight_decay),
-                                                          static_cast<float>(1.0 / c1), static_cast<float>(1.0 / c2),
-                                                          static_cast<float>(grad_scale));
-  check_launch("adamw");
+void adamw_update(float* param, const float* grad, float* m, float* v, const std::vector<AdamWRun>& runs, double lr,
+                  double beta1, double beta2, double eps, double c1, double c2, double grad_scale) {
+  for (std::size_t first = 0; first < runs.size(); first += kMaxRuns) {
+    AdamWTable t{};
+    i64 largest = 0;
+    for (std::size_t i = first; i < runs.size() && t.count < kMaxRuns; ++i, ++t.count) {
+      t.begin[t.count] = runs[i].begin;
+      t.size[t.count] = runs[i].size;
+      t.state[t.count] = runs[i].state;
+      t.weight_decay[t.count] = runs[i].weight_decay;
+      largest = std::max(largest, runs[i].size);
+    }
+    if (largest == 0) continue;
+    k_adamw<<<dim3(stride_blocks(largest), static_cast<unsigned>(t.count)), kThreads, 0, ctx().stream>>>(
+        param, grad, m, v, t, static_cast<float>(lr), static_cast<float>(beta1), static_cast<float>(beta2),
+        static_cast<float>(eps), static_cast<float>(1.0 / c1), static_cast<float>(1.0 / c2),
+        static_cast<float>(grad_scale));
+    check_launch("adamw");
+  }
 }
 
 }  // namespace ft::cuda

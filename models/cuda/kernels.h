@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
+#include "models/tensor.h"
 
 namespace ft::cuda {
 
@@ -22,7 +25,8 @@ void copy(void* dst, const void* src, std::size_t bytes);  // device to device
 void to_host(void* dst, const void* src, std::size_t bytes);
 void from_host(void* dst, const void* src, std::size_t bytes);
 void scale(float* p, i64 n, float factor);
-double sum_squares(const float* p, i64 n);
+// Over the ranges of a flat array, in one kernel launch and one wait.
+double sum_squares(const float* flat, const std::vector<FlatRange>& ranges);
 
 void matmul_forward(float* out, const float* inp, const float* w, const float* bias, i64 N, i64 C, i64 OC);
 void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w, i64 N, i64 C,
@@ -40,10 +44,17 @@ void residual_forward(float* out, const float* a, const float* b, i64 N);
 void add_into(float* dst, const float* src, i64 N);
 void embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B, i64 T, i64 C);
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens, i64 B, i64 T, i64 C);
+// As in cpu/kernels.h: probs may be logits; dlogits are written, and may be probs.
 void crossentropy_forward(float* losses, float* probs, const float* logits, const std::int32_t* targets, i64 N, i64 V);
 void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N, i64 V);
-void adamw_update(float* param, const float* grad, float* m, float* v, i64 n, double lr, double beta1, double beta2,
-                  double eps, double weight_decay, double c1, double c2, double grad_scale);
+// AdamW over runs of flat arrays: param and grad at [begin, begin + size), m and v at
+// [state, state + size), each run with its own weight decay; one launch for many runs.
+struct AdamWRun {
+  i64 begin, size, state;
+  float weight_decay;
+};
+void adamw_update(float* param, const float* grad, float* m, float* v, const std::vector<AdamWRun>& runs, double lr,
+                  double beta1, double beta2, double eps, double c1, double c2, double grad_scale);
 
 // The attention backward needs B * NH * T * T floats of scratch (one dS per head).
 inline i64 attention_scratch_elements(i64 B, i64 T, i64 NH) { return B * NH * T * T; }

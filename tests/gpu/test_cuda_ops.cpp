@@ -127,16 +127,55 @@ TEST(CudaModel, Bf16MatmulsStayWithinBf16Precision) {
   compare_model(true, 1e-2, 5e-2);
 }
 
-TEST(CudaOps, AdamWAgreesWithCpu) {
+// Two runs with different weight decay, the second at a state offset: one launch on the GPU.
+TEST(CudaOps, AdamWOverRunsAgreesWithCpu) {
   REQUIRE_GPU();
-  Tensor p = random_tensor({1000}, 10), g = random_tensor({1000}, 11), m({1000}), v({1000});
-  Tensor gp = on_gpu(p), gg = on_gpu(g), gm({1000}, DType::f32, Device::cuda), gv({1000}, DType::f32, Device::cuda);
+  Tensor p = random_tensor({1000}, 10), g = random_tensor({1000}, 11), m({900}), v({900});
+  Tensor gp = on_gpu(p), gg = on_gpu(g), gm({900}, DType::f32, Device::cuda), gv({900}, DType::f32, Device::cuda);
+  const std::vector<ops::AdamWRun> runs{{{0, 300}, 0, 0.1}, {{400, 1000}, 300, 0.0}};
   for (int t = 1; t <= 3; ++t) {
-    double c1 = 1 - std::pow(0.9, t), c2 = 1 - std::pow(0.95, t);
-    ops::adamw_update(p, g, m, v, 0, 1000, 1e-3, 0.9, 0.95, 1e-8, 0.1, c1, c2, 0.5, 0);
-    ops::adamw_update(gp, gg, gm, gv, 0, 1000, 1e-3, 0.9, 0.95, 1e-8, 0.1, c1, c2, 0.5, 0);
+    const ops::AdamWStep st{1e-3, 0.9, 0.95, 1e-8, 1 - std::pow(0.9, t), 1 - std::pow(0.95, t), 0.5};
+    ops::adamw_update(p, g, m, v, runs, st);
+    ops::adamw_update(gp, gg, gm, gv, runs, st);
   }
   EXPECT_LT(rel_diff(gp, p), 1e-6);
+  EXPECT_LT(rel_diff(gv, v), 1e-6);
+}
+
+// More ranges than one launch takes, of uneven sizes.
+TEST(CudaOps, SumOfSquaresOverRangesAgreesWithCpu) {
+  REQUIRE_GPU();
+  Tensor x = random_tensor({100000}, 12);
+  std::vector<FlatRange> ranges;
+  for (std::int64_t b = 0; b + 300 <= 100000; b += 331) ranges.push_back({b, b + 1 + b % 300});
+  ASSERT_GT(ranges.size(), 256u);
+  const double cpu = ops::sum_squares(x, ranges), gpu = ops::sum_squares(on_gpu(x), ranges);
+  EXPECT_NEAR(gpu, cpu, 1e-9 * cpu);
+  EXPECT_NEAR(ops::sum_squares(on_gpu(x)), ops::sum_squares(x), 1e-9 * ops::sum_squares(x));
+}
+
+// Shapes that exercise the reductions' edges: rows beyond one grid pass, columns that are
+// not a multiple of 32, and gradients that accumulate onto what is there.
+TEST(CudaOps, BiasAndLayernormGradientsAgreeWithCpu) {
+  REQUIRE_GPU();
+  const std::int64_t N = 3000, C = 100;
+  Tensor dout = random_tensor({N, C}, 13), x = random_tensor({N, C}, 14), lw = random_tensor({C}, 15),
+         lb = random_tensor({C}, 16);
+  Tensor db_c = random_tensor({C}, 17), db_g = on_gpu(db_c);
+  Tensor inp = random_tensor({N, 8}, 18), w = random_tensor({C, 8}, 19);
+  ops::matmul_backward(nullptr, nullptr, &db_c, dout, inp, w, N, 8, C);
+  ops::matmul_backward(nullptr, nullptr, &db_g, on_gpu(dout), on_gpu(inp), on_gpu(w), N, 8, C);
+  EXPECT_LT(rel_diff(db_g, db_c), 1e-5);
+
+  Tensor ln({N, C}), mean({N}), rstd({N});
+  ops::layernorm_forward(ln, mean, rstd, x, lw, lb, N, C);
+  Tensor dx_c = random_tensor({N, C}, 20), dw_c = random_tensor({C}, 21), dlb_c = random_tensor({C}, 22);
+  Tensor dx_g = on_gpu(dx_c), dw_g = on_gpu(dw_c), dlb_g = on_gpu(dlb_c);
+  ops::layernorm_backward(dx_c, dw_c, dlb_c, dout, x, lw, mean, rstd, N, C);
+  ops::layernorm_backward(dx_g, dw_g, dlb_g, on_gpu(dout), on_gpu(x), on_gpu(lw), on_gpu(mean), on_gpu(rstd), N, C);
+  EXPECT_LT(rel_diff(dx_g, dx_c), 1e-5);
+  EXPECT_LT(rel_diff(dw_g, dw_c), 1e-5);
+  EXPECT_LT(rel_diff(dlb_g, dlb_c), 1e-5);
 }
 
 }  // namespace

@@ -29,13 +29,15 @@ AdamW::AdamW(const ParamSet& params, const TrainConfig& cfg, std::vector<FlatRan
     for (const ParamInfo& p : params.infos()) {
       std::int64_t b = std::max(r.begin, p.offset), e = std::min(r.end, p.offset + p.numel());
       if (b >= e) continue;
-      bool decay = p.kind == ParamKind::matrix || (p.kind == ParamKind::embedding && cfg.decay_embeddings);
+      const double wd = p.kind == ParamKind::matrix || (p.kind == ParamKind::embedding && cfg.decay_embeddings)
+                            ? cfg.weight_decay
+                            : 0.0;
       std::int64_t at = state + (b - r.begin);
-      if (!updates_.empty() && updates_.back().decay == decay && updates_.back().range.end == b &&
-          updates_.back().state + (b - updates_.back().range.begin) == at)
-        updates_.back().range.end = e;  // merge neighbours with the same rule
+      if (!runs_.empty() && runs_.back().weight_decay == wd && runs_.back().range.end == b &&
+          runs_.back().state + (b - runs_.back().range.begin) == at)
+        runs_.back().range.end = e;  // merge neighbours with the same rule
       else
-        updates_.push_back({{b, e}, at, decay});
+        runs_.push_back({{b, e}, at, wd});
     }
     state += r.size();
   }
@@ -48,9 +50,8 @@ void AdamW::step(const ParamSet& params, double lr, double grad_scale) {
   ++t_;
   double c1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t_));
   double c2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t_));
-  for (const Update& s : updates_)
-    ops::adamw_update(params.flat_values(), params.flat_grads(), m_, v_, s.range.begin, s.range.size(), lr, cfg_.beta1,
-                      cfg_.beta2, cfg_.eps, s.decay ? cfg_.weight_decay : 0.0, c1, c2, grad_scale, s.state);
+  ops::adamw_update(params.flat_values(), params.flat_grads(), m_, v_, runs_,
+                    {lr, cfg_.beta1, cfg_.beta2, cfg_.eps, c1, c2, grad_scale});
 }
 
 }  // namespace ft

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "models/ops.h"
 #include "models/params.h"
 #include "trainer/io/config.h"
 
@@ -16,12 +17,6 @@ double learning_rate(const TrainConfig& c, int step);
 
 // Factor that brings the global gradient norm down to `clip` (1 when below or clip = 0).
 double clip_scale(double norm, double clip);
-
-// A range [begin, end) of the flat parameter buffer.
-struct FlatRange {
-  std::int64_t begin = 0, end = 0;
-  std::int64_t size() const { return end - begin; }
-};
 
 class AdamW {
  public:
@@ -42,17 +37,10 @@ class AdamW {
   std::int64_t state_bytes() const { return static_cast<std::int64_t>(m_.bytes() + v_.bytes()); }
 
  private:
-  // A run of elements updated alike: its flat range, where it sits in m and v, and
-  // whether weight decay applies.
-  struct Update {
-    FlatRange range;
-    std::int64_t state;
-    bool decay;
-  };
   TrainConfig cfg_;
   std::vector<FlatRange> owned_;
   std::vector<std::int64_t> state_offsets_;
-  std::vector<Update> updates_;
+  std::vector<ops::AdamWRun> runs_;  // elements updated alike, merged
   Tensor m_, v_;
   std::int64_t t_ = 0;
 };

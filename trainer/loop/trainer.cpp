@@ -315,8 +315,7 @@ void Trainer::train_step(int step, StepStats& s) {
 // (norm_ranges_).
 double Trainer::global_grad_norm() {
   const ParamSet& ps = model_->params();
-  double mine = 0;
-  for (const FlatRange& r : norm_ranges_) mine += ops::sum_squares(Tensor::view_of(ps.flat_grads(), r.begin, {r.size()}));
+  const double mine = ops::sum_squares(ps.flat_grads(), norm_ranges_);
   return std::sqrt(sum_over(MPI_COMM_WORLD, mine));
 }
 
