@@ -1,5 +1,6 @@
 #include "models/ops.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -275,8 +276,19 @@ void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Ten
   });
 }
 
+namespace {
+void check_range(const FlatRange& r, i64 n, const char* what) {
+  if (r.begin < 0 || r.begin > r.end || r.end > n)
+    throw std::logic_error(fmt::format("{}: range [{}, {}) outside [0, {})", what, r.begin, r.end, n));
+}
+}  // namespace
+
 void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,
                   const std::vector<AdamWRun>& runs, const AdamWStep& st) {
+  for (const AdamWRun& r : runs) {
+    check_range(r.range, std::min(params.numel(), grads.numel()), "adamw_update");
+    check_range({r.state, r.state + r.range.size()}, std::min(m.numel(), v.numel()), "adamw_update state");
+  }
 #ifdef FIBERTRAIN_CUDA
   if (params.device() == Device::cuda) {
     if (params.dtype() != DType::f32) throw std::logic_error("CUDA kernels take f32 tensors");
@@ -315,6 +327,7 @@ double host_sum_squares(const Tensor& t, i64 begin, i64 end) {
 double sum_squares(const Tensor& t) { return sum_squares(t, {FlatRange{0, t.numel()}}); }
 
 double sum_squares(const Tensor& flat, const std::vector<FlatRange>& ranges) {
+  for (const FlatRange& r : ranges) check_range(r, flat.numel(), "sum_squares");
 #ifdef FIBERTRAIN_CUDA
   if (flat.device() == Device::cuda) return cuda::sum_squares(f(flat), ranges);
 #endif

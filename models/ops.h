@@ -1,6 +1,7 @@
 // The op dispatch: each op takes tensors, checks where they live and what they hold, and
 // runs the CPU kernel (float or double) or, in CUDA builds, the device kernel. Model code
-// calls only these. Gradients accumulate, as in cpu/kernels.h.
+// calls only these. Gradients accumulate, as in cpu/kernels.h (crossentropy_backward's
+// excepted: it writes).
 #pragma once
 
 #include <cstdint>

@@ -121,7 +121,7 @@ __global__ void k_add_bias(float* out, const float* bias, i64 N, i64 OC) {
 // each warp reads whole 128-byte rows, 32 rows apart, and the 32 partial sums of a column
 // meet in shared memory. The order of the sum is fixed, so the result is deterministic.
 constexpr int kBiasRows = 32;
-__global__ void k_bias_grad(float* dbias, const float* dout, i64 N, i64 OC) {
+__global__ void __launch_bounds__(32 * kBiasRows) k_bias_grad(float* dbias, const float* dout, i64 N, i64 OC) {
   __shared__ float part[kBiasRows][33];
   const i64 o = blockIdx.x * 32 + threadIdx.x;
   float s = 0;
@@ -156,16 +156,20 @@ __global__ void k_layernorm_forward(float* out, float* mean, float* rstd, const 
   }
 }
 
-// One warp per row, rows strided over the grid. A block adds its rows' dw and db in shared
-// memory (dynamic, 2C floats) and then into the global arrays once, instead of every row
-// contending for the same C addresses.
+// One warp per row, rows strided over the grid. With kShared a block adds its rows' dw and
+// db in shared memory (dynamic, 2C floats) and then into the global arrays once, instead of
+// every row contending for the same C addresses; without (a width too large for shared
+// memory) every row adds into the global arrays.
+template <bool kShared>
 __global__ void k_layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
                                      const float* mean, const float* rstd, i64 N, i64 C) {
   extern __shared__ float acc[];
-  float* sdw = acc;
-  float* sdb = acc + C;
-  for (i64 c = threadIdx.x; c < 2 * C; c += blockDim.x) acc[c] = 0.0f;
-  __syncthreads();
+  float* sdw = kShared ? acc : dw;
+  float* sdb = kShared ? acc + C : db;
+  if (kShared) {
+    for (i64 c = threadIdx.x; c < 2 * C; c += blockDim.x) acc[c] = 0.0f;
+    __syncthreads();
+  }
   const int lane = threadIdx.x & 31, warps = blockDim.x / 32;
   for (i64 row = blockIdx.x * static_cast<i64>(warps) + threadIdx.x / 32; row < N;
        row += static_cast<i64>(gridDim.x) * warps) {
@@ -187,6 +191,7 @@ __global__ void k_layernorm_backward(float* dinp, float* dw, float* db, const fl
       dx[c] += r * (dn - dn_mean - norm * dnn_mean);
     }
   }
+  if (!kShared) return;
   __syncthreads();
   for (i64 c = threadIdx.x; c < C; c += blockDim.x) {
     atomicAdd(&db[c], sdb[c]);
@@ -283,6 +288,7 @@ __global__ void k_crossentropy_forward(float* losses, float* probs, const float*
   sum = warp_sum(sum);
   float inv = 1.0f / sum;
   float* p = probs + row * V;
+  __syncwarp();  // every lane has read z_target before any lane overwrites it
   for (i64 v = lane; v < V; v += 32) p[v] = __expf(z[v] - mx) * inv;
   if (lane == 0) losses[row] = mx + logf(sum) - z_target;
 }
@@ -355,6 +361,7 @@ void scale(float* p, i64 n, float f) {
 }
 
 double sum_squares(const float* flat, const std::vector<FlatRange>& ranges) {
+  if (ranges.empty()) return 0.0;
   Context& c = ctx();
   static std::mutex scalar_mutex;  // the one device scalar, between threads
   std::lock_guard lock(scalar_mutex);
@@ -409,15 +416,23 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
                         const float* mean, const float* rstd, i64 N, i64 C) {
   Context& c = ctx();
-  const std::size_t smem = 2 * static_cast<std::size_t>(C) * sizeof(float);
-  if (smem > static_cast<std::size_t>(c.smem_optin))
-    throw std::runtime_error("layernorm backward: width " + std::to_string(C) + " needs " + std::to_string(smem) +
-                             " bytes of shared memory per block; this GPU has " + std::to_string(c.smem_optin));
-  if (smem > (48u << 10))
-    check(cudaFuncSetAttribute(k_layernorm_backward, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+  static std::once_flag opt_in;  // once per process: setting it per call would race between threads
+  std::call_once(opt_in, [&] {
+    check(cudaFuncSetAttribute(k_layernorm_backward<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem_optin),
           "layernorm backward shared memory");
-  const unsigned grid = std::max(1u, std::min<unsigned>(warp_blocks(N), 2 * c.sms));
-  k_layernorm_backward<<<grid, kThreads, smem, c.stream>>>(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  });
+  const std::size_t smem = 2 * static_cast<std::size_t>(C) * sizeof(float);
+  const bool shared = smem <= static_cast<std::size_t>(c.smem_optin);
+  // As many blocks as stay resident at once: each strides over the rows.
+  int per_sm = 1;
+  check(shared ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k_layernorm_backward<true>, kThreads, smem)
+               : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k_layernorm_backward<false>, kThreads, 0),
+        "occupancy");
+  const unsigned grid = std::max(1u, std::min<unsigned>(warp_blocks(N), std::max(1, per_sm) * c.sms));
+  if (shared)
+    k_layernorm_backward<true><<<grid, kThreads, smem, c.stream>>>(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  else
+    k_layernorm_backward<false><<<grid, kThreads, 0, c.stream>>>(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
   check_launch("layernorm_backward");
 }
 

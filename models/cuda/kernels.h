@@ -1,5 +1,5 @@
 // CUDA kernels: the same ops and the same accumulate-into-gradients contract as
-// cpu/kernels.h, on float device arrays, enqueued on the compute stream. Matmuls go through
+// cpu/kernels.h (crossentropy_backward writes), on float device arrays, enqueued on the compute stream. Matmuls go through
 // cuBLAS; with bf16 precision they run on the tensor cores with inputs rounded to bf16 and
 // fp32 accumulation, while weights, activations and gradients stay fp32 in memory.
 // (Declarations only: plain C++ so host code can call them; no CUDA headers.)

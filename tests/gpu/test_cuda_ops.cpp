@@ -28,6 +28,7 @@ Tensor random_tensor(Shape s, std::uint64_t seed, double scale = 1.0) {
 }
 
 Tensor on_gpu(const Tensor& cpu) {
+  ops::synchronize(Device::cpu);  // the CPU ops that wrote it have run
   Tensor g(cpu.shape(), cpu.dtype(), Device::cuda);
   ops::upload(g, cpu.raw());
   return g;
@@ -127,19 +128,38 @@ TEST(CudaModel, Bf16MatmulsStayWithinBf16Precision) {
   compare_model(true, 1e-2, 5e-2);
 }
 
-// Two runs with different weight decay, the second at a state offset: one launch on the GPU.
+// Runs with different weight decay at state offsets, more of them than one launch takes.
 TEST(CudaOps, AdamWOverRunsAgreesWithCpu) {
   REQUIRE_GPU();
-  Tensor p = random_tensor({1000}, 10), g = random_tensor({1000}, 11), m({900}), v({900});
-  Tensor gp = on_gpu(p), gg = on_gpu(g), gm({900}, DType::f32, Device::cuda), gv({900}, DType::f32, Device::cuda);
-  const std::vector<ops::AdamWRun> runs{{{0, 300}, 0, 0.1}, {{400, 1000}, 300, 0.0}};
+  Tensor p = random_tensor({40000}, 10), g = random_tensor({40000}, 11), m({30000}), v({30000});
+  Tensor gp = on_gpu(p), gg = on_gpu(g), gm({30000}, DType::f32, Device::cuda), gv({30000}, DType::f32, Device::cuda);
+  std::vector<ops::AdamWRun> runs;
+  for (std::int64_t i = 0; i < 300; ++i)  // 100 elements of every 133, decay on every other run
+    runs.push_back({{i * 133, i * 133 + 100}, i * 100, i % 2 ? 0.1 : 0.0});
   for (int t = 1; t <= 3; ++t) {
     const ops::AdamWStep st{1e-3, 0.9, 0.95, 1e-8, 1 - std::pow(0.9, t), 1 - std::pow(0.95, t), 0.5};
     ops::adamw_update(p, g, m, v, runs, st);
     ops::adamw_update(gp, gg, gm, gv, runs, st);
   }
   EXPECT_LT(rel_diff(gp, p), 1e-6);
+  EXPECT_LT(rel_diff(gm, m), 1e-6);
   EXPECT_LT(rel_diff(gv, v), 1e-6);
+}
+
+// The softmax over the logits in place, and the gradient over it in place.
+TEST(CudaOps, CrossEntropyInPlaceAgreesWithCpu) {
+  REQUIRE_GPU();
+  const std::int64_t N = 70, V = 1000;
+  Tensor z = random_tensor({N, V}, 23, 3.0), tgt({N}, DType::i32), losses({N});
+  for (std::int64_t i = 0; i < N; ++i) tgt.data<std::int32_t>()[i] = static_cast<std::int32_t>((i * 37) % V);
+  Tensor gz = on_gpu(z), gt = on_gpu(tgt), gl({N}, DType::f32, Device::cuda);
+  ops::crossentropy_forward(losses, z, z, tgt, N, V);
+  ops::crossentropy_forward(gl, gz, gz, gt, N, V);
+  EXPECT_LT(rel_diff(gl, losses), 1e-5);
+  EXPECT_LT(rel_diff(gz, z), 1e-5);
+  ops::crossentropy_backward(z, z, tgt, 0.25, N, V);
+  ops::crossentropy_backward(gz, gz, gt, 0.25, N, V);
+  EXPECT_LT(rel_diff(gz, z), 1e-5);
 }
 
 // More ranges than one launch takes, of uneven sizes.
@@ -176,6 +196,23 @@ TEST(CudaOps, BiasAndLayernormGradientsAgreeWithCpu) {
   EXPECT_LT(rel_diff(dx_g, dx_c), 1e-5);
   EXPECT_LT(rel_diff(dw_g, dw_c), 1e-5);
   EXPECT_LT(rel_diff(dlb_g, dlb_c), 1e-5);
+}
+
+// A width whose dw and db do not fit in a block's shared memory (8C bytes) takes the
+// kernel that adds every row into the global arrays.
+TEST(CudaOps, LayernormBackwardOfAVeryWideRowAgreesWithCpu) {
+  REQUIRE_GPU();
+  const std::int64_t N = 16, C = 60000;
+  Tensor dout = random_tensor({N, C}, 24), x = random_tensor({N, C}, 25), lw = random_tensor({C}, 26),
+         lb = random_tensor({C}, 27);
+  Tensor ln({N, C}), mean({N}), rstd({N}), dx_c({N, C}), dw_c({C}), db_c({C});
+  ops::layernorm_forward(ln, mean, rstd, x, lw, lb, N, C);
+  Tensor dx_g = on_gpu(dx_c), dw_g = on_gpu(dw_c), db_g = on_gpu(db_c);
+  ops::layernorm_backward(dx_c, dw_c, db_c, dout, x, lw, mean, rstd, N, C);
+  ops::layernorm_backward(dx_g, dw_g, db_g, on_gpu(dout), on_gpu(x), on_gpu(lw), on_gpu(mean), on_gpu(rstd), N, C);
+  EXPECT_LT(rel_diff(dx_g, dx_c), 1e-5);
+  EXPECT_LT(rel_diff(dw_g, dw_c), 1e-5);
+  EXPECT_LT(rel_diff(db_g, db_c), 1e-5);
 }
 
 }  // namespace
