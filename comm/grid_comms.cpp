@@ -1,6 +1,10 @@
 // The grid's communicators, over MPI or NCCL.
 #include <algorithm>
+#include <map>
 
+#include <fmt/format.h>
+
+#include "comm/error.h"
 #include "comm/grid.h"
 #include "comm/grid_comms.h"
 #ifdef FIBERTRAIN_CUDA
@@ -10,11 +14,41 @@
 namespace ft {
 
 void GridComms::set_producer_stream(Stream* stream) {
-  for (Communicator* c : {tp.get(), pp.get(), dp.get(), embed.get()})
+  for (Communicator* c : {tp.get(), pp.get(), dp.get(), embed.get(), dp_inner.get(), dp_outer.get()})
     if (c) c->set_producer_stream(stream);
 }
 
-GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl) {
+namespace {
+
+std::string_view unit_name(Tier t) { return t == Tier::inter_node ? "node" : t == Tier::inter_pod ? "pod" : "site"; }
+
+// The outer sync's conditions, checked alike on every rank before any split: each model
+// replica inside one unit below `tier`, and every DP group with as many members in each unit.
+void check_outer_split(const Grid& grid, const Topology& topo, Tier tier) {
+  const int world = grid.world();
+  for (int r = 0; r < world; ++r) {
+    GridCoord root = grid.coord(r);
+    root.tp = root.pp = 0;
+    const int first = grid.rank(root);
+    if (topo.uplink(r, tier) != topo.uplink(first, tier))
+      throw UserError(fmt::format("sync.outer: model replica {} spans several {}s (ranks {} and {}); the outer sync "
+                                  "needs each replica inside one: change parallel.order or the topology",
+                                  root.dp, unit_name(tier), first, r));
+  }
+  for (const std::vector<int>& g : grid.groups(Dim::dp)) {
+    std::map<int, int> per_unit;
+    for (int r : g) ++per_unit[topo.uplink(r, tier)];
+    for (const auto& [unit, n] : per_unit)
+      if (n != per_unit.begin()->second)
+        throw UserError(fmt::format("sync.outer: the data-parallel replicas are spread unevenly over the {}s ({} in "
+                                    "one, {} in another); the outer sync needs as many in each",
+                                    unit_name(tier), per_unit.begin()->second, n));
+  }
+}
+
+}  // namespace
+
+GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl, std::optional<Tier> outer) {
   int rank = 0, world = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
@@ -66,6 +100,28 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
       MPI_Comm none;  // the split is collective over the world; middle stages take no part
       MPI_Comm_split(MPI_COMM_WORLD, MPI_UNDEFINED, rank, &none);
     }
+  }
+  if (outer) {
+    check_outer_split(grid, *topo, *outer);
+    const std::vector<int> dp = grid.group(Dim::dp, rank);
+    const int unit = topo->uplink(rank, *outer);
+    // Each unit's members in DP order; a member's position there makes its outer group.
+    std::map<int, std::vector<int>> by_unit;
+    for (int r : dp) by_unit[topo->uplink(r, *outer)].push_back(r);
+    const std::vector<int>& inner = by_unit[unit];
+    const int pos = static_cast<int>(std::find(inner.begin(), inner.end(), rank) - inner.begin());
+    std::vector<int> across;
+    for (const auto& [u, members] : by_unit) across.push_back(members[static_cast<std::size_t>(pos)]);
+    c.dp_inner = group(inner.front(), pos, inner, Traffic::dp);
+    const int outer_key = static_cast<int>(std::find(across.begin(), across.end(), rank) - across.begin());
+    c.dp_outer = group(across.front(), outer_key, across, Traffic::dp);
+    std::vector<int> island;
+    for (int r = 0; r < world; ++r)
+      if (topo->uplink(r, *outer) == unit) island.push_back(r);
+    const int island_rank = static_cast<int>(std::find(island.begin(), island.end(), rank) - island.begin());
+    c.island = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, unit, island_rank, island, topo, Traffic::other);
+    c.dp_inner->prepare_hierarchy();
+    c.dp_outer->prepare_hierarchy();
   }
   c.dp->prepare_hierarchy();
   c.world->prepare_hierarchy();

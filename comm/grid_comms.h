@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "comm/mpi_transport.h"
 
@@ -15,6 +16,11 @@ struct GridComms {
   // The first and last pipeline stages of one (tp, dp) position, which both hold the tied
   // token embedding; null elsewhere and when pp == 1.
   std::unique_ptr<Communicator> embed;
+  // With an outer tier (sync.outer), the data-parallel group split at it: dp_inner holds the
+  // members in this rank's unit below the tier (its node, pod or site), dp_outer the members
+  // at this rank's position in every unit; `island` is every rank of this unit. Null without.
+  std::unique_ptr<Communicator> dp_inner, dp_outer;
+  std::unique_ptr<MpiCommunicator> island;
   // The compute stream whose work produces and consumes the buffers the grid's
   // communicators are given (see communicator.h's ordering rule).
   void set_producer_stream(Stream* stream);
@@ -22,7 +28,10 @@ struct GridComms {
 
 class Grid;
 // Collective over MPI_COMM_WORLD: tp, pp, dp and embed over MPI, or over NCCL when `nccl`
-// (one GPU per rank, the current device). The DP group's hierarchy is prepared.
-GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl = false);
+// (one GPU per rank, the current device). The DP group's hierarchy is prepared. With
+// `outer`, also the split at that tier; throws UserError (on every rank alike) when a model
+// replica spans several units or the DP group is spread unevenly over them.
+GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl = false,
+                          std::optional<Tier> outer = std::nullopt);
 
 }  // namespace ft

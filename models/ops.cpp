@@ -308,6 +308,34 @@ void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, co
   });
 }
 
+void sgd_update(const Tensor& params, const Tensor& grads, const Tensor* momentum, const std::vector<AdamWRun>& runs,
+                const SgdStep& st) {
+  const bool with_m = st.momentum > 0;
+  if (with_m && !momentum) throw std::logic_error("sgd_update: momentum > 0 needs a momentum tensor");
+  for (const AdamWRun& r : runs) {
+    check_range(r.range, std::min(params.numel(), grads.numel()), "sgd_update");
+    if (with_m) check_range({r.state, r.state + r.range.size()}, momentum->numel(), "sgd_update state");
+  }
+#ifdef FIBERTRAIN_CUDA
+  if (params.device() == Device::cuda) {
+    if (params.dtype() != DType::f32) throw std::logic_error("CUDA kernels take f32 tensors");
+    std::vector<cuda::AdamWRun> cr;
+    cr.reserve(runs.size());
+    for (const AdamWRun& r : runs) cr.push_back({r.range.begin, r.range.size(), r.state, static_cast<float>(r.weight_decay)});
+    cuda::sgd_update(f(params), f(grads), with_m ? f(momentum) : nullptr, cr, st.lr, st.momentum, st.nesterov,
+                     st.grad_scale);
+    return;
+  }
+#endif
+  const Tensor m = with_m ? *momentum : Tensor();
+  on_cpu(params, [=]<class T>() {
+    for (const AdamWRun& r : runs)
+      cpu::sgd_update<T>(params.data<T>() + r.range.begin, grads.data<T>() + r.range.begin,
+                         with_m ? m.data<T>() + r.state : nullptr, r.range.size(), st.lr, st.momentum, st.nesterov,
+                         r.weight_decay, st.grad_scale);
+  });
+}
+
 namespace {
 double host_sum_squares(const Tensor& t, i64 begin, i64 end) {
   double s = 0;

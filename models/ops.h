@@ -73,6 +73,7 @@ void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Ten
 // AdamW on runs of the flat buffers: params and grads over each run's range, m and v from
 // its `state` offset on, with the run's weight decay; see cpu/kernels.h. On a GPU the runs
 // go to one kernel launch, not one each.
+// A run of elements updated alike (AdamW or SGD), with the optimizer state at `state`.
 struct AdamWRun {
   FlatRange range;
   i64 state = 0;
@@ -85,6 +86,17 @@ struct AdamWStep {
 };
 void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,
                   const std::vector<AdamWRun>& runs, const AdamWStep& step);
+
+// SGD on runs of the flat buffers, as adamw_update: see cpu/kernels.h. `momentum` (indexed by
+// each run's state offset) only when step.momentum > 0.
+struct SgdStep {
+  double lr;
+  double momentum = 0;
+  bool nesterov = false;
+  double grad_scale = 1;
+};
+void sgd_update(const Tensor& params, const Tensor& grads, const Tensor* momentum, const std::vector<AdamWRun>& runs,
+                const SgdStep& step);
 
 // Sum of squares of the elements, accumulated in double: of the whole tensor, or of the
 // ranges of a flat one (one pass and one wait on a GPU, however many ranges).

@@ -66,6 +66,13 @@ template <class T>
 void adamw_update(T* param, const T* grad, T* m, T* v, i64 n, double lr, double beta1, double beta2, double eps,
                   double weight_decay, double c1, double c2, double grad_scale);
 
+// One SGD step on n elements: g = grad * grad_scale; with momentum mu > 0 (m holds it):
+// m = mu m + g, and the step is g + mu m (Nesterov) or m; with mu = 0 the step is g and m is
+// not touched (may be null). param -= lr * (step + weight_decay * param).
+template <class T>
+void sgd_update(T* param, const T* grad, T* m, i64 n, double lr, double mu, bool nesterov, double weight_decay,
+                double grad_scale);
+
 // out[n, o] += bias[o]
 template <class T> void add_bias(T* out, const T* bias, i64 N, i64 OC);
 

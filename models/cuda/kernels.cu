@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -329,6 +330,24 @@ __global__ void k_adamw(float* p, const float* g, float* m, float* v, AdamWTable
   }
 }
 
+// blockIdx.y picks the run; m is null when mu = 0.
+__global__ void k_sgd(float* p, const float* g, float* m, AdamWTable t, float lr, float mu, bool nesterov, float gs) {
+  const int r = blockIdx.y;
+  float* pr = p + t.begin[r];
+  const float* gr = g + t.begin[r];
+  float* mr = m ? m + t.state[r] : nullptr;
+  const float wd = t.weight_decay[r];
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < t.size[r];
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    float step = gr[i] * gs;
+    if (mu != 0.0f) {
+      mr[i] = mu * mr[i] + step;
+      step = nesterov ? step + mu * mr[i] : mr[i];
+    }
+    pr[i] -= lr * (step + wd * pr[i]);
+  }
+}
+
 // Blocks along x for grid-stride kernels over runs of up to `largest` elements: enough to
 // fill the device a few times over, no more.
 unsigned stride_blocks(i64 largest) { return std::max(1u, std::min<unsigned>(blocks_for(largest), 4 * ctx().sms)); }
@@ -512,8 +531,9 @@ void crossentropy_backward(float* dlogits, const float* probs, const std::int32_
   check_launch("crossentropy_backward");
 }
 
-void adamw_update(float* param, const float* grad, float* m, float* v, const std::vector<AdamWRun>& runs, double lr,
-                  double beta1, double beta2, double eps, double c1, double c2, double grad_scale) {
+namespace {
+// The runs in tables of up to kMaxRuns, one launch each: launch(table, largest run).
+void for_run_tables(const std::vector<AdamWRun>& runs, const std::function<void(const AdamWTable&, i64)>& launch) {
   for (std::size_t first = 0; first < runs.size(); first += kMaxRuns) {
     AdamWTable t{};
     i64 largest = 0;
@@ -524,13 +544,30 @@ void adamw_update(float* param, const float* grad, float* m, float* v, const std
       t.weight_decay[t.count] = runs[i].weight_decay;
       largest = std::max(largest, runs[i].size);
     }
-    if (largest == 0) continue;
+    if (largest > 0) launch(t, largest);
+  }
+}
+}  // namespace
+
+void adamw_update(float* param, const float* grad, float* m, float* v, const std::vector<AdamWRun>& runs, double lr,
+                  double beta1, double beta2, double eps, double c1, double c2, double grad_scale) {
+  for_run_tables(runs, [&](const AdamWTable& t, i64 largest) {
     k_adamw<<<dim3(stride_blocks(largest), static_cast<unsigned>(t.count)), kThreads, 0, ctx().stream>>>(
         param, grad, m, v, t, static_cast<float>(lr), static_cast<float>(beta1), static_cast<float>(beta2),
         static_cast<float>(eps), static_cast<float>(1.0 / c1), static_cast<float>(1.0 / c2),
         static_cast<float>(grad_scale));
     check_launch("adamw");
-  }
+  });
+}
+
+void sgd_update(float* param, const float* grad, float* m, const std::vector<AdamWRun>& runs, double lr, double mu,
+                bool nesterov, double grad_scale) {
+  for_run_tables(runs, [&](const AdamWTable& t, i64 largest) {
+    k_sgd<<<dim3(stride_blocks(largest), static_cast<unsigned>(t.count)), kThreads, 0, ctx().stream>>>(
+        param, grad, mu > 0 ? m : nullptr, t, static_cast<float>(lr), static_cast<float>(mu), nesterov,
+        static_cast<float>(grad_scale));
+    check_launch("sgd");
+  });
 }
 
 }  // namespace ft::cuda

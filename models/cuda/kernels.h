@@ -56,6 +56,10 @@ struct AdamWRun {
 void adamw_update(float* param, const float* grad, float* m, float* v, const std::vector<AdamWRun>& runs, double lr,
                   double beta1, double beta2, double eps, double c1, double c2, double grad_scale);
 
+// SGD over runs, as in cpu/kernels.h; m (at each run's state) only when mu > 0.
+void sgd_update(float* param, const float* grad, float* m, const std::vector<AdamWRun>& runs, double lr, double mu,
+                bool nesterov, double grad_scale);
+
 // The attention backward needs B * NH * T * T floats of scratch (one dS per head).
 inline i64 attention_scratch_elements(i64 B, i64 T, i64 NH) { return B * NH * T * T; }
 

@@ -70,14 +70,14 @@ void sync_to_disk(const std::string& path) {
   }
   ::close(fd);
 }
-const char* const kArrays[] = {"params", "optimizer/m", "optimizer/v", "rank_state"};
-constexpr int kRankState = 3;
+const char* const kArrays[] = {"params", "optimizer/m", "optimizer/v"};
+constexpr const char* kRankState = "rank_state";
 
 // The layout a rank's own state depends on.
 std::string layout_of(const Config& c, int world) {
   const auto& p = c.parallel;
-  return fmt::format("world={} tp={} pp={} dp={} order={} bucket={} algorithm={}", world, p.tp, p.pp, p.dp, p.order,
-                     c.sync.bucket.value, c.sync.algorithm);
+  return fmt::format("world={} tp={} pp={} dp={} order={} bucket={} algorithm={}{}", world, p.tp, p.pp, p.dp, p.order,
+                     c.sync.bucket.value, c.sync.algorithm, c.sync.outer ? " outer=" + c.sync.outer->tier : "");
 }
 
 // The model section of the config, which must match between a checkpoint and its resume.
@@ -128,7 +128,7 @@ class Unpacker {
 
 // Adds this rank's elements of flat range [begin, end) of `flat` (whose element `begin`
 // is at `flat_offset` in the parameter buffer) to the packer.
-void pack(Packer& out, int array, const GptStage& model, const Tensor& flat, std::int64_t begin, std::int64_t end,
+void pack(Packer& out, const std::string& array, const GptStage& model, const Tensor& flat, std::int64_t begin, std::int64_t end,
           std::int64_t flat_offset) {
   const ParamSet& ps = model.params();
   std::vector<double> host = ops::to_host(flat);
@@ -136,7 +136,7 @@ void pack(Packer& out, int array, const GptStage& model, const Tensor& flat, std
     std::int64_t b = std::max(begin, p.offset), e = std::min(end, p.offset + p.numel());
     if (b >= e) continue;
     auto full = ParamSet::full_indices(p, model.plan().tp, model.plan().tp_rank);
-    out.put<std::int32_t>(array);
+    out.put_string(array);
     out.put_string(p.name);
     out.put<std::int32_t>(static_cast<std::int32_t>(p.full_shape.size()));
     for (auto d : p.full_shape) out.put<std::int64_t>(d);
@@ -156,23 +156,26 @@ struct FullTensor {
 }  // namespace
 
 void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, const GptStage& model,
-                     const AdamW& opt, const CheckpointRole& role, const CheckpointState& state,
-                     const RankState& rank_state) {
+                     const Optimizer& opt, const CheckpointRole& role, const CheckpointState& state,
+                     const RankState& rank_state, const std::vector<FlatArray>& flat_arrays) {
   Packer out;
   const ParamSet& ps = model.params();
-  if (role.owns_params) pack(out, 0, model, ps.flat_values(), 0, ps.numel(), 0);
-  if (role.owns_state) {
+  if (role.owns_params) {
+    pack(out, kArrays[0], model, ps.flat_values(), 0, ps.numel(), 0);
+    for (const FlatArray& a : flat_arrays) pack(out, a.name, model, a.values, 0, ps.numel(), 0);
+  }
+  if (role.owns_state && opt.has_moments()) {
     for (std::size_t i = 0; i < opt.owned().size(); ++i) {
       const FlatRange& r = opt.owned()[i];
-      pack(out, 1, model, opt.m(), r.begin, r.end, r.begin - opt.state_offset(i));
-      pack(out, 2, model, opt.v(), r.begin, r.end, r.begin - opt.state_offset(i));
+      pack(out, kArrays[1], model, opt.m(), r.begin, r.end, r.begin - opt.state_offset(i));
+      pack(out, kArrays[2], model, opt.v(), r.begin, r.end, r.begin - opt.state_offset(i));
     }
   }
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   for (const auto& [name, values] : rank_state) {
-    out.put<std::int32_t>(kRankState);
+    out.put_string(kRankState);
     out.put_string(fmt::format("rank{}/{}", rank, name));
     out.put<std::int32_t>(1);
     out.put<std::int64_t>(static_cast<std::int64_t>(values->size()));
@@ -197,10 +200,10 @@ void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, 
   MPI_Gatherv(out.bytes.data(), mine, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, 0, comm);
   if (rank != 0) return;
 
-  std::map<std::string, FullTensor> arrays[4];
+  std::map<std::string, std::map<std::string, FullTensor>> arrays;  // by array, then name
   Unpacker in(all.data(), all.size());
   while (!in.done()) {
-    auto array = in.get<std::int32_t>();
+    std::string array = in.get_string();
     std::string name = in.get_string();
     Shape shape(static_cast<std::size_t>(in.get<std::int32_t>()));
     for (auto& d : shape) d = in.get<std::int64_t>();
@@ -231,11 +234,11 @@ void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, 
     f.set_attr("/", "seed", static_cast<std::int64_t>(cfg.train.seed));
     f.set_attr("/", "layout", layout_of(cfg, size));
     bool f32 = ps.flat_values().dtype() == DType::f32;
-    for (int a = 0; a < 4; ++a) {
-      for (const auto& [name, t] : arrays[a]) {
+    for (const auto& [array, tensors] : arrays) {
+      for (const auto& [name, t] : tensors) {
         std::vector<std::uint64_t> shape(t.shape.begin(), t.shape.end());
-        std::string ds = fmt::format("/{}/{}", kArrays[a], name);
-        if (f32 || a == kRankState)
+        std::string ds = fmt::format("/{}/{}", array, name);
+        if (f32 || array == kRankState)
           write_checked<float>(f, ds, std::vector<float>(t.data.begin(), t.data.end()), shape);
         else
           write_checked<double>(f, ds, t.data, shape);
@@ -271,7 +274,7 @@ int checkpoint_steps_done(const std::string& path) {
   return static_cast<int>(open_checkpoint(path).attr_int("/", "steps_done"));
 }
 
-CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptStage& model, AdamW& opt,
+CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptStage& model, Optimizer& opt,
                                 std::int64_t data_tokens) {
   h5::File f = open_checkpoint(path);
   std::string saved_model = f.attr_string("/", "model");
@@ -292,7 +295,7 @@ CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptS
   for (const ParamInfo& p : ps.infos()) {
     auto full = ParamSet::full_indices(p, model.plan().tp, model.plan().tp_rank);
     std::vector<double>* targets[3] = {&values, &m, &v};
-    for (int a = 0; a < 3; ++a) {
+    for (int a = 0; a < (opt.has_moments() ? 3 : 1); ++a) {
       std::string ds = fmt::format("/{}/{}", kArrays[a], p.name);
       if (!f.exists(ds)) throw UserError(fmt::format("checkpoint '{}' lacks {}", path, ds));
       auto shape = f.shape(ds);
@@ -314,10 +317,31 @@ CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptS
     }
   }
   ops::from_host(ps.flat_values(), values);
-  ops::from_host(opt.m(), m);
-  ops::from_host(opt.v(), v);
+  if (opt.has_moments()) {
+    ops::from_host(opt.m(), m);
+    ops::from_host(opt.v(), v);
+  }
   opt.set_steps_taken(f.attr_int("/", "adam_steps"));
   return state;
+}
+
+bool load_flat_array(const std::string& path, const GptStage& model, const std::string& array, const Tensor& into) {
+  h5::File f = open_checkpoint(path);
+  const ParamSet& ps = model.params();
+  std::vector<double> values(static_cast<std::size_t>(ps.numel()));
+  for (const ParamInfo& p : ps.infos()) {
+    std::string ds = fmt::format("/{}/{}", array, p.name);
+    if (!f.exists(ds)) return false;
+    std::vector<double> data = read_checked(f, ds);
+    if (data.size() != static_cast<std::size_t>(numel_of(p.full_shape)))
+      throw UserError(fmt::format("checkpoint '{}': {} has {} elements, expected {}", path, ds, data.size(),
+                                  numel_of(p.full_shape)));
+    auto full = ParamSet::full_indices(p, model.plan().tp, model.plan().tp_rank);
+    for (std::int64_t i = 0; i < p.numel(); ++i)
+      values[static_cast<std::size_t>(p.offset + i)] = data[static_cast<std::size_t>(full[static_cast<std::size_t>(i)])];
+  }
+  ops::from_host(into, values);
+  return true;
 }
 
 std::optional<std::map<std::string, std::vector<float>>> load_rank_state(const std::string& path, const Config& cfg,
@@ -325,7 +349,7 @@ std::optional<std::map<std::string, std::vector<float>>> load_rank_state(const s
   h5::File f(path, h5::Mode::read);
   if (!f.has_attr("/", "layout") || f.attr_string("/", "layout") != layout_of(cfg, world)) return std::nullopt;
   std::map<std::string, std::vector<float>> out;
-  std::string group = fmt::format("/{}/rank{}", kArrays[kRankState], rank);
+  std::string group = fmt::format("/{}/rank{}", kRankState, rank);
   if (!f.exists(group)) return out;
   for (const std::string& name : f.datasets_under(group)) {
     std::vector<double> values = read_checked(f, group + "/" + name);

@@ -36,18 +36,29 @@ struct CheckpointRole {
 // by name.
 using RankState = std::vector<std::pair<std::string, std::vector<float>*>>;
 
+// More arrays laid out like the flat parameters (the outer sync's anchor and momentum),
+// saved as full tensors under /<name>/<parameter> by the ranks that own parameters.
+struct FlatArray {
+  std::string name;  // "outer/anchor"
+  Tensor values;
+};
+
 // Collective over `comm`: rank 0 writes `path`, with each rank's `rank_state` under
 // /rank_state/rank<r>/<name>.
 void save_checkpoint(MPI_Comm comm, const std::string& path, const Config& cfg, const GptStage& model,
-                     const AdamW& opt, const CheckpointRole& role, const CheckpointState& state,
-                     const RankState& rank_state = {});
+                     const Optimizer& opt, const CheckpointRole& role, const CheckpointState& state,
+                     const RankState& rank_state = {}, const std::vector<FlatArray>& flat_arrays = {});
+
+// This rank's part of flat array `array` of `path` into `into` (laid out like the flat
+// parameters); false when the checkpoint has none.
+bool load_flat_array(const std::string& path, const GptStage& model, const std::string& array, const Tensor& into);
 
 // The optimizer steps a checkpoint holds; throws UserError when `path` is not a checkpoint.
 int checkpoint_steps_done(const std::string& path);
 
 // Every rank reads its pieces of `path` into the model and optimizer. Throws UserError when
 // the file is missing or was written for a different model shape or data.
-CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptStage& model, AdamW& opt,
+CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptStage& model, Optimizer& opt,
                                 std::int64_t data_tokens);
 
 // This rank's state, by name, when the checkpoint was written by a job of the same world

@@ -56,11 +56,35 @@ template <class V> void describe(V& v, ParallelConfig& c) {
         in_range(0, 1));
 }
 
+// Low-communication training across one tier (DiLoCo): replicas below the tier synchronise
+// every step; across it, every `every` steps, by an outer optimizer step on the averaged
+// change of the parameters since the last outer sync.
+struct OuterSyncConfig {
+  std::string tier = "inter_pod";
+  int every = 50;
+  double lr = 0.7;
+  double momentum = 0.9;
+  bool nesterov = true;
+};
+template <class V> void describe(V& v, OuterSyncConfig& c) {
+  using namespace config;
+  v.key("tier", c.tier,
+        "the tier the outer sync runs across; data-parallel replicas within one unit below it (a node, pod or site) "
+        "sync every step",
+        one_of({"inter_node", "inter_pod", "inter_site"}));
+  v.key("every", c.every, "inner optimizer steps between outer syncs", in_range(1, 1 << 30));
+  v.key("lr", c.lr, "outer learning rate; 1 with momentum 0 makes every outer sync a plain parameter average",
+        in_range(0.0, 10.0));
+  v.key("momentum", c.momentum, "outer momentum", in_range(0.0, 0.999999));
+  v.key("nesterov", c.nesterov, "Nesterov momentum in the outer step");
+}
+
 struct SyncConfig {
   std::string algorithm = "auto";
   Bytes bucket{4 << 20};
   Bytes chunk{1 << 20};
   bool overlap = true;
+  std::optional<OuterSyncConfig> outer;
 };
 template <class V> void describe(V& v, SyncConfig& c) {
   using namespace config;
@@ -72,11 +96,15 @@ template <class V> void describe(V& v, SyncConfig& c) {
         at_least_bytes(4));
   v.key("chunk", c.chunk, "pipelining chunk of the ring algorithms", at_least_bytes(4));
   v.key("overlap", c.overlap, "start each bucket's sync during backward (false: all after backward)");
+  v.optional_section("outer", c.outer,
+                     "DiLoCo across one tier: the outer gradient (parameters at the last outer sync minus now) is "
+                     "averaged across the tier with that tier's codec, then applied by an outer SGD step (docs/lowcomm.md)");
 }
 
 struct TrainConfig {
   int steps = 200;
   int batch = 16;  // global, in sequences
+  std::string optimizer = "adamw";
   double lr = 3e-4;
   double min_lr_ratio = 0.1;
   int warmup = 20;
@@ -96,7 +124,10 @@ template <class V> void describe(V& v, TrainConfig& c) {
   v.key("steps", c.steps, "optimizer steps", in_range(0, 1 << 30));
   v.key("batch", c.batch, "global batch in sequences, summed over data-parallel ranks and micro-batches",
         in_range(1, 1 << 24));
-  v.key("lr", c.lr, "peak learning rate (AdamW)", in_range(0.0, 10.0));
+  v.key("optimizer", c.optimizer,
+        "adamw, or sgd (plain: no momentum; decoupled weight decay as AdamW's; for tests of the outer sync)",
+        one_of({"adamw", "sgd"}));
+  v.key("lr", c.lr, "peak learning rate", in_range(0.0, 10.0));
   v.key("min_lr_ratio", c.min_lr_ratio, "learning rate at the last step, as a fraction of lr (cosine decay)",
         in_range(0.0, 1.0));
   v.key("warmup", c.warmup, "steps of linear warm-up from 0 to lr", in_range(0, 1 << 30));

@@ -43,10 +43,12 @@ Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<con
   const auto& p = cfg.parallel;
   Grid grid(p.tp, p.pp, p.dp, p.order);
   GridCoord coord = grid.coord(mpi.rank());
-  GridComms comms = make_grid_comms(grid, topo, uses_nccl(cfg));
+  std::optional<Tier> outer;
+  if (cfg.sync.outer && p.dp > 1) outer = *tier_from_name(cfg.sync.outer->tier);
+  GridComms comms = make_grid_comms(grid, topo, uses_nccl(cfg), outer);
   std::shared_ptr<Pacer> pacer = Pacer::create(MPI_COMM_WORLD, topo, link_specs(cfg.links));
   for (Communicator* c : {static_cast<Communicator*>(comms.world.get()), comms.tp.get(), comms.pp.get(), comms.dp.get(),
-                          comms.embed.get()})
+                          comms.embed.get(), comms.dp_inner.get(), comms.dp_outer.get()})
     if (c) c->set_pacer(pacer);
   return Layout{grid, coord, std::move(topo), std::move(comms), std::move(pacer)};
 }

@@ -21,7 +21,7 @@ double clip_scale(double norm, double clip) {
   return clip / (norm + 1e-6);
 }
 
-AdamW::AdamW(const ParamSet& params, const TrainConfig& cfg, std::vector<FlatRange> owned)
+Optimizer::Optimizer(const ParamSet& params, const TrainConfig& cfg, std::vector<FlatRange> owned)
     : cfg_(cfg), owned_(std::move(owned)) {
   std::int64_t state = 0;
   for (const FlatRange& r : owned_) {
@@ -42,12 +42,17 @@ AdamW::AdamW(const ParamSet& params, const TrainConfig& cfg, std::vector<FlatRan
     state += r.size();
   }
   const Tensor& flat = params.flat_values();
-  m_ = Tensor({state}, flat.dtype(), flat.device());
-  v_ = Tensor({state}, flat.dtype(), flat.device());
+  const std::int64_t moments = has_moments() ? state : 0;
+  m_ = Tensor({moments}, flat.dtype(), flat.device());
+  v_ = Tensor({moments}, flat.dtype(), flat.device());
 }
 
-void AdamW::step(const ParamSet& params, double lr, double grad_scale) {
+void Optimizer::step(const ParamSet& params, double lr, double grad_scale) {
   ++t_;
+  if (!has_moments()) {
+    ops::sgd_update(params.flat_values(), params.flat_grads(), nullptr, runs_, {lr, 0.0, false, grad_scale});
+    return;
+  }
   double c1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t_));
   double c2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t_));
   ops::adamw_update(params.flat_values(), params.flat_grads(), m_, v_, runs_,

@@ -1,5 +1,6 @@
-// AdamW over a range of the flat parameter buffer (the whole buffer, or this rank's ZeRO-1
-// shard), the learning-rate schedule and gradient clipping.
+// The inner optimizer (AdamW, or plain SGD) over ranges of the flat parameter buffer (the
+// whole buffer, or this rank's ZeRO-1 shard), the learning-rate schedule and gradient
+// clipping.
 #pragma once
 
 #include <cstdint>
@@ -18,16 +19,18 @@ double learning_rate(const TrainConfig& c, int step);
 // Factor that brings the global gradient norm down to `clip` (1 when below or clip = 0).
 double clip_scale(double norm, double clip);
 
-class AdamW {
+class Optimizer {
  public:
-  // Updates the `owned` ranges of `params` (all of it, or this rank's ZeRO-1 part); m and v
-  // hold those ranges one after another.
-  AdamW(const ParamSet& params, const TrainConfig& cfg, std::vector<FlatRange> owned);
+  // Updates the `owned` ranges of `params` (all of it, or this rank's ZeRO-1 part); AdamW's
+  // m and v hold those ranges one after another (SGD keeps no state).
+  Optimizer(const ParamSet& params, const TrainConfig& cfg, std::vector<FlatRange> owned);
   // One update with learning rate `lr`, gradients multiplied by `grad_scale` first.
   void step(const ParamSet& params, double lr, double grad_scale);
 
   std::int64_t steps_taken() const { return t_; }
   void set_steps_taken(std::int64_t t) { t_ = t; }
+  // AdamW's moments; false for SGD, whose m and v are empty.
+  bool has_moments() const { return cfg_.optimizer == "adamw"; }
   const Tensor& m() const { return m_; }
   const Tensor& v() const { return v_; }
   const std::vector<FlatRange>& owned() const { return owned_; }

@@ -52,10 +52,12 @@ StepMetrics::StepMetrics() {
   add("compression_error", "", Scope::job,
       "||compressed - dense|| / ||dense|| of the gradient sum (metrics.compression_error)",
       [](V v) { return v.s.compression_error; });
+  add("outer_sync", "", Scope::job, "1 when the step ended with an outer sync across sync.outer.tier, else 0",
+      [](V v) { return v.s.outer_sync ? 1.0 : 0.0; });
   add("step_time", "s", Scope::per_rank, "wall time of the whole optimizer step", [](V v) { return v.s.step_time; });
   add("forward_time", "s", Scope::per_rank, "time in forward passes", [](V v) { return v.s.forward; });
   add("backward_time", "s", Scope::per_rank, "time in backward passes", [](V v) { return v.s.backward; });
-  add("optimizer_time", "s", Scope::per_rank, "time in clipping and the AdamW update", [](V v) { return v.s.optimizer; });
+  add("optimizer_time", "s", Scope::per_rank, "time in clipping and the optimizer update", [](V v) { return v.s.optimizer; });
   add("comm_exposed", "s", Scope::per_rank, "time the compute thread waited on communication",
       [](V v) { return v.s.exposed; });
   add("comm_time", "s", Scope::per_rank, "time the gradient sync ran, overlapped or not", [](V v) { return v.s.comm; });
@@ -63,6 +65,9 @@ StepMetrics::StepMetrics() {
       [](V v) { return v.s.sync_start; });
   add("backward_end", "s", Scope::per_rank, "when the last backward pass ended, from step start",
       [](V v) { return v.s.backward_end; });
+  add("outer_sync_time", "s", Scope::per_rank,
+      "time of the outer sync (outer gradient across the tier, outer step), all of it exposed; 0 on other steps",
+      [](V v) { return v.s.outer_time; });
   add("pipeline_time", "s", Scope::per_rank, "wall time of the step's forward/backward schedule",
       [](V v) { return v.s.pipeline; });
   add("pipeline_wait", "s", Scope::per_rank, "time waiting for activations or gradients from neighbouring stages",

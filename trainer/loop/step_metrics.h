@@ -22,6 +22,8 @@ struct StepStats {
   double step_time = 0, forward = 0, backward = 0, optimizer = 0, exposed = 0, comm = 0;
   double pipeline = 0, pipeline_wait = 0;
   double compression_error = 0;
+  bool outer_sync = false;  // the step ended with the outer sync (sync.outer)
+  double outer_time = 0;
   double sync_start = 0, backward_end = 0;  // from the step's start
   TrafficSnapshot traffic;
 };

@@ -49,11 +49,13 @@ double model_flops_per_token(const ModelConfig& m) {
   return 6.0 * static_cast<double>(parameter_count(m)) + 12.0 * m.layers * m.context * m.width;
 }
 
-TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo) {
+TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo, Tier lowest, Tier highest,
+                       bool zero_applies) {
   TierCodecs codecs{};
   const auto& z = cfg.compression;
   bool any = false;
   for (Tier tier : kAllTiers) {
+    if (tier < lowest || tier > highest) continue;
     const std::optional<CodecConfig>& c = z.tier[tier];
     if (!c || c->codec == "none") continue;
     CodecSpec& s = codecs[tier];
@@ -64,7 +66,7 @@ TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo
     any = true;
   }
   if (!any) return codecs;
-  if (cfg.parallel.zero == 1)
+  if (cfg.parallel.zero == 1 && zero_applies)
     throw UserError("compression applies to the gradient all-reduce; ZeRO-1 (parallel.zero: 1) reduce-scatters, "
                     "uncompressed: set parallel.zero: 0 or remove the compression section");
   if (algo == Algorithm::native)
@@ -135,7 +137,16 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     : cfg_(cfg), opts_(opts), mpi_(mpi), layout_(std::move(layout)), pipeline_(cfg, layout_.coord, compute_device(cfg)) {
   set_cpu_threads(cpu_threads_for(cfg, mpi));
   const auto& p = cfg.parallel;
-  Communicator& dp = *layout_.comms.dp;
+  // With an outer sync across several islands, the every-step sync runs within the island.
+  GridComms& comms = layout_.comms;
+  const bool outer = comms.dp_outer && comms.dp_outer->size() > 1;
+  if (cfg.sync.outer && p.dp > 1 && !outer && mpi.rank() == 0)
+    log::warn("sync.outer: every data-parallel replica is in one {}: nothing to synchronise across {}; training as "
+              "plain data parallelism",
+              cfg.sync.outer->tier == "inter_node" ? "node" : cfg.sync.outer->tier == "inter_pod" ? "pod" : "site",
+              cfg.sync.outer->tier);
+  step_dp_ = outer ? comms.dp_inner.get() : comms.dp.get();
+  Communicator& dp = *step_dp_;
   dp.set_chunk_bytes(cfg.sync.chunk.value);
   sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
   const Device device = compute_device(cfg);
@@ -147,8 +158,10 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   model_->init(cfg.train.seed);
   if (p.pp > 1) wte_ = model_->params().index("wte");
   std::vector<FlatRange> owned{{0, model_->params().numel()}};
-  TierCodecs codecs = tier_codecs(cfg, dp, sync_algo_);
-  if (p.dp > 1) {
+  const Tier outer_tier = outer ? *tier_from_name(cfg.sync.outer->tier) : Tier::inter_site;
+  TierCodecs codecs = outer ? tier_codecs(cfg, dp, sync_algo_, Tier::intra_node, static_cast<Tier>(index(outer_tier) - 1))
+                            : tier_codecs(cfg, dp, sync_algo_);
+  if (dp.size() > 1) {
     sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero == 1,
                                        cfg.sync.overlap, codecs, cfg.metrics.compression_error);
     owned = sync_->owned();
@@ -172,7 +185,21 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   };
   layout_.comms.pp->set_chunk_bytes(cfg.sync.chunk.value);
   model_->set_hooks(hooks);
-  opt_ = std::make_unique<AdamW>(model_->params(), cfg.train, owned);
+  opt_ = std::make_unique<Optimizer>(model_->params(), cfg.train, owned);
+  if (outer) {
+    Communicator& across = *comms.dp_outer;
+    across.set_chunk_bytes(cfg.sync.chunk.value);
+    const Algorithm algo = resolve_sync_algorithm(cfg.sync.algorithm, across);
+    TierCodecs outer_codecs = tier_codecs(cfg, across, algo, outer_tier, Tier::inter_site, false);
+    for (Tier t : kAllTiers)
+      if (outer_codecs[t].lossy() && find_codec(outer_codecs[t].name)->whole_tensors)
+        throw UserError(fmt::format("compression.{}.codec {}: the outer sync sends a segment of the flat parameters, "
+                                    "not whole matrices; use another codec across {}",
+                                    tier_name(t), outer_codecs[t].name, tier_name(t)));
+    outer_ = std::make_unique<OuterSync>(*cfg.sync.outer, dp, across, model_->params(), algo, outer_codecs);
+    island_ = comms.island->handle();
+    first_island_ = std::find(dp.members().begin(), dp.members().end(), comms.dp->members().front()) != dp.members().end();
+  }
   // The gradient norm counts each element of the model once: tensor-parallel shards on
   // every TP rank but replicated tensors on TP rank 0 only; of the data-parallel replicas,
   // the one that owns the element (ZeRO-1) or replica 0.
@@ -181,7 +208,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     if (info.shard == Shard::replicated && layout_.coord.tp != 0) continue;
     if (info.name == "wte" && !first_stage_) continue;
     for (const FlatRange& o : owned) {
-      if (p.zero == 0 && layout_.coord.dp != 0) break;
+      if (p.zero == 0 && dp.rank() != 0) break;
       std::int64_t b = std::max(o.begin, info.offset), e = std::min(o.end, info.offset + info.numel());
       if (b < e) norm_ranges_.push_back({b, e});
     }
@@ -198,12 +225,16 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   if (!opts.resume.empty()) {
     CheckpointState st = load_checkpoint(opts.resume, cfg, *model_, *opt_, data_->tokens());
     first_step_ = st.steps_done;
-    if (sync_ && sync_->compressed()) {
-      auto saved = load_rank_state(opts.resume, cfg, mpi.rank(), mpi.size());
-      if (!saved || !sync_->restore_codec_state(std::move(*saved)))
-        log::warn("{} was written by another layout or codec set: error-feedback residuals start from zero",
+    if (outer_) {
+      if (!load_flat_array(opts.resume, *model_, "outer/anchor", outer_->anchor())) {
+        ops::copy(outer_->anchor(), model_->params().flat_values());
+        log::warn("{} holds no outer-sync state: the outer sync starts from its parameters, with no momentum",
                   opts.resume);
+      } else if (outer_->has_momentum()) {
+        load_flat_array(opts.resume, *model_, "outer/momentum", outer_->momentum());
+      }
     }
+    restore_rank_state(opts.resume);
   }
   flops_per_token_ = model_flops_per_token(cfg.model);
   peak_flops_ = cfg.metrics.peak_flops > 0 ? cfg.metrics.peak_flops : measure_matmul_flops(device);
@@ -307,16 +338,22 @@ void Trainer::train_step(int step, StepStats& s) {
     opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
     watchdog_->phase("the ZeRO-1 parameter all-gather");
     if (sync_) s.exposed += sync_->gather_params();
+    if (outer_ && outer_->due(step)) {
+      watchdog_->phase("the outer sync");
+      s.outer_sync = true;
+      s.outer_time = outer_->sync(ps);
+      s.exposed += s.outer_time;
+    }
   }
   s.optimizer = now_seconds() - t0;
 }
 
 // sqrt of the sum of squares of every gradient element of the model, each counted once
-// (norm_ranges_).
+// (norm_ranges_): of the island's gradient under an outer sync, which islands clip alone.
 double Trainer::global_grad_norm() {
   const ParamSet& ps = model_->params();
   const double mine = ops::sum_squares(ps.flat_grads(), norm_ranges_);
-  return std::sqrt(sum_over(MPI_COMM_WORLD, mine));
+  return std::sqrt(sum_over(island_, mine));
 }
 
 void Trainer::record_step(const StepStats& s) {
@@ -343,6 +380,37 @@ void Trainer::record_step(const StepStats& s) {
   }
 }
 
+// What the checkpoint holds for this rank alone (same layout only): the gradient codecs'
+// residuals, the outer codecs' and, between outer syncs, this island's own parameters and
+// optimizer state, which differ from replica 0's that the checkpoint holds for every layout.
+void Trainer::restore_rank_state(const std::string& path) {
+  const bool codecs = (sync_ && sync_->compressed()) || (outer_ && !outer_->codec_state().empty());
+  if (!codecs && !outer_) return;
+  auto saved = load_rank_state(path, cfg_, mpi_.rank(), mpi_.size());
+  std::map<std::string, std::vector<float>> buckets;
+  bool restored = saved.has_value(), island = false;
+  if (saved) {
+    for (auto& [name, values] : *saved) {
+      if (name.rfind("bucket", 0) == 0) {
+        buckets.emplace(name, std::move(values));
+      } else if (name.rfind("outer/", 0) == 0) {
+        restored = restored && outer_ && outer_->restore_codec_state(name, std::move(values));
+      } else if (outer_ && name == "island/params") {
+        ops::from_host(model_->params().flat_values(), std::vector<double>(values.begin(), values.end()));
+        island = true;
+      } else if (outer_ && opt_->has_moments() && (name == "island/m" || name == "island/v")) {
+        ops::from_host(name == "island/m" ? opt_->m() : opt_->v(), std::vector<double>(values.begin(), values.end()));
+      }
+    }
+    if (sync_ && sync_->compressed()) restored = restored && sync_->restore_codec_state(std::move(buckets));
+  }
+  if (codecs && !restored)
+    log::warn("{} was written by another layout or codec set: error-feedback residuals start from zero", path);
+  if (outer_ && !island)
+    log::warn("{} was written by another layout: every island resumes from replica 0's parameters and optimizer state",
+              path);
+}
+
 std::string Trainer::save(int steps_done) {
   std::string path = cfg_.checkpoint.path;
   if (auto at = path.find("{step}"); at != std::string::npos) path.replace(at, 6, std::to_string(steps_done));
@@ -351,10 +419,27 @@ std::string Trainer::save(int steps_done) {
   // of the optimizer state.
   // (Tensor-parallel ranks each write their shards; replicated tensors arrive from every TP
   // rank with the same values.)
-  CheckpointRole role{layout_.coord.dp == 0, cfg_.parallel.zero == 1 || layout_.coord.dp == 0};
+  // Under an outer sync the islands differ between syncs: the first island's replicas write
+  // the optimizer state, and each rank adds its own (restore_rank_state).
+  CheckpointRole role{layout_.coord.dp == 0, first_island_ && (cfg_.parallel.zero == 1 || step_dp_->rank() == 0)};
+  RankState mine = sync_ ? sync_->codec_state() : RankState{};
+  std::vector<FlatArray> flat;
+  std::vector<float> island[3];
+  if (outer_) {
+    for (auto& entry : outer_->codec_state()) mine.push_back(entry);
+    const Tensor* own[3] = {&model_->params().flat_values(), &opt_->m(), &opt_->v()};
+    const char* names[3] = {"island/params", "island/m", "island/v"};
+    for (int i = 0; i < (opt_->has_moments() ? 3 : 1); ++i) {
+      std::vector<double> host = ops::to_host(*own[i]);
+      island[i].assign(host.begin(), host.end());
+      mine.emplace_back(names[i], &island[i]);
+    }
+    flat.push_back({"outer/anchor", outer_->anchor()});
+    if (outer_->has_momentum()) flat.push_back({"outer/momentum", outer_->momentum()});
+  }
   // Writing may take long on a slow file system; it is no hang.
   watchdog_->pause(true);
-  save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st, sync_ ? sync_->codec_state() : RankState{});
+  save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st, mine, flat);
   MPI_Barrier(MPI_COMM_WORLD);  // rank 0 writes after the others have sent their parts: they wait here, paused
   watchdog_->pause(false);
   return path;

@@ -17,6 +17,7 @@
 #include "trainer/loop/layout.h"
 #include "trainer/io/metrics.h"
 #include "trainer/loop/optimizer.h"
+#include "trainer/loop/outer_sync.h"
 #include "trainer/loop/pipeline.h"
 #include "trainer/loop/schedule.h"
 #include "trainer/loop/step_metrics.h"
@@ -58,6 +59,7 @@ class Trainer {
   // and stops with exit code 128 + the signal.
   [[noreturn]] void stop_on_signal(int steps_done, int sig);
   double global_grad_norm();
+  void restore_rank_state(const std::string& path);
   // Writes the checkpoint for `steps_done` steps; returns its path.
   std::string save(int steps_done);
   void print_summary() const;
@@ -70,13 +72,18 @@ class Trainer {
   PipelineRunner pipeline_;
   std::unique_ptr<BatchSource> data_;
   std::unique_ptr<GptStage> model_;
-  std::unique_ptr<GradSync> sync_;  // when dp > 1
+  std::unique_ptr<GradSync> sync_;  // when the group that syncs every step has several replicas
+  // With sync.outer across several islands: the outer sync, and the island's communicators.
+  std::unique_ptr<OuterSync> outer_;
+  Communicator* step_dp_ = nullptr;  // the data-parallel group of the every-step sync
+  MPI_Comm island_ = MPI_COMM_WORLD;  // the ranks that share parameters between outer syncs
+  bool first_island_ = true;          // this rank's island holds data-parallel replica 0
   bool arm_sync_ = false;           // during the last micro-batch's backward
   double blocking_comm_ = 0;        // seconds the compute thread spent in TP/PP communication this step
   // Flat ranges whose squares count towards the global gradient norm on this rank: each
   // gradient element of the model counted exactly once across the job.
   std::vector<FlatRange> norm_ranges_;
-  std::unique_ptr<AdamW> opt_;
+  std::unique_ptr<Optimizer> opt_;
   StepMetrics metrics_;
   std::unique_ptr<StepLog> log_;
   std::unique_ptr<Watchdog> watchdog_;  // while run() trains
@@ -102,8 +109,10 @@ std::int64_t parameter_count(const ModelConfig& m);
 // several tiers, else ring.
 Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp);
 
-// The compression section as per-tier codecs for the DP sync; throws UserError for what
-// cannot run (a non-cast codec below the top tier, ZeRO-1, native sync).
-TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo);
+// The compression section as per-tier codecs for a DP sync over `dp`, of the tiers from
+// `lowest` up to `highest`; throws UserError for what cannot run (a non-cast codec below the
+// top tier, ZeRO-1 with `zero_applies`, native sync).
+TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo, Tier lowest = Tier::intra_node,
+                       Tier highest = Tier::inter_site, bool zero_applies = true);
 
 }  // namespace ft

@@ -1,0 +1,90 @@
+"""The outer sync (sync.outer, DiLoCo) across pods: its construction (plain SGD with an outer
+step of lr 1 and no momentum after every step is synchronous data parallelism; one island
+changes nothing), its traffic (the pod tier carries bytes on outer-sync steps only), a
+bit-exact resume between outer syncs, and refusals of what cannot run."""
+import os
+
+import h5py
+import numpy as np
+
+from ftest import check, finish, run, tempdir
+
+tmp = tempdir()
+# 4 ranks = 2 pods x 2 nodes x 1 rank.
+TWO_PODS = ["parallel.dp=4", "topology.ranks_per_node=1", "topology.nodes_per_pod=2"]
+
+
+def train(sets, out, steps=10, ranks=4, resume=None):
+    args = ["train", "configs/tiny.yaml", "--set", f"train.steps={steps}", "--out", out, "-q"]
+    for s in sets:
+        args += ["--set", s]
+    if resume:
+        args += ["--resume", resume]
+    return run(args, ranks=ranks)
+
+
+def steps(path):
+    with h5py.File(path) as f:
+        return {k: f["steps"][k][:] for k in ("loss", "outer_sync", "bytes_wire/inter_pod")}
+
+
+def params(path):
+    with h5py.File(path) as f:
+        return {k: f["params"][k][:] for k in f["params"]}
+
+
+# 1. SGD, no clipping, outer lr 1 and momentum 0 every step: each pod steps on its own mean
+# gradient, the outer step averages those steps, which is the job-wide mean's step. Equal
+# to synchronous data parallelism up to float rounding (theta - (theta - lr g) is not lr g
+# exactly), with and without ZeRO-1.
+SGD = ["train.optimizer=sgd", "train.clip=0", "train.lr=0.05", "train.warmup=0"]
+for zero in (0, 1):
+    sets = TWO_PODS + SGD + [f"parallel.zero={zero}"]
+    a, b = os.path.join(tmp, f"dp{zero}.h5"), os.path.join(tmp, f"outer{zero}.h5")
+    cka, ckb = os.path.join(tmp, f"dp{zero}.ck"), os.path.join(tmp, f"outer{zero}.ck")
+    p = train(sets + [f"checkpoint.path={cka}"], a)
+    check(p.returncode == 0, f"zero={zero}: data-parallel run failed:\n{p.stderr}")
+    p = train(sets + [f"checkpoint.path={ckb}", "sync.outer={tier: inter_pod, every: 1, lr: 1, momentum: 0}"], b)
+    check(p.returncode == 0, f"zero={zero}: outer-sync run failed:\n{p.stderr}")
+    la, lb = steps(a)["loss"], steps(b)["loss"]
+    check(np.allclose(la, lb, rtol=1e-6, atol=0), f"zero={zero}: losses differ beyond rounding:\n{la}\n{lb}")
+    check((steps(b)["outer_sync"] == 1).all(), "every step is an outer-sync step")
+    pa, pb = params(cka), params(ckb)
+    worst = max(np.abs(pa[k] - pb[k]).max() / max(np.abs(pa[k]).max(), 1e-30) for k in pa)
+    check(worst < 1e-5, f"zero={zero}: final parameters differ by {worst:.2e} (relative)")
+
+# 2. One pod holds every replica: nothing crosses inter_pod, so sync.outer (with its default
+# lr 0.7 and Nesterov momentum 0.9) changes nothing, bit for bit.
+ONE_POD = ["parallel.dp=4", "topology.ranks_per_node=1", "topology.nodes_per_pod=4"]
+a, b = os.path.join(tmp, "onepod.h5"), os.path.join(tmp, "onepod-outer.h5")
+p = train(ONE_POD, a)
+check(p.returncode == 0, f"one-pod run failed:\n{p.stderr}")
+p = train(ONE_POD + ["sync.outer={tier: inter_pod, every: 3}"], b)
+check(p.returncode == 0 and "nothing to synchronise across inter_pod" in p.stderr, f"one-pod outer run:\n{p.stderr}")
+check(list(steps(a)["loss"]) == list(steps(b)["loss"]), "one island: sync.outer changed the losses")
+
+# 3. AdamW inside the pods, int8 outer gradient every 5 steps, a checkpoint at step 7 (between
+# outer syncs, where the pods' parameters differ): the resumed run repeats steps 7..11 bit
+# for bit. The pod tier carries bytes only on the outer-sync steps 5 and 10.
+ck = os.path.join(tmp, "ck-{step}.h5")
+sets = TWO_PODS + ["sync.outer={tier: inter_pod, every: 5}", "compression.inter_pod={codec: int8}",
+                   f"checkpoint.path={ck}", "checkpoint.every=7"]
+a, b = os.path.join(tmp, "diloco.h5"), os.path.join(tmp, "diloco-resumed.h5")
+p = train(sets, a, steps=12)
+check(p.returncode == 0, f"DiLoCo run failed:\n{p.stderr}")
+s = steps(a)
+check(list(s["outer_sync"]) == [1.0 if (i + 1) % 5 == 0 else 0.0 for i in range(12)], f"outer_sync {s['outer_sync']}")
+pod_bytes = s["bytes_wire/inter_pod"].sum(axis=1)
+check(((pod_bytes > 0) == (s["outer_sync"] == 1)).all(), f"inter_pod bytes per step {pod_bytes}")
+p = train(sets, b, steps=12, resume=ck.format(step=7))
+check(p.returncode == 0 and "warn" not in p.stderr, f"DiLoCo resume:\n{p.stderr}")
+check(list(s["loss"][7:]) == list(steps(b)["loss"]), "resumed losses differ from the uninterrupted run")
+
+# 4. Refusals, each in one line with its reason.
+for ranks, extra, message in (
+        (4, ["parallel.dp=2", "parallel.tp=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=1"],
+         "model replica 0 spans several pods"),
+        (4, TWO_PODS + ["compression.inter_pod={codec: powersgd}"], "not whole matrices")):
+    p = train(extra + ["sync.outer={tier: inter_pod, every: 2}"], os.path.join(tmp, "x.h5"), steps=1, ranks=ranks)
+    check(p.returncode == 2 and message in p.stderr, f"{extra}: expected exit 2 with '{message}', got {p.returncode}:\n{p.stderr}")
+finish()
