@@ -54,6 +54,7 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   std::vector<int> all(static_cast<std::size_t>(world));
   for (int r = 0; r < world; ++r) all[static_cast<std::size_t>(r)] = r;
+  if (outer) check_outer_split(grid, *topo, *outer);  // before any communicator exists
   // A group of the world's ranks with the same `color`, ordered by `key`, over MPI or NCCL.
   auto group = [&](int color, int key, std::vector<int> members, Traffic kind) -> std::unique_ptr<Communicator> {
     auto mpi = std::make_unique<MpiTransport>(MPI_COMM_WORLD, color, key);
@@ -102,7 +103,6 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
     }
   }
   if (outer) {
-    check_outer_split(grid, *topo, *outer);
     const std::vector<int> dp = grid.group(Dim::dp, rank);
     const int unit = topo->uplink(rank, *outer);
     // Each unit's members in DP order; a member's position there makes its outer group.

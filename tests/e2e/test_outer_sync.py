@@ -36,10 +36,14 @@ def params(path):
 # 1. SGD, no clipping, outer lr 1 and momentum 0 every step: each pod steps on its own mean
 # gradient, the outer step averages those steps, which is the job-wide mean's step. Equal
 # to synchronous data parallelism up to float rounding (theta - (theta - lr g) is not lr g
-# exactly), with and without ZeRO-1.
+# exactly), with and without ZeRO-1, and with replicas split by tensor or pipeline
+# parallelism (the tied embedding then lives on two stages).
 SGD = ["train.optimizer=sgd", "train.clip=0", "train.lr=0.05", "train.warmup=0"]
-for zero in (0, 1):
-    sets = TWO_PODS + SGD + [f"parallel.zero={zero}"]
+LAYOUTS = {"zero0": TWO_PODS, "zero1": TWO_PODS + ["parallel.zero=1"],
+           "tp2": ["parallel.dp=2", "parallel.tp=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=2"],
+           "pp2": ["parallel.dp=2", "parallel.pp=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=2"]}
+for zero, layout in LAYOUTS.items():
+    sets = layout + SGD
     a, b = os.path.join(tmp, f"dp{zero}.h5"), os.path.join(tmp, f"outer{zero}.h5")
     cka, ckb = os.path.join(tmp, f"dp{zero}.ck"), os.path.join(tmp, f"outer{zero}.ck")
     p = train(sets + [f"checkpoint.path={cka}"], a)
@@ -65,20 +69,26 @@ check(list(steps(a)["loss"]) == list(steps(b)["loss"]), "one island: sync.outer 
 
 # 3. AdamW inside the pods, int8 outer gradient every 5 steps, a checkpoint at step 7 (between
 # outer syncs, where the pods' parameters differ): the resumed run repeats steps 7..11 bit
-# for bit. The pod tier carries bytes only on the outer-sync steps 5 and 10.
-ck = os.path.join(tmp, "ck-{step}.h5")
-sets = TWO_PODS + ["sync.outer={tier: inter_pod, every: 5}", "compression.inter_pod={codec: int8}",
-                   f"checkpoint.path={ck}", "checkpoint.every=7"]
-a, b = os.path.join(tmp, "diloco.h5"), os.path.join(tmp, "diloco-resumed.h5")
-p = train(sets, a, steps=12)
-check(p.returncode == 0, f"DiLoCo run failed:\n{p.stderr}")
-s = steps(a)
-check(list(s["outer_sync"]) == [1.0 if (i + 1) % 5 == 0 else 0.0 for i in range(12)], f"outer_sync {s['outer_sync']}")
-pod_bytes = s["bytes_wire/inter_pod"].sum(axis=1)
-check(((pod_bytes > 0) == (s["outer_sync"] == 1)).all(), f"inter_pod bytes per step {pod_bytes}")
-p = train(sets, b, steps=12, resume=ck.format(step=7))
-check(p.returncode == 0 and "warn" not in p.stderr, f"DiLoCo resume:\n{p.stderr}")
-check(list(s["loss"][7:]) == list(steps(b)["loss"]), "resumed losses differ from the uninterrupted run")
+# for bit, with the optimizer state whole or in ZeRO-1 shards. The pod tier carries bytes
+# only on the outer-sync steps 5 and 10.
+for zero in (0, 1):
+    ck = os.path.join(tmp, f"ck{zero}-{{step}}.h5")
+    sets = TWO_PODS + ["sync.outer={tier: inter_pod, every: 5}", "compression.inter_pod={codec: int8}",
+                       f"checkpoint.path={ck}", "checkpoint.every=7", f"parallel.zero={zero}"]
+    a, b = os.path.join(tmp, f"diloco{zero}.h5"), os.path.join(tmp, f"diloco{zero}-resumed.h5")
+    p = train(sets, a, steps=12)
+    check(p.returncode == 0, f"zero={zero}: DiLoCo run failed:\n{p.stderr}")
+    s = steps(a)
+    check(list(s["outer_sync"]) == [1.0 if (i + 1) % 5 == 0 else 0.0 for i in range(12)], f"outer_sync {s['outer_sync']}")
+    pod_bytes = s["bytes_wire/inter_pod"].sum(axis=1)
+    check(((pod_bytes > 0) == (s["outer_sync"] == 1)).all(), f"inter_pod bytes per step {pod_bytes}")
+    p = train(sets, b, steps=12, resume=ck.format(step=7))
+    check(p.returncode == 0 and "warn" not in p.stderr, f"zero={zero}: DiLoCo resume:\n{p.stderr}")
+    check(list(s["loss"][7:]) == list(steps(b)["loss"]), f"zero={zero}: resumed losses differ from the uninterrupted run")
+    # Another layout (here the optimizer state in ZeRO-1 shards or not) resumes from replica 0's, saying so.
+    p = train(sets[:-1] + [f"parallel.zero={1 - zero}"], os.path.join(tmp, f"other{zero}.h5"), steps=12,
+              resume=ck.format(step=7))
+    check(p.returncode == 0 and "every island resumes from replica 0's" in p.stderr, f"zero={zero}: other layout:\n{p.stderr}")
 
 # 4. Refusals, each in one line with its reason.
 for ranks, extra, message in (

@@ -146,6 +146,22 @@ TEST(CudaOps, AdamWOverRunsAgreesWithCpu) {
   EXPECT_LT(rel_diff(gv, v), 1e-6);
 }
 
+// SGD over runs with Nesterov momentum (the outer step), and plain.
+TEST(CudaOps, SgdOverRunsAgreesWithCpu) {
+  REQUIRE_GPU();
+  Tensor p = random_tensor({5000}, 28), g = random_tensor({5000}, 29), m({4000});
+  Tensor gp = on_gpu(p), gg = on_gpu(g), gm({4000}, DType::f32, Device::cuda);
+  const std::vector<ops::AdamWRun> runs{{{0, 2000}, 0, 0.1}, {{3000, 5000}, 2000, 0.0}};
+  for (int t = 0; t < 3; ++t) {
+    ops::sgd_update(p, g, &m, runs, {0.7, 0.9, true, 0.5});
+    ops::sgd_update(gp, gg, &gm, runs, {0.7, 0.9, true, 0.5});
+    ops::sgd_update(p, g, nullptr, runs, {0.01});
+    ops::sgd_update(gp, gg, nullptr, runs, {0.01});
+  }
+  EXPECT_LT(rel_diff(gp, p), 1e-6);
+  EXPECT_LT(rel_diff(gm, m), 1e-6);
+}
+
 // The softmax over the logits in place, and the gradient over it in place.
 TEST(CudaOps, CrossEntropyInPlaceAgreesWithCpu) {
   REQUIRE_GPU();

@@ -56,9 +56,9 @@ TEST(Config, UnknownKeyNamesTheClosestKnownOne) {
 }
 
 TEST(Config, UnknownKeyWithNoNearMatchListsTheKnownOnes) {
-  EXPECT_EQ(error_of("train:\n  optimizer_kind: sgd\n"),
-            "FILE:2: unknown key 'train.optimizer_kind' (known keys of train: steps, batch, lr, min_lr_ratio, warmup, "
-            "weight_decay, decay_embeddings, clip, beta1, beta2, eps, seed, nonfinite, watchdog, watchdog_min)");
+  EXPECT_EQ(error_of("train:\n  scheduler_kind: cosine\n"),
+            "FILE:2: unknown key 'train.scheduler_kind' (known keys of train: steps, batch, optimizer, lr, min_lr_ratio, "
+            "warmup, weight_decay, decay_embeddings, clip, beta1, beta2, eps, seed, nonfinite, watchdog, watchdog_min)");
 }
 
 TEST(Config, WrongTypeIsNamedWithItsLine) {

@@ -216,6 +216,29 @@ TEST_F(Kernels, AdamWStepMatchesTheFormula) {
   EXPECT_DOUBLE_EQ(p[1], expect[1]);
 }
 
+// SGD with and without (Nesterov) momentum: PyTorch's formula, with decoupled weight decay.
+TEST(SgdKernel, StepMatchesTheFormula) {
+  const double lr = 0.7, mu = 0.9, wd = 0.01, scale = 0.5;
+  for (int nesterov = 0; nesterov < 2; ++nesterov) {
+    Vec p = {1.0, -2.0}, grad = {0.5, 0.1}, m = {0.1, -0.3};
+    Vec expect = p, expect_m = m;
+    for (int i = 0; i < 2; ++i) {
+      double gi = grad[i] * scale;
+      expect_m[i] = mu * m[i] + gi;
+      double step = nesterov ? gi + mu * expect_m[i] : expect_m[i];
+      expect[i] = p[i] - lr * (step + wd * p[i]);
+    }
+    sgd_update(p.data(), grad.data(), m.data(), 2, lr, mu, nesterov == 1, wd, scale);
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_DOUBLE_EQ(p[i], expect[i]);
+      EXPECT_DOUBLE_EQ(m[i], expect_m[i]);
+    }
+  }
+  Vec p = {1.0}, grad = {0.5};
+  sgd_update<double>(p.data(), grad.data(), nullptr, 1, 0.1, 0.0, false, 0.0, 1.0);  // plain: no state
+  EXPECT_DOUBLE_EQ(p[0], 1.0 - 0.1 * 0.5);
+}
+
 // The float kernels' exp (GELU, softmaxes) against the double-precision one.
 TEST(FloatExp, IsWithinThreeUlpAndClamps) {
   double worst = 0;

@@ -73,11 +73,18 @@ void sync_to_disk(const std::string& path) {
 const char* const kArrays[] = {"params", "optimizer/m", "optimizer/v"};
 constexpr const char* kRankState = "rank_state";
 
-// The layout a rank's own state depends on.
+// The layout a rank's own state depends on; under an outer sync also what makes the islands
+// and the optimizer state's shards.
 std::string layout_of(const Config& c, int world) {
   const auto& p = c.parallel;
+  std::string outer;
+  if (c.sync.outer) {
+    const auto& t = c.topology;
+    outer = fmt::format(" outer={} zero={} optimizer={} topology={}/{}/{}/{}", c.sync.outer->tier, p.zero,
+                        c.train.optimizer, t.ranks_per_node, t.nodes_per_pod, t.pods_per_site, t.file);
+  }
   return fmt::format("world={} tp={} pp={} dp={} order={} bucket={} algorithm={}{}", world, p.tp, p.pp, p.dp, p.order,
-                     c.sync.bucket.value, c.sync.algorithm, c.sync.outer ? " outer=" + c.sync.outer->tier : "");
+                     c.sync.bucket.value, c.sync.algorithm, outer);
 }
 
 // The model section of the config, which must match between a checkpoint and its resume.
@@ -297,7 +304,13 @@ CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptS
     std::vector<double>* targets[3] = {&values, &m, &v};
     for (int a = 0; a < (opt.has_moments() ? 3 : 1); ++a) {
       std::string ds = fmt::format("/{}/{}", kArrays[a], p.name);
-      if (!f.exists(ds)) throw UserError(fmt::format("checkpoint '{}' lacks {}", path, ds));
+      if (!f.exists(ds)) {
+        if (a > 0 && !f.exists("/" + std::string(kArrays[a])))
+          throw UserError(fmt::format("checkpoint '{}' holds no AdamW moments (it was trained with train.optimizer: "
+                                      "sgd); resume it with train.optimizer: sgd",
+                                      path));
+        throw UserError(fmt::format("checkpoint '{}' lacks {}", path, ds));
+      }
       auto shape = f.shape(ds);
       if (Shape(shape.begin(), shape.end()) != p.full_shape)
         throw UserError(fmt::format("checkpoint '{}': {} has shape {}, expected {}", path, ds,

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "comm/error.h"
+#include "comm/log.h"
 #include "trainer/io/topology_file.h"
 
 namespace ft {
@@ -45,6 +46,8 @@ Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<con
   GridCoord coord = grid.coord(mpi.rank());
   std::optional<Tier> outer;
   if (cfg.sync.outer && p.dp > 1) outer = *tier_from_name(cfg.sync.outer->tier);
+  if (cfg.sync.outer && p.dp == 1 && mpi.rank() == 0)
+    log::warn("sync.outer has no effect: parallel.dp is 1, so there are no replicas to synchronise");
   GridComms comms = make_grid_comms(grid, topo, uses_nccl(cfg), outer);
   std::shared_ptr<Pacer> pacer = Pacer::create(MPI_COMM_WORLD, topo, link_specs(cfg.links));
   for (Communicator* c : {static_cast<Communicator*>(comms.world.get()), comms.tp.get(), comms.pp.get(), comms.dp.get(),

@@ -38,7 +38,7 @@ StepMetrics::StepMetrics() {
   add("nonfinite", "flag", Scope::job, "1 when the loss or gradient norm was NaN or infinite and no update was made",
       [](V v) { return v.s.nonfinite ? 1.0 : 0.0; });
   add("lr", "", Scope::job, "learning rate used by the step", [](V v) { return v.s.lr; });
-  add("grad_norm", "", Scope::job, "global L2 norm of the gradient before clipping", [](V v) { return v.s.grad_norm; });
+  add("grad_norm", "", Scope::job, "global L2 norm of the gradient before clipping (under sync.outer: rank 0's island's, which it clips by)", [](V v) { return v.s.grad_norm; });
   add("tokens", "tokens", Scope::job, "tokens trained on in the step (global batch x context)",
       [](V v) { return v.tokens; });
   add("tokens_per_s", "tokens/s", Scope::job, "tokens / slowest rank's step_time", [](V v) { return v.tokens / v.slowest; });

@@ -331,8 +331,10 @@ void Trainer::train_step(int step, StepStats& s) {
   watchdog_->phase("the gradient-norm all-reduce");
   s.grad_norm = global_grad_norm();
   s.lr = learning_rate(cfg_.train, step);
-  // Job-wide values, so every rank takes the same branch.
+  // Job-wide, so every rank takes the same branch: the loss is, and under an outer sync each
+  // island's norm is its own.
   s.nonfinite = !std::isfinite(s.loss) || !std::isfinite(s.grad_norm);
+  if (outer_) s.nonfinite = max_over(MPI_COMM_WORLD, s.nonfinite ? 1.0 : 0.0) > 0;
   if (!s.nonfinite) {
     watchdog_->phase("the optimizer step");
     opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
@@ -381,34 +383,53 @@ void Trainer::record_step(const StepStats& s) {
 }
 
 // What the checkpoint holds for this rank alone (same layout only): the gradient codecs'
-// residuals, the outer codecs' and, between outer syncs, this island's own parameters and
-// optimizer state, which differ from replica 0's that the checkpoint holds for every layout.
+// residuals and the outer codecs'. And, between outer syncs, the island's own parameters and
+// optimizer state, which differ from replica 0's that the checkpoint holds for every layout:
+// saved once per island and model position by its first member (and each ZeRO-1 shard by
+// its owner), read back by every member.
 void Trainer::restore_rank_state(const std::string& path) {
   const bool codecs = (sync_ && sync_->compressed()) || (outer_ && !outer_->codec_state().empty());
   if (!codecs && !outer_) return;
   auto saved = load_rank_state(path, cfg_, mpi_.rank(), mpi_.size());
   std::map<std::string, std::vector<float>> buckets;
-  bool restored = saved.has_value(), island = false;
+  bool restored = saved.has_value();
   if (saved) {
     for (auto& [name, values] : *saved) {
-      if (name.rfind("bucket", 0) == 0) {
+      if (name.rfind("bucket", 0) == 0)
         buckets.emplace(name, std::move(values));
-      } else if (name.rfind("outer/", 0) == 0) {
+      else if (name.rfind("outer/", 0) == 0)
         restored = restored && outer_ && outer_->restore_codec_state(name, std::move(values));
-      } else if (outer_ && name == "island/params") {
-        ops::from_host(model_->params().flat_values(), std::vector<double>(values.begin(), values.end()));
-        island = true;
-      } else if (outer_ && opt_->has_moments() && (name == "island/m" || name == "island/v")) {
-        ops::from_host(name == "island/m" ? opt_->m() : opt_->v(), std::vector<double>(values.begin(), values.end()));
-      }
     }
     if (sync_ && sync_->compressed()) restored = restored && sync_->restore_codec_state(std::move(buckets));
   }
   if (codecs && !restored)
     log::warn("{} was written by another layout or codec set: error-feedback residuals start from zero", path);
-  if (outer_ && !island)
-    log::warn("{} was written by another layout: every island resumes from replica 0's parameters and optimizer state",
-              path);
+  if (!outer_) return;
+  // Every member reads the same source for what the island shares, so the members stay equal.
+  const int first = step_dp_->members().front();
+  auto shared = first == mpi_.rank() ? std::move(saved) : load_rank_state(path, cfg_, first, mpi_.size());
+  // What goes where, if it all fits on every rank; else nothing, on every rank.
+  std::vector<std::pair<const Tensor*, const std::vector<float>*>> moves;
+  auto find = [&](std::optional<std::map<std::string, std::vector<float>>>& from, const char* name, const Tensor& into) {
+    if (!from || !from->count(name) || static_cast<std::int64_t>(from->at(name).size()) != into.numel()) return false;
+    moves.emplace_back(&into, &from->at(name));
+    return true;
+  };
+  bool fits = find(shared, "island/params", model_->params().flat_values());
+  std::optional<std::map<std::string, std::vector<float>>> own;
+  if (opt_->has_moments()) {
+    std::optional<std::map<std::string, std::vector<float>>>& from =
+        cfg_.parallel.zero == 1 ? (own = load_rank_state(path, cfg_, mpi_.rank(), mpi_.size())) : shared;
+    fits = find(from, "island/m", opt_->m()) && find(from, "island/v", opt_->v()) && fits;
+  }
+  if (max_over(MPI_COMM_WORLD, fits ? 0.0 : 1.0) > 0) {
+    if (mpi_.rank() == 0)
+      log::warn("{} was written by another layout: every island resumes from replica 0's parameters and optimizer "
+                "state",
+                path);
+    return;
+  }
+  for (const auto& [into, values] : moves) ops::from_host(*into, std::vector<double>(values->begin(), values->end()));
 }
 
 std::string Trainer::save(int steps_done) {
@@ -427,9 +448,12 @@ std::string Trainer::save(int steps_done) {
   std::vector<float> island[3];
   if (outer_) {
     for (auto& entry : outer_->codec_state()) mine.push_back(entry);
+    // Once per island and model position; the optimizer state once per ZeRO-1 shard.
+    const bool first = step_dp_->rank() == 0;
     const Tensor* own[3] = {&model_->params().flat_values(), &opt_->m(), &opt_->v()};
     const char* names[3] = {"island/params", "island/m", "island/v"};
     for (int i = 0; i < (opt_->has_moments() ? 3 : 1); ++i) {
+      if (!first && (i == 0 || cfg_.parallel.zero == 0)) continue;
       std::vector<double> host = ops::to_host(*own[i]);
       island[i].assign(host.begin(), host.end());
       mine.emplace_back(names[i], &island[i]);
