@@ -10,6 +10,7 @@
 //   fp16      IEEE half, 2n (beyond +-65504 clamped)       ring on a 16-bit wire, at any level
 //   bf16      bfloat16, 2n                                 ring on a 16-bit wire, at any level
 //   int8      per block of B: fp32 scale + B int8          payloads gathered; top level only
+//   int4      per block of B: fp32 scale + B/2 bytes       payloads gathered; top level only
 //   topk      the k largest |x| as (u32 index, fp32)       payloads gathered; top level only
 //   sign      1 bit each + fp32 mean |x| per block         payloads gathered; top level only
 //   powersgd  rank-r factors P, Q of each 2-D matrix       P and Q all-reduced; top level only

@@ -8,13 +8,14 @@ CodecInfo none_codec();
 CodecInfo fp16_codec();
 CodecInfo bf16_codec();
 CodecInfo int8_codec();
+CodecInfo int4_codec();
 CodecInfo topk_codec();
 CodecInfo sign_codec();
 CodecInfo powersgd_codec();
 
 const std::vector<CodecInfo>& codec_registry() {
   static const std::vector<CodecInfo> all = {none_codec(), fp16_codec(), bf16_codec(), int8_codec(),
-                                             topk_codec(), sign_codec(), powersgd_codec()};
+                                             int4_codec(),  topk_codec(), sign_codec(), powersgd_codec()};
   return all;
 }
 

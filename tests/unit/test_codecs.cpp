@@ -59,6 +59,8 @@ TEST(Codecs, WireSizesAreExact) {
     topk.params["ratio"] = 0.1;
     CodecSpec int8 = spec("int8");
     int8.params["block"] = 64;
+    CodecSpec int4 = spec("int4");
+    int4.params["block"] = 64;
     const std::size_t k = std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(0.1 * static_cast<double>(n))));
     struct Case {
       CodecSpec s;
@@ -67,6 +69,7 @@ TEST(Codecs, WireSizesAreExact) {
                  {spec("fp16"), 2 * n},
                  {spec("bf16"), 2 * n},
                  {int8, n + 4 * ((n + 63) / 64)},
+                 {int4, (n + 1) / 2 + 4 * ((n + 63) / 64)},
                  {topk, 8 * k},
                  {spec("sign"), (n + 7) / 8 + 4 * ((n + 255) / 256)}};
     for (auto& c : cases) {
@@ -79,14 +82,15 @@ TEST(Codecs, WireSizesAreExact) {
 }
 
 // Per element: fp16 and bf16 are within half an ulp (2^-11, 2^-8 relative); int8 within
-// half its power-of-two step, which is at most 2 amax / 127 of its block.
+// half its power-of-two step, which is at most 2 amax / 127 of its block; int4 within half
+// its step, amax / 14.
 TEST(Codecs, RoundTripErrorIsWithinEachCodecsBound) {
   const std::size_t n = 5000;
   std::vector<float> x = random_data(n, 3, 4.0f);
-  for (std::string k : {"fp16", "bf16", "int8"}) {
+  for (std::string k : {"fp16", "bf16", "int8", "int4"}) {
     CodecSpec s = spec(k.c_str());
     s.error_feedback = false;
-    if (k == "int8") s.params["block"] = 100;
+    if (k == "int8" || k == "int4") s.params["block"] = 100;
     auto codec = element(s);
     std::vector<std::uint8_t> payload;
     codec->encode(x.data(), n, payload);
@@ -98,7 +102,8 @@ TEST(Codecs, RoundTripErrorIsWithinEachCodecsBound) {
       for (std::size_t i = b; i < b + 100; ++i) {
         float bound = k == "fp16" ? std::abs(x[i]) * 0x1.0p-11f + 0x1.0p-25f
                       : k == "bf16" ? std::abs(x[i]) * 0x1.0p-8f
-                                    : amax / 127.0f;
+                      : k == "int8" ? amax / 127.0f
+                                    : amax / 14.0f * (1 + 0x1.0p-20f);
         ASSERT_LE(std::abs(y[i] - x[i]), bound) << k << " at " << i;
       }
     }
@@ -154,7 +159,7 @@ TEST(Codecs, Int8OnIntegersAndTopkOfEverythingAreExact) {
 // inputs, up to fp32 rounding of the running sums.
 TEST(Codecs, ErrorFeedbackConservesMass) {
   const std::size_t n = 2000;
-  for (std::string k : {"fp16", "bf16", "int8", "topk", "sign"}) {
+  for (std::string k : {"fp16", "bf16", "int8", "int4", "topk", "sign"}) {
     CodecSpec s = spec(k.c_str());
     if (k == "topk") s.params["ratio"] = 0.05;
     auto codec = element(s);
@@ -192,7 +197,7 @@ TEST(Codecs, OrthonormalizeGivesOrthonormalColumns) {
 }
 
 TEST(Codecs, NamesRoundTrip) {
-  for (const char* n : {"none", "fp16", "bf16", "int8", "topk", "sign", "powersgd"})
+  for (const char* n : {"none", "fp16", "bf16", "int8", "int4", "topk", "sign", "powersgd"})
     EXPECT_EQ(find_codec(n)->name, n);
   EXPECT_FALSE(find_codec("zstd"));
 }

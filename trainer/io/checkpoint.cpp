@@ -305,7 +305,7 @@ CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptS
     for (int a = 0; a < (opt.has_moments() ? 3 : 1); ++a) {
       std::string ds = fmt::format("/{}/{}", kArrays[a], p.name);
       if (!f.exists(ds)) {
-        if (a > 0 && !f.exists("/" + std::string(kArrays[a])))
+        if (a > 0 && !f.exists(fmt::format("/{}", kArrays[a])))
           throw UserError(fmt::format("checkpoint '{}' holds no AdamW moments (it was trained with train.optimizer: "
                                       "sgd); resume it with train.optimizer: sgd",
                                       path));

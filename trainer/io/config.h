@@ -259,11 +259,29 @@ template <class V> void describe(V& v, CheckpointConfig& c) {
   v.key("every", c.every, "steps between checkpoints; 0 = only at the end", in_range(0, 1 << 30));
 }
 
+// Evaluation on held-out data: the last `holdout` of file data (synthetic data: sequences
+// of their own), never trained on once `every` is set.
+struct EvalConfig {
+  int every = 0;
+  int batches = 4;
+  double holdout = 0.1;
+};
+template <class V> void describe(V& v, EvalConfig& c) {
+  using namespace config;
+  v.key("every", c.every, "steps between evaluations of the held-out loss (and after the last step); 0 = none",
+        in_range(0, 1 << 30));
+  v.key("batches", c.batches, "global batches (train.batch sequences each) per evaluation", in_range(1, 1 << 20));
+  v.key("holdout", c.holdout,
+        "share of file data, from its end, held out of training for evaluation when eval.every is set",
+        in_range(0.001, 0.5));
+}
+
 struct Config {
   ModelConfig model;
   ParallelConfig parallel;
   TrainConfig train;
   DataConfig data;
+  EvalConfig eval;
   TopologyConfig topology;
   LinksConfig links;
   SyncConfig sync;
@@ -281,6 +299,7 @@ template <class V> void describe(V& v, Config& c) {
   v.section("parallel", c.parallel, "how ranks split the model and the batch");
   v.section("train", c.train, "the optimisation");
   v.section("data", c.data, "what the model reads");
+  v.section("eval", c.eval, "the held-out loss");
   v.section("topology", c.topology, "how ranks map onto nodes, pods and sites");
   v.section("links", c.links, "emulated links between nodes, pods and sites (in-process pacer)");
   v.section("sync", c.sync, "data-parallel gradient synchronisation");

@@ -119,18 +119,27 @@ std::vector<std::string> expand(const std::string& pattern) {
   return out;  // glob sorts its matches
 }
 
-// Text or token files, read as one array. Sequence g starts at (g * T) mod (N - T), so the
-// run walks the data in order and wraps around.
+// Text or token files, read as one array, of which tokens [begin_, begin_ + total_) are this
+// split's. Sequence g starts at (g * T) mod (N - T) of them, so the run walks the data in
+// order and wraps around.
 class FileBatches final : public BatchSource {
  public:
-  FileBatches(std::vector<Shard> shards, std::string what, int context, int batch)
+  FileBatches(std::vector<Shard> shards, std::string what, int context, int batch, Split split, double holdout)
       : shards_(std::move(shards)), what_(std::move(what)), T_(context), B_(batch) {
+    std::int64_t all = 0;
     for (const Shard& s : shards_) {
-      starts_.push_back(total_);
-      total_ += s.count;
+      starts_.push_back(all);
+      all += s.count;
     }
+    const auto held = static_cast<std::int64_t>(static_cast<double>(all) * holdout);
+    total_ = split == Split::all ? all : split == Split::train ? all - held : held;
+    begin_ = split == Split::eval ? all - held : 0;
+    const char* part = split == Split::all ? "" : split == Split::train ? " (its training part)" : " (its held-out part)";
     if (total_ < T_ + 1)
-      throw UserError(fmt::format("data: {} holds {} tokens, fewer than model.context + 1 ({})", what_, total_, T_ + 1));
+      throw UserError(fmt::format("data: {}{} holds {} tokens, fewer than model.context + 1 ({}){}", what_, part, total_,
+                                  T_ + 1, split == Split::all ? "" : ": change eval.holdout or use more data"));
+    if (split != Split::all)
+      what_ += fmt::format(", {} of them {}", total_, split == Split::train ? "trained on" : "held out");
   }
 
   void fill(std::int64_t step, int first_seq, int n_seq, std::int32_t* inputs, std::int32_t* targets) const override {
@@ -151,6 +160,7 @@ class FileBatches final : public BatchSource {
  private:
   std::int64_t sequence_start(std::int64_t g) const { return (g % (total_ - T_)) * T_ % (total_ - T_); }
   std::int32_t at(std::int64_t i) const {
+    i += begin_;
     std::size_t k = static_cast<std::size_t>(std::upper_bound(starts_.begin(), starts_.end(), i) - starts_.begin()) - 1;
     return shards_[k].at(i - starts_[k]);
   }
@@ -158,7 +168,7 @@ class FileBatches final : public BatchSource {
   std::vector<Shard> shards_;
   std::vector<std::int64_t> starts_;
   std::string what_;
-  std::int64_t total_ = 0;
+  std::int64_t begin_ = 0, total_ = 0;
   int T_, B_;
 };
 
@@ -167,8 +177,9 @@ class FileBatches final : public BatchSource {
 // can learn the successors, and the loss floor (the chain's entropy) is known.
 class SyntheticBatches final : public BatchSource {
  public:
-  SyntheticBatches(int vocab, int context, int batch, std::uint64_t seed)
-      : V_(vocab), T_(context), B_(batch), seed_(seed), successor_(static_cast<std::size_t>(vocab)) {
+  SyntheticBatches(int vocab, int context, int batch, std::uint64_t seed, bool held_out)
+      : V_(vocab), T_(context), B_(batch), seed_(seed), seq_stream_(held_out ? kEvalStream : kSeqStream),
+        successor_(static_cast<std::size_t>(vocab)) {
     std::iota(successor_.begin(), successor_.end(), 0);
     for (int i = vocab - 1; i > 0; --i) {  // Fisher-Yates on the counter RNG
       auto k = static_cast<int>(rng::bits(seed_, kPermStream, static_cast<std::uint64_t>(i)) % static_cast<std::uint64_t>(i + 1));
@@ -180,7 +191,7 @@ class SyntheticBatches final : public BatchSource {
     std::vector<std::int32_t> seq(static_cast<std::size_t>(T_) + 1);
     for (int j = 0; j < n_seq; ++j) {
       auto g = static_cast<std::uint64_t>(step * B_ + first_seq + j);
-      std::uint64_t stream = rng::mix(g ^ kSeqStream);
+      std::uint64_t stream = rng::mix(g ^ seq_stream_);
       seq[0] = static_cast<std::int32_t>(rng::bits(seed_, stream, 0) % static_cast<std::uint64_t>(V_));
       for (int t = 1; t <= T_; ++t) {
         std::uint64_t r = rng::bits(seed_, stream, static_cast<std::uint64_t>(t));
@@ -203,22 +214,23 @@ class SyntheticBatches final : public BatchSource {
  private:
   static constexpr std::uint64_t kPermStream = 0x5045524d;  // "PERM"
   static constexpr std::uint64_t kSeqStream = 0x53455153;   // "SEQS"
+  static constexpr std::uint64_t kEvalStream = 0x4556414c;  // "EVAL": held-out sequences
   int V_, T_, B_;
-  std::uint64_t seed_;
+  std::uint64_t seed_, seq_stream_;
   std::vector<std::int32_t> successor_;
 };
 
 }  // namespace
 
 std::unique_ptr<BatchSource> open_batches(const DataConfig& data, const ModelConfig& model, int global_batch,
-                                          std::uint64_t seed) {
+                                          std::uint64_t seed, Split split, double holdout) {
   if (data.kind == "synthetic")
-    return std::make_unique<SyntheticBatches>(model.vocab, model.context, global_batch, seed);
+    return std::make_unique<SyntheticBatches>(model.vocab, model.context, global_batch, seed, split == Split::eval);
   std::vector<Shard> shards;
   if (data.kind == "text") {
     shards.push_back(open_text(data.path));
     return std::make_unique<FileBatches>(std::move(shards), fmt::format("text '{}'", data.path), model.context,
-                                         global_batch);
+                                         global_batch, split, holdout);
   }
   std::vector<std::string> files = expand(data.path);
   if (files.empty()) {
@@ -229,7 +241,7 @@ std::unique_ptr<BatchSource> open_batches(const DataConfig& data, const ModelCon
   }
   for (const auto& f : files) shards.push_back(open_token_shard(f, model.vocab));
   return std::make_unique<FileBatches>(std::move(shards), fmt::format("tokens '{}'", data.path), model.context,
-                                       global_batch);
+                                       global_batch, split, holdout);
 }
 
 void write_token_shard(const std::string& path, const std::vector<std::uint16_t>& tokens) {

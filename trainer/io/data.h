@@ -27,10 +27,15 @@ class BatchSource {
   virtual std::string describe() const = 0;
 };
 
+// Which part of the data: all of it (no evaluation), or, with held-out evaluation, the
+// training part or the held-out one (file data: the last `holdout` of its tokens; synthetic:
+// sequences drawn from a stream of their own).
+enum class Split { all, train, eval };
+
 // Throws UserError naming the file and the problem: missing, bad magic or version,
-// truncated, a token >= vocab, fewer tokens than one sequence needs.
+// truncated, a token >= vocab, fewer tokens than one sequence needs (in either split).
 std::unique_ptr<BatchSource> open_batches(const DataConfig& data, const ModelConfig& model, int global_batch,
-                                          std::uint64_t seed);
+                                          std::uint64_t seed, Split split = Split::all, double holdout = 0);
 
 // llm.c token shard format.
 inline constexpr std::int32_t kShardMagic = 20240520;

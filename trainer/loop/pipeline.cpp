@@ -34,6 +34,23 @@ PipelineRunner::PipelineRunner(const Config& cfg, const GridCoord& coord, Device
   targets_host_.resize(tokens_host_.size());
 }
 
+double PipelineRunner::evaluate(int index, GptStage& model, BatchSource& data, Communicator& pp) {
+  const auto& p = cfg_.parallel;
+  double loss_sum = 0;
+  for (int m = 0; m < p.microbatches; ++m) {
+    data.fill(index, dp_rank_ * (cfg_.train.batch / p.dp) + m * micro_batch_, micro_batch_, tokens_host_.data(),
+              targets_host_.data());
+    ops::upload(tokens_, tokens_host_.data());
+    ops::upload(targets_, targets_host_.data());
+    if (!first_) pp.recv(recv_act_.buffer(), stage_ - 1);
+    const double loss = model.forward(0, &tokens_, &recv_act_, &targets_);
+    if (last_) loss_sum += loss;
+    if (!last_) pp.send(model.output(0).buffer(), stage_ + 1);  // a snapshot: slot 0 may be reused at once
+  }
+  pp.synchronize();
+  return loss_sum;
+}
+
 PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource& data, Communicator& pp,
                                           const std::function<void(bool)>& last_backward) {
   const auto& p = cfg_.parallel;

@@ -39,6 +39,10 @@ class PipelineRunner {
   // last micro-batch (which completes each gradient) and `last_backward(false)` after it.
   Times run(int step, GptStage& model, BatchSource& data, Communicator& pp,
             const std::function<void(bool)>& last_backward);
+  // Forward only, micro-batch after micro-batch through the stages, over this replica's
+  // share of global batch `index` of `data`: the last stage's sum of the micro-batches'
+  // mean losses (0 elsewhere). No gradient is touched.
+  double evaluate(int index, GptStage& model, BatchSource& data, Communicator& pp);
 
  private:
   const Config& cfg_;

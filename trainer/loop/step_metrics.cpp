@@ -52,6 +52,9 @@ StepMetrics::StepMetrics() {
   add("compression_error", "", Scope::job,
       "||compressed - dense|| / ||dense|| of the gradient sum (metrics.compression_error)",
       [](V v) { return v.s.compression_error; });
+  add("eval_loss", "", Scope::job,
+      "mean loss on eval.batches held-out batches after the step (eval.every); NaN on steps not evaluated",
+      [](V v) { return v.s.eval_loss; });
   add("outer_sync", "", Scope::job, "1 when the step ended with an outer sync across sync.outer.tier, else 0",
       [](V v) { return v.s.outer_sync ? 1.0 : 0.0; });
   add("step_time", "s", Scope::per_rank, "wall time of the whole optimizer step", [](V v) { return v.s.step_time; });
@@ -65,6 +68,8 @@ StepMetrics::StepMetrics() {
       [](V v) { return v.s.sync_start; });
   add("backward_end", "s", Scope::per_rank, "when the last backward pass ended, from step start",
       [](V v) { return v.s.backward_end; });
+  add("eval_time", "s", Scope::per_rank, "time of the evaluation after the step (not part of step_time)",
+      [](V v) { return v.s.eval_time; });
   add("outer_sync_time", "s", Scope::per_rank,
       "time of the outer sync (outer gradient across the tier, outer step), all of it exposed; 0 on other steps",
       [](V v) { return v.s.outer_time; });

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include <mpi.h>
@@ -23,6 +24,8 @@ struct StepStats {
   double pipeline = 0, pipeline_wait = 0;
   double compression_error = 0;
   bool outer_sync = false;  // the step ended with the outer sync (sync.outer)
+  double eval_loss = std::numeric_limits<double>::quiet_NaN();  // after the step, when evaluated
+  double eval_time = 0;
   double outer_time = 0;
   double sync_start = 0, backward_end = 0;  // from the step's start
   TrafficSnapshot traffic;

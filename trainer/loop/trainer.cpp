@@ -150,7 +150,11 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   dp.set_chunk_bytes(cfg.sync.chunk.value);
   sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
   const Device device = compute_device(cfg);
-  data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed);
+  const bool eval = cfg.eval.every > 0;
+  data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed, eval ? Split::train : Split::all,
+                       cfg.eval.holdout);
+  if (eval)
+    eval_data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed, Split::eval, cfg.eval.holdout);
   const StagePlan plan = stage_plan(cfg, layout_.coord);
   first_stage_ = plan.has_embedding;
   last_stage_ = plan.has_head;
@@ -350,6 +354,19 @@ void Trainer::train_step(int step, StepStats& s) {
   s.optimizer = now_seconds() - t0;
 }
 
+// The mean loss over eval.batches held-out global batches: each replica's share, averaged
+// over the replicas (collective over the job).
+double Trainer::evaluate(int steps_done) {
+  const auto& p = cfg_.parallel;
+  double mine = 0;
+  for (int k = 0; k < cfg_.eval.batches; ++k)
+    mine += pipeline_.evaluate(k, *model_, *eval_data_, *layout_.comms.pp);
+  const bool speaks = last_stage_ && layout_.coord.tp == 0;
+  const double loss = sum_over(MPI_COMM_WORLD, speaks ? mine / p.microbatches / p.dp / cfg_.eval.batches : 0.0);
+  if (mpi_.rank() == 0 && !log::quiet()) log::info("eval after step {}: held-out loss {:.4f}", steps_done, loss);
+  return loss;
+}
+
 // sqrt of the sum of squares of every gradient element of the model, each counted once
 // (norm_ranges_): of the island's gradient under an outer sync, which islands clip alone.
 double Trainer::global_grad_norm() {
@@ -498,10 +515,16 @@ void Trainer::run() {
     s.step_time = now_seconds() - s.start;
     watchdog_->step_end(s.step_time);
     s.traffic = traffic().snapshot() - before;
+    bool last = step + 1 == cfg_.train.steps;
+    if (eval_data_ && ((step + 1) % cfg_.eval.every == 0 || last)) {
+      watchdog_->phase("the held-out evaluation");
+      const double t0 = now_seconds();
+      s.eval_loss = evaluate(step + 1);
+      s.eval_time = now_seconds() - t0;
+    }
     watchdog_->phase("the step's metrics");
     if (step % cfg_.metrics.every == 0 || step + 1 == cfg_.train.steps || s.nonfinite) record_step(s);
     if (s.nonfinite) stop_or_skip(s);
-    bool last = step + 1 == cfg_.train.steps;
     if (last) break;
     // One small all-reduce per step: every rank stops after the same step, whichever got the signal.
     watchdog_->phase("the stop-signal check");

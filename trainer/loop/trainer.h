@@ -59,6 +59,7 @@ class Trainer {
   // and stops with exit code 128 + the signal.
   [[noreturn]] void stop_on_signal(int steps_done, int sig);
   double global_grad_norm();
+  double evaluate(int steps_done);
   void restore_rank_state(const std::string& path);
   // Writes the checkpoint for `steps_done` steps; returns its path.
   std::string save(int steps_done);
@@ -71,6 +72,7 @@ class Trainer {
   Algorithm sync_algo_ = Algorithm::ring;
   PipelineRunner pipeline_;
   std::unique_ptr<BatchSource> data_;
+  std::unique_ptr<BatchSource> eval_data_;  // with eval.every
   std::unique_ptr<GptStage> model_;
   std::unique_ptr<GradSync> sync_;  // when the group that syncs every step has several replicas
   // With sync.outer across several islands: the outer sync, and the island's communicators.
