@@ -39,23 +39,24 @@ def params(path):
 # exactly), with and without ZeRO-1, and with replicas split by tensor or pipeline
 # parallelism (the tied embedding then lives on two stages).
 SGD = ["train.optimizer=sgd", "train.clip=0", "train.lr=0.05", "train.warmup=0"]
-LAYOUTS = {"zero0": TWO_PODS, "zero1": TWO_PODS + ["parallel.zero=1"],
-           "tp2": ["parallel.dp=2", "parallel.tp=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=2"],
-           "pp2": ["parallel.dp=2", "parallel.pp=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=2"]}
-for zero, layout in LAYOUTS.items():
+LAYOUTS = {"zero0": (TWO_PODS, 1), "zero1": (TWO_PODS + ["parallel.zero=1"], 1), "fragments3": (TWO_PODS, 3),
+           "tp2": (["parallel.dp=2", "parallel.tp=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=2"], 1),
+           "pp2": (["parallel.dp=2", "parallel.pp=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=2"], 1)}
+for name, (layout, fragments) in LAYOUTS.items():
     sets = layout + SGD
-    a, b = os.path.join(tmp, f"dp{zero}.h5"), os.path.join(tmp, f"outer{zero}.h5")
-    cka, ckb = os.path.join(tmp, f"dp{zero}.ck"), os.path.join(tmp, f"outer{zero}.ck")
+    a, b = os.path.join(tmp, f"dp-{name}.h5"), os.path.join(tmp, f"outer-{name}.h5")
+    cka, ckb = os.path.join(tmp, f"dp-{name}.ck"), os.path.join(tmp, f"outer-{name}.ck")
     p = train(sets + [f"checkpoint.path={cka}"], a)
-    check(p.returncode == 0, f"zero={zero}: data-parallel run failed:\n{p.stderr}")
-    p = train(sets + [f"checkpoint.path={ckb}", "sync.outer={tier: inter_pod, every: 1, lr: 1, momentum: 0}"], b)
-    check(p.returncode == 0, f"zero={zero}: outer-sync run failed:\n{p.stderr}")
+    check(p.returncode == 0, f"{name}: data-parallel run failed:\n{p.stderr}")
+    outer = f"sync.outer={{tier: inter_pod, every: 1, lr: 1, momentum: 0, fragments: {fragments}}}"
+    p = train(sets + [f"checkpoint.path={ckb}", outer], b)
+    check(p.returncode == 0, f"{name}: outer-sync run failed:\n{p.stderr}")
     la, lb = steps(a)["loss"], steps(b)["loss"]
-    check(np.allclose(la, lb, rtol=1e-6, atol=0), f"zero={zero}: losses differ beyond rounding:\n{la}\n{lb}")
-    check((steps(b)["outer_sync"] == 1).all(), "every step is an outer-sync step")
+    check(np.allclose(la, lb, rtol=1e-6, atol=0), f"{name}: losses differ beyond rounding:\n{la}\n{lb}")
+    check((steps(b)["outer_sync"] == fragments).all(), f"{name}: every step syncs every fragment")
     pa, pb = params(cka), params(ckb)
     worst = max(np.abs(pa[k] - pb[k]).max() / max(np.abs(pa[k]).max(), 1e-30) for k in pa)
-    check(worst < 1e-5, f"zero={zero}: final parameters differ by {worst:.2e} (relative)")
+    check(worst < 1e-5, f"{name}: final parameters differ by {worst:.2e} (relative)")
 
 # 2. One pod holds every replica: nothing crosses inter_pod, so sync.outer (with its default
 # lr 0.7 and Nesterov momentum 0.9) changes nothing, bit for bit.
@@ -69,17 +70,19 @@ check(list(steps(a)["loss"]) == list(steps(b)["loss"]), "one island: sync.outer 
 
 # 3. AdamW inside the pods, int8 outer gradient every 5 steps, a checkpoint at step 7 (between
 # outer syncs, where the pods' parameters differ): the resumed run repeats steps 7..11 bit
-# for bit, with the optimizer state whole or in ZeRO-1 shards. The pod tier carries bytes
-# only on the outer-sync steps 5 and 10.
+# for bit, with the optimizer state whole or in ZeRO-1 shards (and two streamed fragments).
+# The pod tier carries bytes only on the outer-sync steps.
 for zero in (0, 1):
     ck = os.path.join(tmp, f"ck{zero}-{{step}}.h5")
-    sets = TWO_PODS + ["sync.outer={tier: inter_pod, every: 5}", "compression.inter_pod={codec: int8}",
+    fragments = zero + 1  # the ZeRO-1 run also streams two fragments
+    sets = TWO_PODS + [f"sync.outer={{tier: inter_pod, every: 5, fragments: {fragments}}}", "compression.inter_pod={codec: int8}",
                        f"checkpoint.path={ck}", "checkpoint.every=7", f"parallel.zero={zero}"]
     a, b = os.path.join(tmp, f"diloco{zero}.h5"), os.path.join(tmp, f"diloco{zero}-resumed.h5")
     p = train(sets, a, steps=12)
     check(p.returncode == 0, f"zero={zero}: DiLoCo run failed:\n{p.stderr}")
     s = steps(a)
-    check(list(s["outer_sync"]) == [1.0 if (i + 1) % 5 == 0 else 0.0 for i in range(12)], f"outer_sync {s['outer_sync']}")
+    due = [sum((i + 1 + f * 5 // fragments) % 5 == 0 for f in range(fragments)) for i in range(12)]
+    check(list(s["outer_sync"]) == due, f"outer_sync {s['outer_sync']}, expected {due}")
     pod_bytes = s["bytes_wire/inter_pod"].sum(axis=1)
     check(((pod_bytes > 0) == (s["outer_sync"] == 1)).all(), f"inter_pod bytes per step {pod_bytes}")
     p = train(sets, b, steps=12, resume=ck.format(step=7))
@@ -90,7 +93,21 @@ for zero in (0, 1):
               resume=ck.format(step=7))
     check(p.returncode == 0 and "every island resumes from replica 0's" in p.stderr, f"zero={zero}: other layout:\n{p.stderr}")
 
-# 4. Refusals, each in one line with its reason.
+# 4. Streaming: 4 fragments, every 4 steps, each fragment on its own step of the period. Every
+# step syncs one fragment; the pod tier's peak bytes per step fall to about a quarter of the
+# whole model's, and its total over 12 steps (3 periods) is the same.
+runs = {}
+for name, outer in (("whole", "{tier: inter_pod, every: 4}"), ("streamed", "{tier: inter_pod, every: 4, fragments: 4}")):
+    out = os.path.join(tmp, f"{name}.h5")
+    p = train(TWO_PODS + [f"sync.outer={outer}"], out, steps=12)
+    check(p.returncode == 0, f"{name}:\n{p.stderr}")
+    runs[name] = steps(out)
+whole, streamed = (runs[k]["bytes_wire/inter_pod"].sum(axis=1) for k in ("whole", "streamed"))
+check((runs["streamed"]["outer_sync"] == 1).all(), f"streamed outer_sync {runs['streamed']['outer_sync']}")
+check(streamed.max() < 0.4 * whole.max(), f"streamed peak bytes {streamed.max()} vs whole {whole.max()}")
+check(abs(streamed.sum() / whole.sum() - 1) < 0.01, f"streamed total bytes {streamed.sum()} vs whole {whole.sum()}")
+
+# 5. Refusals, each in one line with its reason.
 for ranks, extra, message in (
         (4, ["parallel.dp=2", "parallel.tp=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=1"],
          "model replica 0 spans several pods"),

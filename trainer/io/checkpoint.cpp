@@ -80,7 +80,8 @@ std::string layout_of(const Config& c, int world) {
   std::string outer;
   if (c.sync.outer) {
     const auto& t = c.topology;
-    outer = fmt::format(" outer={} zero={} optimizer={} topology={}/{}/{}/{}", c.sync.outer->tier, p.zero,
+    outer = fmt::format(" outer={} fragments={} zero={} optimizer={} topology={}/{}/{}/{}", c.sync.outer->tier,
+                        c.sync.outer->fragments, p.zero,
                         c.train.optimizer, t.ranks_per_node, t.nodes_per_pod, t.pods_per_site, t.file);
   }
   return fmt::format("world={} tp={} pp={} dp={} order={} bucket={} algorithm={}{}", world, p.tp, p.pp, p.dp, p.order,

@@ -65,6 +65,7 @@ struct OuterSyncConfig {
   double lr = 0.7;
   double momentum = 0.9;
   bool nesterov = true;
+  int fragments = 1;
 };
 template <class V> void describe(V& v, OuterSyncConfig& c) {
   using namespace config;
@@ -77,6 +78,10 @@ template <class V> void describe(V& v, OuterSyncConfig& c) {
         in_range(0.0, 10.0));
   v.key("momentum", c.momentum, "outer momentum", in_range(0.0, 0.999999));
   v.key("nesterov", c.nesterov, "Nesterov momentum in the outer step");
+  v.key("fragments", c.fragments,
+        "streaming: the parameters in this many fragments of whole tensors, each synchronised every `every` steps "
+        "on a schedule staggered by every / fragments steps, so a step carries one fragment's bytes, not the model's",
+        in_range(1, 1 << 20));
 }
 
 struct SyncConfig {

@@ -8,6 +8,10 @@
 // Each member of an island sends only its segment of the outer gradient across the tier
 // (the island's members hold the same parameters), then the island gathers the segments: the
 // tier carries one copy of the model per island and sync, however many replicas each holds.
+//
+// Streaming (fragments > 1): the parameters are cut into fragments of whole tensors, and
+// fragment f syncs after the steps t with (t + 1 + f * every / fragments) % every == 0, so
+// the syncs of one period are spread over its steps.
 #pragma once
 
 #include <memory>
@@ -29,10 +33,11 @@ class OuterSync {
   OuterSync(const OuterSyncConfig& cfg, Communicator& inner, Communicator& outer, const ParamSet& params,
             Algorithm algo, const TierCodecs& codecs);
 
-  // Whether the outer sync follows optimizer step `step` (from 0).
-  bool due(int step) const { return (step + 1) % cfg_.every == 0; }
-  // Collective over the job: the outer step. Returns the seconds it took.
-  double sync(const ParamSet& params);
+  // The fragments whose outer sync follows optimizer step `step` (from 0).
+  std::vector<int> due(int step) const;
+  // Collective over the job: the outer step of fragments `which`. Returns the seconds it took.
+  double sync(const ParamSet& params, const std::vector<int>& which);
+  int fragments() const { return static_cast<int>(fragments_.size()); }
 
   // Layout-independent state for checkpoints, laid out like the flat parameters.
   const Tensor& anchor() const { return anchor_; }
@@ -48,7 +53,8 @@ class OuterSync {
   Communicator& outer_;
   Algorithm algo_;
   Tensor anchor_, momentum_, delta_;
-  std::unique_ptr<BucketCodecs> codecs_;  // when the outer all-reduce is compressed
+  std::vector<FlatRange> fragments_;
+  std::vector<std::unique_ptr<BucketCodecs>> codecs_;  // per fragment, when the outer all-reduce is compressed
 };
 
 }  // namespace ft

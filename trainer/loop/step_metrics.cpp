@@ -55,8 +55,10 @@ StepMetrics::StepMetrics() {
   add("eval_loss", "", Scope::job,
       "mean loss on eval.batches held-out batches after the step (eval.every); NaN on steps not evaluated",
       [](V v) { return v.s.eval_loss; });
-  add("outer_sync", "", Scope::job, "1 when the step ended with an outer sync across sync.outer.tier, else 0",
-      [](V v) { return v.s.outer_sync ? 1.0 : 0.0; });
+  add("outer_sync", "", Scope::job,
+      "fragments of the parameters the step's outer sync across sync.outer.tier synchronised (1: all of them, "
+      "without streaming); 0: none",
+      [](V v) { return static_cast<double>(v.s.outer_fragments); });
   add("step_time", "s", Scope::per_rank, "wall time of the whole optimizer step", [](V v) { return v.s.step_time; });
   add("forward_time", "s", Scope::per_rank, "time in forward passes", [](V v) { return v.s.forward; });
   add("backward_time", "s", Scope::per_rank, "time in backward passes", [](V v) { return v.s.backward; });

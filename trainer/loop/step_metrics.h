@@ -23,7 +23,7 @@ struct StepStats {
   double step_time = 0, forward = 0, backward = 0, optimizer = 0, exposed = 0, comm = 0;
   double pipeline = 0, pipeline_wait = 0;
   double compression_error = 0;
-  bool outer_sync = false;  // the step ended with the outer sync (sync.outer)
+  int outer_fragments = 0;  // fragments the step's outer sync synchronised (sync.outer)
   double eval_loss = std::numeric_limits<double>::quiet_NaN();  // after the step, when evaluated
   double eval_time = 0;
   double outer_time = 0;

@@ -344,11 +344,13 @@ void Trainer::train_step(int step, StepStats& s) {
     opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
     watchdog_->phase("the ZeRO-1 parameter all-gather");
     if (sync_) s.exposed += sync_->gather_params();
-    if (outer_ && outer_->due(step)) {
-      watchdog_->phase("the outer sync");
-      s.outer_sync = true;
-      s.outer_time = outer_->sync(ps);
-      s.exposed += s.outer_time;
+    if (outer_) {
+      if (const std::vector<int> due = outer_->due(step); !due.empty()) {
+        watchdog_->phase("the outer sync");
+        s.outer_fragments = static_cast<int>(due.size());
+        s.outer_time = outer_->sync(ps, due);
+        s.exposed += s.outer_time;
+      }
     }
   }
   s.optimizer = now_seconds() - t0;
