@@ -31,6 +31,9 @@ methods=(
   "diloco-10-int8|sync.outer={tier: inter_pod, every: 10};compression.inter_pod={codec: int8}"
   "diloco-10-int4|sync.outer={tier: inter_pod, every: 10};compression.inter_pod={codec: int4}"
   "streaming-10x5-int4|sync.outer={tier: inter_pod, every: 10, fragments: 5};compression.inter_pod={codec: int4}"
+  "diloco-50-int4|sync.outer={tier: inter_pod, every: 50};compression.inter_pod={codec: int4}"
+  "diloco-100-int4|sync.outer={tier: inter_pod, every: 100};compression.inter_pod={codec: int4}"
+  "streaming-50x10-int4|sync.outer={tier: inter_pod, every: 50, fragments: 10};compression.inter_pod={codec: int4}"
 )
 for m in "${methods[@]}"; do
   name=${m%%|*}

@@ -281,55 +281,58 @@ void check_range(const FlatRange& r, i64 n, const char* what) {
   if (r.begin < 0 || r.begin > r.end || r.end > n)
     throw std::logic_error(fmt::format("{}: range [{}, {}) outside [0, {})", what, r.begin, r.end, n));
 }
+
+#ifdef FIBERTRAIN_CUDA
+std::vector<cuda::UpdateRun> cuda_runs(const std::vector<UpdateRun>& runs) {
+  std::vector<cuda::UpdateRun> out;
+  out.reserve(runs.size());
+  for (const UpdateRun& r : runs) out.push_back({r.range.begin, r.range.size(), r.state, static_cast<float>(r.weight_decay)});
+  return out;
+}
+#endif
 }  // namespace
 
 void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,
-                  const std::vector<AdamWRun>& runs, const AdamWStep& st) {
-  for (const AdamWRun& r : runs) {
+                  const std::vector<UpdateRun>& runs, const AdamWStep& st) {
+  for (const UpdateRun& r : runs) {
     check_range(r.range, std::min(params.numel(), grads.numel()), "adamw_update");
     check_range({r.state, r.state + r.range.size()}, std::min(m.numel(), v.numel()), "adamw_update state");
   }
 #ifdef FIBERTRAIN_CUDA
   if (params.device() == Device::cuda) {
     if (params.dtype() != DType::f32) throw std::logic_error("CUDA kernels take f32 tensors");
-    std::vector<cuda::AdamWRun> cr;
-    cr.reserve(runs.size());
-    for (const AdamWRun& r : runs) cr.push_back({r.range.begin, r.range.size(), r.state, static_cast<float>(r.weight_decay)});
-    cuda::adamw_update(f(params), f(grads), f(m), f(v), cr, st.lr, st.beta1, st.beta2, st.eps, st.c1, st.c2,
+    cuda::adamw_update(f(params), f(grads), f(m), f(v), cuda_runs(runs), st.lr, st.beta1, st.beta2, st.eps, st.c1, st.c2,
                        st.grad_scale);
     return;
   }
 #endif
   on_cpu(params, [=]<class T>() {
-    for (const AdamWRun& r : runs)
+    for (const UpdateRun& r : runs)
       cpu::adamw_update<T>(params.data<T>() + r.range.begin, grads.data<T>() + r.range.begin, m.data<T>() + r.state,
                            v.data<T>() + r.state, r.range.size(), st.lr, st.beta1, st.beta2, st.eps, r.weight_decay,
                            st.c1, st.c2, st.grad_scale);
   });
 }
 
-void sgd_update(const Tensor& params, const Tensor& grads, const Tensor* momentum, const std::vector<AdamWRun>& runs,
+void sgd_update(const Tensor& params, const Tensor& grads, const Tensor* momentum, const std::vector<UpdateRun>& runs,
                 const SgdStep& st) {
   const bool with_m = st.momentum > 0;
   if (with_m && !momentum) throw std::logic_error("sgd_update: momentum > 0 needs a momentum tensor");
-  for (const AdamWRun& r : runs) {
+  for (const UpdateRun& r : runs) {
     check_range(r.range, std::min(params.numel(), grads.numel()), "sgd_update");
     if (with_m) check_range({r.state, r.state + r.range.size()}, momentum->numel(), "sgd_update state");
   }
 #ifdef FIBERTRAIN_CUDA
   if (params.device() == Device::cuda) {
     if (params.dtype() != DType::f32) throw std::logic_error("CUDA kernels take f32 tensors");
-    std::vector<cuda::AdamWRun> cr;
-    cr.reserve(runs.size());
-    for (const AdamWRun& r : runs) cr.push_back({r.range.begin, r.range.size(), r.state, static_cast<float>(r.weight_decay)});
-    cuda::sgd_update(f(params), f(grads), with_m ? f(momentum) : nullptr, cr, st.lr, st.momentum, st.nesterov,
+    cuda::sgd_update(f(params), f(grads), with_m ? f(momentum) : nullptr, cuda_runs(runs), st.lr, st.momentum, st.nesterov,
                      st.grad_scale);
     return;
   }
 #endif
   const Tensor m = with_m ? *momentum : Tensor();
   on_cpu(params, [=]<class T>() {
-    for (const AdamWRun& r : runs)
+    for (const UpdateRun& r : runs)
       cpu::sgd_update<T>(params.data<T>() + r.range.begin, grads.data<T>() + r.range.begin,
                          with_m ? m.data<T>() + r.state : nullptr, r.range.size(), st.lr, st.momentum, st.nesterov,
                          r.weight_decay, st.grad_scale);

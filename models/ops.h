@@ -74,7 +74,7 @@ void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Ten
 // its `state` offset on, with the run's weight decay; see cpu/kernels.h. On a GPU the runs
 // go to one kernel launch, not one each.
 // A run of elements updated alike (AdamW or SGD), with the optimizer state at `state`.
-struct AdamWRun {
+struct UpdateRun {
   FlatRange range;
   i64 state = 0;
   double weight_decay = 0;
@@ -85,7 +85,7 @@ struct AdamWStep {
   double grad_scale;
 };
 void adamw_update(const Tensor& params, const Tensor& grads, const Tensor& m, const Tensor& v,
-                  const std::vector<AdamWRun>& runs, const AdamWStep& step);
+                  const std::vector<UpdateRun>& runs, const AdamWStep& step);
 
 // SGD on runs of the flat buffers, as adamw_update: see cpu/kernels.h. `momentum` (indexed by
 // each run's state offset) only when step.momentum > 0.
@@ -95,7 +95,7 @@ struct SgdStep {
   bool nesterov = false;
   double grad_scale = 1;
 };
-void sgd_update(const Tensor& params, const Tensor& grads, const Tensor* momentum, const std::vector<AdamWRun>& runs,
+void sgd_update(const Tensor& params, const Tensor& grads, const Tensor* momentum, const std::vector<UpdateRun>& runs,
                 const SgdStep& step);
 
 // Sum of squares of the elements, accumulated in double: of the whole tensor, or of the

@@ -302,16 +302,16 @@ __global__ void k_crossentropy_backward(float* dlogits, const float* probs, cons
   dlogits[i] = (probs[i] - (v == targets[n] ? 1.0f : 0.0f)) * dloss;
 }
 
-struct AdamWTable {
+struct UpdateTable {
   int count;
   i64 begin[kMaxRuns], size[kMaxRuns], state[kMaxRuns];
   float weight_decay[kMaxRuns];
 };
 
-static_assert(sizeof(AdamWTable) + 128 < 4096, "kernel parameters must stay under 4 KiB");
+static_assert(sizeof(UpdateTable) + 128 < 4096, "kernel parameters must stay under 4 KiB");
 
 // blockIdx.y picks the run; its blocks stride over it.
-__global__ void k_adamw(float* p, const float* g, float* m, float* v, AdamWTable t, float lr, float b1, float b2,
+__global__ void k_adamw(float* p, const float* g, float* m, float* v, UpdateTable t, float lr, float b1, float b2,
                         float eps, float inv_c1, float inv_c2, float gs) {
   const int r = blockIdx.y;
   float* pr = p + t.begin[r];
@@ -331,7 +331,7 @@ __global__ void k_adamw(float* p, const float* g, float* m, float* v, AdamWTable
 }
 
 // blockIdx.y picks the run; m is null when mu = 0.
-__global__ void k_sgd(float* p, const float* g, float* m, AdamWTable t, float lr, float mu, bool nesterov, float gs) {
+__global__ void k_sgd(float* p, const float* g, float* m, UpdateTable t, float lr, float mu, bool nesterov, float gs) {
   const int r = blockIdx.y;
   float* pr = p + t.begin[r];
   const float* gr = g + t.begin[r];
@@ -533,9 +533,9 @@ void crossentropy_backward(float* dlogits, const float* probs, const std::int32_
 
 namespace {
 // The runs in tables of up to kMaxRuns, one launch each: launch(table, largest run).
-void for_run_tables(const std::vector<AdamWRun>& runs, const std::function<void(const AdamWTable&, i64)>& launch) {
+void for_run_tables(const std::vector<UpdateRun>& runs, const std::function<void(const UpdateTable&, i64)>& launch) {
   for (std::size_t first = 0; first < runs.size(); first += kMaxRuns) {
-    AdamWTable t{};
+    UpdateTable t{};
     i64 largest = 0;
     for (std::size_t i = first; i < runs.size() && t.count < kMaxRuns; ++i, ++t.count) {
       t.begin[t.count] = runs[i].begin;
@@ -549,9 +549,9 @@ void for_run_tables(const std::vector<AdamWRun>& runs, const std::function<void(
 }
 }  // namespace
 
-void adamw_update(float* param, const float* grad, float* m, float* v, const std::vector<AdamWRun>& runs, double lr,
+void adamw_update(float* param, const float* grad, float* m, float* v, const std::vector<UpdateRun>& runs, double lr,
                   double beta1, double beta2, double eps, double c1, double c2, double grad_scale) {
-  for_run_tables(runs, [&](const AdamWTable& t, i64 largest) {
+  for_run_tables(runs, [&](const UpdateTable& t, i64 largest) {
     k_adamw<<<dim3(stride_blocks(largest), static_cast<unsigned>(t.count)), kThreads, 0, ctx().stream>>>(
         param, grad, m, v, t, static_cast<float>(lr), static_cast<float>(beta1), static_cast<float>(beta2),
         static_cast<float>(eps), static_cast<float>(1.0 / c1), static_cast<float>(1.0 / c2),
@@ -560,9 +560,9 @@ void adamw_update(float* param, const float* grad, float* m, float* v, const std
   });
 }
 
-void sgd_update(float* param, const float* grad, float* m, const std::vector<AdamWRun>& runs, double lr, double mu,
+void sgd_update(float* param, const float* grad, float* m, const std::vector<UpdateRun>& runs, double lr, double mu,
                 bool nesterov, double grad_scale) {
-  for_run_tables(runs, [&](const AdamWTable& t, i64 largest) {
+  for_run_tables(runs, [&](const UpdateTable& t, i64 largest) {
     k_sgd<<<dim3(stride_blocks(largest), static_cast<unsigned>(t.count)), kThreads, 0, ctx().stream>>>(
         param, grad, mu > 0 ? m : nullptr, t, static_cast<float>(lr), static_cast<float>(mu), nesterov,
         static_cast<float>(grad_scale));

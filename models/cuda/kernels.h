@@ -49,15 +49,15 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
 void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N, i64 V);
 // AdamW over runs of flat arrays: param and grad at [begin, begin + size), m and v at
 // [state, state + size), each run with its own weight decay; one launch for many runs.
-struct AdamWRun {
+struct UpdateRun {
   i64 begin, size, state;
   float weight_decay;
 };
-void adamw_update(float* param, const float* grad, float* m, float* v, const std::vector<AdamWRun>& runs, double lr,
+void adamw_update(float* param, const float* grad, float* m, float* v, const std::vector<UpdateRun>& runs, double lr,
                   double beta1, double beta2, double eps, double c1, double c2, double grad_scale);
 
 // SGD over runs, as in cpu/kernels.h; m (at each run's state) only when mu > 0.
-void sgd_update(float* param, const float* grad, float* m, const std::vector<AdamWRun>& runs, double lr, double mu,
+void sgd_update(float* param, const float* grad, float* m, const std::vector<UpdateRun>& runs, double lr, double mu,
                 bool nesterov, double grad_scale);
 
 // The attention backward needs B * NH * T * T floats of scratch (one dS per head).

@@ -133,7 +133,7 @@ TEST(CudaOps, AdamWOverRunsAgreesWithCpu) {
   REQUIRE_GPU();
   Tensor p = random_tensor({40000}, 10), g = random_tensor({40000}, 11), m({30000}), v({30000});
   Tensor gp = on_gpu(p), gg = on_gpu(g), gm({30000}, DType::f32, Device::cuda), gv({30000}, DType::f32, Device::cuda);
-  std::vector<ops::AdamWRun> runs;
+  std::vector<ops::UpdateRun> runs;
   for (std::int64_t i = 0; i < 300; ++i)  // 100 elements of every 133, decay on every other run
     runs.push_back({{i * 133, i * 133 + 100}, i * 100, i % 2 ? 0.1 : 0.0});
   for (int t = 1; t <= 3; ++t) {
@@ -151,7 +151,7 @@ TEST(CudaOps, SgdOverRunsAgreesWithCpu) {
   REQUIRE_GPU();
   Tensor p = random_tensor({5000}, 28), g = random_tensor({5000}, 29), m({4000});
   Tensor gp = on_gpu(p), gg = on_gpu(g), gm({4000}, DType::f32, Device::cuda);
-  const std::vector<ops::AdamWRun> runs{{{0, 2000}, 0, 0.1}, {{3000, 5000}, 2000, 0.0}};
+  const std::vector<ops::UpdateRun> runs{{{0, 2000}, 0, 0.1}, {{3000, 5000}, 2000, 0.0}};
   for (int t = 0; t < 3; ++t) {
     ops::sgd_update(p, g, &m, runs, {0.7, 0.9, true, 0.5});
     ops::sgd_update(gp, gg, &gm, runs, {0.7, 0.9, true, 0.5});

@@ -43,7 +43,7 @@ class Optimizer {
   TrainConfig cfg_;
   std::vector<FlatRange> owned_;
   std::vector<std::int64_t> state_offsets_;
-  std::vector<ops::AdamWRun> runs_;  // elements updated alike, merged
+  std::vector<ops::UpdateRun> runs_;  // elements updated alike, merged
   Tensor m_, v_;
   std::int64_t t_ = 0;
 };
