@@ -32,6 +32,9 @@ with h5py.File(out, "r") as f:
     check(len(datasets) > 20, f"{len(datasets)} datasets under /steps")
     for name, ds in datasets:
         check("units" in ds.attrs and "description" in ds.attrs, f"/steps/{name} lacks units/description")
+        if name == "eval_loss":  # NaN marks the steps not evaluated: all of them without eval.every
+            check(all(math.isnan(v) for v in ds[:].flatten()), "/steps/eval_loss without eval.every")
+            continue
         check(all(math.isfinite(v) for v in ds[:].flatten()), f"/steps/{name} has non-finite values")
     check(steps["loss"][-1] < steps["loss"][0], "loss falls over 12 steps")
     # Every field a user meets is documented: datasets by name (tier groups by group), attributes.
