@@ -20,8 +20,6 @@ void GridComms::set_producer_stream(Stream* stream) {
 
 namespace {
 
-std::string_view unit_name(Tier t) { return t == Tier::inter_node ? "node" : t == Tier::inter_pod ? "pod" : "site"; }
-
 // The outer sync's conditions, checked alike on every rank before any split: each model
 // replica inside one unit below `tier`, and every DP group with as many members in each unit.
 void check_outer_split(const Grid& grid, const Topology& topo, Tier tier) {
@@ -33,7 +31,7 @@ void check_outer_split(const Grid& grid, const Topology& topo, Tier tier) {
     if (topo.uplink(r, tier) != topo.uplink(first, tier))
       throw UserError(fmt::format("sync.outer: model replica {} spans several {}s (ranks {} and {}); the outer sync "
                                   "needs each replica inside one: change parallel.order or the topology",
-                                  root.dp, unit_name(tier), first, r));
+                                  root.dp, tier_unit(tier), first, r));
   }
   for (const std::vector<int>& g : grid.groups(Dim::dp)) {
     std::map<int, int> per_unit;
@@ -42,7 +40,7 @@ void check_outer_split(const Grid& grid, const Topology& topo, Tier tier) {
       if (n != per_unit.begin()->second)
         throw UserError(fmt::format("sync.outer: the data-parallel replicas are spread unevenly over the {}s ({} in "
                                     "one, {} in another); the outer sync needs as many in each",
-                                    unit_name(tier), per_unit.begin()->second, n));
+                                    tier_unit(tier), per_unit.begin()->second, n));
   }
 }
 

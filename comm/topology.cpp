@@ -15,19 +15,20 @@ namespace ft {
 namespace {
 struct TierRow {
   Tier tier;
-  std::string_view name, link;
+  std::string_view name, link, unit;
 };
 constexpr TierRow kTierTable[] = {
-    {Tier::intra_node, "intra_node", "the links between ranks of one node (e.g. NVLink)"},
-    {Tier::inter_node, "inter_node", "each node's uplink to its pod"},
-    {Tier::inter_pod, "inter_pod", "each pod's uplink to its site (oversubscription: a smaller rate)"},
-    {Tier::inter_site, "inter_site", "each site's link to the other sites"},
+    {Tier::intra_node, "intra_node", "the links between ranks of one node (e.g. NVLink)", "rank"},
+    {Tier::inter_node, "inter_node", "each node's uplink to its pod", "node"},
+    {Tier::inter_pod, "inter_pod", "each pod's uplink to its site (oversubscription: a smaller rate)", "pod"},
+    {Tier::inter_site, "inter_site", "each site's link to the other sites", "site"},
 };
 static_assert(std::size(kTierTable) == kTiers, "one row per tier");
 }  // namespace
 
 std::string_view tier_name(Tier t) { return kTierTable[index(t)].name; }
 std::string_view tier_link(Tier t) { return kTierTable[index(t)].link; }
+std::string_view tier_unit(Tier t) { return kTierTable[index(t)].unit; }
 
 std::optional<Tier> tier_from_name(std::string_view name) {
   for (Tier t : kAllTiers)

@@ -22,6 +22,9 @@ inline constexpr std::array<Tier, kTiers> kAllTiers = {Tier::intra_node, Tier::i
 std::string_view tier_name(Tier t);
 // What the tier's link is, for docs and messages: "each node's uplink to its pod".
 std::string_view tier_link(Tier t);
+// The unit whose members talk to each other below the tier: "node" for inter_node, "pod",
+// "site" ("rank" for intra_node).
+std::string_view tier_unit(Tier t);
 std::optional<Tier> tier_from_name(std::string_view name);
 inline int index(Tier t) { return static_cast<int>(t); }
 

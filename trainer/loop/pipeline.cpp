@@ -34,21 +34,27 @@ PipelineRunner::PipelineRunner(const Config& cfg, const GridCoord& coord, Device
   targets_host_.resize(tokens_host_.size());
 }
 
+void PipelineRunner::forward(std::int64_t index, int microbatch, int slot, GptStage& model, BatchSource& data,
+                             Communicator& pp, Times& t) {
+  const int first = dp_rank_ * (cfg_.train.batch / cfg_.parallel.dp) + microbatch * micro_batch_;
+  data.fill(index, first, micro_batch_, tokens_host_.data(), targets_host_.data());
+  ops::upload(tokens_, tokens_host_.data());
+  ops::upload(targets_, targets_host_.data());
+  const double t0 = now_seconds();
+  if (!first_) pp.recv(recv_act_.buffer(), stage_ - 1);
+  const double t1 = now_seconds();
+  const double loss = model.forward(slot, &tokens_, &recv_act_, &targets_);
+  t.forward += now_seconds() - t1;
+  t.wait += t1 - t0;
+  if (last_) t.loss_sum += loss;
+  if (!last_) pp.send(model.output(slot).buffer(), stage_ + 1);  // a snapshot: the slot may be reused at once
+}
+
 double PipelineRunner::evaluate(int index, GptStage& model, BatchSource& data, Communicator& pp) {
-  const auto& p = cfg_.parallel;
-  double loss_sum = 0;
-  for (int m = 0; m < p.microbatches; ++m) {
-    data.fill(index, dp_rank_ * (cfg_.train.batch / p.dp) + m * micro_batch_, micro_batch_, tokens_host_.data(),
-              targets_host_.data());
-    ops::upload(tokens_, tokens_host_.data());
-    ops::upload(targets_, targets_host_.data());
-    if (!first_) pp.recv(recv_act_.buffer(), stage_ - 1);
-    const double loss = model.forward(0, &tokens_, &recv_act_, &targets_);
-    if (last_) loss_sum += loss;
-    if (!last_) pp.send(model.output(0).buffer(), stage_ + 1);  // a snapshot: slot 0 may be reused at once
-  }
+  Times t;
+  for (int m = 0; m < cfg_.parallel.microbatches; ++m) forward(index, m, 0, model, data, pp, t);
   pp.synchronize();
-  return loss_sum;
+  return t.loss_sum;
 }
 
 PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource& data, Communicator& pp,
@@ -64,18 +70,7 @@ PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource
     const int slot = a.microbatch % slots_;
     if (a.kind == PipeAction::forward) {
       if (++live > slots_) throw std::logic_error("pipeline holds more micro-batches than it has slots");
-      int first = dp_rank_ * (cfg_.train.batch / p.dp) + a.microbatch * micro_batch_;
-      data.fill(step, first, micro_batch_, tokens_host_.data(), targets_host_.data());
-      ops::upload(tokens_, tokens_host_.data());
-      ops::upload(targets_, targets_host_.data());
-      double t0 = now_seconds();
-      if (!first_) pp.recv(recv_act_.buffer(), stage_ - 1);
-      double t1 = now_seconds();
-      double loss = model.forward(slot, &tokens_, &recv_act_, &targets_);
-      t.forward += now_seconds() - t1;
-      t.wait += t1 - t0;
-      if (last_) t.loss_sum += loss;
-      if (!last_) pp.send(model.output(slot).buffer(), stage_ + 1);
+      forward(step, a.microbatch, slot, model, data, pp, t);
     } else {
       --live;
       double t0 = now_seconds();

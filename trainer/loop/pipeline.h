@@ -45,6 +45,12 @@ class PipelineRunner {
   double evaluate(int index, GptStage& model, BatchSource& data, Communicator& pp);
 
  private:
+  // Micro-batch `microbatch` of global batch `index` of `data` forward through this stage
+  // into `slot`: its input from the stage before (or the data), its output to the stage
+  // after; adds the last stage's loss and the forward and wait times to `t`.
+  void forward(std::int64_t index, int microbatch, int slot, GptStage& model, BatchSource& data, Communicator& pp,
+               Times& t);
+
   const Config& cfg_;
   int stage_, dp_rank_;
   bool first_, last_;

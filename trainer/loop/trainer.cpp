@@ -143,7 +143,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   if (cfg.sync.outer && p.dp > 1 && !outer && mpi.rank() == 0)
     log::warn("sync.outer: every data-parallel replica is in one {}: nothing to synchronise across {}; training as "
               "plain data parallelism",
-              cfg.sync.outer->tier == "inter_node" ? "node" : cfg.sync.outer->tier == "inter_pod" ? "pod" : "site",
+              tier_unit(*tier_from_name(cfg.sync.outer->tier)),
               cfg.sync.outer->tier);
   step_dp_ = outer ? comms.dp_inner.get() : comms.dp.get();
   Communicator& dp = *step_dp_;
@@ -435,10 +435,9 @@ void Trainer::restore_rank_state(const std::string& path) {
     return true;
   };
   bool fits = find(shared, "island/params", model_->params().flat_values());
-  std::optional<std::map<std::string, std::vector<float>>> own;
   if (opt_->has_moments()) {
-    std::optional<std::map<std::string, std::vector<float>>>& from =
-        cfg_.parallel.zero == 1 ? (own = load_rank_state(path, cfg_, mpi_.rank(), mpi_.size())) : shared;
+    // A ZeRO-1 shard's state is this rank's own (`saved`, unless it went to `shared`).
+    auto& from = cfg_.parallel.zero == 1 && first != mpi_.rank() ? saved : shared;
     fits = find(from, "island/m", opt_->m()) && find(from, "island/v", opt_->v()) && fits;
   }
   if (max_over(MPI_COMM_WORLD, fits ? 0.0 : 1.0) > 0) {
