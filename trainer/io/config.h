@@ -66,6 +66,8 @@ struct OuterSyncConfig {
   double momentum = 0.9;
   bool nesterov = true;
   int fragments = 1;
+  int delay = 0;
+  double mix = 0;
 };
 template <class V> void describe(V& v, OuterSyncConfig& c) {
   using namespace config;
@@ -82,6 +84,14 @@ template <class V> void describe(V& v, OuterSyncConfig& c) {
         "streaming: the parameters in this many fragments of whole tensors, each synchronised every `every` steps "
         "on a schedule staggered by every / fragments steps, so a step carries one fragment's bytes, not the model's",
         in_range(1, 1 << 20));
+  v.key("delay", c.delay,
+        "inner steps the outer all-reduce runs behind: it is sent after its step and applied `delay` steps later, "
+        "overlapped with them (0: applied in its step); less than `every`",
+        in_range(0, 1 << 30));
+  v.key("mix", c.mix,
+        "the share of its own parameters a replica keeps when an outer sync is applied, the rest taken from the new "
+        "anchor (0: it takes the anchor; 0.5 keeps half of the inner progress made while a delayed sync ran)",
+        in_range(0.0, 0.999999));
 }
 
 struct SyncConfig {

@@ -1,5 +1,6 @@
 #include "trainer/loop/outer_sync.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <fmt/format.h>
@@ -10,6 +11,8 @@
 
 namespace ft {
 namespace {
+
+Tensor view(const Tensor& t, std::int64_t at, std::int64_t size) { return Tensor::view_of(t, at, {size}); }
 
 // `count` contiguous ranges of whole tensors, cut at the tensor boundaries nearest to even
 // shares of the elements.
@@ -44,7 +47,16 @@ std::vector<FlatRange> cut_fragments(const ParamSet& params, int count) {
 
 OuterSync::OuterSync(const OuterSyncConfig& cfg, Communicator& inner, Communicator& outer, const ParamSet& params,
                      Algorithm algo, const TierCodecs& codecs)
-    : cfg_(cfg), inner_(inner), outer_(outer), algo_(algo), fragments_(cut_fragments(params, cfg.fragments)) {
+    : cfg_(cfg),
+      inner_(inner),
+      outer_(outer),
+      algo_(algo),
+      fragments_(cut_fragments(params, cfg.fragments)),
+      flight_(fragments_.size()) {
+  if (cfg.delay >= cfg.every)
+    throw UserError(fmt::format("sync.outer.delay ({}) must be less than sync.outer.every ({}): a fragment's outer "
+                                "sync is applied before it is due again",
+                                cfg.delay, cfg.every));
   const Tensor& flat = params.flat_values();
   anchor_ = Tensor(flat.shape(), flat.dtype(), flat.device());
   ops::copy(anchor_, flat);
@@ -64,34 +76,91 @@ std::vector<int> OuterSync::due(int step) const {
   return out;
 }
 
-double OuterSync::sync(const ParamSet& params, const std::vector<int>& which) {
-  const double t0 = now_seconds();
-  const Tensor& flat = params.flat_values();
-  for (int f : which) {
-    const FlatRange& r = fragments_[static_cast<std::size_t>(f)];
-    auto view = [&](const Tensor& t, std::int64_t at, std::int64_t size) { return Tensor::view_of(t, at, {size}); };
-    const Tensor delta = view(delta_, r.begin, r.size()), mine = view(flat, r.begin, r.size());
-    // delta = anchor - params
-    ops::copy(delta, mine);
-    ops::scale(delta, -1.0);
-    ops::add_into(delta, view(anchor_, r.begin, r.size()), r.size());
-    // Across the tier: this member's segment, averaged over the islands; then the island's
-    // segments to every member.
-    const Segment seg = inner_.owned(static_cast<std::size_t>(r.size()), Algorithm::ring);
-    const Tensor part = view(delta, static_cast<std::int64_t>(seg.offset), static_cast<std::int64_t>(seg.count));
-    if (!codecs_.empty())
-      outer_.all_reduce_compressed(part.buffer(), ReduceOp::avg, algo_, *codecs_[static_cast<std::size_t>(f)],
-                                   {Matrix{0, seg.count, 0}});
+void OuterSync::start(const ParamSet& params, int f, int step) {
+  const FlatRange& r = fragments_[static_cast<std::size_t>(f)];
+  const Tensor delta = view(delta_, r.begin, r.size());
+  // delta = anchor - params
+  ops::copy(delta, view(params.flat_values(), r.begin, r.size()));
+  ops::scale(delta, -1.0);
+  ops::add_into(delta, view(anchor_, r.begin, r.size()), r.size());
+  // Across the tier, on the outer communicator's worker: this member's segment, averaged
+  // over the islands.
+  const Segment seg = inner_.owned(static_cast<std::size_t>(r.size()), Algorithm::ring);
+  const Buffer part = view(delta, static_cast<std::int64_t>(seg.offset), static_cast<std::int64_t>(seg.count)).buffer();
+  Communicator* outer = &outer_;
+  const Algorithm algo = algo_;
+  BucketCodecs* codecs = codecs_.empty() ? nullptr : codecs_[static_cast<std::size_t>(f)].get();
+  InFlight& flight = flight_[static_cast<std::size_t>(f)];
+  flight.started = step;
+  flight.complete = false;
+  flight.work = outer_.enqueue([outer, part, algo, codecs, count = seg.count] {
+    if (codecs)
+      outer->all_reduce_compressed(part, ReduceOp::avg, algo, *codecs, {Matrix{0, count, 0}});
     else
-      outer_.all_reduce(part.buffer(), ReduceOp::avg, algo_);
-    if (inner_.size() > 1) inner_.all_gather(delta.buffer(), Algorithm::ring);
-    // anchor -= lr * (Nesterov) momentum step of delta; every replica restarts from it.
-    ops::sgd_update(anchor_, delta_, has_momentum() ? &momentum_ : nullptr, {{r, r.begin, 0.0}},
-                    {cfg_.lr, cfg_.momentum, cfg_.nesterov, 1.0});
-    ops::copy(mine, view(anchor_, r.begin, r.size()));
+      outer->all_reduce(part, ReduceOp::avg, algo);
+  });
+}
+
+void OuterSync::complete(int f) {
+  InFlight& flight = flight_[static_cast<std::size_t>(f)];
+  if (flight.complete) return;
+  flight.work.wait();
+  flight.work = Work{};
+  // The island's segments to every member.
+  const FlatRange& r = fragments_[static_cast<std::size_t>(f)];
+  if (inner_.size() > 1) inner_.all_gather(view(delta_, r.begin, r.size()).buffer(), Algorithm::ring);
+  flight.complete = true;
+}
+
+void OuterSync::apply(const ParamSet& params, int f) {
+  complete(f);
+  const FlatRange& r = fragments_[static_cast<std::size_t>(f)];
+  // anchor -= lr * (Nesterov) momentum step of delta
+  ops::sgd_update(anchor_, delta_, has_momentum() ? &momentum_ : nullptr, {{r, r.begin, 0.0}},
+                  {cfg_.lr, cfg_.momentum, cfg_.nesterov, 1.0});
+  // params = mix * params + (1 - mix) * anchor; delta's range is free again for scratch.
+  const Tensor mine = view(params.flat_values(), r.begin, r.size()), anchor = view(anchor_, r.begin, r.size());
+  if (cfg_.mix == 0) {
+    ops::copy(mine, anchor);
+  } else {
+    const Tensor scratch = view(delta_, r.begin, r.size());
+    ops::copy(scratch, anchor);
+    ops::scale(scratch, 1.0 - cfg_.mix);
+    ops::scale(mine, cfg_.mix);
+    ops::add_into(mine, scratch, r.size());
   }
-  ops::synchronize(flat.device());
-  return now_seconds() - t0;
+  flight_[static_cast<std::size_t>(f)].started = -1;
+}
+
+OuterSync::Progress OuterSync::advance(const ParamSet& params, int step) {
+  Progress p;
+  const double t0 = now_seconds();
+  const std::vector<int> starting = due(step);
+  for (int f : starting) start(params, f, step);
+  p.started = static_cast<int>(starting.size());
+  bool applied = false;
+  for (int f = 0; f < fragments(); ++f) {
+    const InFlight& flight = flight_[static_cast<std::size_t>(f)];
+    if (flight.started >= 0 && flight.started + cfg_.delay <= step) {
+      apply(params, f);
+      applied = true;
+    }
+  }
+  if (applied) ops::synchronize(params.flat_values().device());
+  p.exposed = now_seconds() - t0;
+  return p;
+}
+
+void OuterSync::settle() {
+  for (int f = 0; f < fragments(); ++f)
+    if (flight_[static_cast<std::size_t>(f)].started >= 0) complete(f);
+  ops::synchronize(delta_.device());
+}
+
+void OuterSync::resume_in_flight(int steps_done, bool loaded) {
+  if (!loaded) return;
+  for (int step = std::max(0, steps_done - cfg_.delay); step < steps_done; ++step)
+    for (int f : due(step)) flight_[static_cast<std::size_t>(f)] = {step, Work{}, true};
 }
 
 std::vector<std::pair<std::string, std::vector<float>*>> OuterSync::codec_state() {

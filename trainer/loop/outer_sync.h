@@ -12,6 +12,11 @@
 // Streaming (fragments > 1): the parameters are cut into fragments of whole tensors, and
 // fragment f syncs after the steps t with (t + 1 + f * every / fragments) % every == 0, so
 // the syncs of one period are spread over its steps.
+//
+// Delay (delay > 0): a fragment's outer all-reduce runs on the outer communicator's worker
+// while the next `delay` inner steps compute; it is applied after the last of them, each
+// replica then keeping `mix` of its own parameters. Only the wait for what is still on the
+// wire then, and the outer step, are exposed.
 #pragma once
 
 #include <memory>
@@ -35,14 +40,30 @@ class OuterSync {
 
   // The fragments whose outer sync follows optimizer step `step` (from 0).
   std::vector<int> due(int step) const;
-  // Collective over the job: the outer step of fragments `which`. Returns the seconds it took.
-  double sync(const ParamSet& params, const std::vector<int>& which);
+  struct Progress {
+    int started = 0;      // fragments whose outer all-reduce began
+    double exposed = 0;   // seconds the caller spent: waiting for the tier, the outer steps
+  };
+  // Collective over the job, after optimizer step `step`: starts the outer all-reduce of the
+  // fragments due and applies those started `delay` steps before (at once when delay is 0).
+  Progress advance(const ParamSet& params, int step);
+  // Collective: waits for the outer all-reduces in flight and gathers their results into
+  // in_flight(), without applying them (before a checkpoint, and when training ends).
+  void settle();
   int fragments() const { return static_cast<int>(fragments_.size()); }
+  int delay() const { return cfg_.delay; }
 
   // Layout-independent state for checkpoints, laid out like the flat parameters.
   const Tensor& anchor() const { return anchor_; }
   const Tensor& momentum() const { return momentum_; }
   bool has_momentum() const { return cfg_.momentum > 0; }
+  // The averaged outer gradients of the syncs in flight (after settle()) in their
+  // fragments' ranges.
+  const Tensor& in_flight() const { return delta_; }
+  // After a resume at `steps_done` with in_flight() loaded: the syncs started in the
+  // `delay` steps before it are applied when they are due; with `loaded` false they are
+  // dropped (the checkpoint holds none, or for another schedule).
+  void resume_in_flight(int steps_done, bool loaded);
   // The outer codecs' residuals ("outer/<tier>/residual"), this rank's; and setting them back.
   std::vector<std::pair<std::string, std::vector<float>*>> codec_state();
   bool restore_codec_state(const std::string& name, std::vector<float> values);
@@ -53,7 +74,19 @@ class OuterSync {
   Communicator& outer_;
   Algorithm algo_;
   Tensor anchor_, momentum_, delta_;
+  // Starts fragment f's all-reduce after step `step`; applies it (waiting for it first).
+  void start(const ParamSet& params, int f, int step);
+  void apply(const ParamSet& params, int f);
+  // Waits for fragment f's all-reduce and gives every island member the island's result.
+  void complete(int f);
+
   std::vector<FlatRange> fragments_;
+  struct InFlight {
+    int started = -1;  // the step after which it was sent; -1: none in flight
+    Work work;
+    bool complete = false;
+  };
+  std::vector<InFlight> flight_;  // per fragment
   std::vector<std::unique_ptr<BucketCodecs>> codecs_;  // per fragment, when the outer all-reduce is compressed
 };
 

@@ -56,7 +56,7 @@ StepMetrics::StepMetrics() {
       "mean loss on eval.batches held-out batches after the step (eval.every); NaN on steps not evaluated",
       [](V v) { return v.s.eval_loss; });
   add("outer_sync", "", Scope::job,
-      "fragments of the parameters the step's outer sync across sync.outer.tier synchronised (1: all of them, "
+      "fragments of the parameters whose outer sync across sync.outer.tier started after the step (1: all of them, "
       "without streaming); 0: none",
       [](V v) { return static_cast<double>(v.s.outer_fragments); });
   add("step_time", "s", Scope::per_rank, "wall time of the whole optimizer step", [](V v) { return v.s.step_time; });
@@ -73,7 +73,8 @@ StepMetrics::StepMetrics() {
   add("eval_time", "s", Scope::per_rank, "time of the evaluation after the step (not part of step_time)",
       [](V v) { return v.s.eval_time; });
   add("outer_sync_time", "s", Scope::per_rank,
-      "time of the outer sync (outer gradient across the tier, outer step), all of it exposed; 0 on other steps",
+      "time the step spent on the outer sync: starting it and, when one is applied, waiting for the tier and the outer "
+      "step (with sync.outer.delay, only what the inner steps did not hide); 0 on other steps",
       [](V v) { return v.s.outer_time; });
   add("pipeline_time", "s", Scope::per_rank, "wall time of the step's forward/backward schedule",
       [](V v) { return v.s.pipeline; });

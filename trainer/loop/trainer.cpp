@@ -237,6 +237,18 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
       } else if (outer_->has_momentum()) {
         load_flat_array(opts.resume, *model_, "outer/momentum", outer_->momentum());
       }
+      if (outer_->delay() > 0) {
+        // The syncs started in the last `delay` steps, by the same schedule only.
+        const auto& was = checkpoint_config(opts.resume).sync.outer;
+        const auto& now = *cfg.sync.outer;
+        const bool same = was && was->every == now.every && was->fragments == now.fragments && was->delay == now.delay;
+        const bool loaded = same && load_flat_array(opts.resume, *model_, "outer/in_flight", outer_->in_flight());
+        if (!loaded && mpi.rank() == 0)
+          log::warn("{} holds no outer syncs in flight for sync.outer every {}, fragments {}, delay {}: those started "
+                    "in the {} steps before step {} are dropped",
+                    opts.resume, now.every, now.fragments, now.delay, now.delay, first_step_);
+        outer_->resume_in_flight(first_step_, loaded);
+      }
     }
     restore_rank_state(opts.resume);
   }
@@ -344,14 +356,15 @@ void Trainer::train_step(int step, StepStats& s) {
     opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
     watchdog_->phase("the ZeRO-1 parameter all-gather");
     if (sync_) s.exposed += sync_->gather_params();
-    if (outer_) {
-      if (const std::vector<int> due = outer_->due(step); !due.empty()) {
-        watchdog_->phase("the outer sync");
-        s.outer_fragments = static_cast<int>(due.size());
-        s.outer_time = outer_->sync(ps, due);
-        s.exposed += s.outer_time;
-      }
-    }
+  }
+  // The outer schedule follows step numbers, skipped steps included, so a resume can tell
+  // which syncs were in flight.
+  if (outer_) {
+    watchdog_->phase("the outer sync");
+    const OuterSync::Progress o = outer_->advance(ps, step);
+    s.outer_fragments = o.started;
+    s.outer_time = o.exposed;
+    s.exposed += o.exposed;
   }
   s.optimizer = now_seconds() - t0;
 }
@@ -476,6 +489,10 @@ std::string Trainer::save(int steps_done) {
       island[i].assign(host.begin(), host.end());
       mine.emplace_back(names[i], &island[i]);
     }
+    if (outer_->delay() > 0) {
+      outer_->settle();
+      flat.push_back({"outer/in_flight", outer_->in_flight()});
+    }
     flat.push_back({"outer/anchor", outer_->anchor()});
     if (outer_->has_momentum()) flat.push_back({"outer/momentum", outer_->momentum()});
   }
@@ -506,16 +523,17 @@ void Trainer::run() {
   }
   watchdog_ = std::make_unique<Watchdog>(MPI_COMM_WORLD, mpi_.hostnames(),
                                          WatchdogLimits{cfg_.train.watchdog, cfg_.train.watchdog_min});
+  // A step's traffic is all since the previous step's: a delayed outer sync's worker sends
+  // between steps too. Evaluation's pipeline messages count in the step they follow.
+  TrafficSnapshot mark = traffic().snapshot();
   for (int step = first_step_; step < cfg_.train.steps; ++step) {
     StepStats s;
     s.step = step;
-    TrafficSnapshot before = traffic().snapshot();
     s.start = now_seconds();
     watchdog_->step_begin(step);
     train_step(step, s);
     s.step_time = now_seconds() - s.start;
     watchdog_->step_end(s.step_time);
-    s.traffic = traffic().snapshot() - before;
     bool last = step + 1 == cfg_.train.steps;
     if (eval_data_ && ((step + 1) % cfg_.eval.every == 0 || last)) {
       watchdog_->phase("the held-out evaluation");
@@ -523,6 +541,9 @@ void Trainer::run() {
       s.eval_loss = evaluate(step + 1);
       s.eval_time = now_seconds() - t0;
     }
+    const TrafficSnapshot now = traffic().snapshot();
+    s.traffic = now - mark;
+    mark = now;
     watchdog_->phase("the step's metrics");
     if (step % cfg_.metrics.every == 0 || step + 1 == cfg_.train.steps || s.nonfinite) record_step(s);
     if (s.nonfinite) stop_or_skip(s);
@@ -533,6 +554,8 @@ void Trainer::run() {
     if (!cfg_.checkpoint.path.empty() && cfg_.checkpoint.every > 0 && (step + 1) % cfg_.checkpoint.every == 0)
       log::info("checkpoint: {} (step {})", save(step + 1), step + 1);
   }
+  // Outer syncs still in flight finish on the wire; they are applied by a run that resumes.
+  if (outer_) outer_->settle();
   log_->flush();
   if (!cfg_.checkpoint.path.empty()) log::info("checkpoint: {} (step {})", save(cfg_.train.steps), cfg_.train.steps);
   watchdog_.reset();
