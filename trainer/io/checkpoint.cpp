@@ -282,10 +282,6 @@ int checkpoint_steps_done(const std::string& path) {
   return static_cast<int>(open_checkpoint(path).attr_int("/", "steps_done"));
 }
 
-Config checkpoint_config(const std::string& path) {
-  return load_config_text(open_checkpoint(path).attr_string("/", "config"), path + " (its config)");
-}
-
 CheckpointState load_checkpoint(const std::string& path, const Config& cfg, GptStage& model, Optimizer& opt,
                                 std::int64_t data_tokens) {
   h5::File f = open_checkpoint(path);

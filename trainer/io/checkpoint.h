@@ -55,8 +55,6 @@ bool load_flat_array(const std::string& path, const GptStage& model, const std::
 
 // The optimizer steps a checkpoint holds; throws UserError when `path` is not a checkpoint.
 int checkpoint_steps_done(const std::string& path);
-// The config the checkpoint was written under.
-Config checkpoint_config(const std::string& path);
 
 // Every rank reads its pieces of `path` into the model and optimizer. Throws UserError when
 // the file is missing or was written for a different model shape or data.

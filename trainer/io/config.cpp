@@ -277,6 +277,11 @@ void validate_relations(const Config& c) {
     require(!c.data.path.empty(), fmt::format("data.path is required when data.kind is {}", c.data.kind));
   if (c.data.kind == "text")
     require(m.vocab >= 256, fmt::format("model.vocab ({}) must be at least 256 for data.kind text (one token per byte)", m.vocab));
+  if (const auto& o = c.sync.outer)
+    require(o->delay < o->every,
+            fmt::format("sync.outer.delay ({}) must be less than sync.outer.every ({}): a fragment's outer sync lands "
+                        "before it is due again",
+                        o->delay, o->every));
 }
 
 // Parameters a codec does not use must stay unset; the ones it uses get their defaults

@@ -53,10 +53,6 @@ OuterSync::OuterSync(const OuterSyncConfig& cfg, Communicator& inner, Communicat
       algo_(algo),
       fragments_(cut_fragments(params, cfg.fragments)),
       flight_(fragments_.size()) {
-  if (cfg.delay >= cfg.every)
-    throw UserError(fmt::format("sync.outer.delay ({}) must be less than sync.outer.every ({}): a fragment's outer "
-                                "sync is applied before it is due again",
-                                cfg.delay, cfg.every));
   const Tensor& flat = params.flat_values();
   anchor_ = Tensor(flat.shape(), flat.dtype(), flat.device());
   ops::copy(anchor_, flat);
@@ -135,32 +131,67 @@ void OuterSync::apply(const ParamSet& params, int f) {
 OuterSync::Progress OuterSync::advance(const ParamSet& params, int step) {
   Progress p;
   const double t0 = now_seconds();
+  bool applied = false;
+  auto land = [&](int f) {
+    apply(params, f);
+    applied = true;
+  };
   const std::vector<int> starting = due(step);
+  // A fragment due while still in flight (only after a resume under another schedule)
+  // lands first.
+  for (int f : starting)
+    if (flight_[static_cast<std::size_t>(f)].started >= 0) land(f);
   for (int f : starting) start(params, f, step);
   p.started = static_cast<int>(starting.size());
-  bool applied = false;
   for (int f = 0; f < fragments(); ++f) {
     const InFlight& flight = flight_[static_cast<std::size_t>(f)];
-    if (flight.started >= 0 && flight.started + cfg_.delay <= step) {
-      apply(params, f);
-      applied = true;
-    }
+    if (flight.started >= 0 && flight.started + cfg_.delay <= step) land(f);
   }
   if (applied) ops::synchronize(params.flat_values().device());
   p.exposed = now_seconds() - t0;
   return p;
 }
 
-void OuterSync::settle() {
+bool OuterSync::settle() {
+  bool any = false;
   for (int f = 0; f < fragments(); ++f)
-    if (flight_[static_cast<std::size_t>(f)].started >= 0) complete(f);
+    if (flight_[static_cast<std::size_t>(f)].started >= 0) {
+      complete(f);
+      any = true;
+    }
   ops::synchronize(delta_.device());
+  return any;
 }
 
-void OuterSync::resume_in_flight(int steps_done, bool loaded) {
-  if (!loaded) return;
-  for (int step = std::max(0, steps_done - cfg_.delay); step < steps_done; ++step)
-    for (int f : due(step)) flight_[static_cast<std::size_t>(f)] = {step, Work{}, true};
+Tensor OuterSync::in_flight_since() const {
+  std::vector<double> since(static_cast<std::size_t>(delta_.numel()), -1.0);
+  for (int f = 0; f < fragments(); ++f) {
+    const FlatRange& r = fragments_[static_cast<std::size_t>(f)];
+    std::fill(since.begin() + r.begin, since.begin() + r.end, flight_[static_cast<std::size_t>(f)].started);
+  }
+  Tensor out(delta_.shape(), delta_.dtype(), delta_.device());
+  ops::from_host(out, since);
+  return out;
+}
+
+int OuterSync::resume_in_flight(const Tensor& since) {
+  const std::vector<double> host = ops::to_host(since);
+  int dropped = 0;
+  for (int f = 0; f < fragments(); ++f) {
+    const FlatRange& r = fragments_[static_cast<std::size_t>(f)];
+    const auto first = host.begin() + r.begin, last = host.begin() + r.end;
+    const bool uniform = std::all_of(first, last, [&](double v) { return v == *first; });
+    if (uniform && *first >= 0)
+      flight_[static_cast<std::size_t>(f)] = {static_cast<int>(*first), Work{}, true};
+    else if (std::any_of(first, last, [](double v) { return v >= 0; }))
+      ++dropped;  // cut otherwise when it was saved: its tensors started at different steps
+  }
+  return dropped;
+}
+
+OuterSync::~OuterSync() {
+  // The worker's queued all-reduces use delta_ and the codecs.
+  outer_.synchronize();
 }
 
 std::vector<std::pair<std::string, std::vector<float>*>> OuterSync::codec_state() {

@@ -37,6 +37,9 @@ class OuterSync {
   // position in every island. `codecs`: those of the tiers the outer group spans.
   OuterSync(const OuterSyncConfig& cfg, Communicator& inner, Communicator& outer, const ParamSet& params,
             Algorithm algo, const TierCodecs& codecs);
+  ~OuterSync();
+  OuterSync(const OuterSync&) = delete;
+  OuterSync& operator=(const OuterSync&) = delete;
 
   // The fragments whose outer sync follows optimizer step `step` (from 0).
   std::vector<int> due(int step) const;
@@ -49,21 +52,24 @@ class OuterSync {
   Progress advance(const ParamSet& params, int step);
   // Collective: waits for the outer all-reduces in flight and gathers their results into
   // in_flight(), without applying them (before a checkpoint, and when training ends).
-  void settle();
+  // Returns whether any was in flight.
+  bool settle();
   int fragments() const { return static_cast<int>(fragments_.size()); }
-  int delay() const { return cfg_.delay; }
 
   // Layout-independent state for checkpoints, laid out like the flat parameters.
   const Tensor& anchor() const { return anchor_; }
   const Tensor& momentum() const { return momentum_; }
   bool has_momentum() const { return cfg_.momentum > 0; }
   // The averaged outer gradients of the syncs in flight (after settle()) in their
-  // fragments' ranges.
+  // fragments' ranges, and, laid out the same way, the step after which each element's
+  // sync started (-1: none in flight): layout-independent, for checkpoints.
   const Tensor& in_flight() const { return delta_; }
-  // After a resume at `steps_done` with in_flight() loaded: the syncs started in the
-  // `delay` steps before it are applied when they are due; with `loaded` false they are
-  // dropped (the checkpoint holds none, or for another schedule).
-  void resume_in_flight(int steps_done, bool loaded);
+  Tensor in_flight_since() const;
+  // After a resume with in_flight() loaded and `since` as in_flight_since() saved it: each
+  // fragment whose elements all started at one step is in flight from it and lands `delay`
+  // steps after it (or at once, if that is past). Returns the fragments dropped because
+  // their tensors were in flight under another cut (another pipeline split, say).
+  int resume_in_flight(const Tensor& since);
   // The outer codecs' residuals ("outer/<tier>/residual"), this rank's; and setting them back.
   std::vector<std::pair<std::string, std::vector<float>*>> codec_state();
   bool restore_codec_state(const std::string& name, std::vector<float> values);

@@ -237,17 +237,15 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
       } else if (outer_->has_momentum()) {
         load_flat_array(opts.resume, *model_, "outer/momentum", outer_->momentum());
       }
-      if (outer_->delay() > 0) {
-        // The syncs started in the last `delay` steps, by the same schedule only.
-        const auto& was = checkpoint_config(opts.resume).sync.outer;
-        const auto& now = *cfg.sync.outer;
-        const bool same = was && was->every == now.every && was->fragments == now.fragments && was->delay == now.delay;
-        const bool loaded = same && load_flat_array(opts.resume, *model_, "outer/in_flight", outer_->in_flight());
-        if (!loaded && mpi.rank() == 0)
-          log::warn("{} holds no outer syncs in flight for sync.outer every {}, fragments {}, delay {}: those started "
-                    "in the {} steps before step {} are dropped",
-                    opts.resume, now.every, now.fragments, now.delay, now.delay, first_step_);
-        outer_->resume_in_flight(first_step_, loaded);
+      // Outer syncs that were in flight (sync.outer.delay) land as they would have.
+      Tensor since = outer_->in_flight_since();
+      if (load_flat_array(opts.resume, *model_, "outer/in_flight_since", since) &&
+          load_flat_array(opts.resume, *model_, "outer/in_flight", outer_->in_flight())) {
+        const int dropped = static_cast<int>(max_over(MPI_COMM_WORLD, outer_->resume_in_flight(since)));
+        if (dropped > 0 && mpi.rank() == 0)
+          log::warn("{} holds outer syncs in flight over other fragments of the parameters (another layout or "
+                    "sync.outer.fragments): {} fragment{} of them are dropped",
+                    opts.resume, dropped, dropped == 1 ? "" : "s");
       }
     }
     restore_rank_state(opts.resume);
@@ -478,6 +476,11 @@ std::string Trainer::save(int steps_done) {
   std::vector<FlatArray> flat;
   std::vector<float> island[3];
   if (outer_) {
+    // The syncs in flight first: their codecs' state is final once they are.
+    if (outer_->settle()) {
+      flat.push_back({"outer/in_flight", outer_->in_flight()});
+      flat.push_back({"outer/in_flight_since", outer_->in_flight_since()});
+    }
     for (auto& entry : outer_->codec_state()) mine.push_back(entry);
     // Once per island and model position; the optimizer state once per ZeRO-1 shard.
     const bool first = step_dp_->rank() == 0;
@@ -488,10 +491,6 @@ std::string Trainer::save(int steps_done) {
       std::vector<double> host = ops::to_host(*own[i]);
       island[i].assign(host.begin(), host.end());
       mine.emplace_back(names[i], &island[i]);
-    }
-    if (outer_->delay() > 0) {
-      outer_->settle();
-      flat.push_back({"outer/in_flight", outer_->in_flight()});
     }
     flat.push_back({"outer/anchor", outer_->anchor()});
     if (outer_->has_momentum()) flat.push_back({"outer/momentum", outer_->momentum()});
@@ -541,6 +540,9 @@ void Trainer::run() {
       s.eval_loss = evaluate(step + 1);
       s.eval_time = now_seconds() - t0;
     }
+    // Outer syncs still in flight after the last step finish on the wire, in its row; they
+    // land in a run that resumes.
+    if (last && outer_) outer_->settle();
     const TrafficSnapshot now = traffic().snapshot();
     s.traffic = now - mark;
     mark = now;
@@ -554,8 +556,6 @@ void Trainer::run() {
     if (!cfg_.checkpoint.path.empty() && cfg_.checkpoint.every > 0 && (step + 1) % cfg_.checkpoint.every == 0)
       log::info("checkpoint: {} (step {})", save(step + 1), step + 1);
   }
-  // Outer syncs still in flight finish on the wire; they are applied by a run that resumes.
-  if (outer_) outer_->settle();
   log_->flush();
   if (!cfg_.checkpoint.path.empty()) log::info("checkpoint: {} (step {})", save(cfg_.train.steps), cfg_.train.steps);
   watchdog_.reset();
