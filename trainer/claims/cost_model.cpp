@@ -70,6 +70,22 @@ Answer answer(const Scenario& s) {
   return a;
 }
 
+double rate_for_utilisation(double bytes_per_step, double step_seconds, double period, double hideable_steps,
+                            double utilisation) {
+  const double seconds = step_seconds * (hideable_steps + period * (1.0 / utilisation - 1.0));
+  return 8.0 * period * bytes_per_step / seconds;
+}
+
+Scenario c10_system(const Scenario& s) {
+  Scenario b = s;
+  const double ratio = 500e3 * 2.5 / s.gpus;
+  b.params = s.params * std::sqrt(ratio);
+  b.gpus = 500e3;
+  b.peak = s.peak * 2.5;
+  b.gpus_per_seq = 72;
+  return b;
+}
+
 std::vector<Claim> claims(const Scenario& s) {
   std::vector<Claim> out;
   auto add = [&](std::string id, std::string claim, std::string inputs, std::string unit, double stated, double computed) {
@@ -112,15 +128,9 @@ std::vector<Claim> claims(const Scenario& s) {
   add("C9", "matrix tile for full use of 1e15 FLOP/s on 3 TB/s (bf16)", "intensity n/3 FLOP/byte >= 1e15 / 3e12",
       "tile side", 1000, 3.0 * 1e15 / 3e12);
   {
-    // 500K B200 (2.5x an H100) in NVL72 domains of 72 GPUs per sequence, against the
-    // 16K-H100 Llama-3 run; Chinchilla: parameters grow as the square root of compute.
     const double ratio = 500e3 * 2.5 / s.gpus;
-    const double params = s.params * std::sqrt(ratio);
-    Scenario b = s;
-    b.params = params;
-    b.gpus = 500e3;
-    b.peak = s.peak * 2.5;
-    b.gpus_per_seq = 72;
+    const Scenario b = c10_system(s);
+    const double params = b.params;
     Answer bb = answer(b);
     const double window = s.comm_window * bb.step_seconds / a.step_seconds;
     add("C10", "compute of 500K B200 over 16K H100", "500e3 x 2.5 / 16384", "x", 78, ratio);

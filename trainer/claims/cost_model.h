@@ -41,6 +41,13 @@ double exposed_seconds(double comm, double hideable);
 // `hideable` seconds (after `fixed` seconds of latency and overhead).
 double knee_bits_per_second(double bytes, double hideable, double fixed = 0);
 
+// The top-level rate (bit/s) that keeps compute utilisation at `utilisation` for a method
+// that moves period x `bytes_per_step` bytes once every `period` steps of `step_seconds`
+// compute, a transfer overlapping `hideable_steps` steps of it: exposure may be
+// period x step x (1/u - 1), so the transfer may take step x (hideable + period (1/u - 1)).
+double rate_for_utilisation(double bytes_per_step, double step_seconds, double period, double hideable_steps,
+                            double utilisation);
+
 // ---- one question, all of it -----------------------------------------------------------
 // A training run and its cluster, as the claims describe them.
 struct Scenario {
@@ -67,6 +74,10 @@ struct Answer {
   double latency_share;        // the share of the top-level time that is latency
 };
 Answer answer(const Scenario& s);
+// C10's system from the C4 scenario `s`: 500K B200 (2.5x an H100's FLOP/s) in NVL72
+// domains of 72 GPUs per sequence, the model grown as the square root of the compute
+// (Chinchilla) over `s`'s.
+Scenario c10_system(const Scenario& s);
 
 // ---- the claims ------------------------------------------------------------------------
 struct Claim {

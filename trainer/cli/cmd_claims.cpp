@@ -1,6 +1,8 @@
 // `fibertrain claims`: the back-of-envelope arguments, recomputed from their inputs;
-// a question of your own (any input as a flag); and `--calibrate run.h5`, the cost model
-// fitted to a measured run, predicting the step time at other link rates.
+// a question of your own (any input as a flag); `--calibrate run.h5`, the cost model fitted
+// to a measured run, predicting the step time at other link rates; and `--methods DIR`, the
+// low-communication methods a directory of step logs measured, carried to C7's and C10's
+// systems.
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -13,8 +15,9 @@
 #include "comm/log.h"
 #include "comm/runtime.h"
 #include "trainer/claims/calibration.h"
-#include "trainer/cli/cli.h"
 #include "trainer/claims/cost_model.h"
+#include "trainer/claims/methods.h"
+#include "trainer/cli/cli.h"
 #include "trainer/io/units.h"
 
 namespace ft {
@@ -26,6 +29,7 @@ struct ClaimsArgs {
   std::string format = "table";
   std::string calibrate;
   std::vector<std::string> predict;
+  std::string methods;
   bool asked = false;  // any scenario flag given
 };
 
@@ -85,6 +89,51 @@ void print_claims(const ClaimsArgs& a) {
               s.latency > 0 ? fmt::format("; latency is {:.2g}% of it", 100 * x.latency_share).c_str() : "");
 }
 
+// Each measured method's top-level rate for >= 90% compute utilisation on C7's system (the
+// scenario's: one gradient copy across the top level per synchronous step) and on C10's.
+void print_methods(const ClaimsArgs& a) {
+  constexpr double kUtilisation = 0.9;
+  const std::vector<MeasuredMethod> methods = read_methods(a.methods);
+  const cost::Scenario& s7 = a.scenario;
+  const cost::Scenario s10 = cost::c10_system(s7);
+  const cost::Answer c7 = cost::answer(s7), c10 = cost::answer(s10);
+  auto rate = [&](const MeasuredMethod& m, const cost::Answer& sys) {
+    return cost::rate_for_utilisation(m.traffic * sys.grad_bytes, sys.step_seconds, m.period, m.hideable, kUtilisation);
+  };
+  if (a.format == "csv") {
+    std::printf("method,file,loss_penalty,traffic,period,hideable_steps,c7_bits_per_second,c10_bits_per_second\n");
+    for (const auto& m : methods)
+      std::printf("\"%s\",\"%s\",%s,%s,%s,%s,%s,%s\n", m.name.c_str(), m.file.c_str(), number(m.loss_penalty).c_str(),
+                  number(m.traffic).c_str(), number(m.period).c_str(), number(m.hideable).c_str(),
+                  number(rate(m, c7)).c_str(), number(rate(m, c10)).c_str());
+    return;
+  }
+  if (a.format == "json") {
+    std::printf("[\n");
+    for (std::size_t i = 0; i < methods.size(); ++i) {
+      const auto& m = methods[i];
+      std::printf("  {\"method\": %s, \"file\": %s, \"loss_penalty\": %s, \"traffic\": %s, \"period\": %s, "
+                  "\"hideable_steps\": %s, \"c7_bits_per_second\": %s, \"c10_bits_per_second\": %s}%s\n",
+                  json_string(m.name).c_str(), json_string(m.file).c_str(), number(m.loss_penalty).c_str(),
+                  number(m.traffic).c_str(), number(m.period).c_str(), number(m.hideable).c_str(),
+                  number(rate(m, c7)).c_str(), number(rate(m, c10)).c_str(), i + 1 < methods.size() ? "," : "");
+    }
+    std::printf("]\n");
+    return;
+  }
+  std::printf("\ntop-level rate for >= 90%% compute utilisation, per method measured in %s\n", a.methods.c_str());
+  std::printf("  C7:  %.3g parameters on %.0f GPUs, %.3g s steps, %.3g gradient bytes per synchronous step\n", s7.params,
+              s7.gpus, c7.step_seconds, c7.grad_bytes);
+  std::printf("  C10: %.3g parameters on %.0f GPUs, %.3g s steps, %.3g gradient bytes per synchronous step\n", s10.params,
+              s10.gpus, c10.step_seconds, c10.grad_bytes);
+  std::printf("  loss: final held-out loss against the dense synchronous run; traffic: its top-tier bytes per step "
+              "against that run's;\n  period: steps between transfers; hides: steps of compute a transfer overlaps\n");
+  std::printf("%-36s %8s %9s %7s %6s %14s %14s\n", "method", "loss", "traffic", "period", "hides", "C7 rate", "C10 rate");
+  for (const auto& m : methods)
+    std::printf("%-36s %+7.1f%% %9.3g %7.3g %6.3g %14s %14s\n", m.name.c_str(), 100 * m.loss_penalty, m.traffic,
+                m.period, m.hideable, human_bitrate(rate(m, c7)).c_str(), human_bitrate(rate(m, c10)).c_str());
+}
+
 int run_calibration(const ClaimsArgs& a) {
   Calibration c = calibrate(a.calibrate);
   std::vector<double> rates;
@@ -138,7 +187,12 @@ int run_claims(ClaimsArgs a) {
       a.scenario.latency = d->seconds;
     }
     if (!a.calibrate.empty()) return run_calibration(a);
+    if (!a.methods.empty() && a.format != "table") {  // one table per machine-readable output
+      print_methods(a);
+      return 0;
+    }
     print_claims(a);
+    if (!a.methods.empty()) print_methods(a);
   } catch (const UserError& e) {
     log::error("{}", e.what());
     return kExitUserError;
@@ -173,6 +227,9 @@ void add_claims_command(CLI::App& app, Action& action) {
   });
   cmd->add_option("--format", args->format, "table, json or csv");
   cmd->add_option("--calibrate", args->calibrate, "fit the cost model to this step log (a data-parallel run with an emulated link)");
+  cmd->add_option("--methods", args->methods,
+                  "a directory of step logs of one model trained by several sync methods (launch/lowcomm-experiment.sh): "
+                  "the top-level rate each needs for >= 90% compute utilisation on C7's and C10's systems");
   cmd->add_option("--predict", args->predict, "with --calibrate: link rates to predict the step time at")->delimiter(',');
   cmd->callback([&action, args] { action = [args] { return run_claims(*args); }; });
 }
