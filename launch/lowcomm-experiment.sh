@@ -1,72 +1,175 @@
 #!/usr/bin/env bash
-# Synchronous data parallelism against the outer sync (DiLoCo) across pods, on the codec
-# experiment's cluster (configs/compression.yaml: 8 ranks, 2 pods, 100 Mbit/s between them),
-# same model, seed and tokens, with the held-out loss evaluated every 50 steps. The data are
-# the synthetic Markov chains: a thousand steps would see the README a hundred times over,
-# and its held-out loss would measure overfitting; fresh sequences cannot be memorised. One
-# HDF5 file per method in runs/lowcomm/<rate>/, then a Markdown table: final held-out loss,
-# bytes across the pod tier per token, mean and peak bytes per step, step time.
-#   launch/lowcomm-experiment.sh [--steps N] [--rate 100Mbit] [--bin PATH]
+# Synchronous data parallelism (dense and with per-step codecs) against the outer sync
+# (DiLoCo, streaming DiLoCo) across pods, on the codec experiment's cluster
+# (configs/compression.yaml: 8 ranks, 2 pods of 2 nodes x 2), same seed and tokens, the
+# held-out loss evaluated every 50 steps. The data are the synthetic Markov chains: a
+# thousand steps would see the README a hundred times over, and its held-out loss would
+# measure overfitting; fresh sequences cannot be memorised.
+#
+# Two phases, because training is deterministic and the emulated link changes only time:
+#  1. loss: each method for --steps steps with the pod links unthrottled
+#     (runs/lowcomm/<model>/<method>.h5);
+#  2. time: each method at each link rate of --rates, and unthrottled, for one period of its
+#     outer sync (or 20 steps) after 2 warm-up steps (runs/lowcomm/<model>/time/<rate>/).
+#     Compute utilisation = unthrottled step time / step time at the rate.
+# Then a Markdown table (runs/lowcomm/<model>/table.md) and, where matplotlib is installed,
+# two plots in runs/lowcomm/<model>/: the held-out loss against pod-tier bytes per token
+# (pareto.png), and utilisation against link rate (utilisation.png).
+#   launch/lowcomm-experiment.sh [--model tiny|3m] [--steps N] [--rates "1Gbit 100Mbit 10Mbit"]
+#                                [--only "sync diloco-50-int4 ..."] [--bin PATH]
+# Runs already in runs/lowcomm/ are kept; --only trains and tabulates those methods alone
+# (sync, the reference, always).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=300
-rate=100Mbit
+model=tiny
+steps=1000
+rates="1Gbit 100Mbit 10Mbit"
 bin=build/trainer/fibertrain
+only=""
+usage="usage: launch/lowcomm-experiment.sh [--model tiny|3m] [--steps N] [--rates \"1Gbit 100Mbit 10Mbit\"] [--only \"NAME ...\"] [--bin PATH]"
 while (($#)); do
   case "$1" in
+    --model) model=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
-    --rate) rate=$2; shift 2 ;;
+    --rates) rates=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
-    *) echo "usage: launch/lowcomm-experiment.sh [--steps N] [--rate 100Mbit] [--bin PATH]" >&2; exit 2 ;;
+    *) echo "$usage" >&2; exit 2 ;;
   esac
 done
-out=runs/lowcomm/$rate
-mkdir -p "$out"
 # name | --set overrides (';'-separated)
-methods=(
+sync=(
   "sync|"
   "sync-int8|compression.inter_pod={codec: int8}"
+  "sync-powersgd|compression.inter_pod={codec: powersgd, rank: 4}"
+  "sync-sign|compression.inter_pod={codec: sign}"
+)
+outer=(
   "diloco-10|sync.outer={tier: inter_pod, every: 10}"
   "diloco-50|sync.outer={tier: inter_pod, every: 50}"
-  "diloco-10-int8|sync.outer={tier: inter_pod, every: 10};compression.inter_pod={codec: int8}"
-  "diloco-10-int4|sync.outer={tier: inter_pod, every: 10};compression.inter_pod={codec: int4}"
-  "streaming-10x5-int4|sync.outer={tier: inter_pod, every: 10, fragments: 5};compression.inter_pod={codec: int4}"
+  "diloco-100|sync.outer={tier: inter_pod, every: 100}"
   "diloco-50-int4|sync.outer={tier: inter_pod, every: 50};compression.inter_pod={codec: int4}"
   "diloco-100-int4|sync.outer={tier: inter_pod, every: 100};compression.inter_pod={codec: int4}"
-  "streaming-50x10-int4|sync.outer={tier: inter_pod, every: 50, fragments: 10};compression.inter_pod={codec: int4}"
+  "streaming-50x10-int8|sync.outer={tier: inter_pod, every: 50, fragments: 10, delay: 2, mix: 0.5};compression.inter_pod={codec: int8}"
+  "streaming-50x10-int4|sync.outer={tier: inter_pod, every: 50, fragments: 10, delay: 2, mix: 0.5};compression.inter_pod={codec: int4}"
 )
+case "$model" in
+  tiny) shape=""; methods=("${sync[@]}" "${outer[@]}") ;;
+  # 3.2M parameters; the headline rows only (each takes four times as long).
+  3m) shape="model={vocab: 256, context: 64, layers: 4, heads: 4, width: 256}"
+      methods=("${sync[0]}" "${sync[3]}" "${outer[4]}" "${outer[6]}") ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
+if [ -n "$only" ]; then
+  kept=()
+  for m in "${methods[@]}"; do
+    name=${m%%|*}
+    if [ "$name" = sync ] || [[ " $only " == *" $name "* ]]; then kept+=("$m"); fi
+  done
+  methods=("${kept[@]}")
+fi
+out=runs/lowcomm/$model
+mkdir -p "$out"
+
+# train NAME OUT STEPS RATE OVERRIDES...: one run, kept only when it finishes.
+train() {
+  local name=$1 file=$2 n=$3 rate=$4
+  shift 4
+  if [ -f "$file" ]; then echo "[lowcomm] $model $name ($rate): done already ($file)"; return; fi
+  echo "[lowcomm] $model $name: $n steps, pod links at $rate"
+  local latency=1ms
+  [ "$rate" = 0bit ] && latency=0  # unthrottled: no pacer at all
+  local sets=(--set "train.steps=$n" --set metrics.compression_error=false --set data.kind=synthetic
+              --set "links.inter_pod={bandwidth: $rate, latency: $latency}" --set eval.batches=8)
+  [ -n "$shape" ] && sets+=(--set "$shape")
+  mkdir -p "$(dirname "$file")"
+  launch/mpirun.sh -n 8 --bin "$bin" -- train configs/compression.yaml "${sets[@]}" "$@" \
+    --out "$file.partial" --overwrite -q
+  mv "$file.partial" "$file"
+}
+overrides() {  # the --set flags of method line $1
+  local e
+  IFS=';' read -ra extra <<< "${1#*|}"
+  for e in "${extra[@]}"; do [ -n "$e" ] && printf -- '--set\n%s\n' "$e"; done
+  return 0
+}
+# The steps a timing run needs: 2 warm-up steps and one outer period (or 20 steps).
+period() { local every; every=$(grep -o 'every: [0-9]*' <<< "$1" | grep -o '[0-9]*' || true); echo "${every:-20}"; }
+
 for m in "${methods[@]}"; do
-  name=${m%%|*}
-  sets=()
-  IFS=';' read -ra extra <<< "${m#*|}"
-  for e in "${extra[@]}"; do [ -n "$e" ] && sets+=(--set "$e"); done
-  if [ -f "$out/$name.h5" ]; then
-    echo "[lowcomm] $name: done already ($out/$name.h5)"
-    continue
-  fi
-  echo "[lowcomm] $name: $steps steps at $rate"
-  launch/mpirun.sh -n 8 --bin "$bin" -- train configs/compression.yaml --set train.steps="$steps" \
-    --set metrics.compression_error=false --set "links.inter_pod.bandwidth=$rate" --set data.kind=synthetic \
-    --set eval.every=50 --set eval.batches=8 "${sets[@]}" --out "$out/$name.h5.partial" --overwrite -q
-  mv "$out/$name.h5.partial" "$out/$name.h5"
+  mapfile -t sets < <(overrides "$m")
+  train "${m%%|*}" "$out/${m%%|*}.h5" "$steps" 0bit "${sets[@]}" --set eval.every=50
 done
-/usr/bin/python3 - "$out" "${methods[@]}" <<'PY'
-import sys, h5py, numpy as np
-out, methods = sys.argv[1], [m.split("|")[0] for m in sys.argv[2:]]
+for rate in 0bit $rates; do
+  for m in "${methods[@]}"; do
+    mapfile -t sets < <(overrides "$m")
+    train "${m%%|*}" "$out/time/$rate/${m%%|*}.h5" $(($(period "$m") + 2)) "$rate" "${sets[@]}" --set eval.every=0
+  done
+done
+
+/usr/bin/python3 - "$out" "$rates" "${methods[@]}" <<'PY'
+import os, sys, h5py, numpy as np
+out, rates, methods = sys.argv[1], sys.argv[2].split(), [m.split("|")[0] for m in sys.argv[3:]]
+def rate_bits(r):
+    units = {"Gbit": 1e9, "Mbit": 1e6, "kbit": 1e3, "bit": 1}
+    for u, f in units.items():
+        if r.endswith(u): return float(r[: -len(u)]) * f
 rows = {}
 for n in methods:
     with h5py.File(f"{out}/{n}.h5") as f:
         s = f["steps"]
         pod = s["bytes_wire/inter_pod"][:].sum(axis=1)  # every rank's bytes across the pod tier, per step
         tokens = float(s["tokens"][0])
-        rows[n] = dict(eval=float(s["eval_loss"][-1]), per_token=pod.mean() / tokens, mean=pod.mean(), peak=pod.max(),
-                       step=float(s["step_time"][:].max(axis=1)[5:].mean()))
+        rows[n] = dict(eval=float(s["eval_loss"][-1]), per_token=pod.mean() / tokens, mean=pod.mean(), peak=pod.max())
+    step = {}
+    for r in ["0bit"] + rates:
+        with h5py.File(f"{out}/time/{r}/{n}.h5") as f:
+            step[r] = float(f["steps"]["step_time"][:].max(axis=1)[2:].mean())  # one period after warm-up
+    rows[n]["util"] = {r: step["0bit"] / step[r] for r in rates}
+    rows[n]["step"] = step
 base = rows[methods[0]]
-print("| method | final held-out loss | vs sync | pod-tier bytes per token | vs sync | mean / peak bytes per step | step time |")
-print("|---|---|---|---|---|---|---|")
+lines = ["| method | final held-out loss | vs sync | pod-tier bytes per token | vs sync | mean / peak bytes per step | "
+         "step time, unthrottled | " + " | ".join(f"utilisation at {r}" for r in rates) + " |",
+         "|---" * (7 + len(rates)) + "|"]
 for n in methods:
     r = rows[n]
-    print(f"| {n} | {r['eval']:.4f} | {100 * (r['eval'] / base['eval'] - 1):+.1f}% | {r['per_token']:.0f} | "
-          f"{base['per_token'] / r['per_token']:.0f}x less | {r['mean'] / 1e6:.2f} / {r['peak'] / 1e6:.2f} MB | "
-          f"{r['step'] * 1e3:.0f} ms |")
+    lines.append(f"| {n} | {r['eval']:.4f} | {100 * (r['eval'] / base['eval'] - 1):+.1f}% | {r['per_token']:.0f} | "
+                 f"{base['per_token'] / r['per_token']:.0f}x{' less' if r is not base else ''} | {r['mean'] / 1e6:.2f} / {r['peak'] / 1e6:.2f} MB | "
+                 f"{r['step']['0bit'] * 1e3:.0f} ms | " + " | ".join(f"{100 * r['util'][x]:.0f}%" for x in rates) + " |")
+table = "\n".join(lines)
+print(table)
+open(f"{out}/table.md", "w").write(table + "\n")
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    print("(matplotlib is not installed: no plots)")
+    sys.exit(0)
+fig, ax = plt.subplots(figsize=(7, 4.5))
+for n in methods:
+    r = rows[n]
+    ax.scatter(r["per_token"], r["eval"], marker="o" if n.startswith("sync") else "s")
+    ax.annotate(n, (r["per_token"], r["eval"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+ax.set_xscale("log")
+ax.set_xlabel("pod-tier bytes per token (all ranks)")
+ax.set_ylabel("final held-out loss")
+ax.set_title(f"{os.path.basename(out)}: loss against cross-pod traffic")
+ax.grid(True, which="both", alpha=0.3)
+fig.tight_layout()
+fig.savefig(f"{out}/pareto.png", dpi=120)
+fig, ax = plt.subplots(figsize=(7, 4.5))
+xs = [rate_bits(r) for r in rates]
+for n in methods:
+    ax.plot(xs, [100 * rows[n]["util"][r] for r in rates], marker="o", label=n)
+ax.set_xscale("log")
+ax.set_xlabel("pod uplink rate (bit/s)")
+ax.set_ylabel("compute utilisation (%)")
+ax.set_ylim(0, 105)
+ax.grid(True, which="both", alpha=0.3)
+ax.legend(fontsize=7)
+ax.set_title(f"{os.path.basename(out)}: utilisation against link rate")
+fig.tight_layout()
+fig.savefig(f"{out}/utilisation.png", dpi=120)
+print(f"plots: {out}/pareto.png, {out}/utilisation.png")
 PY

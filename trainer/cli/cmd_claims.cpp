@@ -3,6 +3,7 @@
 // to a measured run, predicting the step time at other link rates; and `--methods DIR`, the
 // low-communication methods a directory of step logs measured, carried to C7's and C10's
 // systems.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -128,9 +129,12 @@ void print_methods(const ClaimsArgs& a) {
               s10.gpus, c10.step_seconds, c10.grad_bytes);
   std::printf("  loss: final held-out loss against the dense synchronous run; traffic: its top-tier bytes per step "
               "against that run's;\n  period: steps between transfers; hides: steps of compute a transfer overlaps\n");
-  std::printf("%-36s %8s %9s %7s %6s %14s %14s\n", "method", "loss", "traffic", "period", "hides", "C7 rate", "C10 rate");
+  int width = 6;
+  for (const auto& m : methods) width = std::max(width, static_cast<int>(m.name.size()));
+  std::printf("%-*s %8s %9s %7s %6s %14s %14s\n", width, "method", "loss", "traffic", "period", "hides", "C7 rate",
+              "C10 rate");
   for (const auto& m : methods)
-    std::printf("%-36s %+7.1f%% %9.3g %7.3g %6.3g %14s %14s\n", m.name.c_str(), 100 * m.loss_penalty, m.traffic,
+    std::printf("%-*s %+7.1f%% %9.3g %7.3g %6.3g %14s %14s\n", width, m.name.c_str(), 100 * m.loss_penalty, m.traffic,
                 m.period, m.hideable, human_bitrate(rate(m, c7)).c_str(), human_bitrate(rate(m, c10)).c_str());
 }
 
