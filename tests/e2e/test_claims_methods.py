@@ -67,13 +67,29 @@ check(float(rows["b-int8"]["traffic"]) < 0.3, f"int8 traffic {rows['b-int8']['tr
 p = run(["claims", "--methods", runs])
 check(p.returncode == 0 and "C10 rate" in p.stdout and "C4 " in p.stdout, f"table:\n{p.stdout}\n{p.stderr}")
 
-# Refusals: no dense synchronous run; a log without held-out losses; not a directory.
+# A checkpoint among the logs is skipped, saying so.
+p = run(["train", "configs/tiny.yaml", "--set", "train.steps=1", "--set", f"checkpoint.path={runs}/ck.h5", "-q"])
+check(p.returncode == 0, f"checkpoint run:\n{p.stderr}")
+p = run(["claims", "--methods", runs, "--format", "csv"])
+check(p.returncode == 0 and "is no step log; skipped" in p.stderr and len(p.stdout.splitlines()) == 4,
+      f"with a checkpoint:\n{p.stdout}\n{p.stderr}")
+
+# Refusals: a run of another experiment (here: more steps); a log without held-out losses;
+# no dense synchronous run; not a directory.
+def refused(name, sets, message):
+    out = os.path.join(runs, f"{name}.h5")
+    p = run(["train", "configs/tiny.yaml", "--out", out, "-q"] + [a for s in sets for a in ("--set", s)], ranks=4)
+    check(p.returncode == 0, f"{name}:\n{p.stderr}")
+    p = run(["claims", "--methods", runs])
+    check(p.returncode == 2 and message in p.stderr, f"{name}: expected '{message}':\n{p.stderr}")
+    os.remove(out)
+
+
+refused("d-longer", BASE + ["train.steps=11"], "ran another experiment")
+refused("d-no-eval", [s for s in BASE if not s.startswith("eval.")], "holds no held-out loss")
 shutil.move(os.path.join(runs, "a-sync.h5"), os.path.join(tmp, "a-sync.h5"))
 p = run(["claims", "--methods", runs])
 check(p.returncode == 2 and "no dense synchronous run" in p.stderr, f"no baseline:\n{p.stderr}")
-p = run(["train", "configs/tiny.yaml", "--set", "train.steps=1", "--out", os.path.join(runs, "d.h5"), "-q"])
-p = run(["claims", "--methods", runs])
-check(p.returncode == 2 and "holds no held-out loss" in p.stderr, f"no eval:\n{p.stderr}")
 p = run(["claims", "--methods", os.path.join(tmp, "a-sync.h5")])
 check(p.returncode == 2 and "not a directory" in p.stderr, f"not a directory:\n{p.stderr}")
 finish()

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "comm/error.h"
+#include "comm/log.h"
 #include "trainer/io/config.h"
 #include "trainer/io/h5.h"
 
@@ -24,11 +26,16 @@ struct Log {
   double eval_loss = NAN;
 };
 
-Log read_log(const std::string& path) {
+// Null when `path` is no step log (a checkpoint, say).
+std::optional<Log> read_log(const std::string& path) {
   h5::File f(path, h5::Mode::read);
-  if (!f.has_attr("/", "config") || !f.exists("/steps/step_time"))
-    throw UserError(fmt::format("'{}' is not a fibertrain step log", path));
+  if (!f.has_attr("/", "config") || !f.exists("/steps/step_time")) return std::nullopt;
   Log log{path, load_config_text(f.attr_string("/", "config"), path + " (config attribute)")};
+  // Traffic per step is read as the mean over rows: every step must have its row.
+  if (log.cfg.metrics.every != 1)
+    throw UserError(fmt::format("'{}' logs one step in {} (metrics.every): its traffic per step cannot be read; "
+                                "train it with metrics.every 1",
+                                path, log.cfg.metrics.every));
   for (Tier t : kAllTiers) {
     const std::string name = fmt::format("/steps/bytes_wire/{}", tier_name(t));
     const auto shape = f.shape(name);
@@ -42,6 +49,18 @@ Log read_log(const std::string& path) {
   if (!std::isfinite(log.eval_loss))
     throw UserError(fmt::format("'{}' holds no held-out loss: train it with eval.every set", path));
   return log;
+}
+
+// What must be equal for two runs' losses and bytes to compare: the same model trained on
+// the same tokens by the same cluster, evaluated the same way.
+std::string experiment_of(const Config& c) {
+  const auto& t = c.topology;
+  return fmt::format("model {}x{}x{} vocab {} context {}, {} steps of batch {}, seed {}, data {} {}, eval every {} "
+                     "over {}, {} ranks in {}/{}/{}",
+                     c.model.layers, c.model.heads, c.model.width, c.model.vocab, c.model.context, c.train.steps,
+                     c.train.batch, c.train.seed, c.data.kind, c.data.path, c.eval.every, c.eval.batches,
+                     c.parallel.tp * c.parallel.pp * c.parallel.dp, t.ranks_per_node, t.nodes_per_pod,
+                     t.pods_per_site);
 }
 
 bool lossy_anywhere(const Config& c) {
@@ -58,6 +77,7 @@ std::string describe(const Config& c, Tier top) {
   std::string out = fmt::format("outer every {}", o.every);
   if (o.fragments > 1) out += fmt::format(" in {} fragments", o.fragments);
   if (o.delay > 0) out += fmt::format(" delay {}", o.delay);
+  if (o.mix > 0) out += fmt::format(" mix {}", o.mix);
   return out + on_top;
 }
 
@@ -70,12 +90,23 @@ std::vector<MeasuredMethod> read_methods(const std::string& dir) {
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(dir, ec))
     if (e.is_regular_file() && e.path().extension() == ".h5") files.push_back(e.path().string());
+  if (ec) throw UserError(fmt::format("--methods {}: {}", dir, ec.message()));
   std::sort(files.begin(), files.end());
   std::vector<Log> logs;
-  for (const auto& file : files) logs.push_back(read_log(file));
+  for (const auto& file : files) {
+    if (auto log = read_log(file))
+      logs.push_back(std::move(*log));
+    else
+      log::warn("--methods {}: '{}' is no step log; skipped", dir, file);
+  }
   auto base = std::find_if(logs.begin(), logs.end(), [](const Log& l) { return !l.cfg.sync.outer && !lossy_anywhere(l.cfg); });
   if (base == logs.end())
     throw UserError(fmt::format("--methods {}: no dense synchronous run (no sync.outer, no codec) to compare with", dir));
+  for (const Log& l : logs)
+    if (experiment_of(l.cfg) != experiment_of(base->cfg))
+      throw UserError(fmt::format("--methods {}: '{}' ran another experiment than '{}' ({} against {}); compare runs "
+                                  "of one model, data, step count and cluster",
+                                  dir, l.file, base->file, experiment_of(l.cfg), experiment_of(base->cfg)));
   // The top tier: the highest the dense run sends on.
   Tier top = Tier::intra_node;
   for (Tier t : kAllTiers)
@@ -95,7 +126,6 @@ std::vector<MeasuredMethod> read_methods(const std::string& dir) {
     }
     m.eval_loss = l.eval_loss;
     m.loss_penalty = l.eval_loss / base->eval_loss - 1;
-    m.baseline = &l == &*base;
     out.push_back(m);
   }
   return out;

@@ -18,12 +18,12 @@ struct MeasuredMethod {
                         // per-step sync, the delay for the outer sync
   double eval_loss = 0;      // final held-out loss
   double loss_penalty = 0;   // eval_loss / the dense synchronous run's - 1
-  bool baseline = false;     // the dense synchronous run
 };
 
-// Every step log in `dir`, by file name. The dense synchronous run (no sync.outer, no lossy
-// codec) is the baseline; throws UserError when there is none, or when a log has no held-out
-// loss (eval.every unset).
+// Every step log in `dir`, by file name (other .h5 files are skipped, saying so). The dense
+// synchronous run (no sync.outer, no lossy codec) is the baseline. Throws UserError when
+// there is none, when a log has no held-out loss (eval.every unset) or does not log every
+// step, or when the runs differ in model, data, steps, evaluation or cluster.
 std::vector<MeasuredMethod> read_methods(const std::string& dir);
 
 }  // namespace ft
