@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include "comm/error.h"
+#include "comm/log.h"
+#include "comm/runtime.h"
 #include "comm/work_queue.h"
 #include "models/ops.h"
 
@@ -174,19 +176,43 @@ Tensor OuterSync::in_flight_since() const {
   return out;
 }
 
-int OuterSync::resume_in_flight(const Tensor& since) {
+std::vector<FlatArray> OuterSync::checkpoint_arrays() {
+  std::vector<FlatArray> out{{"outer/anchor", anchor_}};
+  if (has_momentum()) out.push_back({"outer/momentum", momentum_});
+  if (settle()) {
+    out.push_back({"outer/in_flight", delta_});
+    out.push_back({"outer/in_flight_since", in_flight_since()});
+  }
+  return out;
+}
+
+void OuterSync::restore(const std::string& path, const GptStage& model, bool speaks) {
+  if (!load_flat_array(path, model, "outer/anchor", anchor_)) {
+    ops::copy(anchor_, model.params().flat_values());
+    if (speaks)
+      log::warn("{} holds no outer-sync state: the outer sync starts from its parameters, with no momentum", path);
+    return;
+  }
+  if (has_momentum()) load_flat_array(path, model, "outer/momentum", momentum_);
+  Tensor since = in_flight_since();
+  if (!load_flat_array(path, model, "outer/in_flight_since", since) ||
+      !load_flat_array(path, model, "outer/in_flight", delta_))
+    return;
   const std::vector<double> host = ops::to_host(since);
   int dropped = 0;
   for (int f = 0; f < fragments(); ++f) {
     const FlatRange& r = fragments_[static_cast<std::size_t>(f)];
     const auto first = host.begin() + r.begin, last = host.begin() + r.end;
-    const bool uniform = std::all_of(first, last, [&](double v) { return v == *first; });
-    if (uniform && *first >= 0)
+    if (std::all_of(first, last, [&](double v) { return v == *first; }) && *first >= 0)
       flight_[static_cast<std::size_t>(f)] = {static_cast<int>(*first), Work{}, true};
     else if (std::any_of(first, last, [](double v) { return v >= 0; }))
-      ++dropped;  // cut otherwise when it was saved: its tensors started at different steps
+      ++dropped;
   }
-  return dropped;
+  dropped = static_cast<int>(max_over(MPI_COMM_WORLD, dropped));
+  if (dropped > 0 && speaks)
+    log::warn("{} holds outer syncs in flight over other fragments of the parameters (another layout or "
+              "sync.outer.fragments): {} fragment{} of them are dropped",
+              path, dropped, dropped == 1 ? "" : "s");
 }
 
 OuterSync::~OuterSync() {

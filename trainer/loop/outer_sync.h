@@ -26,7 +26,9 @@
 
 #include "comm/communicator.h"
 #include "comm/compression.h"
+#include "models/gpt.h"
 #include "models/params.h"
+#include "trainer/io/checkpoint.h"
 #include "trainer/io/config.h"
 
 namespace ft {
@@ -50,26 +52,20 @@ class OuterSync {
   // Collective over the job, after optimizer step `step`: starts the outer all-reduce of the
   // fragments due and applies those started `delay` steps before (at once when delay is 0).
   Progress advance(const ParamSet& params, int step);
-  // Collective: waits for the outer all-reduces in flight and gathers their results into
-  // in_flight(), without applying them (before a checkpoint, and when training ends).
+  // Collective: waits for the outer all-reduces in flight and gathers their results on every
+  // member of the island, without applying them (before a checkpoint, and when training ends).
   // Returns whether any was in flight.
   bool settle();
   int fragments() const { return static_cast<int>(fragments_.size()); }
 
-  // Layout-independent state for checkpoints, laid out like the flat parameters.
-  const Tensor& anchor() const { return anchor_; }
-  const Tensor& momentum() const { return momentum_; }
-  bool has_momentum() const { return cfg_.momentum > 0; }
-  // The averaged outer gradients of the syncs in flight (after settle()) in their
-  // fragments' ranges, and, laid out the same way, the step after which each element's
-  // sync started (-1: none in flight): layout-independent, for checkpoints.
-  const Tensor& in_flight() const { return delta_; }
-  Tensor in_flight_since() const;
-  // After a resume with in_flight() loaded and `since` as in_flight_since() saved it: each
-  // fragment whose elements all started at one step is in flight from it and lands `delay`
-  // steps after it (or at once, if that is past). Returns the fragments dropped because
-  // their tensors were in flight under another cut (another pipeline split, say).
-  int resume_in_flight(const Tensor& since);
+  // Checkpoints: the layout-independent arrays, laid out like the flat parameters: the
+  // anchor, the momentum, and the averaged outer gradients of the syncs in flight with the
+  // step after which each element's started (-1: none). Collective: it settles those first.
+  std::vector<FlatArray> checkpoint_arrays();
+  // Collective: reads them back from `path`. A fragment in flight lands `delay` steps after it
+  // started (at once, if that is past); one whose tensors were in flight from different steps
+  // or only in part (another pipeline split or fragments) drops them; `speaks` says so.
+  void restore(const std::string& path, const GptStage& model, bool speaks);
   // The outer codecs' residuals ("outer/<tier>/residual"), this rank's; and setting them back.
   std::vector<std::pair<std::string, std::vector<float>*>> codec_state();
   bool restore_codec_state(const std::string& name, std::vector<float> values);
@@ -80,6 +76,8 @@ class OuterSync {
   Communicator& outer_;
   Algorithm algo_;
   Tensor anchor_, momentum_, delta_;
+  bool has_momentum() const { return cfg_.momentum > 0; }
+  Tensor in_flight_since() const;
   // Starts fragment f's all-reduce after step `step`; applies it (waiting for it first).
   void start(const ParamSet& params, int f, int step);
   void apply(const ParamSet& params, int f);

@@ -229,25 +229,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   if (!opts.resume.empty()) {
     CheckpointState st = load_checkpoint(opts.resume, cfg, *model_, *opt_, data_->tokens());
     first_step_ = st.steps_done;
-    if (outer_) {
-      if (!load_flat_array(opts.resume, *model_, "outer/anchor", outer_->anchor())) {
-        ops::copy(outer_->anchor(), model_->params().flat_values());
-        log::warn("{} holds no outer-sync state: the outer sync starts from its parameters, with no momentum",
-                  opts.resume);
-      } else if (outer_->has_momentum()) {
-        load_flat_array(opts.resume, *model_, "outer/momentum", outer_->momentum());
-      }
-      // Outer syncs that were in flight (sync.outer.delay) land as they would have.
-      Tensor since = outer_->in_flight_since();
-      if (load_flat_array(opts.resume, *model_, "outer/in_flight_since", since) &&
-          load_flat_array(opts.resume, *model_, "outer/in_flight", outer_->in_flight())) {
-        const int dropped = static_cast<int>(max_over(MPI_COMM_WORLD, outer_->resume_in_flight(since)));
-        if (dropped > 0 && mpi.rank() == 0)
-          log::warn("{} holds outer syncs in flight over other fragments of the parameters (another layout or "
-                    "sync.outer.fragments): {} fragment{} of them are dropped",
-                    opts.resume, dropped, dropped == 1 ? "" : "s");
-      }
-    }
+    if (outer_) outer_->restore(opts.resume, *model_, mpi.rank() == 0);
     restore_rank_state(opts.resume);
   }
   flops_per_token_ = model_flops_per_token(cfg.model);
@@ -476,11 +458,7 @@ std::string Trainer::save(int steps_done) {
   std::vector<FlatArray> flat;
   std::vector<float> island[3];
   if (outer_) {
-    // The syncs in flight first: their codecs' state is final once they are.
-    if (outer_->settle()) {
-      flat.push_back({"outer/in_flight", outer_->in_flight()});
-      flat.push_back({"outer/in_flight_since", outer_->in_flight_since()});
-    }
+    flat = outer_->checkpoint_arrays();  // first: it settles the syncs in flight, and their codecs' state with them
     for (auto& entry : outer_->codec_state()) mine.push_back(entry);
     // Once per island and model position; the optimizer state once per ZeRO-1 shard.
     const bool first = step_dp_->rank() == 0;
@@ -492,8 +470,6 @@ std::string Trainer::save(int steps_done) {
       island[i].assign(host.begin(), host.end());
       mine.emplace_back(names[i], &island[i]);
     }
-    flat.push_back({"outer/anchor", outer_->anchor()});
-    if (outer_->has_momentum()) flat.push_back({"outer/momentum", outer_->momentum()});
   }
   // Writing may take long on a slow file system; it is no hang.
   watchdog_->pause(true);
