@@ -30,28 +30,44 @@ void Codec::timed(TierRing& ring, const std::function<void()>& fn) {
 
 // ---- element-wise codecs ----
 
-void ElementCodec::add_residual(const float* x, std::size_t n, std::vector<float>& work) {
+Feedback feedback_from_name(std::string_view name) {
+  if (name == "residual") return Feedback::residual;
+  if (name == "difference") return Feedback::difference;
+  if (name == "none") return Feedback::none;
+  throw std::invalid_argument(fmt::format("no feedback named {}", name));
+}
+
+void ElementCodec::apply_feedback(const float* x, std::size_t n, std::vector<float>& work) {
   work.assign(x, x + n);
-  if (!spec().error_feedback) return;
-  if (residual_.size() != n) residual_.assign(n, 0.0f);
-  for (std::size_t i = 0; i < n; ++i) work[i] += residual_[i];
+  if (!spec().lossy()) return;
+  if (spec().feedback == Feedback::residual) {
+    if (residual_.size() != n) residual_.assign(n, 0.0f);
+    for (std::size_t i = 0; i < n; ++i) work[i] += residual_[i];
+  } else if (spec().feedback == Feedback::difference) {
+    if (reference_.size() != n) reference_.assign(n, 0.0f);
+    for (std::size_t i = 0; i < n; ++i) work[i] -= reference_[i];
+  }
 }
 
 void ElementCodec::encode(const float* x, std::size_t n, std::vector<std::uint8_t>& payload) {
   std::vector<float> work;
-  add_residual(x, n, work);
+  apply_feedback(x, n, work);
   payload.assign(payload_bytes(n), 0);
   encode_into(work.data(), n, payload.data());
-  if (spec().error_feedback && spec().lossy()) {
+  if (!spec().lossy()) return;
+  if (spec().feedback == Feedback::residual) {
     std::vector<float> sent(n, 0.0f);
     decode_add(payload.data(), n, sent.data());
     for (std::size_t i = 0; i < n; ++i) residual_[i] = work[i] - sent[i];
+  } else if (spec().feedback == Feedback::difference) {
+    decode_add(payload.data(), n, reference_.data());
   }
 }
 
 // Payloads that cannot be summed are gathered: every member encodes its part once, all
 // payloads go to every member, and each decodes and sums them in rank order, so all
-// members hold the same bits.
+// members hold the same bits. With feedback: difference the payloads are added to the
+// estimate every member keeps, which is the output.
 void ElementCodec::all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>&) {
   const std::size_t n = region.count;
   std::vector<float> x(n);
@@ -69,18 +85,30 @@ void ElementCodec::all_reduce(Buffer region, TierRing& ring, const std::vector<M
   std::vector<std::uint8_t> payloads(p * P);
   ring.copy(payloads.data(), all.data, p * P, all.device);
   timed(ring, [&] {
-    std::fill(x.begin(), x.end(), 0.0f);
-    for (std::size_t j = 0; j < p; ++j) decode_add(payloads.data() + j * P, n, x.data());
+    if (spec().feedback == Feedback::difference) {
+      if (estimate_.size() != n) estimate_.assign(n, 0.0f);
+      for (std::size_t j = 0; j < p; ++j) decode_add(payloads.data() + j * P, n, estimate_.data());
+      x = estimate_;
+    } else {
+      std::fill(x.begin(), x.end(), 0.0f);
+      for (std::size_t j = 0; j < p; ++j) decode_add(payloads.data() + j * P, n, x.data());
+    }
   });
   ring.copy(region.data, x.data(), region.bytes(), region.device);
 }
 
-std::vector<std::pair<std::string, std::vector<float>*>> ElementCodec::state() { return {{"residual", &residual_}}; }
+std::vector<std::pair<std::string, std::vector<float>*>> ElementCodec::state() {
+  if (spec().feedback == Feedback::difference) return {{"reference", &reference_}, {"estimate", &estimate_}};
+  return {{"residual", &residual_}};
+}
 
 bool ElementCodec::restore(const std::string& what, std::vector<float> values) {
-  if (what != "residual") return false;
-  residual_ = std::move(values);
-  return true;
+  for (auto& [name, v] : state())
+    if (name == what) {
+      *v = std::move(values);
+      return true;
+    }
+  return false;
 }
 
 // ---- 16-bit casts ----
@@ -102,10 +130,10 @@ void CastCodec::decode_add(const std::uint8_t* p, std::size_t n, float* out) con
 
 void CastCodec::round_in_place(float* x, std::size_t n) {
   std::vector<float> work;
-  add_residual(x, n, work);
+  apply_feedback(x, n, work);
   for (std::size_t i = 0; i < n; ++i) {
     float y = from_wire(to_wire(work[i]));
-    if (spec().error_feedback) residual()[i] = work[i] - y;
+    if (spec().feedback == Feedback::residual) residual()[i] = work[i] - y;
     x[i] = y;
   }
 }
@@ -141,6 +169,8 @@ CodecSpec default_spec(std::string_view name) {
 std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
   const CodecInfo* info = find_codec(spec.name);
   if (!info) throw std::invalid_argument(fmt::format("no codec named {}", spec.name));
+  if (spec.feedback == Feedback::difference && !info->gathered)
+    throw std::invalid_argument(fmt::format("codec {} cannot take feedback: difference", spec.name));
   return info->make(spec);
 }
 

@@ -17,8 +17,11 @@
 //
 // Linear payloads (the casts, PowerSGD's factors) are summed in the compressed domain; the
 // others are gathered and every rank decodes and sums all of them in rank order, so every
-// rank holds the same bits. Error feedback: a lossy codec keeps what it failed to send
-// (input + residual - decoded) and adds it to the next input: nothing is lost, only delayed.
+// rank holds the same bits. Feedback, so that what a lossy codec fails to send is delayed
+// rather than lost: `residual` keeps input + residual - decoded and adds it to the next
+// input; `difference` (gathered codecs) sends input - reference, where the reference is
+// the sum of what this member sent so far, and every member outputs the running sum of all
+// payloads, an estimate that follows the inputs without the residual's bursts.
 #pragma once
 
 #include <cstddef>
@@ -38,10 +41,13 @@ namespace ft {
 
 // A codec's configured parameters: its name, its keys' values (defaults filled in), and
 // what every lossy codec takes.
+enum class Feedback { none, residual, difference };
+Feedback feedback_from_name(std::string_view name);  // "residual", "difference", "none"; throws otherwise
+
 struct CodecSpec {
   std::string name = "none";
   std::map<std::string, double> params;
-  bool error_feedback = true;
+  Feedback feedback = Feedback::residual;
   std::uint64_t seed = 1;  // for codecs that draw random numbers (the same on every rank)
 
   bool lossy() const { return name != "none"; }
@@ -108,9 +114,10 @@ class Codec {
   CodecSpec spec_;
 };
 
-// The element-wise codecs: each element's fate depends only on its block. Encoding adds the
-// residual (error feedback) and keeps what the payload does not carry; the top level
-// gathers every member's payload and decodes and sums them all.
+// The element-wise codecs: each element's fate depends only on its block. Encoding applies
+// the feedback (adds the residual and keeps what the payload does not carry, or subtracts
+// the reference and adds the payload to it); the top level gathers every member's payload
+// and decodes and sums them all (into the running estimate, with `difference`).
 class ElementCodec : public Codec {
  public:
   using Codec::Codec;
@@ -122,15 +129,17 @@ class ElementCodec : public Codec {
   std::vector<std::pair<std::string, std::vector<float>*>> state() override;
   bool restore(const std::string& what, std::vector<float> values) override;
   std::vector<float>& residual() { return residual_; }
+  std::vector<float>& reference() { return reference_; }
 
  protected:
-  // Writes payload_bytes(n) bytes for work[0..n) (residual already added).
+  // Writes payload_bytes(n) bytes for work[0..n) (feedback already applied).
   virtual void encode_into(const float* work, std::size_t n, std::uint8_t* payload) = 0;
-  // work = x + residual (x alone without error feedback).
-  void add_residual(const float* x, std::size_t n, std::vector<float>& work);
+  // work = x + residual, x - reference, or x alone, by the feedback.
+  void apply_feedback(const float* x, std::size_t n, std::vector<float>& work);
 
  private:
   std::vector<float> residual_;
+  std::vector<float> reference_, estimate_;  // feedback: difference
 };
 
 // The 16-bit casts: linear, so they reduce in the ring itself, on a 16-bit wire.
@@ -171,6 +180,7 @@ struct CodecInfo {
   std::string_view runs;                     // where its work runs (device, host)
   std::unique_ptr<Codec> (*make)(const CodecSpec&);
   bool whole_tensors = false;  // the top level needs whole matrices: the levels below cut at tensor boundaries
+  bool gathered = false;       // an ElementCodec whose payloads are gathered: may take feedback: difference
 };
 
 // Every codec, in the order the docs list them.

@@ -56,7 +56,8 @@ class Int4 final : public ElementCodec {
 CodecInfo int4_codec() {
   return {"int4", "4-bit integers in [-7, 7] with an fp32 scale per block",
           {{"block", "elements per scale", 128, 1, 1 << 24}}, false, "the host",
-          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<Int4>(s); }};
+          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<Int4>(s); },
+          /*whole_tensors=*/false, /*gathered=*/true};
 }
 
 }  // namespace ft

@@ -59,7 +59,8 @@ class Int8 final : public ElementCodec {
 CodecInfo int8_codec() {
   return {"int8", "8-bit integers with an fp32 scale per block",
           {{"block", "elements per scale", 256, 1, 1 << 24}}, false, "the host",
-          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<Int8>(s); }};
+          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<Int8>(s); },
+          /*whole_tensors=*/false, /*gathered=*/true};
 }
 
 }  // namespace ft

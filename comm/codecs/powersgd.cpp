@@ -119,7 +119,7 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
     if (at < region.count) vecs.emplace_back(at, region.count - at);
   }
   std::vector<float>& residual = residual_;
-  if (spec().error_feedback && residual.size() != region.count) residual.assign(region.count, 0.0f);
+  if (spec().feedback == Feedback::residual && residual.size() != region.count) residual.assign(region.count, 0.0f);
   std::size_t psize = 0, qsize = 0, vsize = 0;
   std::vector<std::size_t> ranks;
   double dense_elems = 0, factor_elems = 0;
@@ -137,7 +137,7 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
   for (std::size_t i = 0; i < mats.size(); ++i) {
     const Matrix& m = *mats[i];
     float* M = x + m.offset;
-    if (spec().error_feedback)
+    if (spec().feedback == Feedback::residual)
       for (std::size_t e = 0; e < m.rows * m.cols; ++e) M[e] += residual[m.offset + e];
     mul(M, q(i, m).data(), P.data() + pa, m.rows, m.cols, ranks[i]);
     pa += m.rows * ranks[i];
@@ -166,7 +166,7 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
     const Matrix& m = *mats[i];
     orthonormalize(P.data() + pa, m.rows, ranks[i]);
     mul_t(x + m.offset, P.data() + pa, Q.data() + qa, m.rows, m.cols, ranks[i]);
-    if (spec().error_feedback) {  // what this rank's part of P Q^T leaves out
+    if (spec().feedback == Feedback::residual) {  // what this rank's part of P Q^T leaves out
       std::vector<float> qt(Q.begin() + static_cast<std::ptrdiff_t>(qa), Q.begin() + static_cast<std::ptrdiff_t>(qa + m.cols * ranks[i]));
       for (std::size_t a = 0; a < m.rows; ++a)
         for (std::size_t b = 0; b < m.cols; ++b) {

@@ -49,7 +49,8 @@ class Sign final : public ElementCodec {
 CodecInfo sign_codec() {
   return {"sign", "1 bit per element with an fp32 scale (mean |x|) per block",
           {{"block", "elements per scale", 256, 1, 1 << 24}}, false, "the host",
-          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<Sign>(s); }};
+          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<Sign>(s); },
+          /*whole_tensors=*/false, /*gathered=*/true};
 }
 
 }  // namespace ft

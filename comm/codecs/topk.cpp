@@ -63,7 +63,8 @@ CodecInfo topk_codec() {
           {{"ratio", "fraction of each bucket's elements sent", 0.01, 0, 1, false, "count"},
            {"count", "elements sent per bucket, instead of a ratio", 0, 0, 1e15, true, "ratio"}},
           false, "the host",
-          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<TopK>(s); }};
+          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<TopK>(s); },
+          /*whole_tensors=*/false, /*gathered=*/true};
 }
 
 }  // namespace ft

@@ -1,4 +1,4 @@
-"""Compression in training: per-tier ratios in the step log, error-feedback state carried
+"""Compression in training: per-tier ratios in the step log, feedback state carried
 through checkpoints (a resumed compressed run repeats the uninterrupted one bit for bit),
 and refusals of what cannot run."""
 import os
@@ -31,8 +31,10 @@ with h5py.File(out) as f:
     check(((r > 3.9) & (r < 4.0)).all(), f"int8 ratio {r[0]}")
     check((s["codec_time/inter_pod"][:] > 0).all(), "codec time logged")
 
-# Resume: the residuals (and PowerSGD's Q) are in the checkpoint.
-for i, codec in enumerate(("{codec: powersgd, rank: 2}", "{codec: topk, ratio: 0.05}")):
+# Resume: the residuals (PowerSGD's Q, the references and estimates of feedback by
+# difference) are in the checkpoint.
+for i, codec in enumerate(("{codec: powersgd, rank: 2}", "{codec: topk, ratio: 0.05}",
+                           "{codec: sign, feedback: difference}")):
     ck = os.path.join(tmp, "ck-{step}.h5")
     a, b = os.path.join(tmp, f"a{i}.h5"), os.path.join(tmp, f"b{i}.h5")
     sets = [f"compression.inter_pod={codec}", f"checkpoint.path={ck}", "checkpoint.every=4"]
@@ -49,6 +51,8 @@ for i, codec in enumerate(("{codec: powersgd, rank: 2}", "{codec: topk, ratio: 0
 for extra, message in (
         (["compression.inter_node={codec: int8}"], "apply only to the top tier of the data-parallel sync (inter_pod here)"),
         (["compression.inter_pod={codec: fp16}", "parallel.zero=1"], "ZeRO-1"),
+        (["compression.inter_pod={codec: fp16, feedback: difference}"],
+         "feedback difference applies to the gathered codecs (int8, int4, topk, sign), not fp16"),
         (["compression.inter_pod={codec: topk, rank: 3}"], "compression.inter_pod.rank applies to codec powersgd, not topk"),
         (["compression.inter_pod={codec: zstd}"], "compression.inter_pod.codec must be one of none, fp16"),
         (["compression.inter_pod={codec: fp16}", "sync.algorithm=native"], "compression needs sync.algorithm ring or hierarchical")):

@@ -123,6 +123,35 @@ TEST(Compression, TopkOfEverythingAndInt8OnIntegersAreExact) {
   }
 }
 
+// Feedback by difference: every rank outputs the same running estimate, and on a constant
+// input it converges to the dense sum.
+TEST(Compression, DifferenceFeedbackEstimateConvergesToTheSum) {
+  for (auto& [name, topo] : topologies()) {
+    auto c = world_comm(topo);
+    CodecSpec s = make("int4");
+    s.feedback = Feedback::difference;
+    for (Algorithm a : {Algorithm::ring, Algorithm::hierarchical}) {
+      BucketCodecs state(codecs_at({{top_tier(topo), s}}));
+      const std::vector<float> x = random_data(3001, world_rank()), expect = dense_sum(x);
+      std::vector<double> errs;
+      std::vector<float> y;
+      for (int step = 0; step < 12; ++step) {
+        y = x;
+        c->all_reduce_compressed(host_buffer(y.data(), y.size()), ReduceOp::sum, a, state, {});
+        ASSERT_TRUE(same_on_every_rank(y)) << name << " step " << step;
+        errs.push_back(relative_error(y, expect));
+      }
+      EXPECT_GT(errs.front(), 1e-3) << name << ": int4 loses something at first";
+      EXPECT_LT(errs.back(), 1e-5) << name << " " << algorithm_name(a);
+      // Checkpoints carry the reference and the estimate, not a residual.
+      std::vector<std::string> names;
+      for (auto& [what, v] : state.state()) names.push_back(what);
+      std::string top(tier_name(top_tier(topo)));
+      EXPECT_EQ(names, (std::vector<std::string>{top + "/reference", top + "/estimate"})) << name;
+    }
+  }
+}
+
 TEST(Compression, GatheredPayloadsCountWireBytesAgainstDenseLogicalBytes) {
   auto topo = Topology::emulated(world_size(), 1, 0, 0);
   auto c = world_comm(topo);

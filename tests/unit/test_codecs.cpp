@@ -89,7 +89,7 @@ TEST(Codecs, RoundTripErrorIsWithinEachCodecsBound) {
   std::vector<float> x = random_data(n, 3, 4.0f);
   for (std::string k : {"fp16", "bf16", "int8", "int4"}) {
     CodecSpec s = spec(k.c_str());
-    s.error_feedback = false;
+    s.feedback = Feedback::none;
     if (k == "int8" || k == "int4") s.params["block"] = 100;
     auto codec = element(s);
     std::vector<std::uint8_t> payload;
@@ -114,7 +114,7 @@ TEST(Codecs, TopkKeepsTheLargestAndSignKeepsSignsAtTheMeanMagnitude) {
   std::vector<float> x = {0.1f, -5.0f, 2.0f, 0.0f, -0.3f, 4.0f};
   CodecSpec t = spec("topk");
   t.params["count"] = 3;
-  t.error_feedback = false;
+  t.feedback = Feedback::none;
   auto topk = element(t);
   std::vector<std::uint8_t> payload;
   topk->encode(x.data(), x.size(), payload);
@@ -124,7 +124,7 @@ TEST(Codecs, TopkKeepsTheLargestAndSignKeepsSignsAtTheMeanMagnitude) {
 
   CodecSpec s = spec("sign");
   s.params["block"] = 3;
-  s.error_feedback = false;
+  s.feedback = Feedback::none;
   auto sign = element(s);
   sign->encode(x.data(), x.size(), payload);
   std::fill(y.begin(), y.end(), 0.0f);
@@ -183,6 +183,38 @@ TEST(Codecs, ErrorFeedbackConservesMass) {
       worst = std::max(worst, std::abs(sent[i] + codec->residual()[i] - inputs[i]));
     EXPECT_LT(worst, 1e-4) << k;  // 20 steps of O(1) values: fp32 rounding ~1e-6 each
   }
+}
+
+// Feedback by difference: the reference is exactly the running sum of what was sent, and
+// on a constant input it converges to it, because each payload quantises what is left
+// with a scale of that remainder.
+TEST(Codecs, DifferenceFeedbackTracksItsInput) {
+  const std::size_t n = 1000;
+  for (std::string k : {"int8", "int4", "topk", "sign"}) {
+    CodecSpec s = spec(k.c_str());
+    s.feedback = Feedback::difference;
+    if (k == "topk") s.params["ratio"] = 0.25;
+    auto codec = element(s);
+    std::vector<float> x = random_data(n, 7), sent(n, 0.0f);
+    std::vector<std::uint8_t> payload;
+    double first = 0, last = 0;
+    for (int step = 0; step < 30; ++step) {
+      codec->encode(x.data(), n, payload);
+      codec->decode_add(payload.data(), n, sent.data());
+      double err = 0;  // rms
+      for (std::size_t i = 0; i < n; ++i) err += std::pow(static_cast<double>(codec->reference()[i]) - x[i], 2);
+      (step == 0 ? first : last) = std::sqrt(err / n);
+    }
+    EXPECT_EQ(sent, codec->reference()) << k;
+    EXPECT_TRUE(codec->residual().empty()) << k << ": no residual is kept";
+    EXPECT_LT(last, first * 0.1) << k;
+    if (k != "sign") {  // sign shrinks its step only as its mean remainder shrinks
+      EXPECT_LT(last, 1e-5) << k;
+    }
+  }
+  CodecSpec cast = spec("fp16");
+  cast.feedback = Feedback::difference;
+  EXPECT_THROW(make_codec(cast), std::invalid_argument);
 }
 
 TEST(Codecs, OrthonormalizeGivesOrthonormalColumns) {

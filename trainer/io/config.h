@@ -218,7 +218,7 @@ template <class V> void describe(V& v, LinksConfig& c) {
 struct CodecConfig {
   std::string codec = "none";
   std::map<std::string, double> params;  // by key name
-  bool error_feedback = true;
+  std::string feedback = "residual";
 };
 // The codec names and the union of their keys, from the registry, for the schema.
 struct CodecKeyDoc {
@@ -232,7 +232,10 @@ template <class V> void describe(V& v, CodecConfig& c) {
   static const std::string doc = fmt::format("{} (see docs/compression.md)", fmt::join(codec_names(), ", "));
   v.key("codec", c.codec, doc.c_str(), one_of(codec_names()));
   for (const CodecKeyDoc& k : codec_key_docs()) v.key(k.name.c_str(), c.params[k.name], k.doc.c_str(), k.check);
-  v.key("error_feedback", c.error_feedback, "keep what a lossy codec did not send and add it to the next step");
+  v.key("feedback", c.feedback,
+        "what a lossy codec did not send: residual (added to the next step's input), difference (gathered codecs: "
+        "send the change from what was sent so far; every rank sums the changes), none (dropped)",
+        one_of({"residual", "difference", "none"}));
 }
 
 // Compression per tier of the data-parallel all-reduce; an absent tier stays dense.

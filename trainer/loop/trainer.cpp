@@ -61,7 +61,14 @@ TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo
     CodecSpec& s = codecs[tier];
     s = default_spec(c->codec);
     for (auto& [key, value] : s.params) value = c->params.at(key);  // resolved: the codec's keys hold values
-    s.error_feedback = c->error_feedback;
+    s.feedback = feedback_from_name(c->feedback);
+    if (s.feedback == Feedback::difference && !find_codec(s.name)->gathered) {
+      std::vector<std::string_view> gathered;
+      for (const CodecInfo& info : codec_registry())
+        if (info.gathered) gathered.push_back(info.name);
+      throw UserError(fmt::format("compression.{}.feedback difference applies to the gathered codecs ({}), not {}",
+                                  tier_name(tier), fmt::join(gathered, ", "), s.name));
+    }
     s.seed = cfg.train.seed;
     any = true;
   }
