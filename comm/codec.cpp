@@ -30,11 +30,16 @@ void Codec::timed(TierRing& ring, const std::function<void()>& fn) {
 
 // ---- element-wise codecs ----
 
+const std::vector<std::string>& feedback_names() {
+  static const std::vector<std::string> names = {"none", "residual", "difference"};  // in Feedback's order
+  return names;
+}
+
 Feedback feedback_from_name(std::string_view name) {
-  if (name == "residual") return Feedback::residual;
-  if (name == "difference") return Feedback::difference;
-  if (name == "none") return Feedback::none;
-  throw std::invalid_argument(fmt::format("no feedback named {}", name));
+  const auto& names = feedback_names();
+  auto it = std::find(names.begin(), names.end(), name);
+  if (it == names.end()) throw std::invalid_argument(fmt::format("no feedback named {}", name));
+  return static_cast<Feedback>(it - names.begin());
 }
 
 void ElementCodec::apply_feedback(const float* x, std::size_t n, std::vector<float>& work) {
@@ -44,7 +49,10 @@ void ElementCodec::apply_feedback(const float* x, std::size_t n, std::vector<flo
     if (residual_.size() != n) residual_.assign(n, 0.0f);
     for (std::size_t i = 0; i < n; ++i) work[i] += residual_[i];
   } else if (spec().feedback == Feedback::difference) {
-    if (reference_.size() != n) reference_.assign(n, 0.0f);
+    if (reference_.size() != n || estimate_.size() != n) {  // fresh or reset: both start from zero together
+      reference_.assign(n, 0.0f);
+      estimate_.assign(n, 0.0f);
+    }
     for (std::size_t i = 0; i < n; ++i) work[i] -= reference_[i];
   }
 }
@@ -86,7 +94,6 @@ void ElementCodec::all_reduce(Buffer region, TierRing& ring, const std::vector<M
   ring.copy(payloads.data(), all.data, p * P, all.device);
   timed(ring, [&] {
     if (spec().feedback == Feedback::difference) {
-      if (estimate_.size() != n) estimate_.assign(n, 0.0f);
       for (std::size_t j = 0; j < p; ++j) decode_add(payloads.data() + j * P, n, estimate_.data());
       x = estimate_;
     } else {

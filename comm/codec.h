@@ -1,7 +1,7 @@
 // Gradient codecs: what one tier's step of the data-parallel all-reduce puts on the wire
 // instead of fp32, and how that step then reduces. Each codec is one file in comm/codecs/
 // holding all it is: its config keys and defaults, the levels it may compress and where
-// its work runs, its wire size, encode and decode, and its error-feedback state. The
+// its work runs, its wire size, encode and decode, and its feedback state. The
 // registry (codecs/registry.cpp) is the only list of them: config validation, the docs of
 // the compression keys and the all-reduce all read it.
 //
@@ -39,11 +39,13 @@
 
 namespace ft {
 
+// What becomes of what a lossy codec did not send (see above).
+enum class Feedback { none, residual, difference };
+const std::vector<std::string>& feedback_names();    // by the enum's values
+Feedback feedback_from_name(std::string_view name);  // throws std::invalid_argument for another
+
 // A codec's configured parameters: its name, its keys' values (defaults filled in), and
 // what every lossy codec takes.
-enum class Feedback { none, residual, difference };
-Feedback feedback_from_name(std::string_view name);  // "residual", "difference", "none"; throws otherwise
-
 struct CodecSpec {
   std::string name = "none";
   std::map<std::string, double> params;
@@ -93,7 +95,7 @@ class Codec {
   const CodecSpec& spec() const { return spec_; }
 
   // Levels below the top (casts only): the ring there carries wire(), after prepare() has
-  // rounded what this member sends (`region`, in the ring's memory), with error feedback.
+  // rounded what this member sends (`region`, in the ring's memory), with its feedback.
   virtual DType wire() const { return DType::f32; }
   virtual void prepare(Buffer, TierRing&) {}
   // The top level: all-reduces (sums) `region`, which lies in the ring's memory; `tensors`

@@ -152,6 +152,29 @@ TEST(Compression, DifferenceFeedbackEstimateConvergesToTheSum) {
   }
 }
 
+// As training uses it: averaged, on inputs that change every step. Every rank outputs the
+// estimate over p, and the estimate is the sum of what every rank has sent (its reference).
+TEST(Compression, DifferenceFeedbackEstimateIsTheSumOfTheReferences) {
+  auto topo = Topology::emulated(world_size(), 1, 0, 0);
+  auto c = world_comm(topo);
+  CodecSpec s = make("sign");
+  s.feedback = Feedback::difference;
+  BucketCodecs state(codecs_at({{Tier::inter_node, s}}));
+  const int p = world_size();
+  std::vector<float> y;
+  for (int step = 0; step < 10; ++step) {
+    y = random_data(2000, world_rank() + 100 * step);
+    c->all_reduce_compressed(host_buffer(y.data(), y.size()), ReduceOp::avg, Algorithm::ring, state, {});
+    ASSERT_TRUE(same_on_every_rank(y)) << "step " << step;
+  }
+  std::vector<float>*reference = nullptr, *estimate = nullptr;
+  for (auto& [what, v] : state.state()) (what.ends_with("/reference") ? reference : estimate) = v;
+  ASSERT_TRUE(reference && estimate);
+  ASSERT_EQ(estimate->size(), y.size());
+  for (std::size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i] * p, (*estimate)[i], 1e-6 * (1 + std::abs((*estimate)[i])));
+  EXPECT_LT(relative_error(*estimate, dense_sum(*reference)), 1e-5);  // the same sums, in another order
+}
+
 TEST(Compression, GatheredPayloadsCountWireBytesAgainstDenseLogicalBytes) {
   auto topo = Topology::emulated(world_size(), 1, 0, 0);
   auto c = world_comm(topo);

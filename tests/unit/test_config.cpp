@@ -153,6 +153,31 @@ TEST(Config, ResolvedCodecKeysLoadBack) {
             256.0);
 }
 
+// `feedback`: its old name loads, both at once and difference where it cannot run do not.
+TEST(Config, FeedbackKeysAndTheirOldName) {
+  auto feedback = [](const std::string& section) {
+    return load_config(write_temp("compression: {inter_pod: " + section + "}\n"), {})
+        .compression.tier[Tier::inter_pod]->feedback;
+  };
+  EXPECT_EQ(feedback("{codec: sign}"), "residual");
+  EXPECT_EQ(feedback("{codec: sign, error_feedback: false}"), "none");
+  EXPECT_EQ(feedback("{codec: sign, error_feedback: true}"), "residual");
+  EXPECT_EQ(feedback("{codec: sign, feedback: difference}"), "difference");
+  EXPECT_NE(error_of("compression: {inter_pod: {codec: sign, error_feedback: false, feedback: none}}\n")
+                .find("give feedback, not error_feedback as well"),
+            std::string::npos);
+  EXPECT_NE(error_of("compression: {inter_pod: {codec: powersgd, feedback: difference}}\n")
+                .find("feedback difference applies to the gathered codecs (int8, int4, topk, sign), not powersgd"),
+            std::string::npos);
+  EXPECT_NE(error_of("sync: {outer: {tier: inter_pod, every: 4}}\n"
+                     "compression: {inter_pod: {codec: int4, feedback: difference}}\n")
+                .find("compression.inter_pod.feedback difference is for the per-step sync"),
+            std::string::npos);
+  EXPECT_EQ(error_of("sync: {outer: {tier: inter_pod, every: 4}}\n"
+                     "compression: {inter_node: {codec: fp16}}\n"),
+            "");
+}
+
 TEST(Config, EveryKeyIsDocumented) {
   std::ifstream in(FIBERTRAIN_SOURCE_DIR "/docs/config.md");
   ASSERT_TRUE(in) << "docs/config.md is missing";

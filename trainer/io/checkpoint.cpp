@@ -73,19 +73,19 @@ void sync_to_disk(const std::string& path) {
 const char* const kArrays[] = {"params", "optimizer/m", "optimizer/v"};
 constexpr const char* kRankState = "rank_state";
 
-// The layout a rank's own state depends on; under an outer sync also what makes the islands
-// and the optimizer state's shards.
+// The layout a rank's own state depends on: what cuts the buckets and forms the rings
+// (the topology places ranks in them); under an outer sync also what makes the islands and
+// the optimizer state's shards.
 std::string layout_of(const Config& c, int world) {
   const auto& p = c.parallel;
+  const auto& t = c.topology;
   std::string outer;
-  if (c.sync.outer) {
-    const auto& t = c.topology;
-    outer = fmt::format(" outer={} fragments={} zero={} optimizer={} topology={}/{}/{}/{}", c.sync.outer->tier,
-                        c.sync.outer->fragments, p.zero,
-                        c.train.optimizer, t.ranks_per_node, t.nodes_per_pod, t.pods_per_site, t.file);
-  }
-  return fmt::format("world={} tp={} pp={} dp={} order={} bucket={} algorithm={}{}", world, p.tp, p.pp, p.dp, p.order,
-                     c.sync.bucket.value, c.sync.algorithm, outer);
+  if (c.sync.outer)
+    outer = fmt::format(" outer={} fragments={} zero={} optimizer={}", c.sync.outer->tier, c.sync.outer->fragments,
+                        p.zero, c.train.optimizer);
+  return fmt::format("world={} tp={} pp={} dp={} order={} bucket={} algorithm={} topology={}/{}/{}/{}{}", world, p.tp,
+                     p.pp, p.dp, p.order, c.sync.bucket.value, c.sync.algorithm, t.ranks_per_node, t.nodes_per_pod,
+                     t.pods_per_site, t.file, outer);
 }
 
 // The model section of the config, which must match between a checkpoint and its resume.

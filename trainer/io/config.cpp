@@ -277,6 +277,15 @@ void validate_relations(const Config& c) {
     require(!c.data.path.empty(), fmt::format("data.path is required when data.kind is {}", c.data.kind));
   if (c.data.kind == "text")
     require(m.vocab >= 256, fmt::format("model.vocab ({}) must be at least 256 for data.kind text (one token per byte)", m.vocab));
+  if (const auto& o = c.sync.outer) {
+    for (Tier t : kAllTiers) {
+      const auto& codec = c.compression.tier[t];
+      require(!codec || codec->feedback != "difference" || t < *tier_from_name(o->tier),
+              fmt::format("compression.{}.feedback difference is for the per-step sync; the outer sync across {} "
+                          "takes residual or none",
+                          tier_name(t), o->tier));
+    }
+  }
   if (const auto& o = c.sync.outer)
     require(o->delay < o->every,
             fmt::format("sync.outer.delay ({}) must be less than sync.outer.every ({}): a fragment's outer sync lands "
@@ -308,6 +317,34 @@ void resolve_codec(const std::string& tier, CodecConfig& c) {
   for (const CodecKey& k : info.keys) {
     double& v = c.params[std::string(k.name)];
     if (v == 0 && (k.excludes.empty() || c.params[std::string(k.excludes)] == 0)) v = k.default_value;
+  }
+  if (c.feedback == "difference" && c.codec != "none" && !info.gathered) {
+    std::vector<std::string_view> gathered;
+    for (const CodecInfo& other : codec_registry())
+      if (other.gathered) gathered.push_back(other.name);
+    throw UserError(fmt::format("compression.{}.feedback difference applies to the gathered codecs ({}), not {}", tier,
+                                fmt::join(gathered, ", "), c.codec));
+  }
+}
+
+// Step logs and configs written before `feedback` replaced `error_feedback` (true: residual,
+// false: none) still load.
+void upgrade_legacy_keys(YAML::Node root) {
+  if (!root.IsMap() || !root["compression"] || !root["compression"].IsMap()) return;
+  for (auto entry : root["compression"]) {
+    YAML::Node codec = entry.second;
+    if (!codec.IsMap() || !codec["error_feedback"]) continue;
+    if (codec["feedback"])
+      throw UserError(fmt::format("compression.{}: give feedback, not error_feedback as well (error_feedback is its "
+                                  "old name)", entry.first.as<std::string>()));
+    bool on = false;
+    try {
+      on = codec["error_feedback"].as<bool>();
+    } catch (const YAML::Exception&) {
+      throw UserError(fmt::format("compression.{}.error_feedback must be true or false", entry.first.as<std::string>()));
+    }
+    codec.remove("error_feedback");
+    codec["feedback"] = on ? "residual" : "none";
   }
 }
 
@@ -349,6 +386,7 @@ const std::vector<CodecKeyDoc>& codec_key_docs() {
 namespace {
 Config decode(YAML::Node root, const config::Origins& origins) {
   Config c;
+  upgrade_legacy_keys(root);
   config::Decoder d(root, "", origins);
   describe(d, c);
   d.finish();

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "comm/codec.h"
 #include "comm/topology.h"
 #include "models/gpt_shape.h"
 #include "trainer/io/config_schema.h"
@@ -235,7 +236,7 @@ template <class V> void describe(V& v, CodecConfig& c) {
   v.key("feedback", c.feedback,
         "what a lossy codec did not send: residual (added to the next step's input), difference (gathered codecs: "
         "send the change from what was sent so far; every rank sums the changes), none (dropped)",
-        one_of({"residual", "difference", "none"}));
+        one_of(feedback_names()));
 }
 
 // Compression per tier of the data-parallel all-reduce; an absent tier stays dense.
@@ -321,7 +322,7 @@ template <class V> void describe(V& v, Config& c) {
   v.section("topology", c.topology, "how ranks map onto nodes, pods and sites");
   v.section("links", c.links, "emulated links between nodes, pods and sites (in-process pacer)");
   v.section("sync", c.sync, "data-parallel gradient synchronisation");
-  v.section("compression", c.compression, "gradient compression per tier, with error feedback");
+  v.section("compression", c.compression, "gradient compression per tier, with feedback of what a codec did not send");
   v.section("metrics", c.metrics, "the HDF5 log");
   v.section("checkpoint", c.checkpoint, "saving and resuming");
   v.key("device", c.device,

@@ -66,7 +66,9 @@ class OuterSync {
   // started (at once, if that is past); one whose tensors were in flight from different steps
   // or only in part (another pipeline split or fragments) drops them; `speaks` says so.
   void restore(const std::string& path, const GptStage& model, bool speaks);
-  // The outer codecs' residuals ("outer/<tier>/residual"), this rank's; and setting them back.
+  bool compressed() const { return !codecs_.empty(); }  // the outer all-reduce has a lossy codec
+  // The outer codecs' feedback state ("outer/f<fragment>/<tier>/residual"), this rank's, of
+  // the codecs used so far; and setting it back.
   std::vector<std::pair<std::string, std::vector<float>*>> codec_state();
   bool restore_codec_state(const std::string& name, std::vector<float> values);
 

@@ -62,13 +62,6 @@ TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo
     s = default_spec(c->codec);
     for (auto& [key, value] : s.params) value = c->params.at(key);  // resolved: the codec's keys hold values
     s.feedback = feedback_from_name(c->feedback);
-    if (s.feedback == Feedback::difference && !find_codec(s.name)->gathered) {
-      std::vector<std::string_view> gathered;
-      for (const CodecInfo& info : codec_registry())
-        if (info.gathered) gathered.push_back(info.name);
-      throw UserError(fmt::format("compression.{}.feedback difference applies to the gathered codecs ({}), not {}",
-                                  tier_name(tier), fmt::join(gathered, ", "), s.name));
-    }
     s.seed = cfg.train.seed;
     any = true;
   }
@@ -402,27 +395,36 @@ void Trainer::record_step(const StepStats& s) {
 }
 
 // What the checkpoint holds for this rank alone (same layout only): the gradient codecs'
-// residuals and the outer codecs'. And, between outer syncs, the island's own parameters and
+// feedback state and the outer codecs'. All of it is restored on every rank or none of it
+// anywhere: an estimate of feedback by difference must stay equal on every member of its
+// ring. And, between outer syncs, the island's own parameters and
 // optimizer state, which differ from replica 0's that the checkpoint holds for every layout:
 // saved once per island and model position by its first member (and each ZeRO-1 shard by
 // its owner), read back by every member.
 void Trainer::restore_rank_state(const std::string& path) {
-  const bool codecs = (sync_ && sync_->compressed()) || (outer_ && !outer_->codec_state().empty());
+  const bool codecs = (sync_ && sync_->compressed()) || (outer_ && outer_->compressed());
   if (!codecs && !outer_) return;
   auto saved = load_rank_state(path, cfg_, mpi_.rank(), mpi_.size());
-  std::map<std::string, std::vector<float>> buckets;
-  bool restored = saved.has_value();
-  if (saved) {
-    for (auto& [name, values] : *saved) {
-      if (name.rfind("bucket", 0) == 0)
-        buckets.emplace(name, std::move(values));
-      else if (name.rfind("outer/", 0) == 0)
-        restored = restored && outer_ && outer_->restore_codec_state(name, std::move(values));
+  if (codecs) {
+    std::map<std::string, std::vector<float>> buckets;
+    bool restored = saved.has_value();
+    if (saved) {
+      for (const auto& [name, values] : *saved) {
+        if (name.rfind("bucket", 0) == 0)
+          buckets.emplace(name, values);
+        else if (name.rfind("outer/", 0) == 0)
+          restored = restored && outer_ && outer_->restore_codec_state(name, values);
+      }
+      if (sync_ && sync_->compressed()) restored = restored && sync_->restore_codec_state(std::move(buckets));
     }
-    if (sync_ && sync_->compressed()) restored = restored && sync_->restore_codec_state(std::move(buckets));
+    if (max_over(MPI_COMM_WORLD, restored ? 0.0 : 1.0) > 0) {
+      RankState all = sync_ ? sync_->codec_state() : RankState{};
+      if (outer_)
+        for (auto& entry : outer_->codec_state()) all.push_back(entry);
+      for (auto& [name, v] : all) v->clear();  // sized and zeroed again on first use
+      log::warn("{} was written by another layout or codec set: the codecs' feedback state starts from zero", path);
+    }
   }
-  if (codecs && !restored)
-    log::warn("{} was written by another layout or codec set: error-feedback residuals start from zero", path);
   if (!outer_) return;
   // Every member reads the same source for what the island shares, so the members stay equal.
   const int first = step_dp_->members().front();
