@@ -56,6 +56,16 @@ GptStage::GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch
     lnf_b_ = add("lnf.bias", {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
   }
   params_.allocate(dtype, device);
+  if (wte_ >= 0) {
+    embed_unit_ = 0;
+    units_.push_back(wte_);
+  }
+  first_block_unit_ = static_cast<int>(units_.size());
+  for (const Block& b : blocks_) units_.push_back(b.ln1_w);
+  if (plan.has_head) {
+    head_unit_ = static_cast<int>(units_.size());
+    units_.push_back(lnf_w_);
+  }
 
   const std::int64_t B = B_, Cl = Cl_, Hl = Hl_, Fl = Fl_;
   auto t = [&](Shape s) { return Tensor(std::move(s), dtype, device); };
@@ -127,6 +137,14 @@ void GptStage::ready(int i) const {
   if (hooks_.grad_ready) hooks_.grad_ready(i);
 }
 
+void GptStage::use(int unit, int next) const {
+  if (hooks_.use_unit) hooks_.use_unit(unit, next);
+}
+
+void GptStage::done(int unit) const {
+  if (hooks_.done_unit) hooks_.done_unit(unit);
+}
+
 const Tensor& GptStage::output(int slot) const {
   const Slot& s = slots_.at(static_cast<std::size_t>(slot));
   return s.blocks.empty() ? s.input : s.blocks.back().res3;
@@ -157,19 +175,31 @@ double GptStage::forward(int slot, const Tensor* tokens, const Tensor* input, co
   if (plan_.has_embedding) {
     if (!tokens) throw std::invalid_argument("first stage needs tokens");
     ops::copy(s.tokens, *tokens);
+    use(embed_unit_, blocks_.empty() ? head_unit_ : first_block_unit_);
     ops::embedding_forward(s.input, s.tokens, w(wte_), w(wpe_), B_, T_, C_);
+    done(embed_unit_);
   } else {
     if (!input) throw std::invalid_argument("stage needs its input activations");
     ops::copy(s.input, *input);
   }
-  for (std::size_t l = 0; l < blocks_.size(); ++l)
-    block_forward(blocks_[l], l == 0 ? s.input : s.blocks[l - 1].res3, s.blocks[l]);
+  const int n = static_cast<int>(blocks_.size());
+  for (int l = 0; l < n; ++l) {
+    // After the last block, the head: its LayerNorm is small, the tied wte it multiplies by large.
+    use(first_block_unit_ + l, l + 1 < n ? first_block_unit_ + l + 1 : plan_.has_head ? embed_unit_ : -1);
+    block_forward(blocks_[static_cast<std::size_t>(l)], l == 0 ? s.input : s.blocks[static_cast<std::size_t>(l) - 1].res3,
+                  s.blocks[static_cast<std::size_t>(l)]);
+    done(first_block_unit_ + l);
+  }
   if (!plan_.has_head) return 0.0;
   if (!targets) throw std::invalid_argument("last stage needs targets");
   ops::copy(s.targets, *targets);
   const Tensor& x = output(slot);
+  use(head_unit_, -1);
+  use(embed_unit_, -1);
   ops::layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w(lnf_w_), w(lnf_b_), N, C_);
   ops::matmul_forward(s.logits, s.lnf, w(wte_), nullptr, N, C_, V_);
+  done(head_unit_);
+  done(embed_unit_);
   ops::crossentropy_forward(s.losses, s.logits, s.logits, s.targets, N, V_);
   double sum = 0;
   for (double l : ops::to_host(s.losses)) sum += l;
@@ -213,7 +243,10 @@ void GptStage::block_backward(const Block& p, const Tensor& x, const BlockActs& 
 void GptStage::backward(int slot, const Tensor* dout, double loss_scale) {
   Slot& s = slots_.at(static_cast<std::size_t>(slot));
   const std::int64_t N = std::int64_t{B_} * T_;
+  const int n = static_cast<int>(blocks_.size());
   if (plan_.has_head) {
+    use(embed_unit_, head_unit_);
+    use(head_unit_, n > 0 ? first_block_unit_ + n - 1 : -1);
     ops::crossentropy_backward(s.logits, s.logits, s.targets, loss_scale / static_cast<double>(N), N, V_);
     ops::zero(dlnf_);
     ops::matmul_backward(&dlnf_, &g(wte_), nullptr, s.logits, s.lnf, w(wte_), N, C_, V_);
@@ -222,12 +255,18 @@ void GptStage::backward(int slot, const Tensor* dout, double loss_scale) {
     ops::layernorm_backward(dres_, g(lnf_w_), g(lnf_b_), dlnf_, output(slot), w(lnf_w_), s.lnf_mean, s.lnf_rstd, N, C_);
     ready(lnf_w_);
     ready(lnf_b_);
+    done(head_unit_);
+    done(embed_unit_);
   } else {
     if (!dout) throw std::invalid_argument("stage needs the gradient of its output");
     ops::copy(dres_, *dout);
   }
-  for (std::size_t l = blocks_.size(); l-- > 0;)
-    block_backward(blocks_[l], l == 0 ? s.input : s.blocks[l - 1].res3, s.blocks[l]);
+  for (int l = n; l-- > 0;) {
+    use(first_block_unit_ + l, l > 0 ? first_block_unit_ + l - 1 : -1);  // the embedding's backward needs no weights
+    block_backward(blocks_[static_cast<std::size_t>(l)], l == 0 ? s.input : s.blocks[static_cast<std::size_t>(l) - 1].res3,
+                   s.blocks[static_cast<std::size_t>(l)]);
+    done(first_block_unit_ + l);
+  }
   if (plan_.has_embedding) {
     ops::embedding_backward(&g(wte_), &g(wpe_), dres_, s.tokens, B_, T_, C_);
     ready(wpe_);

@@ -34,6 +34,11 @@ struct StageHooks {
   std::function<void(const Tensor&)> tp_all_reduce;
   // Called when a parameter's gradient for the current micro-batch is complete.
   std::function<void(int param_index)> grad_ready;
+  // Sharded parameters (ZeRO-3): called before the stage computes with a unit's parameters
+  // (units(): the unit it will want after this one, or -1, so that one can be fetched
+  // meanwhile) and when it is done with them. Unset: every parameter is always whole.
+  std::function<void(int unit, int next_unit)> use_unit;
+  std::function<void(int unit)> done_unit;
 };
 
 class GptStage {
@@ -49,6 +54,10 @@ class GptStage {
   const ParamSet& params() const { return params_; }
   void set_hooks(StageHooks hooks) { hooks_ = std::move(hooks); }
   int micro_batch() const { return B_; }
+  // The parameters the stage computes with together, as the index of each group's first
+  // parameter, in the flat buffer's order: the embeddings (wte, and wpe on the first stage),
+  // each block, the final LayerNorm. The head's matmul uses the embedding unit's wte.
+  const std::vector<int>& units() const { return units_; }
   int slots() const { return static_cast<int>(slots_.size()); }
 
   // GPT-2 initialisation from a counter-based RNG: normal(0, 0.02), residual output
@@ -89,6 +98,8 @@ class GptStage {
   const Tensor& g(int i) const { return params_.grad(i); }
   void tp_all_reduce(const Tensor& t) const;
   void ready(int i) const;
+  void use(int unit, int next) const;
+  void done(int unit) const;
   void block_forward(const Block& p, const Tensor& x, BlockActs& a);
   void block_backward(const Block& p, const Tensor& x, const BlockActs& a);
 
@@ -99,6 +110,8 @@ class GptStage {
   Device device_;
   ParamSet params_;
   int wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1;
+  std::vector<int> units_;
+  int embed_unit_ = -1, head_unit_ = -1, first_block_unit_ = 0;  // into units_
   std::vector<Block> blocks_;
   std::vector<Slot> slots_;
   StageHooks hooks_;

@@ -1,7 +1,7 @@
 """Parallel layouts change who computes, not what: data parallelism (dp = 2 and 4, also
-with ZeRO-1, also hierarchical over an emulated 2-pod cluster), tensor parallelism (tp = 2
+with ZeRO-1, 2 and 3, also hierarchical over an emulated 2-pod cluster), tensor parallelism (tp = 2
 and 4, and tp = 2 x dp = 2), pipeline parallelism (pp = 2 and 4, GPipe and 1F1B, 2 to 8
-micro-batches) and the 8-rank 3-D layout in both rank orders reach the weights, optimizer
+micro-batches) and the 8-rank 3-D layout in both rank orders (and with ZeRO-3) reach the weights, optimizer
 moments, losses and gradient norms of one rank on the same global batch after 5 steps.
 
 Tolerance. Every layout sums the same products in fp32, in different orders (one big
@@ -55,10 +55,15 @@ LAYOUTS = {
     "dp2": (2, ["parallel.dp=2"]),
     "dp4": (4, ["parallel.dp=4", "sync.bucket=64KiB"]),
     "dp4-zero1": (4, ["parallel.dp=4", "parallel.zero=1", "sync.bucket=64KiB"]),
+    "dp4-zero2-m2": (4, ["parallel.dp=4", "parallel.zero=2", "parallel.microbatches=2", "sync.bucket=64KiB"]),
+    "dp4-zero3": (4, ["parallel.dp=4", "parallel.zero=3"]),
     "dp4-2pods-hierarchical": (4, ["parallel.dp=4", "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
                                    "sync.algorithm=hierarchical"]),
     "dp4-2pods-hierarchical-zero1": (4, ["parallel.dp=4", "parallel.zero=1", "topology.ranks_per_node=1",
                                          "topology.nodes_per_pod=2", "sync.algorithm=hierarchical"]),
+    "dp4-2pods-hierarchical-zero3-m2": (4, ["parallel.dp=4", "parallel.zero=3", "parallel.microbatches=2",
+                                            "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
+                                            "sync.algorithm=hierarchical"]),
     "tp2": (2, ["parallel.tp=2"]),
     "tp4": (4, ["parallel.tp=4"]),
     "tp2-dp2": (4, ["parallel.tp=2", "parallel.dp=2", "topology.ranks_per_node=2"]),
@@ -70,6 +75,9 @@ LAYOUTS = {
                            "topology.ranks_per_node=2", "topology.nodes_per_pod=2"]),
     "3d-megatron-order-zero1": (8, ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.order=tp-dp-pp",
                                     "parallel.microbatches=2", "parallel.zero=1"]),
+    "pp2-dp2-zero3-m2": (4, ["parallel.pp=2", "parallel.dp=2", "parallel.microbatches=2", "parallel.zero=3"]),
+    "3d-tp2-pp2-dp2-zero3": (8, ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=2",
+                                 "parallel.zero=3", "topology.ranks_per_node=2", "topology.nodes_per_pod=2"]),
 }
 
 # Every codec on the data-parallel all-reduce across two nodes, and a cast below int8 on
@@ -80,8 +88,8 @@ CODECS["dp4-2pods-fp16-int8"] = (4, ["parallel.dp=4", "topology.ranks_per_node=1
                                      "sync.algorithm=hierarchical", "compression.inter_node.codec=fp16",
                                      "compression.inter_pod.codec=int8"])
 if DEVICE == "cuda":  # the rows the GPU runs
-    LAYOUTS = {k: LAYOUTS[k] for k in ("dp1", "tp2", "dp2", "dp4-zero1", "pp2-1f1b-m2", "pp2-gpipe-m4",
-                                       "3d-tp2-pp2-dp2")}
+    LAYOUTS = {k: LAYOUTS[k] for k in ("dp1", "tp2", "dp2", "dp4-zero1", "dp4-zero2-m2", "pp2-1f1b-m2",
+                                       "pp2-gpipe-m4", "pp2-dp2-zero3-m2", "3d-tp2-pp2-dp2")}
     CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd")}
 
 
@@ -137,11 +145,11 @@ for name, (ck, out), (ref_ck, ref_out) in pairs:
                 a, b = rl[f"steps/{col}"][:], fl[f"steps/{col}"][:]
                 rel = float(np.abs(a - b).max() / np.abs(a).max())
                 check(rel <= 1e-5, f"{name}: {col} differs by {rel:.3g} relative (> 1e-5)")
-            if name.startswith("dp4") and name.endswith("zero1"):
+            if name.startswith("dp4-") and "zero" in name:
                 state = fl.attrs["optimizer_state_bytes"]
                 full = rl.attrs["optimizer_state_bytes"][0]
                 check(all(abs(s * 4 - full) <= 0.01 * full for s in state),
-                      f"{name}: ZeRO-1 state per rank {list(state)} is not a quarter of {full}")
+                      f"{name}: ZeRO state per rank {list(state)} is not a quarter of {full}")
             print(f"{name}: weights within {worst_w:.2g} ({rel_w:.2g} relative), first moments within "
                   f"{worst_m:.2g} of scale")
 

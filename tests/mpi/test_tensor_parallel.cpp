@@ -35,7 +35,9 @@ TEST(TensorParallel, ShardsComputeTheWholeModelsLossAndGradients) {
   plan.tp = tp;
   plan.tp_rank = rank;
   GptStage shard(shape, plan, B, 1, DType::f64);
-  shard.set_hooks(StageHooks{[&](const Tensor& t) { comm.all_reduce(t.buffer(), ReduceOp::sum, Algorithm::ring); }, {}});
+  StageHooks hooks;
+  hooks.tp_all_reduce = [&](const Tensor& t) { comm.all_reduce(t.buffer(), ReduceOp::sum, Algorithm::ring); };
+  shard.set_hooks(hooks);
   whole.init(5);
   shard.init(5);
 

@@ -68,6 +68,10 @@ Calibration calibrate(const std::string& path) {
   }
   if (!found) throw UserError(fmt::format("'{}' has no emulated link (links.<tier>.bandwidth) to calibrate against", path));
   if (cfg.parallel.dp < 2) throw UserError(fmt::format("'{}' is not a data-parallel run (parallel.dp < 2)", path));
+  if (cfg.parallel.zero >= 2)
+    throw UserError(fmt::format("'{}' is a ZeRO-{} run: the calibration models one gradient sync per step, and ZeRO-2 "
+                                "and 3 sync every micro-batch (and gather parameters); calibrate on parallel.zero 0 or 1",
+                                path, cfg.parallel.zero));
   const std::string tier(tier_name(c.tier));
   const std::size_t steps = f.rows("/steps/step");
   const std::size_t skip = steps > 4 ? 2 : 0;  // the first steps warm caches and connections

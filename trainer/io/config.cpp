@@ -286,6 +286,11 @@ void validate_relations(const Config& c) {
                           tier_name(t), o->tier));
     }
   }
+  if (c.sync.outer)
+    require(c.parallel.zero <= 1,
+            fmt::format("parallel.zero {} with sync.outer: the outer sync keeps whole parameters and gradients on every "
+                        "rank; use parallel.zero 0 or 1",
+                        c.parallel.zero));
   if (const auto& o = c.sync.outer)
     require(o->delay < o->every,
             fmt::format("sync.outer.delay ({}) must be less than sync.outer.every ({}): a fragment's outer sync lands "

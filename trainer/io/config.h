@@ -53,8 +53,12 @@ template <class V> void describe(V& v, ParallelConfig& c) {
         one_of({"gpipe", "1f1b"}));
   v.key("zero", c.zero,
         "ZeRO stage: 0 = every data-parallel rank keeps all optimizer state; 1 = each keeps and updates its "
-        "part (reduce-scatter of gradients, all-gather of parameters)",
-        in_range(0, 1));
+        "part (one reduce-scatter of gradients per step, an all-gather of parameters after the update); 2 = also "
+        "of the gradients (reduce-scattered after every micro-batch's backward); 3 = also of the parameters "
+        "(FSDP: each block's all-gathered before its forward and again before its backward, the next one "
+        "prefetched meanwhile, and dropped after use). What each rank updates and sends is sharded; the model's "
+        "buffers stay whole (docs/zero.md)",
+        in_range(0, 3));
 }
 
 // Low-communication training across one tier (DiLoCo): replicas below the tier synchronise
@@ -111,7 +115,9 @@ template <class V> void describe(V& v, SyncConfig& c) {
   v.key("bucket", c.bucket, "gradient bucket size; a bucket's sync starts when backward has filled it",
         at_least_bytes(4));
   v.key("chunk", c.chunk, "pipelining chunk of the ring algorithms", at_least_bytes(4));
-  v.key("overlap", c.overlap, "start each bucket's sync during backward (false: all after backward)");
+  v.key("overlap", c.overlap,
+        "start each bucket's sync during backward (false: all after backward; with parallel.zero 2 and 3, after "
+        "each micro-batch's backward)");
   v.optional_section("outer", c.outer,
                      "DiLoCo across one tier: the outer gradient (parameters at the last outer sync minus now) is "
                      "averaged across the tier with that tier's codec, then applied by an outer SGD step (docs/lowcomm.md)");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "models/ops.h"
 
@@ -12,8 +13,8 @@ Buffer slice(const Tensor& flat, std::int64_t begin, std::int64_t end) {
 }
 }  // namespace
 
-GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, bool zero,
-                   bool overlap, const TierCodecs& codecs, bool measure_error)
+GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, int zero,
+                   bool overlap, const TierCodecs& codecs, bool measure_error, const std::vector<int>& units)
     : dp_(dp),
       params_(params),
       algo_(algo),
@@ -23,12 +24,16 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
       measure_error_(measure_error && compressed_) {
   const auto& infos = params.infos();
   bucket_of_.assign(infos.size(), -1);
+  std::vector<bool> unit_start(infos.size() + 1, false);
+  for (int u : units) unit_start[static_cast<std::size_t>(u)] = true;
+  const bool by_unit = zero == 3;
   const std::uint64_t esize = dtype_size(params.flat_grads().dtype());
   for (std::size_t i = infos.size(); i-- > 0;) {
     const bool first_embedding = infos[i].kind == ParamKind::embedding &&
                                  (i + 1 == infos.size() || infos[i + 1].kind != ParamKind::embedding);
-    if (buckets_.empty() || first_embedding ||
-        static_cast<std::uint64_t>(buckets_.back().end - buckets_.back().begin) * esize >= bucket_bytes) {
+    const bool full = static_cast<std::uint64_t>(buckets_.empty() ? 0 : buckets_.back().end - buckets_.back().begin) *
+                          esize >= bucket_bytes;
+    if (buckets_.empty() || (by_unit ? unit_start[i + 1] : first_embedding || full)) {
       buckets_.emplace_back();
       buckets_.back().end = infos[i].offset + infos[i].numel();
     }
@@ -37,7 +42,10 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
     ++b.params;
     bucket_of_[i] = static_cast<int>(buckets_.size()) - 1;
   }
+  for (int u : units) unit_bucket_.push_back(bucket_of_[static_cast<std::size_t>(u)]);
+  std::int64_t largest = 0;
   for (Bucket& b : buckets_) {
+    largest = std::max(largest, b.end - b.begin);
     if (compressed_) {
       b.codecs = std::make_unique<BucketCodecs>(codecs);
       for (std::size_t i = 0; i < infos.size(); ++i) {
@@ -48,15 +56,20 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
                              matrix ? static_cast<std::size_t>(p.local_shape[1]) : 0});
       }
     }
-    if (!zero) continue;
     Segment mine = dp.owned(static_cast<std::size_t>(b.end - b.begin), algo);
-    owned_.push_back({b.begin + static_cast<std::int64_t>(mine.offset),
-                      b.begin + static_cast<std::int64_t>(mine.offset + mine.count)});
+    b.owned = zero ? FlatRange{b.begin + static_cast<std::int64_t>(mine.offset),
+                               b.begin + static_cast<std::int64_t>(mine.offset + mine.count)}
+                   : FlatRange{b.begin, b.end};
+    if (zero >= 2) b.shard = Tensor({b.owned.end - b.owned.begin}, params.flat_grads().dtype(), params.flat_grads().device());
+    if (zero) owned_.push_back(b.owned);
   }
+  if (zero >= 2)
+    for (Staging& st : staging_) st.buffer = Tensor({largest}, params.flat_grads().dtype(), params.flat_grads().device());
   if (zero)
     std::sort(owned_.begin(), owned_.end(), [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
   else
     owned_.push_back({0, params.numel()});
+  drop_all();  // ZeRO-3: from the first step on, a rank holds its own parts only
 }
 
 std::vector<std::int64_t> GradSync::bucket_elements() const {
@@ -71,16 +84,40 @@ void GradSync::begin_step() {
     b.launched = false;
     b.work = Work();
     b.err_num = b.err_den = 0;
+    if (zero_ >= 2) ops::zero(b.shard);
   }
   first_start_ = 0;
   busy_ = 0;
 }
 
+void GradSync::begin_backward() {
+  if (zero_ < 2) return;  // only the last micro-batch reports, after begin_step
+  for (Bucket& b : buckets_) {
+    b.pending = b.params;
+    b.launched = false;
+  }
+}
+
+void GradSync::end_backward() {
+  if (zero_ < 2) return;
+  // Without overlap the micro-batch's buckets go now. (A bucket with the tied embedding
+  // between pipeline stages is not complete: it goes once the trainer has summed it.)
+  for (Bucket& b : buckets_)
+    if (b.pending == 0 && !b.launched) launch(b);
+}
+
+void GradSync::account(const Work& w, bool gradients) {
+  busy_ += w.finished() - w.started();
+  if (gradients && (first_start_ == 0 || w.started() < first_start_)) first_start_ = w.started();
+}
+
 void GradSync::launch(Bucket& b) {
+  b.launched = true;
+  if (zero_ >= 2) return stage(b);
   Buffer grads = slice(params_.flat_grads(), b.begin, b.end);
   Communicator* dp = &dp_;
   Algorithm algo = algo_;
-  if (zero_) {
+  if (zero_ == 1) {
     b.work = dp_.enqueue([dp, grads, algo] { dp->reduce_scatter(grads, ReduceOp::avg, algo); });
   } else if (compressed_) {
     Bucket* bucket = &b;
@@ -107,7 +144,33 @@ void GradSync::launch(Bucket& b) {
   } else {
     b.work = dp_.enqueue([dp, grads, algo] { dp->all_reduce(grads, ReduceOp::avg, algo); });
   }
-  b.launched = true;
+}
+
+void GradSync::stage(Bucket& b) {
+  Staging& st = staging_[next_staging_];
+  next_staging_ ^= 1;
+  fold(st);
+  const std::int64_t n = b.end - b.begin;
+  const Tensor grads = Tensor::view_of(params_.flat_grads(), b.begin, {n});
+  const Tensor buf = Tensor::view_of(st.buffer, 0, {n});
+  ops::copy(buf, grads);
+  ops::zero(grads);  // the next micro-batch's backward accumulates afresh
+  Communicator* dp = &dp_;
+  const Algorithm algo = algo_;
+  const Buffer wire = buf.buffer();
+  st.work = dp_.enqueue([dp, wire, algo] { dp->reduce_scatter(wire, ReduceOp::avg, algo); });
+  st.bucket = static_cast<int>(&b - buckets_.data());
+}
+
+void GradSync::fold(Staging& st) {
+  if (st.bucket < 0) return;
+  Bucket& b = buckets_[static_cast<std::size_t>(st.bucket)];
+  st.work.wait();
+  account(st.work, true);
+  const std::int64_t n = b.owned.end - b.owned.begin;
+  ops::add_into(b.shard, Tensor::view_of(st.buffer, b.owned.begin - b.begin, {n}), n);
+  st.bucket = -1;
+  st.work = Work();
 }
 
 double GradSync::compression_error() const {
@@ -149,20 +212,82 @@ double GradSync::finish() {
   double t0 = now_seconds();
   for (Bucket& b : buckets_)
     if (!b.launched) launch(b);
-  for (Bucket& b : buckets_) b.work.wait();
-  double waited = now_seconds() - t0;
-  for (const Bucket& b : buckets_) {
-    busy_ += b.work.finished() - b.work.started();
-    if (first_start_ == 0 || b.work.started() < first_start_) first_start_ = b.work.started();
+  if (zero_ >= 2) {
+    fold(staging_[next_staging_]);  // the older first: shards sum in launch order
+    fold(staging_[next_staging_ ^ 1]);
+    for (const Bucket& b : buckets_)
+      ops::copy(Tensor::view_of(params_.flat_grads(), b.owned.begin, {b.owned.end - b.owned.begin}), b.shard);
+  } else {
+    for (Bucket& b : buckets_) {
+      b.work.wait();
+      account(b.work, true);
+    }
   }
-  return waited;
+  return now_seconds() - t0;
 }
 
+Buffer GradSync::values(const Bucket& b) const { return slice(params_.flat_values(), b.begin, b.end); }
+
 double GradSync::gather_params() {
-  if (!zero_) return 0;
+  if (zero_ == 0) return 0;
+  if (zero_ == 3) {
+    drop_all();
+    return 0;
+  }
   double t0 = now_seconds();
-  for (const Bucket& b : buckets_) dp_.all_gather(slice(params_.flat_values(), b.begin, b.end), algo_);
+  for (const Bucket& b : buckets_) dp_.all_gather(values(b), algo_);
   return now_seconds() - t0;
+}
+
+void GradSync::start_gather(Bucket& b) {
+  if (b.held != Held::part) return;
+  Communicator* dp = &dp_;
+  const Algorithm algo = algo_;
+  const Buffer buf = values(b);
+  b.gather = dp_.enqueue([dp, buf, algo] { dp->all_gather(buf, algo); });
+  b.held = Held::arriving;
+}
+
+void GradSync::arrive(Bucket& b) {
+  if (b.held != Held::arriving) return;
+  b.gather.wait();
+  account(b.gather, false);
+  b.held = Held::whole;
+}
+
+void GradSync::use_unit(int unit, int next) {
+  Bucket& b = buckets_[static_cast<std::size_t>(unit_bucket_[static_cast<std::size_t>(unit)])];
+  start_gather(b);
+  arrive(b);
+  ++b.users;
+  if (next >= 0) start_gather(buckets_[static_cast<std::size_t>(unit_bucket_[static_cast<std::size_t>(next)])]);
+}
+
+void GradSync::done_unit(int unit) {
+  Bucket& b = buckets_[static_cast<std::size_t>(unit_bucket_[static_cast<std::size_t>(unit)])];
+  if (--b.users == 0) drop(b);
+}
+
+// The parts other ranks own become NaN, so that a use without its gather cannot pass
+// unnoticed (NaN times anything is NaN).
+void GradSync::drop(Bucket& b) {
+  arrive(b);  // a prefetch still in flight lands first
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (b.owned.begin > b.begin) ops::scale(Tensor::view_of(params_.flat_values(), b.begin, {b.owned.begin - b.begin}), nan);
+  if (b.end > b.owned.end) ops::scale(Tensor::view_of(params_.flat_values(), b.owned.end, {b.end - b.owned.end}), nan);
+  b.held = Held::part;
+  b.users = 0;
+}
+
+void GradSync::gather_all() {
+  if (zero_ < 3) return;
+  for (Bucket& b : buckets_) start_gather(b);
+  for (Bucket& b : buckets_) arrive(b);
+}
+
+void GradSync::drop_all() {
+  if (zero_ < 3) return;
+  for (Bucket& b : buckets_) drop(b);
 }
 
 }  // namespace ft

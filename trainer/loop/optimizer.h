@@ -1,5 +1,5 @@
 // The inner optimizer (AdamW, or plain SGD) over ranges of the flat parameter buffer (the
-// whole buffer, or this rank's ZeRO-1 shard), the learning-rate schedule and gradient
+// whole buffer, or this rank's ZeRO shard), the learning-rate schedule and gradient
 // clipping.
 #pragma once
 

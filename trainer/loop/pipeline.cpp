@@ -58,7 +58,7 @@ double PipelineRunner::evaluate(int index, GptStage& model, BatchSource& data, C
 }
 
 PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource& data, Communicator& pp,
-                                          const std::function<void(bool)>& last_backward) {
+                                          const std::function<void(bool before, bool last)>& around_backward) {
   const auto& p = cfg_.parallel;
   // Each micro-batch's loss is a mean over its tokens; the step's loss is their mean over
   // the micro-batches here and, through the averaging all-reduce, over data-parallel ranks.
@@ -77,9 +77,9 @@ PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource
       if (!last_) pp.recv(recv_grad_.buffer(), stage_ + 1);
       double t1 = now_seconds();
       const bool completes = a.microbatch == p.microbatches - 1;
-      if (completes) last_backward(true);
+      around_backward(true, completes);
       model.backward(slot, &recv_grad_, loss_scale);
-      if (completes) last_backward(false);
+      around_backward(false, completes);
       // A GPU's backward is timed whole. cpu-async is left queued: it is for finding
       // missing waits, and a drain here would hide them.
       if (tokens_.device() == Device::cuda) ops::synchronize(Device::cuda);

@@ -35,10 +35,11 @@ class PipelineRunner {
     double backward_end = 0;                                // now_seconds() when the last backward ended
     double loss_sum = 0;  // the last stage's micro-batch losses (0 elsewhere)
   };
-  // Runs step `step`'s schedule. `last_backward(true)` is called before the backward of the
-  // last micro-batch (which completes each gradient) and `last_backward(false)` after it.
+  // Runs step `step`'s schedule. `around_backward(true, last)` is called before each
+  // micro-batch's backward and `around_backward(false, last)` after it; `last` for the last
+  // micro-batch, whose backward completes each gradient.
   Times run(int step, GptStage& model, BatchSource& data, Communicator& pp,
-            const std::function<void(bool)>& last_backward);
+            const std::function<void(bool before, bool last)>& around_backward);
   // Forward only, micro-batch after micro-batch through the stages, over this replica's
   // share of global batch `index` of `data`: the last stage's sum of the micro-batches'
   // mean losses (0 elsewhere). No gradient is touched.

@@ -66,9 +66,10 @@ TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo
     any = true;
   }
   if (!any) return codecs;
-  if (cfg.parallel.zero == 1 && zero_applies)
-    throw UserError("compression applies to the gradient all-reduce; ZeRO-1 (parallel.zero: 1) reduce-scatters, "
-                    "uncompressed: set parallel.zero: 0 or remove the compression section");
+  if (cfg.parallel.zero > 0 && zero_applies)
+    throw UserError(fmt::format("compression applies to the gradient all-reduce; ZeRO-{} (parallel.zero: {}) "
+                                "reduce-scatters, uncompressed: set parallel.zero: 0 or remove the compression section",
+                                cfg.parallel.zero, cfg.parallel.zero));
   if (algo == Algorithm::native)
     throw UserError("compression needs sync.algorithm ring or hierarchical: the library's native all-reduce cannot "
                     "carry codecs");
@@ -146,6 +147,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
               tier_unit(*tier_from_name(cfg.sync.outer->tier)),
               cfg.sync.outer->tier);
   step_dp_ = outer ? comms.dp_inner.get() : comms.dp.get();
+  if (p.zero > 0 && p.dp == 1 && mpi.rank() == 0)
+    log::warn("parallel.zero {} with parallel.dp 1: one data-parallel replica has nothing to shard", p.zero);
   Communicator& dp = *step_dp_;
   dp.set_chunk_bytes(cfg.sync.chunk.value);
   sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
@@ -166,8 +169,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   TierCodecs codecs = outer ? tier_codecs(cfg, dp, sync_algo_, Tier::intra_node, static_cast<Tier>(index(outer_tier) - 1))
                             : tier_codecs(cfg, dp, sync_algo_);
   if (dp.size() > 1) {
-    sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero == 1,
-                                       cfg.sync.overlap, codecs, cfg.metrics.compression_error);
+    sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero,
+                                       cfg.sync.overlap, codecs, cfg.metrics.compression_error, model_->units());
     owned = sync_->owned();
   }
   StageHooks hooks;
@@ -184,9 +187,22 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   }
   // The tied embedding's gradient is complete only once the first and last stages have
   // summed theirs, after the schedule; its bucket is released then.
+  // With ZeRO-2 and 3 a bucket may wait for a staging buffer, and with ZeRO-3 a unit for
+  // its parameters: exposed communication, like tensor parallelism's.
   if (sync_) hooks.grad_ready = [this](int param) {
-    if (arm_sync_ && !(param == wte_ && layout_.comms.embed)) sync_->grad_ready(param);
+    if (!arm_sync_ || (param == wte_ && layout_.comms.embed)) return;
+    double t0 = now_seconds();
+    sync_->grad_ready(param);
+    if (sync_->every_microbatch()) blocking_comm_ += now_seconds() - t0;
   };
+  if (sync_ && p.zero == 3) {
+    hooks.use_unit = [this](int unit, int next) {
+      double t0 = now_seconds();
+      sync_->use_unit(unit, next);
+      blocking_comm_ += now_seconds() - t0;
+    };
+    hooks.done_unit = [this](int unit) { sync_->done_unit(unit); };
+  }
   layout_.comms.pp->set_chunk_bytes(cfg.sync.chunk.value);
   model_->set_hooks(hooks);
   opt_ = std::make_unique<Optimizer>(model_->params(), cfg.train, owned);
@@ -206,7 +222,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   }
   // The gradient norm counts each element of the model once: tensor-parallel shards on
   // every TP rank but replicated tensors on TP rank 0 only; of the data-parallel replicas,
-  // the one that owns the element (ZeRO-1) or replica 0.
+  // the one that owns the element (ZeRO) or replica 0.
   // The tied embedding counts on the first stage only.
   for (const ParamInfo& info : model_->params().infos()) {
     if (info.shard == Shard::replicated && layout_.coord.tp != 0) continue;
@@ -231,6 +247,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     first_step_ = st.steps_done;
     if (outer_) outer_->restore(opts.resume, *model_, mpi.rank() == 0);
     restore_rank_state(opts.resume);
+    if (sync_) sync_->drop_all();  // ZeRO-3: the checkpoint held every part
   }
   flops_per_token_ = model_flops_per_token(cfg.model);
   peak_flops_ = cfg.metrics.peak_flops > 0 ? cfg.metrics.peak_flops : measure_matmul_flops(device);
@@ -295,7 +312,17 @@ void Trainer::train_step(int step, StepStats& s) {
   if (sync_) sync_->begin_step();
   blocking_comm_ = 0;
   watchdog_->phase("forward and backward, with their tensor- and pipeline-parallel exchanges");
-  PipelineRunner::Times pt = pipeline_.run(step, *model_, *data_, *layout_.comms.pp, [this](bool on) { arm_sync_ = on; });
+  PipelineRunner::Times pt = pipeline_.run(step, *model_, *data_, *layout_.comms.pp, [this](bool before, bool last) {
+    if (!sync_ || !(last || sync_->every_microbatch())) return;
+    arm_sync_ = before;
+    if (before) {
+      sync_->begin_backward();
+    } else {
+      const double t0 = now_seconds();  // without overlap, ZeRO-2 and 3 start this micro-batch's syncs here
+      sync_->end_backward();
+      blocking_comm_ += now_seconds() - t0;
+    }
+  });
   s.forward = pt.forward;
   s.backward = pt.backward;
   s.pipeline_wait = pt.wait;
@@ -308,8 +335,8 @@ void Trainer::train_step(int step, StepStats& s) {
     // the head) make one; then data-parallel sync may take its bucket.
     t0 = now_seconds();
     layout_.comms.embed->all_reduce(ps.grad(wte_).buffer(), ReduceOp::sum, Algorithm::ring);
+    if (sync_) sync_->grad_ready(wte_);  // with ZeRO-2 and 3 it may wait for a staging buffer
     s.exposed += now_seconds() - t0;
-    if (sync_) sync_->grad_ready(wte_);
   }
   if (sync_) {
     watchdog_->phase("waiting for the data-parallel gradient sync");
@@ -334,7 +361,7 @@ void Trainer::train_step(int step, StepStats& s) {
   if (!s.nonfinite) {
     watchdog_->phase("the optimizer step");
     opt_->step(ps, s.lr, clip_scale(s.grad_norm, cfg_.train.clip));
-    watchdog_->phase("the ZeRO-1 parameter all-gather");
+    watchdog_->phase("the ZeRO parameter all-gather");
     if (sync_) s.exposed += sync_->gather_params();
   }
   // The outer schedule follows step numbers, skipped steps included, so a resume can tell
@@ -439,7 +466,7 @@ void Trainer::restore_rank_state(const std::string& path) {
   bool fits = find(shared, "island/params", model_->params().flat_values());
   if (opt_->has_moments()) {
     // A ZeRO-1 shard's state is this rank's own (`saved`, unless it went to `shared`).
-    auto& from = cfg_.parallel.zero == 1 && first != mpi_.rank() ? saved : shared;
+    auto& from = cfg_.parallel.zero > 0 && first != mpi_.rank() ? saved : shared;
     fits = find(from, "island/m", opt_->m()) && find(from, "island/v", opt_->v()) && fits;
   }
   if (max_over(MPI_COMM_WORLD, fits ? 0.0 : 1.0) > 0) {
@@ -462,7 +489,7 @@ std::string Trainer::save(int steps_done) {
   // rank with the same values.)
   // Under an outer sync the islands differ between syncs: the first island's replicas write
   // the optimizer state, and each rank adds its own (restore_rank_state).
-  CheckpointRole role{layout_.coord.dp == 0, first_island_ && (cfg_.parallel.zero == 1 || step_dp_->rank() == 0)};
+  CheckpointRole role{layout_.coord.dp == 0, first_island_ && (cfg_.parallel.zero > 0 || step_dp_->rank() == 0)};
   RankState mine = sync_ ? sync_->codec_state() : RankState{};
   std::vector<FlatArray> flat;
   std::vector<float> island[3];
@@ -482,7 +509,12 @@ std::string Trainer::save(int steps_done) {
   }
   // Writing may take long on a slow file system; it is no hang.
   watchdog_->pause(true);
+  // ZeRO-3: replica 0 writes whole parameters. That gather is the checkpoint's, not the next step's traffic.
+  const TrafficSnapshot before = traffic().snapshot();
+  if (sync_) sync_->gather_all();
+  traffic_mark_ = traffic().snapshot() - (before - traffic_mark_);
   save_checkpoint(MPI_COMM_WORLD, path, cfg_, *model_, *opt_, role, st, mine, flat);
+  if (sync_) sync_->drop_all();
   MPI_Barrier(MPI_COMM_WORLD);  // rank 0 writes after the others have sent their parts: they wait here, paused
   watchdog_->pause(false);
   return path;
@@ -501,7 +533,8 @@ void Trainer::run() {
       std::string layout = describe_layout(layout_);
       log::info("{}", layout.substr(0, layout.find_last_not_of('\n') + 1));
       log::info("gradient sync: {} over {} bucket{}{}", algorithm_name(sync_algo_), sync_ ? sync_->buckets() : 0,
-                sync_ && sync_->buckets() == 1 ? "" : "s", cfg_.parallel.zero ? ", ZeRO-1" : "");
+                sync_ && sync_->buckets() == 1 ? "" : "s",
+                cfg_.parallel.zero ? fmt::format(", ZeRO-{}", cfg_.parallel.zero) : "");
     }
     if (first_step_ > 0) log::info("resuming at step {} from {}", first_step_, opts_.resume);
   }
@@ -509,7 +542,7 @@ void Trainer::run() {
                                          WatchdogLimits{cfg_.train.watchdog, cfg_.train.watchdog_min});
   // A step's traffic is all since the previous step's: a delayed outer sync's worker sends
   // between steps too. Evaluation's pipeline messages count in the step they follow.
-  TrafficSnapshot mark = traffic().snapshot();
+  traffic_mark_ = traffic().snapshot();
   for (int step = first_step_; step < cfg_.train.steps; ++step) {
     StepStats s;
     s.step = step;
@@ -529,8 +562,8 @@ void Trainer::run() {
     // land in a run that resumes.
     if (last && outer_) outer_->settle();
     const TrafficSnapshot now = traffic().snapshot();
-    s.traffic = now - mark;
-    mark = now;
+    s.traffic = now - traffic_mark_;
+    traffic_mark_ = now;
     watchdog_->phase("the step's metrics");
     if (step % cfg_.metrics.every == 0 || step + 1 == cfg_.train.steps || s.nonfinite) record_step(s);
     if (s.nonfinite) stop_or_skip(s);

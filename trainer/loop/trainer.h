@@ -80,8 +80,9 @@ class Trainer {
   Communicator* step_dp_ = nullptr;  // the data-parallel group of the every-step sync
   MPI_Comm island_ = MPI_COMM_WORLD;  // the ranks that share parameters between outer syncs
   bool first_island_ = true;          // this rank's island holds data-parallel replica 0
-  bool arm_sync_ = false;           // during the last micro-batch's backward
-  double blocking_comm_ = 0;        // seconds the compute thread spent in TP/PP communication this step
+  bool arm_sync_ = false;    // during a backward that reports gradients (the last, or with ZeRO-2 and 3 each)
+  double blocking_comm_ = 0;  // seconds the compute thread waited for TP, PP or ZeRO communication this step
+  TrafficSnapshot traffic_mark_;  // where the traffic of the step being run starts
   // Flat ranges whose squares count towards the global gradient norm on this rank: each
   // gradient element of the model counted exactly once across the job.
   std::vector<FlatRange> norm_ranges_;

@@ -1,0 +1,80 @@
+"""The ZeRO stages beyond what test_layout_equivalence checks (that each equals one rank):
+the data-parallel bytes each stage sends per step, exactly as it must (ZeRO-2 reduce-scatters
+every micro-batch; ZeRO-3 also all-gathers every unit before its forward, the embedding again
+for the tied head, and every unit before its backward); checkpoints that resume under
+another stage; and the combinations that are refused."""
+import os
+
+import h5py
+import numpy as np
+
+from ftest import check, finish, run, tempdir
+
+tmp = tempdir()
+DP = 4
+BASE = ["parallel.dp=4", "eval.every=0", "train.warmup=0"]
+# configs/tiny.yaml: V = 256, T = 64, C = 128, 4 blocks.
+V, T, C, L = 256, 64, 128, 4
+BLOCK = 12 * C * C + 13 * C
+N = V * C + T * C + L * BLOCK + 2 * C  # every parameter: one stage holds all
+E = V * C + T * C                      # the embedding unit (wte, wpe)
+
+
+def train(sets, out, steps=3, resume=None):
+    args = ["train", "configs/tiny.yaml", "--set", f"train.steps={steps}", "--out", out, "-q"]
+    for s in BASE + sets:
+        args += ["--set", s]
+    if resume:
+        args += ["--resume", resume]
+    return run(args, ranks=DP)
+
+
+def dp_bytes(path):
+    """Data-parallel bytes per step, summed over tiers, averaged over ranks."""
+    with h5py.File(path) as f:
+        tiers = f["steps/bytes_dp"]
+        return sum(tiers[k][:] for k in tiers).mean(axis=1)
+
+
+# 1. Traffic. One ring of 4 ranks moves (p - 1) / p of a buffer per reduce-scatter or
+# all-gather, per rank: X for the whole model.
+X = 4 * N * (DP - 1) / DP
+EXPECTED = {
+    "zero1": (["parallel.zero=1"], 2 * X),                                   # one reduce-scatter, one all-gather
+    "zero2-m2": (["parallel.zero=2", "parallel.microbatches=2"], 3 * X),     # two reduce-scatters, one all-gather
+    "zero3": (["parallel.zero=3"], 3 * X + X * E / N),                       # + forward, head's wte, backward
+    "zero3-m2": (["parallel.zero=3", "parallel.microbatches=2"], 2 * (3 * X + X * E / N)),
+}
+for name, (sets, want) in EXPECTED.items():
+    out = os.path.join(tmp, f"{name}.h5")
+    p = train(sets, out)
+    check(p.returncode == 0, f"{name} failed:\n{p.stderr}")
+    if p.returncode == 0:
+        got = dp_bytes(out)
+        # Segments are whole elements: a few bytes per collective from (p - 1) / p exactly.
+        check(np.all(np.abs(got - want) <= 1e-4 * want), f"{name}: {got} data-parallel bytes per step, expected {want:.0f}")
+        print(f"{name}: {got[0]:.0f} bytes per step and rank ({got[0] / (2 * X):.3f} x ZeRO-1's)")
+
+# 2. A checkpoint holds whole parameters and optimizer state under every stage: a run
+# resumed under another stage repeats the uninterrupted one.
+for saved, resumed in ((3, 1), (0, 3), (2, 3)):
+    ck = os.path.join(tmp, f"ck{saved}-{{step}}.h5")
+    a, b = os.path.join(tmp, f"from{saved}.h5"), os.path.join(tmp, f"from{saved}-as{resumed}.h5")
+    sets = ["parallel.microbatches=2", f"checkpoint.path={ck}", "checkpoint.every=3"]
+    p = train(sets + [f"parallel.zero={saved}"], a, steps=6)
+    check(p.returncode == 0, f"zero={saved}: run failed:\n{p.stderr}")
+    p = train(sets + [f"parallel.zero={resumed}"], b, steps=6, resume=ck.format(step=3))
+    check(p.returncode == 0, f"zero={saved} resumed as zero={resumed}:\n{p.stderr}")
+    if p.returncode == 0:
+        with h5py.File(a) as fa, h5py.File(b) as fb:
+            la, lb = fa["steps/loss"][3:], fb["steps/loss"][:]
+        check(np.allclose(la, lb, rtol=1e-5, atol=0), f"zero={saved} resumed as zero={resumed}: losses {la} vs {lb}")
+
+# 3. Refused, with one message.
+for sets, message in ((["parallel.zero=3", "compression.inter_node={codec: int8}", "topology.ranks_per_node=2"],
+                       "ZeRO-3 (parallel.zero: 3) reduce-scatters, uncompressed"),
+                      (["parallel.zero=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
+                        "sync.outer={tier: inter_pod, every: 4}"], "parallel.zero 2 with sync.outer")):
+    p = train(sets, os.path.join(tmp, "refused.h5"))
+    check(p.returncode == 2 and message in p.stderr, f"{sets}: exit {p.returncode}\n{p.stderr}")
+finish()
