@@ -2,7 +2,8 @@
 the data-parallel bytes each stage sends per step, exactly as it must (ZeRO-2 reduce-scatters
 every micro-batch; ZeRO-3 also all-gathers every unit before its forward, the embedding again
 for the tied head, and every unit before its backward); checkpoints that resume under
-another stage; and the combinations that are refused."""
+another stage; the paths without overlap, through GPipe and evaluation; and the
+combinations that are refused."""
 import os
 
 import h5py
@@ -70,7 +71,26 @@ for saved, resumed in ((3, 1), (0, 3), (2, 3)):
             la, lb = fa["steps/loss"][3:], fb["steps/loss"][:]
         check(np.allclose(la, lb, rtol=1e-5, atol=0), f"zero={saved} resumed as zero={resumed}: losses {la} vs {lb}")
 
-# 3. Refused, with one message.
+# 3. The other paths through the sync: buckets started only after each backward
+# (sync.overlap false), GPipe over two stages with the tied embedding, and evaluation, which
+# gathers ZeRO-3's units outside any step: the losses of ZeRO-0.
+OTHER = ["sync.overlap=false", "parallel.dp=2", "parallel.pp=2", "parallel.microbatches=4", "parallel.schedule=gpipe",
+         "eval.every=2", "eval.batches=1"]
+evals = {}
+for zero in (0, 2, 3):
+    out = os.path.join(tmp, f"other-zero{zero}.h5")
+    p = train(OTHER + [f"parallel.zero={zero}"], out, steps=4)
+    check(p.returncode == 0, f"zero={zero} without overlap, GPipe, evaluation:\n{p.stderr}")
+    if p.returncode == 0:
+        with h5py.File(out) as f:
+            evals[zero] = (f["steps/loss"][:], f["steps/eval_loss"][:])
+for zero in (2, 3):
+    if 0 in evals and zero in evals:
+        for what, a, b in zip(("loss", "eval_loss"), evals[0], evals[zero]):
+            ok = np.array_equal(np.isnan(a), np.isnan(b)) and np.allclose(a[~np.isnan(a)], b[~np.isnan(b)], rtol=1e-5, atol=0)
+            check(ok, f"zero={zero} without overlap, GPipe: {what} {b} against ZeRO-0's {a}")
+
+# 4. Refused, with one message.
 for sets, message in ((["parallel.zero=3", "compression.inter_node={codec: int8}", "topology.ranks_per_node=2"],
                        "ZeRO-3 (parallel.zero: 3) reduce-scatters, uncompressed"),
                       (["parallel.zero=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
