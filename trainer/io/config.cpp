@@ -285,17 +285,15 @@ void validate_relations(const Config& c) {
                           "takes residual or none",
                           tier_name(t), o->tier));
     }
-  }
-  if (c.sync.outer)
     require(c.parallel.zero <= 1,
             fmt::format("parallel.zero {} with sync.outer: the outer sync keeps whole parameters and gradients on every "
                         "rank; use parallel.zero 0 or 1",
                         c.parallel.zero));
-  if (const auto& o = c.sync.outer)
     require(o->delay < o->every,
             fmt::format("sync.outer.delay ({}) must be less than sync.outer.every ({}): a fragment's outer sync lands "
                         "before it is due again",
                         o->delay, o->every));
+  }
 }
 
 // Parameters a codec does not use must stay unset; the ones it uses get their defaults

@@ -80,8 +80,6 @@ std::vector<std::int64_t> GradSync::bucket_elements() const {
 
 void GradSync::begin_step() {
   for (Bucket& b : buckets_) {
-    b.pending = b.params;
-    b.launched = false;
     b.work = Work();
     b.err_num = b.err_den = 0;
     if (zero_ >= 2) ops::zero(b.shard);
@@ -91,7 +89,6 @@ void GradSync::begin_step() {
 }
 
 void GradSync::begin_backward() {
-  if (zero_ < 2) return;  // only the last micro-batch reports, after begin_step
   for (Bucket& b : buckets_) {
     b.pending = b.params;
     b.launched = false;

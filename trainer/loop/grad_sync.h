@@ -50,7 +50,7 @@ class GradSync {
   bool every_microbatch() const { return zero_ >= 2; }
 
   void begin_step();
-  // Around each backward that reports its gradients.
+  // Around each backward that reports its gradients (every_microbatch(), or the last).
   void begin_backward();
   void end_backward();
   // A parameter's gradient is complete (called from backward).

@@ -180,27 +180,17 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     Communicator* tp = layout_.comms.tp.get();
     tp->set_chunk_bytes(cfg.sync.chunk.value);
     hooks.tp_all_reduce = [this, tp](const Tensor& t) {
-      double t0 = now_seconds();
-      tp->all_reduce(t.buffer(), ReduceOp::sum, Algorithm::ring);
-      blocking_comm_ += now_seconds() - t0;
+      blocking([&] { tp->all_reduce(t.buffer(), ReduceOp::sum, Algorithm::ring); });
     };
   }
   // The tied embedding's gradient is complete only once the first and last stages have
-  // summed theirs, after the schedule; its bucket is released then.
-  // With ZeRO-2 and 3 a bucket may wait for a staging buffer, and with ZeRO-3 a unit for
-  // its parameters: exposed communication, like tensor parallelism's.
+  // summed theirs, after the schedule; its bucket is released then. With ZeRO-2 and 3 a
+  // bucket may wait for a staging buffer, and with ZeRO-3 a unit for its parameters.
   if (sync_) hooks.grad_ready = [this](int param) {
-    if (!arm_sync_ || (param == wte_ && layout_.comms.embed)) return;
-    double t0 = now_seconds();
-    sync_->grad_ready(param);
-    if (sync_->every_microbatch()) blocking_comm_ += now_seconds() - t0;
+    if (arm_sync_ && !(param == wte_ && layout_.comms.embed)) blocking([&] { sync_->grad_ready(param); });
   };
   if (sync_ && p.zero == 3) {
-    hooks.use_unit = [this](int unit, int next) {
-      double t0 = now_seconds();
-      sync_->use_unit(unit, next);
-      blocking_comm_ += now_seconds() - t0;
-    };
+    hooks.use_unit = [this](int unit, int next) { blocking([&] { sync_->use_unit(unit, next); }); };
     hooks.done_unit = [this](int unit) { sync_->done_unit(unit); };
   }
   layout_.comms.pp->set_chunk_bytes(cfg.sync.chunk.value);
@@ -315,13 +305,10 @@ void Trainer::train_step(int step, StepStats& s) {
   PipelineRunner::Times pt = pipeline_.run(step, *model_, *data_, *layout_.comms.pp, [this](bool before, bool last) {
     if (!sync_ || !(last || sync_->every_microbatch())) return;
     arm_sync_ = before;
-    if (before) {
+    if (before)
       sync_->begin_backward();
-    } else {
-      const double t0 = now_seconds();  // without overlap, ZeRO-2 and 3 start this micro-batch's syncs here
-      sync_->end_backward();
-      blocking_comm_ += now_seconds() - t0;
-    }
+    else
+      blocking([&] { sync_->end_backward(); });  // without overlap, ZeRO-2 and 3 start the micro-batch's syncs here
   });
   s.forward = pt.forward;
   s.backward = pt.backward;

@@ -82,6 +82,12 @@ class Trainer {
   bool first_island_ = true;          // this rank's island holds data-parallel replica 0
   bool arm_sync_ = false;    // during a backward that reports gradients (the last, or with ZeRO-2 and 3 each)
   double blocking_comm_ = 0;  // seconds the compute thread waited for TP, PP or ZeRO communication this step
+  // Runs `fn`, communication that blocks the compute thread, and counts its time as exposed.
+  template <class F> void blocking(F&& fn) {
+    const double t0 = now_seconds();
+    fn();
+    blocking_comm_ += now_seconds() - t0;
+  }
   TrafficSnapshot traffic_mark_;  // where the traffic of the step being run starts
   // Flat ranges whose squares count towards the global gradient norm on this rank: each
   // gradient element of the model counted exactly once across the job.
