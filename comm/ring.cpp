@@ -21,9 +21,6 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
   const bool cast = wire.dtype != buf.dtype;
   const std::size_t esize = dtype_size(buf.dtype), wsize = dtype_size(wire.dtype);
   const std::size_t chunk = std::max<std::size_t>(1, chunk_bytes_ / wsize);
-  // Reduce-scatter: step s sends segment r-1-s and receives r-2-s, so that rank r ends with
-  // the full sum of segment r. All-gather: sends r-s, receives r-1-s into place.
-  const int shift = reduce ? 1 : 0;
   Buffer landing = reduce || cast ? transport_->scratch(Transport::kScratchLanding, 2 * chunk * wsize, wire.dtype) : Buffer{};
   Buffer staging = cast ? transport_->scratch(Transport::kScratchStaging, 2 * chunk * wsize, wire.dtype) : Buffer{};
   auto seg = [&](int i) { return cuts ? aligned_segment(buf.count, p, i, *cuts) : segment(buf.count, p, i); };
@@ -40,8 +37,8 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
     }
   }
   for (int s = 0; s < p - 1; ++s) {
-    Segment out = seg(mod(r - shift - s, p));
-    Segment in = seg(mod(r - shift - 1 - s, p));
+    Segment out = seg(ring_send_index(r, s, p, reduce));
+    Segment in = seg(ring_send_index(prev, s, p, reduce));
     std::size_t n_out = (out.count + chunk - 1) / chunk, n_in = (in.count + chunk - 1) / chunk;
     std::size_t n = std::max(n_out, n_in);
     // Chunk i of this step: the elements that go out, and where those coming in belong.

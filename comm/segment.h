@@ -17,4 +17,11 @@ Segment segment(std::size_t n, int p, int i);
 // (`cuts`, sorted, from 0 to n) nearest to the even split. Every rank computes the same.
 Segment aligned_segment(std::size_t n, int p, int i, const std::vector<std::size_t>& cuts);
 
+// The segment a ring rank sends at `step` of a phase over p ranks: a reduce-scatter sends
+// rank - 1 - step (so that rank r ends holding segment r summed), an all-gather rank - step.
+// It receives what its predecessor sends.
+inline int ring_send_index(int rank, int step, int p, bool reduce) {
+  return (((rank - (reduce ? 1 : 0) - step) % p) + p) % p;
+}
+
 }  // namespace ft

@@ -10,6 +10,59 @@
 
 namespace ft {
 
+ParamSet gpt_stage_params(const GptShape& shape, const StagePlan& plan) {
+  if (shape.width % shape.heads || shape.heads % plan.tp)
+    throw std::invalid_argument("GptStage: inconsistent shape or tensor-parallel split");
+  const std::int64_t C = shape.width, T = shape.context, V = shape.vocab, F = shape.hidden();
+  const double std_resid = 0.02 / std::sqrt(2.0 * shape.layers);
+  ParamSet ps;
+  auto add = [&](std::string name, Shape full, Shard shard, ParamKind kind, double std, double value = 0) {
+    ps.add(ParamInfo{std::move(name), std::move(full), {}, shard, 0, kind, std, value}, plan.tp);
+  };
+  // Forward order: backward completes gradients from the end of the flat buffer backwards.
+  if (plan.has_embedding || plan.has_head) add("wte", {V, C}, Shard::replicated, ParamKind::embedding, 0.02);
+  if (plan.has_embedding) add("wpe", {T, C}, Shard::replicated, ParamKind::embedding, 0.02);
+  for (int l = plan.first_layer; l < plan.first_layer + plan.num_layers; ++l) {
+    auto n = [l](const char* s) { return fmt::format("blocks.{}.{}", l, s); };
+    add(n("ln1.weight"), {C}, Shard::replicated, ParamKind::norm, 0, 1.0);
+    add(n("ln1.bias"), {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
+    add(n("attn.qkv.weight"), {3 * C, C}, Shard::qkv_rows, ParamKind::matrix, 0.02);
+    add(n("attn.qkv.bias"), {3 * C}, Shard::qkv_rows, ParamKind::bias, 0);
+    add(n("attn.proj.weight"), {C, C}, Shard::cols, ParamKind::matrix, std_resid);
+    add(n("attn.proj.bias"), {C}, Shard::replicated, ParamKind::bias, 0);
+    add(n("ln2.weight"), {C}, Shard::replicated, ParamKind::norm, 0, 1.0);
+    add(n("ln2.bias"), {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
+    add(n("mlp.fc.weight"), {F, C}, Shard::rows, ParamKind::matrix, 0.02);
+    add(n("mlp.fc.bias"), {F}, Shard::rows, ParamKind::bias, 0);
+    add(n("mlp.proj.weight"), {C, F}, Shard::cols, ParamKind::matrix, std_resid);
+    add(n("mlp.proj.bias"), {C}, Shard::replicated, ParamKind::bias, 0);
+  }
+  if (plan.has_head) {
+    add("lnf.weight", {C}, Shard::replicated, ParamKind::norm, 0, 1.0);
+    add("lnf.bias", {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
+  }
+  return ps;
+}
+
+std::vector<int> gpt_units(const ParamSet& params) {
+  std::vector<int> units;
+  for (std::size_t i = 0; i < params.infos().size(); ++i) {
+    const std::string& name = params.infos()[i].name;
+    if (name == "wte" || name == "lnf.weight" || name.ends_with(".ln1.weight")) units.push_back(static_cast<int>(i));
+  }
+  return units;
+}
+
+double gpt_stage_forward_flops(const GptShape& shape, const StagePlan& plan, double tokens) {
+  const double C = shape.width, T = shape.context, V = shape.vocab;
+  // Per token and block: the four matrix products (12 C^2 weights, 2 FLOPs each) and
+  // attention's two (Q K^T and A V, 2 T C each), split over the tensor-parallel ranks; the
+  // head's product (V C) on every rank of the last stage.
+  double per_token = plan.num_layers * (24.0 * C * C + 4.0 * T * C) / plan.tp;
+  if (plan.has_head) per_token += 2.0 * V * C;
+  return per_token * tokens;
+}
+
 GptStage::GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch, int slots, DType dtype,
                    Device device)
     : shape_(shape),
@@ -23,51 +76,26 @@ GptStage::GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch
       V_(shape.vocab),
       dtype_(dtype),
       device_(device) {
-  if (shape.width % shape.heads || shape.heads % plan.tp || micro_batch < 1 || slots < 1)
-    throw std::invalid_argument("GptStage: inconsistent shape, tensor-parallel split or batch");
-  const std::int64_t C = C_, T = T_, V = V_, F = shape.hidden();
-  const double std_resid = 0.02 / std::sqrt(2.0 * shape.layers);
-  auto add = [&](std::string name, Shape full, Shard shard, ParamKind kind, double std, double value = 0) {
-    params_.add(ParamInfo{std::move(name), std::move(full), {}, shard, 0, kind, std, value}, plan.tp);
-    return static_cast<int>(params_.infos().size()) - 1;
-  };
-  // Forward order: backward completes gradients from the end of the flat buffer backwards.
-  if (plan.has_embedding || plan.has_head) wte_ = add("wte", {V, C}, Shard::replicated, ParamKind::embedding, 0.02);
-  if (plan.has_embedding) wpe_ = add("wpe", {T, C}, Shard::replicated, ParamKind::embedding, 0.02);
+  if (micro_batch < 1 || slots < 1) throw std::invalid_argument("GptStage: no micro-batch or slot");
+  params_ = gpt_stage_params(shape, plan);
+  auto at = [&](const std::string& name) { return params_.index(name); };
+  wte_ = at("wte");
+  wpe_ = at("wpe");
+  lnf_w_ = at("lnf.weight");
+  lnf_b_ = at("lnf.bias");
   for (int l = plan.first_layer; l < plan.first_layer + plan.num_layers; ++l) {
-    auto n = [l](const char* s) { return fmt::format("blocks.{}.{}", l, s); };
-    Block b{};
-    b.ln1_w = add(n("ln1.weight"), {C}, Shard::replicated, ParamKind::norm, 0, 1.0);
-    b.ln1_b = add(n("ln1.bias"), {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
-    b.qkv_w = add(n("attn.qkv.weight"), {3 * C, C}, Shard::qkv_rows, ParamKind::matrix, 0.02);
-    b.qkv_b = add(n("attn.qkv.bias"), {3 * C}, Shard::qkv_rows, ParamKind::bias, 0);
-    b.proj_w = add(n("attn.proj.weight"), {C, C}, Shard::cols, ParamKind::matrix, std_resid);
-    b.proj_b = add(n("attn.proj.bias"), {C}, Shard::replicated, ParamKind::bias, 0);
-    b.ln2_w = add(n("ln2.weight"), {C}, Shard::replicated, ParamKind::norm, 0, 1.0);
-    b.ln2_b = add(n("ln2.bias"), {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
-    b.fc_w = add(n("mlp.fc.weight"), {F, C}, Shard::rows, ParamKind::matrix, 0.02);
-    b.fc_b = add(n("mlp.fc.bias"), {F}, Shard::rows, ParamKind::bias, 0);
-    b.fcproj_w = add(n("mlp.proj.weight"), {C, F}, Shard::cols, ParamKind::matrix, std_resid);
-    b.fcproj_b = add(n("mlp.proj.bias"), {C}, Shard::replicated, ParamKind::bias, 0);
-    blocks_.push_back(b);
-  }
-  if (plan.has_head) {
-    lnf_w_ = add("lnf.weight", {C}, Shard::replicated, ParamKind::norm, 0, 1.0);
-    lnf_b_ = add("lnf.bias", {C}, Shard::replicated, ParamKind::norm, 0, 0.0);
+    auto n = [&](const char* s) { return at(fmt::format("blocks.{}.{}", l, s)); };
+    blocks_.push_back({n("ln1.weight"), n("ln1.bias"), n("attn.qkv.weight"), n("attn.qkv.bias"), n("attn.proj.weight"),
+                       n("attn.proj.bias"), n("ln2.weight"), n("ln2.bias"), n("mlp.fc.weight"), n("mlp.fc.bias"),
+                       n("mlp.proj.weight"), n("mlp.proj.bias")});
   }
   params_.allocate(dtype, device);
-  if (wte_ >= 0) {
-    embed_unit_ = 0;
-    units_.push_back(wte_);
-  }
-  first_block_unit_ = static_cast<int>(units_.size());
-  for (const Block& b : blocks_) units_.push_back(b.ln1_w);
-  if (plan.has_head) {
-    head_unit_ = static_cast<int>(units_.size());
-    units_.push_back(lnf_w_);
-  }
+  units_ = gpt_units(params_);
+  if (wte_ >= 0) embed_unit_ = 0;
+  first_block_unit_ = wte_ >= 0 ? 1 : 0;
+  if (plan.has_head) head_unit_ = static_cast<int>(units_.size()) - 1;
 
-  const std::int64_t B = B_, Cl = Cl_, Hl = Hl_, Fl = Fl_;
+  const std::int64_t B = B_, T = T_, C = C_, V = V_, Cl = Cl_, Hl = Hl_, Fl = Fl_;
   auto t = [&](Shape s) { return Tensor(std::move(s), dtype, device); };
   auto ints = [&](Shape s) { return Tensor(std::move(s), DType::i32, device); };
   slots_.resize(static_cast<std::size_t>(slots));

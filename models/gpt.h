@@ -41,6 +41,17 @@ struct StageHooks {
   std::function<void(int unit)> done_unit;
 };
 
+// A stage's parameters in the flat buffer's order, declared but not allocated: what GptStage
+// holds, and what the step simulator counts without holding it.
+ParamSet gpt_stage_params(const GptShape& shape, const StagePlan& plan);
+// The parameters the stage computes with together, as the index of each group's first
+// parameter: the embeddings (wte, and wpe on the first stage), each block, the final LayerNorm.
+std::vector<int> gpt_units(const ParamSet& params);
+// Matrix-product FLOPs of one forward of `tokens` tokens through the stage on one rank
+// (backward: twice as many); over the whole model 2N + 4 L T C per token, the forward third
+// of model_flops_per_token's 6N + 12 L T C, less the parameters no product uses.
+double gpt_stage_forward_flops(const GptShape& shape, const StagePlan& plan, double tokens);
+
 class GptStage {
  public:
   // `micro_batch` sequences of `shape.context` tokens per forward; `slots` micro-batches

@@ -36,5 +36,6 @@ inline CLI::Validator positive_number() {
 void add_train_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
 void add_claims_command(CLI::App& app, Action& action);
+void add_simulate_command(CLI::App& app, Action& action);
 
 }  // namespace ft

@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   ft::add_train_command(app, action);
   ft::add_bench_command(app, action);
   ft::add_claims_command(app, action);
+  ft::add_simulate_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -13,6 +13,24 @@ Buffer slice(const Tensor& flat, std::int64_t begin, std::int64_t end) {
 }
 }  // namespace
 
+std::vector<FlatRange> cut_buckets(const std::vector<ParamInfo>& infos, std::uint64_t element_bytes,
+                                   std::uint64_t bucket_bytes, const std::vector<int>* units) {
+  std::vector<bool> unit_start(infos.size() + 1, false);
+  if (units)
+    for (int u : *units) unit_start[static_cast<std::size_t>(u)] = true;
+  std::vector<FlatRange> out;
+  for (std::size_t i = infos.size(); i-- > 0;) {
+    const bool first_embedding = infos[i].kind == ParamKind::embedding &&
+                                 (i + 1 == infos.size() || infos[i + 1].kind != ParamKind::embedding);
+    const bool full = static_cast<std::uint64_t>(out.empty() ? 0 : out.back().end - out.back().begin) * element_bytes >=
+                      bucket_bytes;
+    if (out.empty() || (units ? unit_start[i + 1] : first_embedding || full))
+      out.push_back({infos[i].offset + infos[i].numel(), infos[i].offset + infos[i].numel()});
+    out.back().begin = infos[i].offset;
+  }
+  return out;
+}
+
 GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, int zero,
                    bool overlap, const TierCodecs& codecs, bool measure_error, const std::vector<int>& units)
     : dp_(dp),
@@ -24,24 +42,17 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
       measure_error_(measure_error && compressed_) {
   const auto& infos = params.infos();
   bucket_of_.assign(infos.size(), -1);
-  std::vector<bool> unit_start(infos.size() + 1, false);
-  for (int u : units) unit_start[static_cast<std::size_t>(u)] = true;
-  const bool by_unit = zero == 3;
-  const std::uint64_t esize = dtype_size(params.flat_grads().dtype());
-  for (std::size_t i = infos.size(); i-- > 0;) {
-    const bool first_embedding = infos[i].kind == ParamKind::embedding &&
-                                 (i + 1 == infos.size() || infos[i + 1].kind != ParamKind::embedding);
-    const bool full = static_cast<std::uint64_t>(buckets_.empty() ? 0 : buckets_.back().end - buckets_.back().begin) *
-                          esize >= bucket_bytes;
-    if (buckets_.empty() || (by_unit ? unit_start[i + 1] : first_embedding || full)) {
-      buckets_.emplace_back();
-      buckets_.back().end = infos[i].offset + infos[i].numel();
-    }
-    Bucket& b = buckets_.back();
-    b.begin = infos[i].offset;
-    ++b.params;
-    bucket_of_[i] = static_cast<int>(buckets_.size()) - 1;
+  for (const FlatRange& r : cut_buckets(infos, dtype_size(params.flat_grads().dtype()), bucket_bytes, zero == 3 ? &units : nullptr)) {
+    buckets_.emplace_back();
+    buckets_.back().begin = r.begin;
+    buckets_.back().end = r.end;
   }
+  for (std::size_t i = 0; i < infos.size(); ++i)
+    for (std::size_t b = 0; b < buckets_.size(); ++b)
+      if (infos[i].offset >= buckets_[b].begin && infos[i].offset < buckets_[b].end) {
+        bucket_of_[i] = static_cast<int>(b);
+        ++buckets_[b].params;
+      }
   for (int u : units) unit_bucket_.push_back(bucket_of_[static_cast<std::size_t>(u)]);
   std::int64_t largest = 0;
   for (Bucket& b : buckets_) {

@@ -31,6 +31,11 @@
 
 namespace ft {
 
+// The buckets, in launch order (the end of the flat buffer first), as flat ranges of whole
+// parameters: cut by `bucket_bytes` with the embeddings alone, or at `units`' starts (ZeRO-3).
+std::vector<FlatRange> cut_buckets(const std::vector<ParamInfo>& infos, std::uint64_t element_bytes,
+                                   std::uint64_t bucket_bytes, const std::vector<int>* units);
+
 class GradSync {
  public:
   // `zero`: the ZeRO stage. `codecs`: each tier's codec (all none: dense; zero 0 only).

@@ -1,0 +1,74 @@
+"""`fibertrain simulate` against real runs on this machine's emulated cluster.
+
+1. Traffic: the bytes the simulator predicts per tier and kind come from the collectives'
+   own plan (comm/collective_plan.h); they must equal, byte for byte, what the demo layout's
+   traffic counters measure (tensor-parallel, pipeline with the tied embedding, gradients),
+   and ZeRO-3's gradient and parameter bytes.
+2. Step time: three fixed configurations of tools/simulator_validation.py, simulated from a
+   device profile measured here; each must be within 25% of its measured median step time
+   (the validation's worst-case bound).
+3. What it cannot simulate is refused with one message and exit code 2."""
+import json
+import os
+import sys
+
+import h5py
+import numpy as np
+
+from ftest import BIN, check, finish, run, tempdir
+
+sys.path.insert(0, os.path.join(os.environ["FIBERTRAIN_SOURCE"], "tools"))
+import simulator_validation as sv  # noqa: E402
+
+tmp = tempdir()
+TIERS = ["intra_node", "inter_node", "inter_pod", "inter_site"]
+
+
+def simulate(sets, profile, config="configs/tiny.yaml"):
+    args = ["simulate", config, "--profile", profile, "--format", "json"]
+    for s in sets:
+        args += ["--set", s]
+    return run(args)
+
+
+# 1. Traffic, exactly. The profile does not change bytes; any step log will do.
+profile = os.path.join(tmp, "profile.h5")
+sv.train(sv.PROFILE[1], profile, 4)
+CASES = {
+    "demo": ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=4", "topology.ranks_per_node=2",
+             "topology.nodes_per_pod=2"],
+    "zero3": ["parallel.dp=4", "parallel.zero=3", "parallel.microbatches=2", "topology.ranks_per_node=2"],
+}
+KINDS = {"bytes_tp": ["tensor"], "bytes_pp": ["pipeline", "embedding"], "bytes_dp": ["gradient", "parameter"]}
+for name, sets in CASES.items():
+    log = os.path.join(tmp, f"{name}.h5")
+    sv.train(sets, log, 3)
+    p = simulate(sets, profile)
+    check(p.returncode == 0, f"simulate {name} failed:\n{p.stderr}")
+    if p.returncode != 0:
+        continue
+    sim = json.loads(p.stdout)["tiers"]
+    with h5py.File(log) as f:
+        for group, kinds in KINDS.items():
+            for t in TIERS:
+                measured = float(f[f"steps/{group}/{t}"][-1].sum())
+                predicted = sum(sim[t][f"{k}_bytes"] for k in kinds)
+                check(measured == predicted, f"{name}: {group}/{t} measured {measured:.0f} bytes per step, simulated {predicted:.0f}")
+    print(f"{name}: simulated bytes equal the traffic counters on every tier")
+
+# 2. Step time within the bound.
+ROWS = [sv.CONFIGS[i] for i in (2, 1, 6)]  # node links at 1 Gbit/s and 50 Mbit/s; the demo's pods at 50 Mbit/s
+for name, n, measured, simulated, error in sv.validate(ROWS, 12, tmp):
+    print(f"{name}: measured {measured * 1e3:.1f} ms, simulated {simulated * 1e3:.1f} ms ({100 * error:+.1f}%)")
+    check(abs(error) <= 0.25, f"{name}: simulated step time {100 * error:+.1f}% from the measured one (bound 25%)")
+
+# 3. Refusals.
+for sets, words in [(["compression.inter_node={codec: int8}", "topology.ranks_per_node=1", "parallel.dp=2"], "codecs"),
+                    (["parallel.dp=2"], "topology.ranks_per_node")]:
+    p = simulate(sets, profile)
+    check(p.returncode == 2 and words in p.stderr and "Traceback" not in p.stderr,
+          f"simulate {sets}: exit {p.returncode}, stderr {p.stderr!r}")
+p = simulate(["parallel.dp=2", "topology.ranks_per_node=1"], os.path.join(tmp, "missing.h5"))
+check(p.returncode == 2 and "missing.h5" in p.stderr, f"a missing profile: exit {p.returncode}, {p.stderr!r}")
+
+finish()

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Validates `fibertrain simulate` against measured runs on this machine's emulated cluster.
+
+Measures a device profile (a 2-rank data-parallel run of configs/tiny.yaml), then runs each
+configuration below and simulates it from that profile: the median measured step time (the
+slowest rank's, after two warm-up steps) against the prediction. Prints the table that
+docs/claims.md holds, and the median and worst error.
+
+  tools/simulator_validation.py [--steps N] [--only NAME,...] [--out DIR]
+
+tests/e2e/test_simulate.py runs three of these rows and fails past the bound.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("FIBERTRAIN_BIN", os.path.join(ROOT, "build", "trainer", "fibertrain"))
+
+PROFILE = ("profile", ["parallel.dp=2", "topology.ranks_per_node=1"])
+# name: overrides of configs/tiny.yaml (V 256, T 64, C 128, 4 blocks, batch 16).
+CONFIGS = [
+    ("dp4, 2 tiers", ["parallel.dp=4", "topology.ranks_per_node=2"]),
+    ("dp4, node links 50 Mbit/s", ["parallel.dp=4", "topology.ranks_per_node=2", "links.inter_node.bandwidth=50Mbit"]),
+    ("dp4, node links 1 Gbit/s", ["parallel.dp=4", "topology.ranks_per_node=2", "links.inter_node.bandwidth=1Gbit"]),
+    ("tp2 x dp2", ["parallel.tp=2", "parallel.dp=2", "topology.ranks_per_node=2"]),
+    ("pp2 x dp2, 4 micro-batches", ["parallel.pp=2", "parallel.dp=2", "parallel.microbatches=4",
+                                    "topology.ranks_per_node=2"]),
+    ("demo: tp2 x pp2 x dp2, 3 tiers", ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=4",
+                                        "topology.ranks_per_node=2", "topology.nodes_per_pod=2"]),
+    ("demo, pods joined at 50 Mbit/s", ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=4",
+                                        "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
+                                        "links.inter_pod.bandwidth=50Mbit"]),
+    ("dp8 ZeRO-1, 3 tiers", ["parallel.dp=8", "parallel.zero=1", "topology.ranks_per_node=2",
+                             "topology.nodes_per_pod=2"]),
+    ("dp4 ZeRO-2, 2 micro-batches", ["parallel.dp=4", "parallel.zero=2", "parallel.microbatches=2",
+                                     "topology.ranks_per_node=2"]),
+    ("dp4 ZeRO-3", ["parallel.dp=4", "parallel.zero=3", "topology.ranks_per_node=2"]),
+    ("pp4 GPipe, 4 micro-batches", ["parallel.pp=4", "parallel.microbatches=4", "parallel.schedule=gpipe",
+                                    "topology.ranks_per_node=2"]),
+    ("dp8, 4 tiers, sites at 200 Mbit/s + 2 ms", ["parallel.dp=8", "topology.ranks_per_node=2",
+                                                  "topology.nodes_per_pod=1", "topology.pods_per_site=2",
+                                                  "links.inter_site.bandwidth=200Mbit",
+                                                  "links.inter_site.latency=2ms"]),
+]
+
+
+def ranks(sets):
+    world = 1
+    for s in sets:
+        key, value = s.split("=", 1)
+        if key in ("parallel.tp", "parallel.pp", "parallel.dp"):
+            world *= int(value)
+    return world
+
+
+def train(sets, out, steps):
+    args = [BIN, "train", os.path.join(ROOT, "configs", "tiny.yaml"), "-q", "--out", out, "--overwrite",
+            "--set", f"train.steps={steps}", "--set", "eval.every=0"]
+    for s in sets:
+        args += ["--set", s]
+    n = ranks(sets)
+    if n > 1:
+        args = ["mpirun", "-n", str(n), "--oversubscribe"] + args
+    p = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    if p.returncode != 0:
+        sys.exit(f"training {sets} failed:\n{p.stderr}")
+
+
+def measured(path):
+    with h5py.File(path) as f:
+        return float(np.median(f["steps/step_time"][2:].max(axis=1)))
+
+
+def simulate(sets, profile):
+    args = [BIN, "simulate", os.path.join(ROOT, "configs", "tiny.yaml"), "--profile", profile, "--format", "json"]
+    for s in sets:
+        args += ["--set", s]
+    p = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    if p.returncode != 0:
+        sys.exit(f"simulating {sets} failed:\n{p.stderr}")
+    return json.loads(p.stdout)
+
+
+def validate(configs, steps, out):
+    profile = os.path.join(out, "profile.h5")
+    train(PROFILE[1], profile, steps)
+    rows = []
+    for name, sets in configs:
+        path = os.path.join(out, f"{len(rows)}.h5")
+        train(sets, path, steps)
+        m = measured(path)
+        s = simulate(sets, profile)["step_time"]
+        rows.append((name, ranks(sets), m, s, (s - m) / m))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--only", default="", help="comma-separated row numbers (from 1)")
+    ap.add_argument("--out", default="", help="directory for the step logs (default: a temporary one)")
+    a = ap.parse_args()
+    configs = CONFIGS
+    if a.only:
+        configs = [CONFIGS[int(i) - 1] for i in a.only.split(",")]
+    out = a.out or tempfile.mkdtemp(prefix="ft-simval-")
+    os.makedirs(out, exist_ok=True)
+    rows = validate(configs, a.steps, out)
+    print("| configuration | ranks | measured | simulated | error |")
+    print("|---|---|---|---|---|")
+    for name, n, m, s, e in rows:
+        print(f"| {name} | {n} | {m * 1e3:.1f} ms | {s * 1e3:.1f} ms | {100 * e:+.1f}% |")
+    errors = np.abs([r[4] for r in rows])
+    print(f"\nmedian |error| {100 * np.median(errors):.1f}%, worst {100 * errors.max():.1f}% over {len(rows)} configurations")
+
+
+if __name__ == "__main__":
+    main()

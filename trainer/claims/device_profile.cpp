@@ -1,0 +1,157 @@
+// The simulator's device profile: from a step log, what one rank's forward, backward and
+// update ran at, and what its messages cost; or stated in a YAML file.
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "comm/error.h"
+#include "comm/grid.h"
+#include "models/gpt.h"
+#include "trainer/claims/simulator.h"
+#include "trainer/io/config.h"
+#include "trainer/io/h5.h"
+#include "trainer/loop/pipeline.h"
+
+namespace ft {
+namespace {
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Per rank, the median over steps [skip, steps) of a [step, rank] dataset.
+std::vector<double> rank_medians(const h5::File& f, const std::string& name, std::size_t skip) {
+  auto shape = f.shape("/steps/" + name);
+  auto data = f.read<double>("/steps/" + name);
+  const std::size_t ranks = shape.size() > 1 ? shape[1] : 1;
+  std::vector<double> out;
+  for (std::size_t r = 0; r < ranks; ++r) {
+    std::vector<double> v;
+    for (std::size_t s = skip; s < shape[0]; ++s) v.push_back(data[s * ranks + r]);
+    out.push_back(median(v));
+  }
+  return out;
+}
+
+DeviceProfile from_step_log(const std::string& path) {
+  h5::File f(path, h5::Mode::read);
+  if (!f.has_attr("/", "config") || !f.exists("/steps/step_time"))
+    throw UserError(fmt::format("'{}' is not a fibertrain step log", path));
+  const Config cfg = load_config_text(f.attr_string("/", "config"), path + " (config attribute)");
+  const std::size_t steps = f.rows("/steps/step");
+  const std::size_t skip = steps > 4 ? 2 : 0;  // the first steps warm caches and connections
+  if (steps <= skip) throw UserError(fmt::format("'{}' holds no steps", path));
+  const auto& p = cfg.parallel;
+  const Grid grid(p.tp, p.pp, p.dp, p.order);
+  DeviceProfile d;
+  d.source = path;
+  d.host_cores = f.has_attr("/", "host_cores") ? static_cast<int>(f.attr_int("/", "host_cores"))
+                                               : static_cast<int>(std::thread::hardware_concurrency());
+  if (cfg.device == "cuda") d.host_cores = 0;
+  const int host_ranks = f.has_attr("/", "host_ranks") ? static_cast<int>(f.attr_int("/", "host_ranks")) : grid.world();
+  // The rate a rank would have had with a core to itself.
+  const double crowding = d.host_cores > 0 ? std::max(1.0, static_cast<double>(host_ranks) / d.host_cores) : 1.0;
+  const auto fwd = rank_medians(f, "forward_time", skip), bwd = rank_medians(f, "backward_time", skip),
+             opt = rank_medians(f, "optimizer_time", skip);
+  const double tokens = static_cast<double>(cfg.train.batch) / p.dp * cfg.model.context;
+  std::vector<double> fwd_rate, bwd_rate, opt_cost;
+  for (int r = 0; r < grid.world(); ++r) {
+    const StagePlan plan = stage_plan(cfg, grid.coord(r));
+    const double flops = gpt_stage_forward_flops(cfg.model, plan, tokens);
+    const auto i = static_cast<std::size_t>(r);
+    if (fwd[i] > 0) fwd_rate.push_back(flops / fwd[i] * crowding);
+    if (bwd[i] > 0) bwd_rate.push_back(2 * flops / bwd[i] * crowding);
+    const double owned = static_cast<double>(gpt_stage_params(cfg.model, plan).numel()) / (p.zero >= 1 ? p.dp : 1);
+    opt_cost.push_back(opt[i] / owned);
+  }
+  d.forward_flops = median(fwd_rate);
+  d.backward_flops = median(bwd_rate);
+  d.optimizer_seconds_per_parameter = median(opt_cost);
+  d.peak_flops = static_cast<double>(f.attr_int("/", "peak_flops_per_rank"));
+  // busy = messages x per-message + bytes / copy rate, least squares over every step and rank
+  // of the tiers no link emulation paces.
+  double mm = 0, mb = 0, bb = 0, my = 0, by = 0;
+  for (Tier t : kAllTiers) {
+    if (cfg.links.tier[t]) continue;
+    const std::string tier(tier_name(t));
+    auto busy = f.read<double>("/steps/busy/" + tier);
+    auto msgs = f.read<double>("/steps/messages/" + tier);
+    auto bytes = f.read<double>("/steps/bytes_wire/" + tier);
+    const std::size_t start = skip * static_cast<std::size_t>(grid.world());
+    for (std::size_t i = start; i < busy.size(); ++i) {
+      if (msgs[i] <= 0) continue;
+      mm += msgs[i] * msgs[i];
+      mb += msgs[i] * bytes[i];
+      bb += bytes[i] * bytes[i];
+      my += msgs[i] * busy[i];
+      by += bytes[i] * busy[i];
+    }
+  }
+  double alpha = 0, gamma = 0;
+  const double det = mm * bb - mb * mb;
+  if (det > 0) {
+    alpha = (my * bb - by * mb) / det;
+    gamma = (mm * by - mb * my) / det;
+  }
+  if (alpha < 0 || gamma < 0 || det <= 0) {
+    alpha = mm > 0 ? std::max(0.0, my / mm) : 0;
+    gamma = 0;
+  }
+  d.message_seconds = alpha;
+  d.copy_bytes_per_second = gamma > 0 ? 1 / gamma : 0;
+  return d;
+}
+
+DeviceProfile from_yaml(const std::string& path) {
+  YAML::Node n;
+  try {
+    n = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw UserError(fmt::format("cannot read device profile '{}': {}", path, e.what()));
+  }
+  DeviceProfile d;
+  d.source = path;
+  auto number = [&](const char* key, double& out, bool required) {
+    if (!n[key]) {
+      if (required) throw UserError(fmt::format("device profile '{}' lacks {}", path, key));
+      return;
+    }
+    try {
+      out = n[key].as<double>();
+    } catch (const YAML::Exception&) {
+      throw UserError(fmt::format("device profile '{}': {} is not a number", path, key));
+    }
+    if (!std::isfinite(out) || out < 0) throw UserError(fmt::format("device profile '{}': {} must be >= 0", path, key));
+  };
+  double cores = 0;
+  number("forward_flops", d.forward_flops, true);
+  number("backward_flops", d.backward_flops, true);
+  number("optimizer_seconds_per_parameter", d.optimizer_seconds_per_parameter, false);
+  number("message_seconds", d.message_seconds, false);
+  number("copy_bytes_per_second", d.copy_bytes_per_second, false);
+  number("host_cores", cores, false);
+  number("peak_flops", d.peak_flops, false);
+  d.host_cores = static_cast<int>(cores);
+  for (const auto& kv : n) {
+    const auto key = kv.first.as<std::string>();
+    static const char* known[] = {"forward_flops", "backward_flops", "optimizer_seconds_per_parameter", "message_seconds",
+                                  "copy_bytes_per_second", "host_cores", "peak_flops"};
+    if (std::none_of(std::begin(known), std::end(known), [&](const char* k) { return key == k; }))
+      throw UserError(fmt::format("device profile '{}': unknown key '{}'", path, key));
+  }
+  return d;
+}
+
+}  // namespace
+
+DeviceProfile load_device_profile(const std::string& path) {
+  const bool yaml = path.ends_with(".yaml") || path.ends_with(".yml");
+  return yaml ? from_yaml(path) : from_step_log(path);
+}
+
+}  // namespace ft

@@ -1,0 +1,616 @@
+#include "trainer/claims/simulator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "comm/collective_plan.h"
+#include "comm/error.h"
+#include "comm/grid.h"
+#include "models/gpt.h"
+#include "trainer/loop/grad_sync.h"
+#include "trainer/loop/layout.h"
+#include "trainer/loop/pipeline.h"
+#include "trainer/loop/schedule.h"
+#include "trainer/loop/trainer.h"
+
+namespace ft {
+
+std::string_view sim_kind_name(SimKind k) {
+  static constexpr std::string_view names[kSimKinds] = {"gradient", "parameter", "tensor", "pipeline", "embedding"};
+  return names[static_cast<int>(k)];
+}
+
+namespace {
+
+constexpr std::size_t kWireBytes = 4;  // every exchange carries fp32
+
+using UplinkBytes = std::vector<std::tuple<Tier, int, double>>;  // (tier, uplink, bytes)
+
+// A collective's or transfer's duration, the tier most of it was spent on, and for sharing
+// emulated links with what else runs: the bytes through each uplink and the duration's part
+// that is not bandwidth (latency, per-message costs).
+struct Cost {
+  double seconds = 0;
+  Tier tier = Tier::intra_node;
+  double fixed = 0;
+  const UplinkBytes* uplinks = nullptr;
+};
+
+// The job's network: what each collective costs when every group along a dimension runs it
+// at once, and what it sends. Collectives of one size repeat (buckets, blocks), so each is
+// worked out once.
+class Network {
+ public:
+  Network(const Config& cfg, const Topology& topo, const Grid& grid, const DeviceProfile& dev, Simulation& out)
+      : cfg_(cfg), topo_(topo), grid_(grid), dev_(dev), out_(out), links_(link_specs(cfg.links)) {
+    for (Tier t : kAllTiers) load_[t].assign(static_cast<std::size_t>(topo.world()), 0.0);
+    chunk_ = std::max<std::size_t>(1, cfg.sync.chunk.value / kWireBytes);
+  }
+
+  // Every group along `d` of pipeline stage `stage` (or, for d = -1, every pair of first and
+  // last stage: the tied embedding) runs the collective on n elements; `times` per step.
+  Cost collective(int d, int stage, bool hierarchical, std::size_t n, bool reduce, bool gather, SimKind kind,
+                  double times) {
+    auto key = std::make_tuple(d, stage, hierarchical, n, reduce, gather);
+    auto it = done_.find(key);
+    if (it == done_.end()) it = done_.emplace(key, work_out(plans(d, stage, hierarchical), n, reduce, gather)).first;
+    const Worked& w = it->second;
+    for (Tier t : kAllTiers) out_.bytes[static_cast<std::size_t>(kind)][t] += w.bytes[t] * times;
+    for (const auto& [t, unit, bytes] : w.uplinks) load_[t][static_cast<std::size_t>(unit)] += bytes * times;
+    Cost c = w.cost;
+    c.uplinks = &w.uplinks;
+    return c;
+  }
+
+  // A collective started at `start` that shares its emulated uplinks with the collectives
+  // of other stages: each uplink carries one at a time (as the pacer reserves it). Returns
+  // its end.
+  double occupy(const Cost& c, double start) {
+    double end = start + c.seconds;
+    if (!c.uplinks) return end;
+    double links = start;
+    for (const auto& [t, unit, bytes] : *c.uplinks) {
+      const LinkSpec& l = links_[t];
+      if (l.bytes_per_second <= 0) continue;
+      double& free = free_at_[t][unit];
+      free = std::max(start, free) + bytes / l.bytes_per_second;
+      links = std::max(links, free);
+    }
+    return std::max(end, links + c.fixed);
+  }
+
+  // Every pipeline sends n elements from stage `from` to `to`.
+  Cost transfer(int from, int to, std::size_t n, double times) {
+    PerTier<std::map<int, double>> step;
+    double bytes = static_cast<double>(n * kWireBytes);
+    Tier top = Tier::intra_node;
+    for (const auto& g : grid_.groups(Dim::pp)) {
+      const int a = g[static_cast<std::size_t>(from)], b = g[static_cast<std::size_t>(to)];
+      const Tier t = topo_.tier(a, b);
+      top = std::max(top, t);
+      step[t][topo_.uplink(a, t)] += bytes;
+      out_.bytes[static_cast<std::size_t>(SimKind::pipeline)][t] += bytes * times;
+      load_[t][static_cast<std::size_t>(topo_.uplink(a, t))] += bytes * times;
+    }
+    return {link_time(step) + dev_.message_seconds + copy_time(bytes), top};
+  }
+
+  void finish() {
+    for (Tier t : kAllTiers) {
+      out_.uplink_bytes[t] = *std::max_element(load_[t].begin(), load_[t].end());
+      int units = 0;
+      for (int r = 0; r < topo_.world(); ++r) units = std::max(units, topo_.uplink(r, t) + 1);
+      out_.uplinks[t] = units;
+    }
+  }
+
+ private:
+  struct Worked {
+    Cost cost;
+    PerTier<double> bytes{};
+    UplinkBytes uplinks;  // per call
+  };
+
+  const std::vector<CollectivePlan>& plans(int d, int stage, bool hierarchical) {
+    auto& p = plans_[{d, stage, hierarchical}];
+    if (!p.empty()) return p;
+    if (d >= 0) {
+      for (auto& g : grid_.groups(static_cast<Dim>(d)))
+        if (grid_.coord(g.front()).pp == stage) p.emplace_back(topo_, g, hierarchical);
+    } else {
+      for (const auto& g : grid_.groups(Dim::pp)) p.emplace_back(topo_, std::vector<int>{g.front(), g.back()}, false);
+    }
+    return p;
+  }
+
+  double copy_time(double bytes) const { return dev_.copy_bytes_per_second > 0 ? bytes / dev_.copy_bytes_per_second : 0; }
+
+  // One step of concurrent messages: the busiest uplink of each tier sets its time.
+  double link_time(const PerTier<std::map<int, double>>& step) const {
+    double worst = 0;
+    for (Tier t : kAllTiers) {
+      if (step[t].empty()) continue;
+      const LinkSpec& l = links_[t];
+      double busiest = 0;
+      for (const auto& [unit, bytes] : step[t]) busiest = std::max(busiest, bytes);
+      worst = std::max(worst, (l.bytes_per_second > 0 ? busiest / l.bytes_per_second : 0) + l.latency);
+    }
+    return worst;
+  }
+
+  // The latency a step of concurrent messages pays: its slowest tier's.
+  double latency(const PerTier<std::map<int, double>>& step) const {
+    double worst = 0;
+    for (Tier t : kAllTiers)
+      if (!step[t].empty()) worst = std::max(worst, links_[t].latency);
+    return worst;
+  }
+
+  Worked work_out(const std::vector<CollectivePlan>& groups, std::size_t n, bool reduce, bool gather) {
+    Worked w;
+    std::map<std::pair<Tier, int>, double> sent;
+    PerTier<double> tier_seconds{};
+    const std::size_t levels = groups.front().levels().size();
+    auto phase = [&](std::size_t l, bool reducing) {
+      const int k = groups.front().levels()[l].size;
+      if (k < 2) return;
+      PerTier<std::map<int, double>> step;
+      double largest = 0;
+      Tier top = Tier::intra_node;
+      for (const CollectivePlan& g : groups) {
+        const RingLevel& level = g.levels()[l];
+        for (std::size_t m = 0; m < g.members().size(); ++m) {
+          const double bytes = static_cast<double>(g.sent(n, static_cast<int>(l), static_cast<int>(m), reducing) * kWireBytes);
+          const Tier t = level.tier[m];
+          const int unit = topo_.uplink(g.members()[m], t);
+          step[t][unit] += bytes / (k - 1);
+          sent[{t, unit}] += bytes;
+          w.bytes[t] += bytes;
+          largest = std::max(largest, bytes / (k - 1));
+          top = std::max(top, t);
+        }
+      }
+      const double messages = std::ceil(largest / kWireBytes / static_cast<double>(chunk_));
+      const double fixed = messages * dev_.message_seconds + copy_time(largest) + latency(step);
+      const double seconds = (k - 1) * (link_time(step) + fixed - latency(step));
+      tier_seconds[top] += seconds;
+      w.cost.seconds += seconds;
+      w.cost.fixed += (k - 1) * fixed;
+    };
+    if (reduce)
+      for (std::size_t l = 0; l < levels; ++l) phase(l, true);
+    if (gather)
+      for (std::size_t l = levels; l-- > 0;) phase(l, false);
+    for (const auto& [tu, bytes] : sent) w.uplinks.emplace_back(tu.first, tu.second, bytes);
+    for (Tier t : kAllTiers)
+      if (tier_seconds[t] > tier_seconds[w.cost.tier]) w.cost.tier = t;
+    return w;
+  }
+
+  const Config& cfg_;
+  const Topology& topo_;
+  const Grid& grid_;
+  const DeviceProfile& dev_;
+  Simulation& out_;
+  LinkSpecs links_;
+  std::size_t chunk_;
+  std::map<std::tuple<int, int, bool>, std::vector<CollectivePlan>> plans_;
+  std::map<std::tuple<int, int, bool, std::size_t, bool, bool>, Worked> done_;
+  PerTier<std::vector<double>> load_;  // bytes per step through each uplink
+  PerTier<std::map<int, double>> free_at_;  // when each emulated uplink is next free
+};
+
+// What a stage's compute thread does, in order.
+struct Op {
+  enum Kind { input, compute, tp, done, launch, use } kind;
+  double seconds;  // compute: at a whole core's (or device's) rate; tp: the blocking all-reduces
+  int a, b;        // input and done: (forward?, micro-batch); launch: the bucket; use: (unit, next unit)
+};
+
+// One stage, as the rank that stands for it sees the step.
+struct StageSim {
+  struct Use {
+    int unit;
+    double seconds;  // compute, then its blocking tensor-parallel all-reduces
+    double tp;
+    bool reads = true;  // whether it reads the unit's parameters (not the lookup's backward)
+  };
+  int stage = 0;
+  StagePlan plan;
+  ParamSet params;
+  std::vector<int> units;
+  std::vector<FlatRange> buckets;
+  std::vector<Use> forward, backward;  // per micro-batch, in the order the model runs them
+  std::vector<int> ready_after;        // per bucket: the backward use after which its gradients are complete
+  int deferred = -1;                   // the bucket that waits for the tied embedding's all-reduce
+  std::vector<PipeAction> actions;
+  std::vector<Op> program;
+  std::size_t pc = 0;
+  double remaining = 0;       // compute left of the current use, at a whole core's rate
+  double demand = 1;          // the share of its ranks that compute at once (see compile)
+  double blocked_until = 0;   // waiting for communication until then
+  std::vector<double> forward_done, backward_done;
+  double clock = 0, worker = 0, busy = 0, compute = 0;
+  Tier worker_tier = Tier::intra_node;
+  double staging[2] = {0, 0};
+  int staged = 0;
+  std::vector<double> gathered;  // ZeRO-3: when each unit's all-gather lands (-1: not issued)
+};
+
+class StepSimulator {
+ public:
+  StepSimulator(const Config& cfg, const DeviceProfile& dev)
+      : cfg_(cfg),
+        dev_(dev),
+        grid_(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.order),
+        topo_(make_topo(cfg, grid_.world())),
+        net_(cfg, topo_, grid_, dev, out_) {
+    out_.world = grid_.world();
+    const auto& p = cfg.parallel;
+    zero_ = p.zero;
+    m_ = p.microbatches;
+    micro_batch_ = cfg.train.batch / (p.dp * p.microbatches);
+    hierarchical_ = resolve_hierarchical(cfg);
+    // The emulated cluster runs on the profiled machine: its ranks share its cores.
+    cores_ = dev.host_cores;
+  }
+
+  Simulation run() {
+    const auto& p = cfg_.parallel;
+    const double tokens = static_cast<double>(micro_batch_) * cfg_.model.context;
+    const std::size_t activations = static_cast<std::size_t>(micro_batch_) * cfg_.model.context * cfg_.model.width;
+    for (int s = 0; s < p.pp; ++s) {
+      // Tensor parallelism: 2 all-reduces of the activations per block forward and 2 backward.
+      Cost tp;
+      if (p.tp > 1) {
+        const StagePlan plan = stage_plan(cfg_, GridCoord{0, s, 0});
+        tp = net_.collective(static_cast<int>(Dim::tp), s, false, activations, true, true, SimKind::tensor,
+                             4.0 * plan.num_layers * m_);
+        tp_tier_ = std::max(tp_tier_, tp.tier);
+      }
+      stages_.push_back(make_stage(s, tokens, tp.seconds));
+    }
+    fwd_p2p_.resize(static_cast<std::size_t>(p.pp));
+    bwd_p2p_.resize(static_cast<std::size_t>(p.pp));
+    for (int s = 0; s + 1 < p.pp; ++s) {
+      fwd_p2p_[static_cast<std::size_t>(s)] = net_.transfer(s, s + 1, activations, m_);
+      bwd_p2p_[static_cast<std::size_t>(s + 1)] = net_.transfer(s + 1, s, activations, m_);
+    }
+    run_pipeline();
+    after_pipeline();
+    net_.finish();
+    out_.model_flops = model_flops_per_token(cfg_.model) * cfg_.train.batch * cfg_.model.context;
+    out_.mfu = dev_.peak_flops > 0 ? out_.model_flops / (out_.step_time * out_.world * dev_.peak_flops) : 0;
+    return out_;
+  }
+
+ private:
+  static Topology make_topo(const Config& cfg, int world) {
+    const auto& t = cfg.topology;
+    if (t.ranks_per_node <= 0 || !t.file.empty())
+      throw UserError("simulate needs topology.ranks_per_node (with nodes_per_pod and pods_per_site): where the "
+                      "ranks of the simulated cluster sit");
+    if (world % t.ranks_per_node != 0)
+      throw UserError(fmt::format("topology.ranks_per_node {} does not divide the {} ranks", t.ranks_per_node, world));
+    try {
+      return Topology::emulated(world, t.ranks_per_node, t.nodes_per_pod, t.pods_per_site);
+    } catch (const std::invalid_argument& e) {
+      throw UserError(fmt::format("topology: {}", e.what()));
+    }
+  }
+
+  bool resolve_hierarchical(const Config& cfg) const {
+    const std::string& a = cfg.sync.algorithm;
+    if (a == "hierarchical") return true;
+    if (a != "auto") return false;  // ring; native runs as a ring here
+    CollectivePlan plan(topo_, grid_.group(Dim::dp, 0), true);
+    return plan.levels().size() > 1;
+  }
+
+  static double compute_seconds(double flops, double rate) { return flops / rate; }
+
+  StageSim make_stage(int s, double tokens, double tp) {
+    const auto& p = cfg_.parallel;
+    StageSim st;
+    st.stage = s;
+    st.plan = stage_plan(cfg_, GridCoord{0, s, 0});
+    st.params = gpt_stage_params(cfg_.model, st.plan);
+    st.units = gpt_units(st.params);
+    const bool by_unit = zero_ == 3;
+    st.buckets = cut_buckets(st.params.infos(), kWireBytes, cfg_.sync.bucket.value, by_unit ? &st.units : nullptr);
+    const GptShape& shape = cfg_.model;
+    const double block = gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, 0, 1, false, false}, tokens);
+    const double head = gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, 0, 0, false, true}, tokens);
+    const int embed = st.plan.has_embedding || st.plan.has_head ? 0 : -1;
+    const int first_block = embed == 0 ? 1 : 0;
+    auto add = [&](int unit, double flops, int tps, bool backward_reads = true) {
+      st.forward.push_back({unit, compute_seconds(flops, dev_.forward_flops), tps * tp});
+      st.backward.insert(st.backward.begin(),
+                         {unit, compute_seconds(2 * flops, dev_.backward_flops), tps * tp, backward_reads});
+    };
+    if (st.plan.has_embedding) add(embed, 0, 0, false);  // the lookup's backward only scatters into the gradient
+    for (int l = 0; l < st.plan.num_layers; ++l) add(first_block + l, block, 2);
+    if (st.plan.has_head) {
+      add(first_block + st.plan.num_layers, 0, 0);  // the final LayerNorm
+      add(embed, head, 0);                          // the head's product with wte
+    }
+    // A bucket's gradients are complete after the last backward use of any unit it touches.
+    auto unit_of = [&](std::int64_t offset) {
+      int u = 0;
+      for (std::size_t i = 0; i < st.units.size(); ++i)
+        if (st.params.infos()[static_cast<std::size_t>(st.units[i])].offset <= offset) u = static_cast<int>(i);
+      return u;
+    };
+    const int wte = st.params.index("wte");
+    for (std::size_t b = 0; b < st.buckets.size(); ++b) {
+      int after = -1;
+      for (const ParamInfo& info : st.params.infos()) {
+        if (info.offset < st.buckets[b].begin || info.offset >= st.buckets[b].end) continue;
+        const int u = unit_of(info.offset);
+        for (std::size_t i = 0; i < st.backward.size(); ++i)
+          if (st.backward[i].unit == u) after = std::max(after, static_cast<int>(i));
+      }
+      st.ready_after.push_back(after);
+      if (p.pp > 1 && wte >= 0 && st.params.infos()[static_cast<std::size_t>(wte)].offset >= st.buckets[b].begin &&
+          st.params.infos()[static_cast<std::size_t>(wte)].offset < st.buckets[b].end)
+        st.deferred = static_cast<int>(b);
+    }
+    st.actions = make_schedule(p.schedule, p.pp, s, m_);
+    st.forward_done.assign(static_cast<std::size_t>(m_), -1);
+    st.backward_done.assign(static_cast<std::size_t>(m_), -1);
+    st.gathered.assign(st.units.size(), -1);
+    return st;
+  }
+
+  std::size_t bucket_elements(const StageSim& st, int b) const {
+    return static_cast<std::size_t>(st.buckets[static_cast<std::size_t>(b)].size());
+  }
+
+  // Runs `cost` on the stage's data-parallel worker after what is queued; returns its end.
+  double enqueue(StageSim& st, double issued, const Cost& cost) {
+    const double start = std::max(issued, st.worker);
+    st.worker = net_.occupy(cost, start);
+    st.worker_tier = cost.tier;
+    st.busy += cost.seconds;
+    return st.worker;
+  }
+
+  // The compute thread waits until `until` for communication on `tier`.
+  void wait(StageSim& st, double until, Tier tier) {
+    if (until > st.clock) {
+      out_.exposed[tier] += (until - st.clock) / static_cast<double>(stages_.size());
+      st.clock = until;
+    }
+  }
+
+  Cost bucket_sync(const StageSim& st, int b, bool reduce, bool gather, SimKind kind) {
+    return net_.collective(static_cast<int>(Dim::dp), st.stage, hierarchical_, bucket_elements(st, b), reduce, gather,
+                           kind, 1);
+  }
+
+  // A bucket's gradients are complete at `now`: its sync starts. Returns when the compute
+  // thread may go on (ZeRO-2 and 3: once a staging buffer is free).
+  double launch(StageSim& st, int b, double now) {
+    if (cfg_.parallel.dp < 2) return now;
+    if (zero_ <= 1) {
+      enqueue(st, now, bucket_sync(st, b, true, zero_ == 0, SimKind::gradient));
+      return now;
+    }
+    double& slot = st.staging[st.staged++ % 2];
+    const double go = std::max(now, slot);
+    if (go > now) out_.exposed[st.worker_tier] += (go - now) / static_cast<double>(stages_.size());
+    slot = enqueue(st, go, bucket_sync(st, b, true, false, SimKind::gradient));
+    return go;
+  }
+
+  // ZeRO-3, at `now`: `unit` gathered (issued now if it was not prefetched) and `next`
+  // fetched meanwhile. Returns when the unit's parameters are there.
+  double use(StageSim& st, int unit, int next, double now) {
+    if (zero_ != 3 || cfg_.parallel.dp < 2) return now;
+    auto gather = [&](int u, double at) {
+      return enqueue(st, at, bucket_sync(st, bucket_of_unit(st, u), false, true, SimKind::parameter));
+    };
+    double& landed = st.gathered[static_cast<std::size_t>(unit)];
+    if (landed < 0) landed = gather(unit, now);
+    const double there = landed;
+    if (there > now) out_.exposed[st.worker_tier] += (there - now) / static_cast<double>(stages_.size());
+    landed = -1;  // dropped after this use
+    if (next >= 0 && st.gathered[static_cast<std::size_t>(next)] < 0) st.gathered[static_cast<std::size_t>(next)] = gather(next, now);
+    return there;
+  }
+
+  int bucket_of_unit(const StageSim& st, int unit) const {
+    const std::int64_t offset = st.params.infos()[static_cast<std::size_t>(st.units[static_cast<std::size_t>(unit)])].offset;
+    for (std::size_t b = 0; b < st.buckets.size(); ++b)
+      if (offset >= st.buckets[b].begin && offset < st.buckets[b].end) return static_cast<int>(b);
+    return 0;
+  }
+
+  // The stage's step as a program: its schedule's actions, each the model's uses of its units.
+  void compile(StageSim& st) {
+    const int pp = cfg_.parallel.pp;
+    int last = -1;
+    for (const PipeAction& a : st.actions)
+      if (a.kind == PipeAction::backward) last = a.microbatch;
+    auto uses = [&](const std::vector<StageSim::Use>& order, bool syncs) {
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        int next = -1;
+        for (std::size_t j = i + 1; j < order.size() && next < 0; ++j)
+          if (order[j].reads) next = order[j].unit;
+        if (order[i].reads) st.program.push_back({Op::use, 0, order[i].unit, next});
+        // A use's tensor-parallel all-reduces interleave with its compute, each rank waiting for
+        // its peers in turn: for the cores, its ranks compute (compute + tp) / compute apart.
+        const double spread = order[i].seconds > 0 ? (order[i].seconds + order[i].tp) / order[i].seconds : 1;
+        st.program.push_back({Op::compute, order[i].seconds, static_cast<int>(std::lround(spread * 1000)), 0});
+        if (order[i].tp > 0) st.program.push_back({Op::tp, order[i].tp, 0, 0});
+        if (syncs && cfg_.sync.overlap)
+          for (std::size_t b = 0; b < st.buckets.size(); ++b)
+            if (st.ready_after[b] == static_cast<int>(i) && static_cast<int>(b) != st.deferred)
+              st.program.push_back({Op::launch, 0, static_cast<int>(b), 0});
+      }
+      if (syncs && !cfg_.sync.overlap)
+        for (std::size_t b = 0; b < st.buckets.size(); ++b)
+          if (static_cast<int>(b) != st.deferred) st.program.push_back({Op::launch, 0, static_cast<int>(b), 0});
+    };
+    for (const PipeAction& a : st.actions) {
+      const bool fwd = a.kind == PipeAction::forward;
+      if (fwd ? st.stage > 0 : st.stage + 1 < pp) st.program.push_back({Op::input, 0, fwd, a.microbatch});
+      // The step's last backward on this stage reports gradients (ZeRO-2 and 3: every one).
+      uses(fwd ? st.forward : st.backward, !fwd && (zero_ >= 2 || a.microbatch == last));
+      st.program.push_back({Op::done, 0, fwd, a.microbatch});
+    }
+  }
+
+  // Runs the stage's program from `now` until it computes, waits or ends.
+  void step_program(StageSim& st, double now) {
+    const int pp = cfg_.parallel.pp;
+    while (st.pc < st.program.size() && st.remaining <= 0 && st.blocked_until <= now) {
+      const Op& op = st.program[st.pc];
+      switch (op.kind) {
+        case Op::input: {
+          const bool fwd = op.a != 0;
+          const StageSim& from = stages_[static_cast<std::size_t>(st.stage + (fwd ? -1 : 1))];
+          const double done = (fwd ? from.forward_done : from.backward_done)[static_cast<std::size_t>(op.b)];
+          if (done < 0) return;  // not computed yet
+          const Cost& link = fwd ? fwd_p2p_[static_cast<std::size_t>(st.stage - 1)] : bwd_p2p_[static_cast<std::size_t>(st.stage + 1)];
+          const double arrives = done + link.seconds;
+          if (arrives > now) {
+            out_.exposed[link.tier] += std::min(arrives - now, link.seconds) / pp;
+            st.blocked_until = arrives;
+          }
+          break;
+        }
+        case Op::compute:
+          st.remaining = op.seconds;
+          st.demand = op.a > 0 ? 1000.0 / op.a : 1.0;
+          break;
+        case Op::tp:
+          st.blocked_until = now + op.seconds;
+          out_.exposed[tp_tier_] += op.seconds / pp;
+          break;
+        case Op::done:
+          ((op.a != 0) ? st.forward_done : st.backward_done)[static_cast<std::size_t>(op.b)] = now;
+          break;
+        case Op::launch: st.blocked_until = launch(st, op.a, now); break;
+        case Op::use: st.blocked_until = use(st, op.a, op.b, now); break;
+      }
+      ++st.pc;
+    }
+    if (st.pc >= st.program.size() && st.remaining <= 0 && st.blocked_until <= now) st.clock = std::max(st.clock, now);
+  }
+
+  // Every stage's program, in time: ranks computing at once share the machine's cores.
+  void run_pipeline() {
+    for (StageSim& st : stages_) compile(st);
+    const double ranks_per_stage = static_cast<double>(grid_.world()) / cfg_.parallel.pp;
+    double now = 0;
+    for (;;) {
+      // Until no stage moves: one stage's output may be another's input at the same moment.
+      for (bool moved = true; moved;) {
+        moved = false;
+        for (StageSim& st : stages_) {
+          const std::size_t pc = st.pc;
+          step_program(st, now);
+          moved |= st.pc != pc;
+        }
+      }
+      double computing = 0;
+      bool running = false;
+      for (const StageSim& st : stages_) {
+        if (st.remaining > 0 && st.blocked_until <= now) computing += st.demand;
+        running |= st.pc < st.program.size() || st.remaining > 0 || st.blocked_until > now;
+      }
+      if (!running) break;
+      const double rate = cores_ > 0 ? std::min(1.0, cores_ / (computing * ranks_per_stage)) : 1.0;
+      double next = INFINITY;
+      for (const StageSim& st : stages_) {
+        if (st.blocked_until > now) next = std::min(next, st.blocked_until);
+        else if (st.remaining > 0) next = std::min(next, now + st.remaining / rate);
+      }
+      if (!std::isfinite(next)) throw std::logic_error("simulate: the pipeline schedule deadlocked");
+      for (StageSim& st : stages_)
+        if (st.remaining > 0 && st.blocked_until <= now) {
+          // The one(s) finishing at `next` finish exactly: next - now may round to less.
+          st.remaining = now + st.remaining / rate <= next ? 0 : st.remaining - (next - now) * rate;
+          st.compute += next - now;
+        }
+      now = next;
+    }
+  }
+
+  void after_pipeline() {
+    const auto& p = cfg_.parallel;
+    double span = 0;
+    for (StageSim& st : stages_) span = std::max(span, st.clock);
+    double bubble = 0;
+    for (StageSim& st : stages_) bubble += 1 - st.compute / span;
+    out_.bubble = bubble / p.pp;
+    for (StageSim& st : stages_) out_.compute = std::max(out_.compute, st.compute);
+    if (p.pp > 1) {
+      // The tied embedding: first and last stage sum wte's gradient, then sync its bucket.
+      StageSim& first = stages_.front();
+      StageSim& last = stages_.back();
+      const std::size_t n = static_cast<std::size_t>(cfg_.model.vocab) * cfg_.model.width;
+      const Cost c = net_.collective(-1, -1, false, n, true, true, SimKind::embedding, 1);
+      const double done = std::max(first.clock, last.clock) + c.seconds;
+      for (StageSim* st : {&first, &last}) {
+        out_.exposed[c.tier] += (done - st->clock) / p.pp;
+        st->clock = done;
+        if (st->deferred >= 0) st->clock = launch(*st, st->deferred, st->clock);
+      }
+    }
+    double aligned = 0;
+    for (StageSim& st : stages_) {
+      wait(st, st.worker, st.worker_tier);
+      aligned = std::max(aligned, st.clock);
+    }
+    // The loss and the gradient norm: two scalar all-reduces over the job.
+    aligned += 2 * std::ceil(std::log2(std::max(2, grid_.world()))) * dev_.message_seconds;
+    double tail = 0;
+    for (StageSim& st : stages_) {
+      const double owned = static_cast<double>(st.params.numel()) / (zero_ >= 1 ? p.dp : 1);
+      double t = owned * dev_.optimizer_seconds_per_parameter;
+      out_.optimizer = std::max(out_.optimizer, t);
+      if ((zero_ == 1 || zero_ == 2) && p.dp > 1)
+        for (std::size_t b = 0; b < st.buckets.size(); ++b) {
+          const Cost c = bucket_sync(st, static_cast<int>(b), false, true, SimKind::parameter);
+          t += c.seconds;
+          out_.exposed[c.tier] += c.seconds / p.pp;
+        }
+      tail = std::max(tail, t);
+    }
+    out_.step_time = aligned + tail;
+  }
+
+  const Config& cfg_;
+  const DeviceProfile& dev_;
+  Grid grid_;
+  Topology topo_;
+  Simulation out_;
+  Network net_;
+  int zero_ = 0, m_ = 1, micro_batch_ = 1;
+  bool hierarchical_ = false;
+  double cores_ = 0;
+  Tier tp_tier_ = Tier::intra_node;
+  std::vector<StageSim> stages_;
+  std::vector<Cost> fwd_p2p_, bwd_p2p_;
+};
+
+}  // namespace
+
+Simulation simulate(const Config& cfg, const DeviceProfile& device) {
+  if (device.forward_flops <= 0 || device.backward_flops <= 0)
+    throw UserError(fmt::format("device profile '{}' has no forward or backward rate", device.source));
+  for (Tier t : kAllTiers)
+    if (cfg.compression.tier[t] && cfg.compression.tier[t]->codec != "none")
+      throw UserError(fmt::format("simulate does not model codecs yet: compression.{} is {}", tier_name(t),
+                                  cfg.compression.tier[t]->codec));
+  if (cfg.sync.outer) throw UserError("simulate does not model the outer sync (sync.outer) yet");
+  return StepSimulator(cfg, device).run();
+}
+
+}  // namespace ft

@@ -1,0 +1,69 @@
+// `fibertrain simulate`: one optimizer step of a config, predicted without running it.
+//
+// The job is the config's: its rank grid, its topology (emulated nodes, pods, sites) and
+// links, its schedule. Every data- or tensor-parallel group runs the same collectives at
+// the same moments, so one rank per pipeline stage stands for all; the network is the whole
+// job's, so a collective's time is set by the busiest uplink of each tier its rings cross,
+// loaded by every rank behind it (as the pacer shares it).
+//
+//   compute     a stage's matrix-product FLOPs per micro-batch / the profile's rate, split
+//               over the units (blocks, embeddings, head) in the order the model uses them;
+//               under host_cores, ranks share the machine's cores
+//   collectives the ring and hierarchical algorithms' own steps (comm/collective_plan.h):
+//               per step, the busiest uplink's bytes / rate + latency, plus the profile's
+//               per-message and per-byte costs
+//   schedule    the pipeline schedule's actions per stage (make_schedule), each waiting for
+//               its input from the neighbouring stage; gradient buckets launched when
+//               backward completes their parameters, on a worker that runs one collective at
+//               a time; ZeRO-2's two staging buffers; ZeRO-3's all-gather of each unit
+//               before its use with the next one prefetched; the tied embedding's all-reduce,
+//               the optimizer and the ZeRO parameter all-gather after
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "comm/topology.h"
+#include "trainer/io/config.h"
+
+namespace ft {
+
+// What a rank's device does per second: measured by a step log, or stated (a YAML profile).
+struct DeviceProfile {
+  std::string source;
+  double forward_flops = 0;   // matrix-product FLOP/s of a rank's forward, its core or device to itself
+  double backward_flops = 0;  // ... of its backward
+  double optimizer_seconds_per_parameter = 0;  // update (and clipping) per parameter a rank owns
+  double message_seconds = 0;                  // software cost of one message, any tier
+  double copy_bytes_per_second = 0;            // moving a byte below the emulated links (0: free)
+  int host_cores = 0;                          // cores one machine's ranks share; 0: a device per rank
+  double peak_flops = 0;                       // per rank: MFU's denominator
+};
+
+// A step log (.h5: rates from its forward, backward and optimizer times, message costs fitted
+// to its unthrottled tiers' busy time) or a YAML profile with the fields above. Throws
+// UserError.
+DeviceProfile load_device_profile(const std::string& path);
+
+enum class SimKind : int { gradient = 0, parameter = 1, tensor = 2, pipeline = 3, embedding = 4 };
+inline constexpr int kSimKinds = 5;
+std::string_view sim_kind_name(SimKind k);
+
+struct Simulation {
+  int world = 0;
+  double step_time = 0;
+  double compute = 0;    // forward + backward of the busiest stage's rank, per step
+  double optimizer = 0;  // the slowest stage's update
+  double bubble = 0;     // idle share of the pipeline's span on the busiest stage
+  double model_flops = 0, mfu = 0;
+  PerTier<double> exposed{};  // seconds the compute waited for communication crossing the tier
+  // Bytes all ranks send per step, by kind and tier, and through the busiest uplink of each tier.
+  std::vector<PerTier<double>> bytes = std::vector<PerTier<double>>(kSimKinds, PerTier<double>{});
+  PerTier<double> uplink_bytes{};
+  PerTier<int> uplinks{};  // uplinks of the tier in the job
+};
+
+// Throws UserError for what it cannot simulate.
+Simulation simulate(const Config& cfg, const DeviceProfile& device);
+
+}  // namespace ft

@@ -1,0 +1,146 @@
+// `fibertrain simulate CONFIG --profile FILE`: one step of the config predicted, at any
+// scale, without running it (trainer/claims/simulator.h): the step time, the communication
+// it waits for per tier, the bytes per tier by kind, MFU; as a table, JSON, or HDF5 (--out).
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "comm/error.h"
+#include "comm/log.h"
+#include "comm/runtime.h"
+#include "trainer/claims/simulator.h"
+#include "trainer/cli/cli.h"
+#include "trainer/io/config.h"
+#include "trainer/io/h5.h"
+
+namespace ft {
+namespace {
+
+struct SimulateArgs {
+  std::string config;
+  std::vector<std::string> sets;
+  std::string profile;
+  std::string format = "table";
+  std::string out;
+};
+
+std::string si(double v, const char* unit) {
+  const char* prefixes[] = {"", "K", "M", "G", "T", "P", "E"};
+  int i = 0;
+  while (std::abs(v) >= 1000 && i < 6) {
+    v /= 1000;
+    ++i;
+  }
+  return fmt::format("{:.3g} {}{}", v, prefixes[i], unit);
+}
+
+void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& dev, const Simulation& s) {
+  const auto& p = cfg.parallel;
+  std::printf("%s on %s\n", a.config.c_str(), dev.source.c_str());
+  std::printf("  device         forward %s, backward %s, update %s/parameter, %s/message, copies %s%s\n",
+              si(dev.forward_flops, "FLOP/s").c_str(), si(dev.backward_flops, "FLOP/s").c_str(),
+              si(dev.optimizer_seconds_per_parameter, "s").c_str(), si(dev.message_seconds, "s").c_str(),
+              dev.copy_bytes_per_second > 0 ? si(dev.copy_bytes_per_second, "B/s").c_str() : "free",
+              dev.host_cores > 0 ? fmt::format(", {} cores shared by the ranks", dev.host_cores).c_str() : "");
+  std::printf("  layout         %d ranks = tp %d x pp %d x dp %d (%s), zero %d, %d micro-batches, %s\n", s.world, p.tp,
+              p.pp, p.dp, p.order.c_str(), p.zero, p.microbatches, p.schedule.c_str());
+  std::printf("  step time      %s (compute %s, pipeline bubble %.0f%%, optimizer %s)\n", si(s.step_time, "s").c_str(),
+              si(s.compute, "s").c_str(), 100 * s.bubble, si(s.optimizer, "s").c_str());
+  if (s.mfu > 0) std::printf("  MFU            %.1f%%\n", 100 * s.mfu);
+  std::printf("\n  %-11s %10s", "tier", "exposed");
+  for (int k = 0; k < kSimKinds; ++k) std::printf(" %12s", std::string(sim_kind_name(static_cast<SimKind>(k))).c_str());
+  std::printf(" %16s\n", "busiest uplink");
+  for (Tier t : kAllTiers) {
+    std::printf("  %-11s %10s", std::string(tier_name(t)).c_str(), si(s.exposed[t], "s").c_str());
+    for (int k = 0; k < kSimKinds; ++k) std::printf(" %12s", si(s.bytes[static_cast<std::size_t>(k)][t], "B").c_str());
+    std::printf(" %16s\n", si(s.uplink_bytes[t], "B").c_str());
+  }
+  std::printf("  (bytes: all ranks together per step; busiest uplink: through one of the tier's %d/%d/%d/%d uplinks)\n",
+              s.uplinks[Tier::intra_node], s.uplinks[Tier::inter_node], s.uplinks[Tier::inter_pod],
+              s.uplinks[Tier::inter_site]);
+}
+
+void print_json(const Simulation& s) {
+  std::printf("{\"world\": %d, \"step_time\": %.6g, \"compute\": %.6g, \"bubble\": %.4g, \"optimizer\": %.6g, "
+              "\"mfu\": %.4g, \"tiers\": {",
+              s.world, s.step_time, s.compute, s.bubble, s.optimizer, s.mfu);
+  for (Tier t : kAllTiers) {
+    std::printf("%s\"%s\": {\"exposed\": %.6g, \"busiest_uplink_bytes\": %.0f", index(t) ? ", " : "",
+                std::string(tier_name(t)).c_str(), s.exposed[t], s.uplink_bytes[t]);
+    for (int k = 0; k < kSimKinds; ++k)
+      std::printf(", \"%s_bytes\": %.0f", std::string(sim_kind_name(static_cast<SimKind>(k))).c_str(),
+                  s.bytes[static_cast<std::size_t>(k)][t]);
+    std::printf("}");
+  }
+  std::printf("}}\n");
+}
+
+void write_h5(const std::string& path, const Config& cfg, const DeviceProfile& dev, const Simulation& s) {
+  h5::File f(path, h5::Mode::create);
+  f.set_attr("/", "config", to_yaml(cfg));
+  f.set_attr("/", "profile", dev.source);
+  f.set_attr("/", "command", command_line());
+  std::vector<std::string> tiers, kinds;
+  for (Tier t : kAllTiers) tiers.emplace_back(tier_name(t));
+  for (int k = 0; k < kSimKinds; ++k) kinds.emplace_back(sim_kind_name(static_cast<SimKind>(k)));
+  f.set_attr("/", "tiers", tiers);
+  f.set_attr("/", "kinds", kinds);
+  auto scalar = [&](const char* name, double v) { f.write<double>(std::string("/") + name, {v}, {1}); };
+  scalar("step_time", s.step_time);
+  scalar("compute", s.compute);
+  scalar("bubble", s.bubble);
+  scalar("optimizer", s.optimizer);
+  scalar("mfu", s.mfu);
+  scalar("model_flops", s.model_flops);
+  std::vector<double> exposed, uplink, bytes;
+  for (Tier t : kAllTiers) {
+    exposed.push_back(s.exposed[t]);
+    uplink.push_back(s.uplink_bytes[t]);
+  }
+  for (int k = 0; k < kSimKinds; ++k)
+    for (Tier t : kAllTiers) bytes.push_back(s.bytes[static_cast<std::size_t>(k)][t]);
+  f.write<double>("/exposed", exposed, {kTiers});
+  f.write<double>("/uplink_bytes", uplink, {kTiers});
+  f.write<double>("/bytes", bytes, {kSimKinds, kTiers});
+}
+
+int run_simulate(const SimulateArgs& a) {
+  if (launch_rank_from_env() != 0) return 0;
+  try {
+    if (a.format != "table" && a.format != "json") throw UserError(fmt::format("--format {}: expected table or json", a.format));
+    std::vector<Override> overrides;
+    for (const auto& s : a.sets) overrides.push_back(parse_override(s));
+    const Config cfg = load_config(a.config, overrides);
+    const DeviceProfile dev = load_device_profile(a.profile);
+    const Simulation s = simulate(cfg, dev);
+    if (a.format == "json")
+      print_json(s);
+    else
+      print_table(a, cfg, dev, s);
+    if (!a.out.empty()) write_h5(a.out, cfg, dev, s);
+  } catch (const UserError& e) {
+    log::error("{}", e.what());
+    return kExitUserError;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_simulate_command(CLI::App& app, Action& action) {
+  auto args = std::make_shared<SimulateArgs>();
+  CLI::App* cmd = app.add_subcommand("simulate", "Predict one training step of a config at any scale without running it");
+  cmd->add_option("config", args->config, "the config (YAML)")->required();
+  cmd->add_option("--set", args->sets, "override a config key: --set parallel.dp=128 (repeatable)");
+  cmd->add_option("--profile", args->profile,
+                  "the device: a step log (.h5) measured on it, or a YAML profile (configs/profiles/)")
+      ->required();
+  cmd->add_option("--format", args->format, "table or json");
+  cmd->add_option("--out", args->out, "also write the prediction to this HDF5 file");
+  cmd->callback([&action, args] { action = [args] { return run_simulate(*args); }; });
+}
+
+}  // namespace ft
