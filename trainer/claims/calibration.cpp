@@ -11,15 +11,10 @@
 #include "trainer/io/config.h"
 #include "trainer/claims/cost_model.h"
 #include "trainer/io/h5.h"
+#include "trainer/io/metrics.h"
 
 namespace ft {
 namespace {
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Rows [skip, n) of a [step, rank] dataset, reduced over ranks by `f`.
 template <class F> std::vector<double> per_step(const h5::File& f, const std::string& name, std::size_t skip, F reduce) {

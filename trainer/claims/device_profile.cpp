@@ -13,16 +13,11 @@
 #include "trainer/claims/simulator.h"
 #include "trainer/io/config.h"
 #include "trainer/io/h5.h"
+#include "trainer/io/metrics.h"
 #include "trainer/loop/pipeline.h"
 
 namespace ft {
 namespace {
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Per rank, the median over steps [skip, steps) of a [step, rank] dataset.
 std::vector<double> rank_medians(const h5::File& f, const std::string& name, std::size_t skip) {

@@ -7,10 +7,10 @@
 
 #include <fmt/format.h>
 
-#include "comm/collective_plan.h"
 #include "comm/error.h"
 #include "comm/grid.h"
 #include "models/gpt.h"
+#include "trainer/claims/sim_network.h"
 #include "trainer/loop/grad_sync.h"
 #include "trainer/loop/layout.h"
 #include "trainer/loop/pipeline.h"
@@ -26,189 +26,12 @@ std::string_view sim_kind_name(SimKind k) {
 
 namespace {
 
-constexpr std::size_t kWireBytes = 4;  // every exchange carries fp32
-
-using UplinkBytes = std::vector<std::tuple<Tier, int, double>>;  // (tier, uplink, bytes)
-
-// A collective's or transfer's duration, the tier most of it was spent on, and for sharing
-// emulated links with what else runs: the bytes through each uplink and the duration's part
-// that is not bandwidth (latency, per-message costs).
-struct Cost {
-  double seconds = 0;
-  Tier tier = Tier::intra_node;
-  double fixed = 0;
-  const UplinkBytes* uplinks = nullptr;
-};
-
-// The job's network: what each collective costs when every group along a dimension runs it
-// at once, and what it sends. Collectives of one size repeat (buckets, blocks), so each is
-// worked out once.
-class Network {
- public:
-  Network(const Config& cfg, const Topology& topo, const Grid& grid, const DeviceProfile& dev, Simulation& out)
-      : cfg_(cfg), topo_(topo), grid_(grid), dev_(dev), out_(out), links_(link_specs(cfg.links)) {
-    for (Tier t : kAllTiers) load_[t].assign(static_cast<std::size_t>(topo.world()), 0.0);
-    chunk_ = std::max<std::size_t>(1, cfg.sync.chunk.value / kWireBytes);
-  }
-
-  // Every group along `d` of pipeline stage `stage` (or, for d = -1, every pair of first and
-  // last stage: the tied embedding) runs the collective on n elements; `times` per step.
-  Cost collective(int d, int stage, bool hierarchical, std::size_t n, bool reduce, bool gather, SimKind kind,
-                  double times) {
-    auto key = std::make_tuple(d, stage, hierarchical, n, reduce, gather);
-    auto it = done_.find(key);
-    if (it == done_.end()) it = done_.emplace(key, work_out(plans(d, stage, hierarchical), n, reduce, gather)).first;
-    const Worked& w = it->second;
-    for (Tier t : kAllTiers) out_.bytes[static_cast<std::size_t>(kind)][t] += w.bytes[t] * times;
-    for (const auto& [t, unit, bytes] : w.uplinks) load_[t][static_cast<std::size_t>(unit)] += bytes * times;
-    Cost c = w.cost;
-    c.uplinks = &w.uplinks;
-    return c;
-  }
-
-  // A collective started at `start` that shares its emulated uplinks with the collectives
-  // of other stages: each uplink carries one at a time (as the pacer reserves it). Returns
-  // its end.
-  double occupy(const Cost& c, double start) {
-    double end = start + c.seconds;
-    if (!c.uplinks) return end;
-    double links = start;
-    for (const auto& [t, unit, bytes] : *c.uplinks) {
-      const LinkSpec& l = links_[t];
-      if (l.bytes_per_second <= 0) continue;
-      double& free = free_at_[t][unit];
-      free = std::max(start, free) + bytes / l.bytes_per_second;
-      links = std::max(links, free);
-    }
-    return std::max(end, links + c.fixed);
-  }
-
-  // Every pipeline sends n elements from stage `from` to `to`.
-  Cost transfer(int from, int to, std::size_t n, double times) {
-    PerTier<std::map<int, double>> step;
-    double bytes = static_cast<double>(n * kWireBytes);
-    Tier top = Tier::intra_node;
-    for (const auto& g : grid_.groups(Dim::pp)) {
-      const int a = g[static_cast<std::size_t>(from)], b = g[static_cast<std::size_t>(to)];
-      const Tier t = topo_.tier(a, b);
-      top = std::max(top, t);
-      step[t][topo_.uplink(a, t)] += bytes;
-      out_.bytes[static_cast<std::size_t>(SimKind::pipeline)][t] += bytes * times;
-      load_[t][static_cast<std::size_t>(topo_.uplink(a, t))] += bytes * times;
-    }
-    return {link_time(step) + dev_.message_seconds + copy_time(bytes), top};
-  }
-
-  void finish() {
-    for (Tier t : kAllTiers) {
-      out_.uplink_bytes[t] = *std::max_element(load_[t].begin(), load_[t].end());
-      int units = 0;
-      for (int r = 0; r < topo_.world(); ++r) units = std::max(units, topo_.uplink(r, t) + 1);
-      out_.uplinks[t] = units;
-    }
-  }
-
- private:
-  struct Worked {
-    Cost cost;
-    PerTier<double> bytes{};
-    UplinkBytes uplinks;  // per call
-  };
-
-  const std::vector<CollectivePlan>& plans(int d, int stage, bool hierarchical) {
-    auto& p = plans_[{d, stage, hierarchical}];
-    if (!p.empty()) return p;
-    if (d >= 0) {
-      for (auto& g : grid_.groups(static_cast<Dim>(d)))
-        if (grid_.coord(g.front()).pp == stage) p.emplace_back(topo_, g, hierarchical);
-    } else {
-      for (const auto& g : grid_.groups(Dim::pp)) p.emplace_back(topo_, std::vector<int>{g.front(), g.back()}, false);
-    }
-    return p;
-  }
-
-  double copy_time(double bytes) const { return dev_.copy_bytes_per_second > 0 ? bytes / dev_.copy_bytes_per_second : 0; }
-
-  // One step of concurrent messages: the busiest uplink of each tier sets its time.
-  double link_time(const PerTier<std::map<int, double>>& step) const {
-    double worst = 0;
-    for (Tier t : kAllTiers) {
-      if (step[t].empty()) continue;
-      const LinkSpec& l = links_[t];
-      double busiest = 0;
-      for (const auto& [unit, bytes] : step[t]) busiest = std::max(busiest, bytes);
-      worst = std::max(worst, (l.bytes_per_second > 0 ? busiest / l.bytes_per_second : 0) + l.latency);
-    }
-    return worst;
-  }
-
-  // The latency a step of concurrent messages pays: its slowest tier's.
-  double latency(const PerTier<std::map<int, double>>& step) const {
-    double worst = 0;
-    for (Tier t : kAllTiers)
-      if (!step[t].empty()) worst = std::max(worst, links_[t].latency);
-    return worst;
-  }
-
-  Worked work_out(const std::vector<CollectivePlan>& groups, std::size_t n, bool reduce, bool gather) {
-    Worked w;
-    std::map<std::pair<Tier, int>, double> sent;
-    PerTier<double> tier_seconds{};
-    const std::size_t levels = groups.front().levels().size();
-    auto phase = [&](std::size_t l, bool reducing) {
-      const int k = groups.front().levels()[l].size;
-      if (k < 2) return;
-      PerTier<std::map<int, double>> step;
-      double largest = 0;
-      Tier top = Tier::intra_node;
-      for (const CollectivePlan& g : groups) {
-        const RingLevel& level = g.levels()[l];
-        for (std::size_t m = 0; m < g.members().size(); ++m) {
-          const double bytes = static_cast<double>(g.sent(n, static_cast<int>(l), static_cast<int>(m), reducing) * kWireBytes);
-          const Tier t = level.tier[m];
-          const int unit = topo_.uplink(g.members()[m], t);
-          step[t][unit] += bytes / (k - 1);
-          sent[{t, unit}] += bytes;
-          w.bytes[t] += bytes;
-          largest = std::max(largest, bytes / (k - 1));
-          top = std::max(top, t);
-        }
-      }
-      const double messages = std::ceil(largest / kWireBytes / static_cast<double>(chunk_));
-      const double fixed = messages * dev_.message_seconds + copy_time(largest) + latency(step);
-      const double seconds = (k - 1) * (link_time(step) + fixed - latency(step));
-      tier_seconds[top] += seconds;
-      w.cost.seconds += seconds;
-      w.cost.fixed += (k - 1) * fixed;
-    };
-    if (reduce)
-      for (std::size_t l = 0; l < levels; ++l) phase(l, true);
-    if (gather)
-      for (std::size_t l = levels; l-- > 0;) phase(l, false);
-    for (const auto& [tu, bytes] : sent) w.uplinks.emplace_back(tu.first, tu.second, bytes);
-    for (Tier t : kAllTiers)
-      if (tier_seconds[t] > tier_seconds[w.cost.tier]) w.cost.tier = t;
-    return w;
-  }
-
-  const Config& cfg_;
-  const Topology& topo_;
-  const Grid& grid_;
-  const DeviceProfile& dev_;
-  Simulation& out_;
-  LinkSpecs links_;
-  std::size_t chunk_;
-  std::map<std::tuple<int, int, bool>, std::vector<CollectivePlan>> plans_;
-  std::map<std::tuple<int, int, bool, std::size_t, bool, bool>, Worked> done_;
-  PerTier<std::vector<double>> load_;  // bytes per step through each uplink
-  PerTier<std::map<int, double>> free_at_;  // when each emulated uplink is next free
-};
-
 // What a stage's compute thread does, in order.
 struct Op {
   enum Kind { input, compute, tp, done, launch, use } kind;
   double seconds;  // compute: at a whole core's (or device's) rate; tp: the blocking all-reduces
   int a, b;        // input and done: (forward?, micro-batch); launch: the bucket; use: (unit, next unit)
+  double demand = 1;  // compute: the share of the stage's ranks computing at any moment
 };
 
 // One stage, as the rank that stands for it sees the step.
@@ -234,7 +57,7 @@ struct StageSim {
   double demand = 1;          // the share of its ranks that compute at once (see compile)
   double blocked_until = 0;   // waiting for communication until then
   std::vector<double> forward_done, backward_done;
-  double clock = 0, worker = 0, busy = 0, compute = 0;
+  double clock = 0, worker = 0, compute = 0;
   Tier worker_tier = Tier::intra_node;
   double staging[2] = {0, 0};
   int staged = 0;
@@ -265,7 +88,7 @@ class StepSimulator {
     const std::size_t activations = static_cast<std::size_t>(micro_batch_) * cfg_.model.context * cfg_.model.width;
     for (int s = 0; s < p.pp; ++s) {
       // Tensor parallelism: 2 all-reduces of the activations per block forward and 2 backward.
-      Cost tp;
+      SimCost tp;
       if (p.tp > 1) {
         const StagePlan plan = stage_plan(cfg_, GridCoord{0, s, 0});
         tp = net_.collective(static_cast<int>(Dim::tp), s, false, activations, true, true, SimKind::tensor,
@@ -311,8 +134,6 @@ class StepSimulator {
     return plan.levels().size() > 1;
   }
 
-  static double compute_seconds(double flops, double rate) { return flops / rate; }
-
   StageSim make_stage(int s, double tokens, double tp) {
     const auto& p = cfg_.parallel;
     StageSim st;
@@ -321,16 +142,16 @@ class StepSimulator {
     st.params = gpt_stage_params(cfg_.model, st.plan);
     st.units = gpt_units(st.params);
     const bool by_unit = zero_ == 3;
-    st.buckets = cut_buckets(st.params.infos(), kWireBytes, cfg_.sync.bucket.value, by_unit ? &st.units : nullptr);
+    st.buckets = cut_buckets(st.params.infos(), kSimWireBytes, cfg_.sync.bucket.value, by_unit ? &st.units : nullptr);
     const GptShape& shape = cfg_.model;
     const double block = gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, 0, 1, false, false}, tokens);
     const double head = gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, 0, 0, false, true}, tokens);
     const int embed = st.plan.has_embedding || st.plan.has_head ? 0 : -1;
     const int first_block = embed == 0 ? 1 : 0;
     auto add = [&](int unit, double flops, int tps, bool backward_reads = true) {
-      st.forward.push_back({unit, compute_seconds(flops, dev_.forward_flops), tps * tp});
+      st.forward.push_back({unit, flops / dev_.forward_flops, tps * tp});
       st.backward.insert(st.backward.begin(),
-                         {unit, compute_seconds(2 * flops, dev_.backward_flops), tps * tp, backward_reads});
+                         {unit, 2 * flops / dev_.backward_flops, tps * tp, backward_reads});
     };
     if (st.plan.has_embedding) add(embed, 0, 0, false);  // the lookup's backward only scatters into the gradient
     for (int l = 0; l < st.plan.num_layers; ++l) add(first_block + l, block, 2);
@@ -371,11 +192,10 @@ class StepSimulator {
   }
 
   // Runs `cost` on the stage's data-parallel worker after what is queued; returns its end.
-  double enqueue(StageSim& st, double issued, const Cost& cost) {
+  double enqueue(StageSim& st, double issued, const SimCost& cost) {
     const double start = std::max(issued, st.worker);
     st.worker = net_.occupy(cost, start);
     st.worker_tier = cost.tier;
-    st.busy += cost.seconds;
     return st.worker;
   }
 
@@ -387,7 +207,7 @@ class StepSimulator {
     }
   }
 
-  Cost bucket_sync(const StageSim& st, int b, bool reduce, bool gather, SimKind kind) {
+  SimCost bucket_sync(const StageSim& st, int b, bool reduce, bool gather, SimKind kind) {
     return net_.collective(static_cast<int>(Dim::dp), st.stage, hierarchical_, bucket_elements(st, b), reduce, gather,
                            kind, 1);
   }
@@ -444,8 +264,8 @@ class StepSimulator {
         if (order[i].reads) st.program.push_back({Op::use, 0, order[i].unit, next});
         // A use's tensor-parallel all-reduces interleave with its compute, each rank waiting for
         // its peers in turn: for the cores, its ranks compute (compute + tp) / compute apart.
-        const double spread = order[i].seconds > 0 ? (order[i].seconds + order[i].tp) / order[i].seconds : 1;
-        st.program.push_back({Op::compute, order[i].seconds, static_cast<int>(std::lround(spread * 1000)), 0});
+        const double demand = order[i].seconds > 0 ? order[i].seconds / (order[i].seconds + order[i].tp) : 1;
+        st.program.push_back({Op::compute, order[i].seconds, 0, 0, demand});
         if (order[i].tp > 0) st.program.push_back({Op::tp, order[i].tp, 0, 0});
         if (syncs && cfg_.sync.overlap)
           for (std::size_t b = 0; b < st.buckets.size(); ++b)
@@ -476,7 +296,7 @@ class StepSimulator {
           const StageSim& from = stages_[static_cast<std::size_t>(st.stage + (fwd ? -1 : 1))];
           const double done = (fwd ? from.forward_done : from.backward_done)[static_cast<std::size_t>(op.b)];
           if (done < 0) return;  // not computed yet
-          const Cost& link = fwd ? fwd_p2p_[static_cast<std::size_t>(st.stage - 1)] : bwd_p2p_[static_cast<std::size_t>(st.stage + 1)];
+          const SimCost& link = fwd ? fwd_p2p_[static_cast<std::size_t>(st.stage - 1)] : bwd_p2p_[static_cast<std::size_t>(st.stage + 1)];
           const double arrives = done + link.seconds;
           if (arrives > now) {
             out_.exposed[link.tier] += std::min(arrives - now, link.seconds) / pp;
@@ -486,7 +306,7 @@ class StepSimulator {
         }
         case Op::compute:
           st.remaining = op.seconds;
-          st.demand = op.a > 0 ? 1000.0 / op.a : 1.0;
+          st.demand = op.demand;
           break;
         case Op::tp:
           st.blocked_until = now + op.seconds;
@@ -555,7 +375,7 @@ class StepSimulator {
       StageSim& first = stages_.front();
       StageSim& last = stages_.back();
       const std::size_t n = static_cast<std::size_t>(cfg_.model.vocab) * cfg_.model.width;
-      const Cost c = net_.collective(-1, -1, false, n, true, true, SimKind::embedding, 1);
+      const SimCost c = net_.collective(-1, -1, false, n, true, true, SimKind::embedding, 1);
       const double done = std::max(first.clock, last.clock) + c.seconds;
       for (StageSim* st : {&first, &last}) {
         out_.exposed[c.tier] += (done - st->clock) / p.pp;
@@ -577,7 +397,7 @@ class StepSimulator {
       out_.optimizer = std::max(out_.optimizer, t);
       if ((zero_ == 1 || zero_ == 2) && p.dp > 1)
         for (std::size_t b = 0; b < st.buckets.size(); ++b) {
-          const Cost c = bucket_sync(st, static_cast<int>(b), false, true, SimKind::parameter);
+          const SimCost c = bucket_sync(st, static_cast<int>(b), false, true, SimKind::parameter);
           t += c.seconds;
           out_.exposed[c.tier] += c.seconds / p.pp;
         }
@@ -591,13 +411,13 @@ class StepSimulator {
   Grid grid_;
   Topology topo_;
   Simulation out_;
-  Network net_;
+  SimNetwork net_;
   int zero_ = 0, m_ = 1, micro_batch_ = 1;
   bool hierarchical_ = false;
   double cores_ = 0;
   Tier tp_tier_ = Tier::intra_node;
   std::vector<StageSim> stages_;
-  std::vector<Cost> fwd_p2p_, bwd_p2p_;
+  std::vector<SimCost> fwd_p2p_, bwd_p2p_;
 };
 
 }  // namespace

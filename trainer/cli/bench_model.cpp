@@ -13,6 +13,7 @@
 #include "trainer/io/config.h"
 #include "trainer/loop/layout.h"
 #include "trainer/io/h5.h"
+#include "trainer/io/metrics.h"
 #include "trainer/loop/trainer.h"
 
 namespace ft {
@@ -26,11 +27,6 @@ struct ModelBenchArgs {
   int iters = 10;
   std::string out;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 // Times whole training steps (forward + backward + AdamW) of the configured model on
 // synthetic data after warm-up, through the same Trainer as `train`.

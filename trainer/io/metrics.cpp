@@ -12,6 +12,12 @@
 
 namespace ft {
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 int MetricsSchema::add(std::string name, std::string units, Scope scope, std::string description) {
   specs_.push_back({std::move(name), std::move(units), scope, std::move(description)});
   return static_cast<int>(specs_.size()) - 1;

@@ -17,6 +17,10 @@
 
 namespace ft {
 
+// The median of measured figures (the upper one of an even count; 0 for none): what the
+// readers of step logs and benchmarks report, robust to a slow step.
+double median(std::vector<double> v);
+
 enum class Scope { job, per_rank };
 
 struct MetricSpec {
