@@ -60,9 +60,10 @@ std::vector<int> Grid::group(Dim d, int r) const {
 
 std::vector<std::vector<int>> Grid::groups(Dim d) const {
   std::vector<std::vector<int>> out;
+  // A rank's index along `d` raises its rank by a fixed stride, so each group's lowest rank
+  // is its member at index 0: one group per such rank, without building the others.
   for (int r = 0; r < world(); ++r) {
-    auto g = group(d, r);
-    if (*std::min_element(g.begin(), g.end()) == r) out.push_back(std::move(g));
+    if (coord(r)[d] == 0) out.push_back(group(d, r));
   }
   return out;
 }

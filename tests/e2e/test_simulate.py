@@ -6,8 +6,9 @@
    and ZeRO-3's gradient and parameter bytes.
 2. Step time: three fixed configurations of tools/simulator_validation.py, simulated from a
    device profile measured here; each must be within 25% of its measured median step time
-   (the validation's worst-case bound).
-3. What it cannot simulate is refused with one message and exit code 2."""
+   (the validation's worst-case bound), the medians of three rounds.
+3. The rate a tier needs for 90% of the pace, at the scale of the claims.
+4. What it cannot simulate is refused with one message and exit code 2."""
 import json
 import os
 import sys
@@ -58,11 +59,26 @@ for name, sets in CASES.items():
 
 # 2. Step time within the bound.
 ROWS = [sv.CONFIGS[i] for i in (2, 1, 6)]  # node links at 1 Gbit/s and 50 Mbit/s; the demo's pods at 50 Mbit/s
-for name, n, measured, simulated, error in sv.validate(ROWS, 12, tmp):
+for name, n, measured, simulated, error in sv.validate(ROWS, 12, 3, tmp):
     print(f"{name}: measured {measured * 1e3:.1f} ms, simulated {simulated * 1e3:.1f} ms ({100 * error:+.1f}%)")
     check(abs(error) <= 0.25, f"{name}: simulated step time {100 * error:+.1f}% from the measured one (bound 25%)")
 
-# 3. Refusals.
+# 3. The rate a tier needs, at the scale of the claims: the step at that rate keeps 90% of the
+# pace with the tier free.
+LLAMA = ["configs/llama3-405b-16k.yaml", "--profile", "configs/profiles/h100-claims.yaml", "--format", "json"]
+p = run(["simulate", *LLAMA, "--set", "parallel.zero=1", "--utilisation", "0.9", "--tier", "inter_pod"])
+check(p.returncode == 0, f"simulate --utilisation failed:\n{p.stderr}")
+if p.returncode == 0:
+    r = json.loads(p.stdout)
+    check(r["reachable"] and r["bits_per_second"] > 0 and r["step_time"] <= r["free_step"] / 0.9 * (1 + 1e-9),
+          f"the rate for 90% of the pace: {r}")
+    print(f"405B, ZeRO-1: the pods need {r['bits_per_second'] / 1e12:.3g} Tbit/s per uplink for 90% of the pace")
+for extra, words in [(["--utilisation", "1.5"], "utilisation"), (["--utilisation", "0.9", "--tier", "pod"], "--tier")]:
+    p = run(["simulate", *LLAMA, *extra])
+    check(p.returncode == 2 and words in p.stderr and "Traceback" not in p.stderr,
+          f"simulate {extra}: exit {p.returncode}, stderr {p.stderr!r}")
+
+# 4. Refusals.
 for sets, words in [(["compression.inter_node={codec: int8}", "topology.ranks_per_node=1", "parallel.dp=2"], "codecs"),
                     (["parallel.dp=2"], "topology.ranks_per_node")]:
     p = simulate(sets, profile)

@@ -34,11 +34,32 @@ double SimNetwork::occupy(const SimCost& c, double start) {
   for (const auto& [t, unit, bytes] : *c.uplinks) {
     const LinkSpec& l = links_[t];
     if (l.bytes_per_second <= 0) continue;
-    double& free = free_at_[t][unit];
-    free = std::max(start, free) + bytes / l.bytes_per_second;
-    links = std::max(links, free);
+    links = std::max(links, reserve(busy_[t][unit], start, bytes / l.bytes_per_second));
   }
   return std::max(end, links + c.fixed);
+}
+
+double SimNetwork::reserve(Busy& busy, double start, double seconds) {
+  // The first gap at or after `start` that holds `seconds`.
+  auto it = std::lower_bound(busy.begin(), busy.end(), start,
+                             [](const std::pair<double, double>& b, double t) { return b.second < t; });
+  double at = start;
+  for (; it != busy.end() && it->first < at + seconds; ++it) at = std::max(at, it->second);
+  // [at, at + seconds] goes before `it`; merge it with the neighbours it touches.
+  const double end = at + seconds;
+  if (it != busy.begin() && std::prev(it)->second >= at) {
+    auto prev = std::prev(it);
+    prev->second = end;
+    if (it != busy.end() && it->first <= end) {
+      prev->second = it->second;
+      busy.erase(it);
+    }
+  } else if (it != busy.end() && it->first <= end) {
+    it->first = at;
+  } else {
+    busy.insert(it, {at, end});
+  }
+  return end;
 }
 
 SimCost SimNetwork::transfer(int from, int to, std::size_t n, double times) {

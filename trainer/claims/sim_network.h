@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <map>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "comm/collective_plan.h"
@@ -71,7 +72,12 @@ class SimNetwork {
   std::map<std::tuple<int, int, bool>, std::vector<CollectivePlan>> plans_;
   std::map<std::tuple<int, int, bool, std::size_t, bool, bool>, Worked> done_;
   PerTier<std::vector<double>> load_;       // bytes per step through each uplink
-  PerTier<std::map<int, double>> free_at_;  // when each emulated uplink is next free
+  // Each emulated uplink's busy intervals, sorted and merged. Collectives reserve them as
+  // their workers issue them, not in time order: a later reservation may start earlier, in a
+  // gap, as the pacer would have sent it.
+  using Busy = std::vector<std::pair<double, double>>;
+  static double reserve(Busy& busy, double start, double seconds);
+  PerTier<std::map<int, Busy>> busy_;
 };
 
 }  // namespace ft

@@ -433,4 +433,37 @@ Simulation simulate(const Config& cfg, const DeviceProfile& device) {
   return StepSimulator(cfg, device).run();
 }
 
+RateNeeded rate_needed(const Config& cfg, const DeviceProfile& device, Tier tier, double utilisation) {
+  if (!(utilisation > 0 && utilisation < 1)) throw UserError(fmt::format("utilisation {}: expected a share in (0, 1)", utilisation));
+  RateNeeded r;
+  r.tier = tier;
+  r.utilisation = utilisation;
+  Config c = cfg;
+  auto& link = c.links.tier[tier];
+  const Duration latency = link ? link->latency : Duration{};
+  link.reset();
+  r.free_step = simulate(c, device).step_time;
+  const double target = r.free_step / utilisation;
+  auto at = [&](double bits) {
+    link = LinkConfig{BitRate{bits}, latency};
+    return simulate(c, device);
+  };
+  r.latency_step = at(0).step_time;
+  r.reachable = r.latency_step <= target;
+  if (!r.reachable) return r;
+  // The step does not grow as the rate rises: bracket the rate by decades, then halve the
+  // bracket in log space to within 0.5%.
+  double hi = 1e9, lo;
+  while (hi < 1e30 && at(hi).step_time > target) hi *= 10;
+  for (lo = hi / 10; lo > 1 && at(lo).step_time <= target; lo /= 10) hi = lo;
+  while (hi / lo > 1.005) {
+    const double mid = std::sqrt(hi * lo);
+    (at(mid).step_time <= target ? hi : lo) = mid;
+  }
+  r.bits_per_second = hi;
+  r.at_rate = at(hi);
+  r.at_config = c;
+  return r;
+}
+
 }  // namespace ft

@@ -66,4 +66,18 @@ struct Simulation {
 // Throws UserError for what it cannot simulate.
 Simulation simulate(const Config& cfg, const DeviceProfile& device);
 
+// The slowest rate of `tier`'s links (its latency as configured) at which the step takes at
+// most 1/utilisation of its time with the tier free (no bandwidth limit, no latency).
+struct RateNeeded {
+  Tier tier = Tier::inter_site;
+  double utilisation = 0;
+  double free_step = 0;     // the step with the tier free
+  double latency_step = 0;  // ... with the tier's latency but no bandwidth limit
+  bool reachable = false;   // false: the latency alone costs more than 1 - utilisation
+  double bits_per_second = 0;
+  Config at_config;         // the config at that rate
+  Simulation at_rate;       // ... and its step
+};
+RateNeeded rate_needed(const Config& cfg, const DeviceProfile& device, Tier tier, double utilisation);
+
 }  // namespace ft

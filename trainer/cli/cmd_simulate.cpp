@@ -3,6 +3,7 @@
 // it waits for per tier, the bytes per tier by kind, MFU; as a table, JSON, or HDF5 (--out).
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@ struct SimulateArgs {
   std::string profile;
   std::string format = "table";
   std::string out;
+  double utilisation = 0;
+  std::string tier;
 };
 
 std::string si(double v, const char* unit) {
@@ -47,7 +50,7 @@ void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& 
               dev.host_cores > 0 ? fmt::format(", {} cores shared by the ranks", dev.host_cores).c_str() : "");
   std::printf("  layout         %d ranks = tp %d x pp %d x dp %d (%s), zero %d, %d micro-batches, %s\n", s.world, p.tp,
               p.pp, p.dp, p.order.c_str(), p.zero, p.microbatches, p.schedule.c_str());
-  std::printf("  step time      %s (compute %s, pipeline bubble %.0f%%, optimizer %s)\n", si(s.step_time, "s").c_str(),
+  std::printf("  step time      %s (compute %s, idle %.0f%% of the pipeline's span, optimizer %s)\n", si(s.step_time, "s").c_str(),
               si(s.compute, "s").c_str(), 100 * s.bubble, si(s.optimizer, "s").c_str());
   if (s.mfu > 0) std::printf("  MFU            %.1f%%\n", 100 * s.mfu);
   std::printf("\n  %-11s %10s", "tier", "exposed");
@@ -61,6 +64,20 @@ void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& 
   std::printf("  (bytes: all ranks together per step; busiest uplink: through one of the tier's %d/%d/%d/%d uplinks)\n",
               s.uplinks[Tier::intra_node], s.uplinks[Tier::inter_node], s.uplinks[Tier::inter_pod],
               s.uplinks[Tier::inter_site]);
+}
+
+void print_rate(const RateNeeded& r) {
+  const std::string tier(tier_name(r.tier));
+  std::printf("\n  %s free: step %s; at %.0f%% of its pace the step may take %s\n", tier.c_str(),
+              si(r.free_step, "s").c_str(), 100 * r.utilisation, si(r.free_step / r.utilisation, "s").c_str());
+  if (!r.reachable) {
+    std::printf("  not reachable: %s's latency alone makes the step %s (%.0f%% of the pace)\n", tier.c_str(),
+                si(r.latency_step, "s").c_str(), 100 * r.free_step / r.latency_step);
+    return;
+  }
+  std::printf("  needs %s per %s uplink (step %s; the busiest uplink carries %s per step)\n",
+              si(r.bits_per_second, "bit/s").c_str(), tier.c_str(), si(r.at_rate.step_time, "s").c_str(),
+              si(r.at_rate.uplink_bytes[r.tier], "B").c_str());
 }
 
 void print_json(const Simulation& s) {
@@ -115,6 +132,22 @@ int run_simulate(const SimulateArgs& a) {
     for (const auto& s : a.sets) overrides.push_back(parse_override(s));
     const Config cfg = load_config(a.config, overrides);
     const DeviceProfile dev = load_device_profile(a.profile);
+    if (a.utilisation > 0) {
+      std::optional<Tier> tier = tier_from_name(a.tier);
+      if (!tier) throw UserError(fmt::format("--tier '{}': expected intra_node, inter_node, inter_pod or inter_site", a.tier));
+      const RateNeeded r = rate_needed(cfg, dev, *tier, a.utilisation);
+      if (a.format == "json") {
+        std::printf("{\"tier\": \"%s\", \"utilisation\": %.4g, \"free_step\": %.6g, \"latency_step\": %.6g, "
+                    "\"reachable\": %s, \"bits_per_second\": %.6g, \"step_time\": %.6g, \"busiest_uplink_bytes\": %.0f}\n",
+                    std::string(tier_name(r.tier)).c_str(), r.utilisation, r.free_step, r.latency_step,
+                    r.reachable ? "true" : "false", r.bits_per_second, r.at_rate.step_time, r.at_rate.uplink_bytes[r.tier]);
+      } else {
+        if (r.reachable) print_table(a, r.at_config, dev, r.at_rate);
+        print_rate(r);
+      }
+      if (!a.out.empty() && r.reachable) write_h5(a.out, r.at_config, dev, r.at_rate);
+      return 0;
+    }
     const Simulation s = simulate(cfg, dev);
     if (a.format == "json")
       print_json(s);
@@ -140,6 +173,11 @@ void add_simulate_command(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--format", args->format, "table or json");
   cmd->add_option("--out", args->out, "also write the prediction to this HDF5 file");
+  cmd->add_option("--utilisation", args->utilisation,
+                  "instead: find the slowest rate of --tier's links at which the step keeps this share (0.9) of "
+                  "its pace with the tier free");
+  cmd->add_option("--tier", args->tier, "the tier whose rate --utilisation finds (inter_site, inter_pod, ...)")
+      ->default_val("inter_site");
   cmd->callback([&action, args] { action = [args] { return run_simulate(*args); }; });
 }
 
