@@ -115,6 +115,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated row numbers (from 1)")
     ap.add_argument("--out", default="", help="directory for the step logs (default: a temporary one)")
     a = ap.parse_args()
+    if a.repeat < 1:
+        ap.error("--repeat: at least 1 round")
     configs = CONFIGS
     if a.only:
         configs = [CONFIGS[int(i) - 1] for i in a.only.split(",")]

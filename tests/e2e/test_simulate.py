@@ -70,10 +70,11 @@ p = run(["simulate", *LLAMA, "--set", "parallel.zero=1", "--utilisation", "0.9",
 check(p.returncode == 0, f"simulate --utilisation failed:\n{p.stderr}")
 if p.returncode == 0:
     r = json.loads(p.stdout)
-    check(r["reachable"] and r["bits_per_second"] > 0 and r["step_time"] <= r["free_step"] / 0.9 * (1 + 1e-9),
+    check(r["reachable"] and r["bits_per_second"] > 0 and r["step_time"] <= r["free_step"] / 0.9 * (1 + 1e-6),
           f"the rate for 90% of the pace: {r}")
     print(f"405B, ZeRO-1: the pods need {r['bits_per_second'] / 1e12:.3g} Tbit/s per uplink for 90% of the pace")
-for extra, words in [(["--utilisation", "1.5"], "utilisation"), (["--utilisation", "0.9", "--tier", "pod"], "--tier")]:
+for extra, words in [(["--utilisation", "1.5"], "utilisation"), (["--utilisation", "0.9", "--tier", "pod"], "--tier"),
+                     (["--utilisation", "0.9"], "no traffic crosses inter_site"), (["--tier", "inter_pod"], "--utilisation")]:
     p = run(["simulate", *LLAMA, *extra])
     check(p.returncode == 2 and words in p.stderr and "Traceback" not in p.stderr,
           f"simulate {extra}: exit {p.returncode}, stderr {p.stderr!r}")

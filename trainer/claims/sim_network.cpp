@@ -33,7 +33,7 @@ double SimNetwork::occupy(const SimCost& c, double start) {
   double links = start;
   for (const auto& [t, unit, bytes] : *c.uplinks) {
     const LinkSpec& l = links_[t];
-    if (l.bytes_per_second <= 0) continue;
+    if (l.bytes_per_second <= 0 || bytes <= 0) continue;  // a member with no share of a small region
     links = std::max(links, reserve(busy_[t][unit], start, bytes / l.bytes_per_second));
   }
   return std::max(end, links + c.fixed);

@@ -54,7 +54,7 @@ struct Simulation {
   double step_time = 0;
   double compute = 0;    // forward + backward of the busiest stage's rank, per step
   double optimizer = 0;  // the slowest stage's update
-  double bubble = 0;     // idle share of the pipeline's span on the busiest stage
+  double bubble = 0;     // idle share of the pipeline's span, the mean over stages (as the trainer's metric)
   double model_flops = 0, mfu = 0;
   PerTier<double> exposed{};  // seconds the compute waited for communication crossing the tier
   // Bytes all ranks send per step, by kind and tier, and through the busiest uplink of each tier.
@@ -67,13 +67,14 @@ struct Simulation {
 Simulation simulate(const Config& cfg, const DeviceProfile& device);
 
 // The slowest rate of `tier`'s links (its latency as configured) at which the step takes at
-// most 1/utilisation of its time with the tier free (no bandwidth limit, no latency).
+// most 1/utilisation of its time with the tier free (no bandwidth limit, no latency), by
+// bisection. Throws UserError when no traffic crosses the tier.
 struct RateNeeded {
   Tier tier = Tier::inter_site;
   double utilisation = 0;
   double free_step = 0;     // the step with the tier free
   double latency_step = 0;  // ... with the tier's latency but no bandwidth limit
-  bool reachable = false;   // false: the latency alone costs more than 1 - utilisation
+  bool reachable = false;   // false: the latency alone costs more than 1 - utilisation (or no rate to 1e30 bit/s does)
   double bits_per_second = 0;
   Config at_config;         // the config at that rate
   Simulation at_rate;       // ... and its step

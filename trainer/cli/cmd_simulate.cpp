@@ -26,7 +26,7 @@ struct SimulateArgs {
   std::string profile;
   std::string format = "table";
   std::string out;
-  double utilisation = 0;
+  std::optional<double> utilisation;
   std::string tier;
 };
 
@@ -132,20 +132,26 @@ int run_simulate(const SimulateArgs& a) {
     for (const auto& s : a.sets) overrides.push_back(parse_override(s));
     const Config cfg = load_config(a.config, overrides);
     const DeviceProfile dev = load_device_profile(a.profile);
-    if (a.utilisation > 0) {
-      std::optional<Tier> tier = tier_from_name(a.tier);
-      if (!tier) throw UserError(fmt::format("--tier '{}': expected intra_node, inter_node, inter_pod or inter_site", a.tier));
-      const RateNeeded r = rate_needed(cfg, dev, *tier, a.utilisation);
+    if (!a.tier.empty() && !a.utilisation) throw UserError("--tier names the tier whose rate --utilisation finds");
+    if (a.utilisation) {
+      const std::string name = a.tier.empty() ? "inter_site" : a.tier;
+      std::optional<Tier> tier = tier_from_name(name);
+      if (!tier) throw UserError(fmt::format("--tier '{}': expected intra_node, inter_node, inter_pod or inter_site", name));
+      const RateNeeded r = rate_needed(cfg, dev, *tier, *a.utilisation);
+      if (!r.reachable && !a.out.empty())
+        throw UserError(fmt::format("--out {}: no rate of {} keeps the step's pace, so there is no step to write", a.out, name));
       if (a.format == "json") {
-        std::printf("{\"tier\": \"%s\", \"utilisation\": %.4g, \"free_step\": %.6g, \"latency_step\": %.6g, "
-                    "\"reachable\": %s, \"bits_per_second\": %.6g, \"step_time\": %.6g, \"busiest_uplink_bytes\": %.0f}\n",
-                    std::string(tier_name(r.tier)).c_str(), r.utilisation, r.free_step, r.latency_step,
-                    r.reachable ? "true" : "false", r.bits_per_second, r.at_rate.step_time, r.at_rate.uplink_bytes[r.tier]);
+        auto or_null = [&](double v) { return r.reachable ? fmt::format("{:.9g}", v) : std::string("null"); };
+        std::printf("{\"tier\": \"%s\", \"utilisation\": %.9g, \"free_step\": %.9g, \"latency_step\": %.9g, "
+                    "\"reachable\": %s, \"bits_per_second\": %s, \"step_time\": %s, \"busiest_uplink_bytes\": %s}\n",
+                    name.c_str(), r.utilisation, r.free_step, r.latency_step, r.reachable ? "true" : "false",
+                    or_null(r.bits_per_second).c_str(), or_null(r.at_rate.step_time).c_str(),
+                    or_null(r.at_rate.uplink_bytes[r.tier]).c_str());
       } else {
         if (r.reachable) print_table(a, r.at_config, dev, r.at_rate);
         print_rate(r);
       }
-      if (!a.out.empty() && r.reachable) write_h5(a.out, r.at_config, dev, r.at_rate);
+      if (!a.out.empty()) write_h5(a.out, r.at_config, dev, r.at_rate);
       return 0;
     }
     const Simulation s = simulate(cfg, dev);
@@ -176,8 +182,7 @@ void add_simulate_command(CLI::App& app, Action& action) {
   cmd->add_option("--utilisation", args->utilisation,
                   "instead: find the slowest rate of --tier's links at which the step keeps this share (0.9) of "
                   "its pace with the tier free");
-  cmd->add_option("--tier", args->tier, "the tier whose rate --utilisation finds (inter_site, inter_pod, ...)")
-      ->default_val("inter_site");
+  cmd->add_option("--tier", args->tier, "the tier whose rate --utilisation finds: inter_site (default), inter_pod, ...");
   cmd->callback([&action, args] { action = [args] { return run_simulate(*args); }; });
 }
 
