@@ -7,6 +7,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 namespace ft {
 
@@ -14,6 +15,20 @@ using Action = std::function<int()>;
 
 // The process's command line, joined by spaces (set by main).
 std::string& command_line();
+
+// JSON output: a quoted string; a number to `digits` significant digits, or null where JSON
+// has none (infinity, NaN: a knee never reached, a rate that does not exist).
+inline std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
+inline std::string json_number(double v, int digits = 4) {
+  return std::isfinite(v) ? fmt::format("{:.{}g}", v, digits) : "null";
+}
 
 // A flag's check: a finite number above zero ("nan", "inf" and "-1" are refused by name).
 inline CLI::Validator positive_number() {

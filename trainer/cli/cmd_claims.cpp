@@ -34,18 +34,6 @@ struct ClaimsArgs {
   bool asked = false;  // any scenario flag given
 };
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out + "\"";
-}
-
-// JSON has no infinity: a knee that is never reached is null.
-std::string number(double v) { return std::isfinite(v) ? fmt::format("{:.4g}", v) : "null"; }
-
 void print_claims(const ClaimsArgs& a) {
   auto rows = cost::claims(a.scenario);
   if (a.format == "json") {
@@ -55,8 +43,8 @@ void print_claims(const ClaimsArgs& a) {
       std::printf("  {\"id\": %s, \"claim\": %s, \"inputs\": %s, \"unit\": %s, \"stated\": %s, \"computed\": %s, "
                   "\"ratio\": %s}%s\n",
                   json_string(r.id).c_str(), json_string(r.claim).c_str(), json_string(r.inputs).c_str(),
-                  json_string(r.unit).c_str(), number(r.stated).c_str(), number(r.computed).c_str(),
-                  number(r.computed / r.stated).c_str(), i + 1 < rows.size() ? "," : "");
+                  json_string(r.unit).c_str(), json_number(r.stated).c_str(), json_number(r.computed).c_str(),
+                  json_number(r.computed / r.stated).c_str(), i + 1 < rows.size() ? "," : "");
     }
     std::printf("]\n");
     return;
@@ -65,13 +53,13 @@ void print_claims(const ClaimsArgs& a) {
     std::printf("id,claim,inputs,unit,stated,computed,ratio\n");
     for (const auto& r : rows)
       std::printf("%s,\"%s\",\"%s\",%s,%s,%s,%s\n", r.id.c_str(), r.claim.c_str(), r.inputs.c_str(), r.unit.c_str(),
-                  number(r.stated).c_str(), number(r.computed).c_str(), number(r.computed / r.stated).c_str());
+                  json_number(r.stated).c_str(), json_number(r.computed).c_str(), json_number(r.computed / r.stated).c_str());
     return;
   }
   std::printf("%-4s %-62s %10s %10s %6s  %-11s %s\n", "id", "claim", "stated", "computed", "ratio", "unit", "inputs");
   for (const auto& r : rows)
-    std::printf("%-4s %-62s %10s %10s %6.2f  %-11s %s\n", r.id.c_str(), r.claim.c_str(), number(r.stated).c_str(),
-                number(r.computed).c_str(), r.computed / r.stated, r.unit.c_str(), r.inputs.c_str());
+    std::printf("%-4s %-62s %10s %10s %6.2f  %-11s %s\n", r.id.c_str(), r.claim.c_str(), json_number(r.stated).c_str(),
+                json_number(r.computed).c_str(), r.computed / r.stated, r.unit.c_str(), r.inputs.c_str());
   if (!a.asked) return;
   const auto& s = a.scenario;
   cost::Answer x = cost::answer(s);
@@ -104,9 +92,9 @@ void print_methods(const ClaimsArgs& a) {
   if (a.format == "csv") {
     std::printf("method,file,loss_penalty,traffic,period,hideable_steps,c7_bits_per_second,c10_bits_per_second\n");
     for (const auto& m : methods)
-      std::printf("\"%s\",\"%s\",%s,%s,%s,%s,%s,%s\n", m.name.c_str(), m.file.c_str(), number(m.loss_penalty).c_str(),
-                  number(m.traffic).c_str(), number(m.period).c_str(), number(m.hideable).c_str(),
-                  number(rate(m, c7)).c_str(), number(rate(m, c10)).c_str());
+      std::printf("\"%s\",\"%s\",%s,%s,%s,%s,%s,%s\n", m.name.c_str(), m.file.c_str(), json_number(m.loss_penalty).c_str(),
+                  json_number(m.traffic).c_str(), json_number(m.period).c_str(), json_number(m.hideable).c_str(),
+                  json_number(rate(m, c7)).c_str(), json_number(rate(m, c10)).c_str());
     return;
   }
   if (a.format == "json") {
@@ -115,9 +103,9 @@ void print_methods(const ClaimsArgs& a) {
       const auto& m = methods[i];
       std::printf("  {\"method\": %s, \"file\": %s, \"loss_penalty\": %s, \"traffic\": %s, \"period\": %s, "
                   "\"hideable_steps\": %s, \"c7_bits_per_second\": %s, \"c10_bits_per_second\": %s}%s\n",
-                  json_string(m.name).c_str(), json_string(m.file).c_str(), number(m.loss_penalty).c_str(),
-                  number(m.traffic).c_str(), number(m.period).c_str(), number(m.hideable).c_str(),
-                  number(rate(m, c7)).c_str(), number(rate(m, c10)).c_str(), i + 1 < methods.size() ? "," : "");
+                  json_string(m.name).c_str(), json_string(m.file).c_str(), json_number(m.loss_penalty).c_str(),
+                  json_number(m.traffic).c_str(), json_number(m.period).c_str(), json_number(m.hideable).c_str(),
+                  json_number(rate(m, c7)).c_str(), json_number(rate(m, c10)).c_str(), i + 1 < methods.size() ? "," : "");
     }
     std::printf("]\n");
     return;
@@ -152,14 +140,14 @@ int run_calibration(const ClaimsArgs& a) {
                 "\"compute_rate\": %s, \"exposed\": %s, \"flat\": %s, \"hideable\": %s, \"fixed\": %s, "
                 "\"per_message\": %s, \"hides\": %s, \"knee\": %s, \"predictions\": [",
                 json_string(c.run).c_str(), json_string(std::string(tier_name(c.tier))).c_str(),
-                number(c.bits_per_second).c_str(), number(c.latency).c_str(), c.latency_steps,
-                number(c.uplink_bytes).c_str(), number(c.tail_bytes).c_str(), c.buckets, number(c.messages).c_str(),
-                number(c.step_time).c_str(), number(c.compute_rate).c_str(), number(c.exposed).c_str(),
-                number(c.flat).c_str(), number(c.hideable).c_str(), number(c.fixed).c_str(),
-                number(c.per_message()).c_str(), c.hides ? "true" : "false", number(c.knee()).c_str());
+                json_number(c.bits_per_second).c_str(), json_number(c.latency).c_str(), c.latency_steps,
+                json_number(c.uplink_bytes).c_str(), json_number(c.tail_bytes).c_str(), c.buckets, json_number(c.messages).c_str(),
+                json_number(c.step_time).c_str(), json_number(c.compute_rate).c_str(), json_number(c.exposed).c_str(),
+                json_number(c.flat).c_str(), json_number(c.hideable).c_str(), json_number(c.fixed).c_str(),
+                json_number(c.per_message()).c_str(), c.hides ? "true" : "false", json_number(c.knee()).c_str());
     for (std::size_t i = 0; i < rates.size(); ++i)
-      std::printf("%s{\"bits_per_second\": %s, \"step_time\": %s}", i ? ", " : "", number(rates[i]).c_str(),
-                  number(c.predict(rates[i])).c_str());
+      std::printf("%s{\"bits_per_second\": %s, \"step_time\": %s}", i ? ", " : "", json_number(rates[i]).c_str(),
+                  json_number(c.predict(rates[i])).c_str());
     std::printf("]}\n");
     return 0;
   }

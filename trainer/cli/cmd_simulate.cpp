@@ -2,6 +2,7 @@
 // scale, without running it (trainer/claims/simulator.h): the step time, the communication
 // it waits for per tier, the bytes per tier by kind, MFU; as a table, JSON, or HDF5 (--out).
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "trainer/cli/cli.h"
 #include "trainer/io/config.h"
 #include "trainer/io/h5.h"
+#include "trainer/io/units.h"
 
 namespace ft {
 namespace {
@@ -30,36 +32,27 @@ struct SimulateArgs {
   std::string tier;
 };
 
-std::string si(double v, const char* unit) {
-  const char* prefixes[] = {"", "K", "M", "G", "T", "P", "E"};
-  int i = 0;
-  while (std::abs(v) >= 1000 && i < 6) {
-    v /= 1000;
-    ++i;
-  }
-  return fmt::format("{:.3g} {}{}", v, prefixes[i], unit);
-}
-
 void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& dev, const Simulation& s) {
   const auto& p = cfg.parallel;
   std::printf("%s on %s\n", a.config.c_str(), dev.source.c_str());
   std::printf("  device         forward %s, backward %s, update %s/parameter, %s/message, copies %s%s\n",
-              si(dev.forward_flops, "FLOP/s").c_str(), si(dev.backward_flops, "FLOP/s").c_str(),
-              si(dev.optimizer_seconds_per_parameter, "s").c_str(), si(dev.message_seconds, "s").c_str(),
-              dev.copy_bytes_per_second > 0 ? si(dev.copy_bytes_per_second, "B/s").c_str() : "free",
+              human_si(dev.forward_flops, "FLOP/s").c_str(), human_si(dev.backward_flops, "FLOP/s").c_str(),
+              human_si(dev.optimizer_seconds_per_parameter, "s").c_str(), human_si(dev.message_seconds, "s").c_str(),
+              dev.copy_bytes_per_second > 0 ? human_si(dev.copy_bytes_per_second, "B/s").c_str() : "free",
               dev.host_cores > 0 ? fmt::format(", {} cores shared by the ranks", dev.host_cores).c_str() : "");
   std::printf("  layout         %d ranks = tp %d x pp %d x dp %d (%s), zero %d, %d micro-batches, %s\n", s.world, p.tp,
               p.pp, p.dp, p.order.c_str(), p.zero, p.microbatches, p.schedule.c_str());
-  std::printf("  step time      %s (compute %s, idle %.0f%% of the pipeline's span, optimizer %s)\n", si(s.step_time, "s").c_str(),
-              si(s.compute, "s").c_str(), 100 * s.bubble, si(s.optimizer, "s").c_str());
+  std::printf("  step time      %s (compute %s, idle %.0f%% of the pipeline's span, optimizer %s)\n",
+              human_si(s.step_time, "s").c_str(), human_si(s.compute, "s").c_str(), 100 * s.bubble,
+              human_si(s.optimizer, "s").c_str());
   if (s.mfu > 0) std::printf("  MFU            %.1f%%\n", 100 * s.mfu);
   std::printf("\n  %-11s %10s", "tier", "exposed");
   for (int k = 0; k < kSimKinds; ++k) std::printf(" %12s", std::string(sim_kind_name(static_cast<SimKind>(k))).c_str());
   std::printf(" %16s\n", "busiest uplink");
   for (Tier t : kAllTiers) {
-    std::printf("  %-11s %10s", std::string(tier_name(t)).c_str(), si(s.exposed[t], "s").c_str());
-    for (int k = 0; k < kSimKinds; ++k) std::printf(" %12s", si(s.bytes[static_cast<std::size_t>(k)][t], "B").c_str());
-    std::printf(" %16s\n", si(s.uplink_bytes[t], "B").c_str());
+    std::printf("  %-11s %10s", std::string(tier_name(t)).c_str(), human_si(s.exposed[t], "s").c_str());
+    for (int k = 0; k < kSimKinds; ++k) std::printf(" %12s", human_si(s.bytes[static_cast<std::size_t>(k)][t], "B").c_str());
+    std::printf(" %16s\n", human_si(s.uplink_bytes[t], "B").c_str());
   }
   std::printf("  (bytes: all ranks together per step; busiest uplink: through one of the tier's %d/%d/%d/%d uplinks)\n",
               s.uplinks[Tier::intra_node], s.uplinks[Tier::inter_node], s.uplinks[Tier::inter_pod],
@@ -69,27 +62,30 @@ void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& 
 void print_rate(const RateNeeded& r) {
   const std::string tier(tier_name(r.tier));
   std::printf("\n  %s free: step %s; at %.0f%% of its pace the step may take %s\n", tier.c_str(),
-              si(r.free_step, "s").c_str(), 100 * r.utilisation, si(r.free_step / r.utilisation, "s").c_str());
+              human_si(r.free_step, "s").c_str(), 100 * r.utilisation, human_si(r.free_step / r.utilisation, "s").c_str());
   if (!r.reachable) {
     std::printf("  not reachable: %s's latency alone makes the step %s (%.0f%% of the pace)\n", tier.c_str(),
-                si(r.latency_step, "s").c_str(), 100 * r.free_step / r.latency_step);
+                human_si(r.latency_step, "s").c_str(), 100 * r.free_step / r.latency_step);
     return;
   }
   std::printf("  needs %s per %s uplink (step %s; the busiest uplink carries %s per step)\n",
-              si(r.bits_per_second, "bit/s").c_str(), tier.c_str(), si(r.at_rate.step_time, "s").c_str(),
-              si(r.at_rate.uplink_bytes[r.tier], "B").c_str());
+              human_si(r.bits_per_second, "bit/s").c_str(), tier.c_str(), human_si(r.at_rate.step_time, "s").c_str(),
+              human_si(r.at_rate.uplink_bytes[r.tier], "B").c_str());
 }
 
 void print_json(const Simulation& s) {
-  std::printf("{\"world\": %d, \"step_time\": %.6g, \"compute\": %.6g, \"bubble\": %.4g, \"optimizer\": %.6g, "
-              "\"mfu\": %.4g, \"tiers\": {",
-              s.world, s.step_time, s.compute, s.bubble, s.optimizer, s.mfu);
+  // Bytes to 17 digits: exact, as the traffic counters they are compared with.
+  std::printf("{\"world\": %d, \"step_time\": %s, \"compute\": %s, \"bubble\": %s, \"optimizer\": %s, \"mfu\": %s, "
+              "\"tiers\": {",
+              s.world, json_number(s.step_time, 6).c_str(), json_number(s.compute, 6).c_str(),
+              json_number(s.bubble).c_str(), json_number(s.optimizer, 6).c_str(), json_number(s.mfu).c_str());
   for (Tier t : kAllTiers) {
-    std::printf("%s\"%s\": {\"exposed\": %.6g, \"busiest_uplink_bytes\": %.0f", index(t) ? ", " : "",
-                std::string(tier_name(t)).c_str(), s.exposed[t], s.uplink_bytes[t]);
+    std::printf("%s%s: {\"exposed\": %s, \"busiest_uplink_bytes\": %s", index(t) ? ", " : "",
+                json_string(std::string(tier_name(t))).c_str(), json_number(s.exposed[t], 6).c_str(),
+                json_number(s.uplink_bytes[t], 17).c_str());
     for (int k = 0; k < kSimKinds; ++k)
-      std::printf(", \"%s_bytes\": %.0f", std::string(sim_kind_name(static_cast<SimKind>(k))).c_str(),
-                  s.bytes[static_cast<std::size_t>(k)][t]);
+      std::printf(", %s: %s", json_string(std::string(sim_kind_name(static_cast<SimKind>(k))) + "_bytes").c_str(),
+                  json_number(s.bytes[static_cast<std::size_t>(k)][t], 17).c_str());
     std::printf("}");
   }
   std::printf("}}\n");
@@ -141,12 +137,14 @@ int run_simulate(const SimulateArgs& a) {
       if (!r.reachable && !a.out.empty())
         throw UserError(fmt::format("--out {}: no rate of {} keeps the step's pace, so there is no step to write", a.out, name));
       if (a.format == "json") {
-        auto or_null = [&](double v) { return r.reachable ? fmt::format("{:.9g}", v) : std::string("null"); };
-        std::printf("{\"tier\": \"%s\", \"utilisation\": %.9g, \"free_step\": %.9g, \"latency_step\": %.9g, "
-                    "\"reachable\": %s, \"bits_per_second\": %s, \"step_time\": %s, \"busiest_uplink_bytes\": %s}\n",
-                    name.c_str(), r.utilisation, r.free_step, r.latency_step, r.reachable ? "true" : "false",
-                    or_null(r.bits_per_second).c_str(), or_null(r.at_rate.step_time).c_str(),
-                    or_null(r.at_rate.uplink_bytes[r.tier]).c_str());
+        const double none = std::numeric_limits<double>::quiet_NaN();  // null where no rate exists
+        std::printf("{\"tier\": %s, \"utilisation\": %s, \"free_step\": %s, \"latency_step\": %s, \"reachable\": %s, "
+                    "\"bits_per_second\": %s, \"step_time\": %s, \"busiest_uplink_bytes\": %s}\n",
+                    json_string(name).c_str(), json_number(r.utilisation, 9).c_str(), json_number(r.free_step, 9).c_str(),
+                    json_number(r.latency_step, 9).c_str(), r.reachable ? "true" : "false",
+                    json_number(r.reachable ? r.bits_per_second : none, 9).c_str(),
+                    json_number(r.reachable ? r.at_rate.step_time : none, 9).c_str(),
+                    json_number(r.reachable ? r.at_rate.uplink_bytes[r.tier] : none, 17).c_str());
       } else {
         if (r.reachable) print_table(a, r.at_config, dev, r.at_rate);
         print_rate(r);

@@ -114,14 +114,14 @@ std::string format_bitrate(BitRate r) {
                    {{"bit", 1}, {"Kbit", 1e3}, {"Mbit", 1e6}, {"Gbit", 1e9}, {"Tbit", 1e12}});
 }
 
-std::string human_bitrate(double bps) {
-  const char* units[] = {"bit/s", "Kbit/s", "Mbit/s", "Gbit/s", "Tbit/s", "Pbit/s"};
-  int u = 0;
-  while (u < 5 && std::abs(bps) >= 1000) {
-    bps /= 1000;
-    ++u;
+std::string human_si(double value, std::string_view unit) {
+  static constexpr std::string_view prefixes[] = {"", "K", "M", "G", "T", "P", "E"};
+  std::size_t p = 0;
+  while (p + 1 < std::size(prefixes) && std::abs(value) >= 1000) {
+    value /= 1000;
+    ++p;
   }
-  return fmt::format("{:.3g} {}", bps, units[u]);
+  return fmt::format("{:.3g} {}{}", value, prefixes[p], unit);
 }
 
 std::string format_duration(Duration d) {

@@ -33,8 +33,9 @@ std::string format_bytes(Bytes b);
 std::string format_bitrate(BitRate r);
 std::string format_duration(Duration d);
 
-// For people, 3 significant digits: "5.33 Tbit/s".
-std::string human_bitrate(double bits_per_second);
+// For people, 3 significant digits with a decimal prefix from K to E: "5.33 Tbit/s", "71.2 TB".
+std::string human_si(double value, std::string_view unit);
+inline std::string human_bitrate(double bits_per_second) { return human_si(bits_per_second, "bit/s"); }
 
 // What a user is shown when a value does not parse.
 inline constexpr std::string_view kBytesExamples = "4096, 64KiB, 4MiB, 1.5GB";

@@ -279,6 +279,7 @@ void GradSync::done_unit(int unit) {
 // The parts other ranks own become NaN, so that a use without its gather cannot pass
 // unnoticed (NaN times anything is NaN).
 void GradSync::drop(Bucket& b) {
+  if (b.held == Held::part) return;  // dropped already: its other parts are NaN
   arrive(b);  // a prefetch still in flight lands first
   const double nan = std::numeric_limits<double>::quiet_NaN();
   if (b.owned.begin > b.begin) ops::scale(Tensor::view_of(params_.flat_values(), b.begin, {b.owned.begin - b.begin}), nan);

@@ -275,13 +275,9 @@ void Trainer::write_run_attributes() {
   log_->set_attr("sync_buckets", std::int64_t{sync_ ? sync_->buckets() : 0});
   if (sync_) log_->set_attr("sync_bucket_elements", sync_->bucket_elements());
   log_->set_attr("hostnames", mpi_.hostnames());
-  {
-    // What the step simulator's device profile needs to undo: ranks sharing the machine's cores.
-    const auto& hosts = mpi_.hostnames();
-    log_->set_attr("host_cores", static_cast<std::int64_t>(std::thread::hardware_concurrency()));
-    log_->set_attr("host_ranks", static_cast<std::int64_t>(std::count(hosts.begin(), hosts.end(),
-                                                                      hosts[static_cast<std::size_t>(mpi_.rank())])));
-  }
+  // What the step simulator's device profile needs to undo: ranks sharing the machine's cores.
+  log_->set_attr("host_cores", static_cast<std::int64_t>(std::thread::hardware_concurrency()));
+  log_->set_attr("host_ranks", std::int64_t{mpi_.local_size()});
   log_->set_attr("start_time", utc_now());
   log_->set_attr("command", opts_.command);
   log_->set_attr("data", data_->describe());
