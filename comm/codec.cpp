@@ -104,6 +104,10 @@ void ElementCodec::all_reduce(Buffer region, TierRing& ring, const std::vector<M
   ring.copy(region.data, x.data(), region.bytes(), region.device);
 }
 
+std::vector<RingPhase> ElementCodec::phases(std::size_t n, int p, const std::vector<Matrix>&) const {
+  return {{static_cast<std::size_t>(p) * payload_bytes(n), DType::u8, false}};
+}
+
 std::vector<std::pair<std::string, std::vector<float>*>> ElementCodec::state() {
   if (spec().feedback == Feedback::difference) return {{"reference", &reference_}, {"estimate", &estimate_}};
   return {{"residual", &residual_}};
@@ -154,6 +158,10 @@ void CastCodec::all_reduce(Buffer region, TierRing& ring, const std::vector<Matr
   prepare(region, ring);
   ring.reduce_scatter(region, Wire{wire_type()});
   ring.all_gather(region, Wire{wire_type()});
+}
+
+std::vector<RingPhase> CastCodec::phases(std::size_t n, int, const std::vector<Matrix>&) const {
+  return {{n, wire_type(), true}, {n, wire_type(), false}};
 }
 
 // ---- the registry's look-ups ----

@@ -87,6 +87,15 @@ class TierRing {
   virtual void codec_time(double seconds) = 0;
 };
 
+// One ring phase of a codec's top-level all-reduce: `count` elements of `dtype`,
+// reduce-scattered (`reduce`) or all-gathered over the tier's ring. What the step
+// simulator prices a codec by, without running it.
+struct RingPhase {
+  std::size_t count = 0;
+  DType dtype = DType::f32;
+  bool reduce = true;
+};
+
 // One codec instance per (tier, bucket) and rank: it holds that stream's state.
 class Codec {
  public:
@@ -101,6 +110,13 @@ class Codec {
   // The top level: all-reduces (sums) `region`, which lies in the ring's memory; `tensors`
   // are the matrices inside it.
   virtual void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) = 0;
+  // The ring phases all_reduce runs on a region of n elements (`tensors` inside) over p
+  // members, in order, once past any dense warm-up; tests hold them to the traffic counters.
+  virtual std::vector<RingPhase> phases(std::size_t n, int p, const std::vector<Matrix>& tensors) const = 0;
+  // Its encode and decode work on a region of n elements over p members, at the top level or
+  // in prepare() below it, in the unit a device profile prices codec time by: elements
+  // handled (each payload decoded counts its n; PowerSGD's products count n x rank).
+  virtual double work(std::size_t n, int p) const = 0;
   // Its state for checkpoints by name ("residual", "q0", ...), and setting one back (false
   // when the name means nothing to this codec).
   virtual std::vector<std::pair<std::string, std::vector<float>*>> state() = 0;
@@ -128,6 +144,9 @@ class ElementCodec : public Codec {
   // out[0..n) += decode(payload).
   virtual void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const = 0;
   void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
+  // Every member's payload all-gathered; encoded once, decoded p times.
+  std::vector<RingPhase> phases(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
+  double work(std::size_t n, int p) const override { return static_cast<double>(n) * (1 + p); }
   std::vector<std::pair<std::string, std::vector<float>*>> state() override;
   bool restore(const std::string& what, std::vector<float> values) override;
   std::vector<float>& residual() { return residual_; }
@@ -156,6 +175,8 @@ class CastCodec : public ElementCodec {
   void round_in_place(float* x, std::size_t n);
   // Rounds, then reduce-scatter and all-gather on the 16-bit wire.
   void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
+  std::vector<RingPhase> phases(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
+  double work(std::size_t n, int) const override { return static_cast<double>(n); }  // the rounding
 
  protected:
   virtual DType wire_type() const = 0;

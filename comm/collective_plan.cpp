@@ -37,21 +37,42 @@ CollectivePlan::CollectivePlan(const Topology& topo, std::vector<int> members, b
   levels_.push_back(std::move(ring));
 }
 
-std::size_t CollectivePlan::region(std::size_t n, int level, int m) const {
+Segment CollectivePlan::region(std::size_t n, int level, int m, const std::vector<std::size_t>* cuts) const {
+  Segment at{0, n};
   for (int l = 0; l < level; ++l) {
     const RingLevel& r = levels_[static_cast<std::size_t>(l)];
-    n = segment(n, r.size, r.key[static_cast<std::size_t>(m)]).count;
+    const int key = r.key[static_cast<std::size_t>(m)];
+    Segment s;
+    if (cuts) {
+      s = aligned_segment(at.count, r.size, key, cuts_within(*cuts, at.offset, at.count));
+    } else {
+      s = segment(at.count, r.size, key);
+    }
+    at = {at.offset + s.offset, s.count};
   }
-  return n;
+  return at;
 }
 
-std::size_t CollectivePlan::sent(std::size_t n, int level, int m, bool reduce) const {
+std::size_t CollectivePlan::sent(std::size_t n, int level, int m, bool reduce, const std::vector<std::size_t>* cuts) const {
   const RingLevel& r = levels_[static_cast<std::size_t>(level)];
   if (r.size < 2) return 0;
-  const std::size_t whole = region(n, level, m);
+  if (!cuts) return sent_of(region(n, level, m).count, level, m, reduce);
+  const Segment at = region(n, level, m, cuts);
+  const int kept = ring_send_index(r.key[static_cast<std::size_t>(m)], r.size - 1, r.size, reduce);
+  return at.count - aligned_segment(at.count, r.size, kept, cuts_within(*cuts, at.offset, at.count)).count;
+}
+
+std::size_t CollectivePlan::sent_of(std::size_t whole, int level, int m, bool reduce) const {
+  const RingLevel& r = levels_[static_cast<std::size_t>(level)];
+  if (r.size < 2) return 0;
   // Steps 0 .. size-2 send; the index step size-1 would send is the one kept.
   const int kept = ring_send_index(r.key[static_cast<std::size_t>(m)], r.size - 1, r.size, reduce);
   return whole - segment(whole, r.size, kept).count;
+}
+
+Tier CollectivePlan::tier(int level) const {
+  const RingLevel& r = levels_[static_cast<std::size_t>(level)];
+  return *std::max_element(r.tier.begin(), r.tier.end());
 }
 
 }  // namespace ft

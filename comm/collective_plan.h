@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "comm/segment.h"
 #include "comm/topology.h"
 
 namespace ft {
@@ -26,11 +27,16 @@ class CollectivePlan {
   const std::vector<int>& members() const { return members_; }
   const std::vector<RingLevel>& levels() const { return levels_; }
   // The elements of an n-element buffer that member m's ring works on at `level` (the
-  // nested segment the levels below left it).
-  std::size_t region(std::size_t n, int level, int m) const;
+  // nested segment the levels below left it; with `cuts`, the tensor boundaries from 0 to n,
+  // segments end on them, as a codec that needs whole matrices has them cut).
+  Segment region(std::size_t n, int level, int m, const std::vector<std::size_t>* cuts = nullptr) const;
   // Elements member m sends at `level` in one reduce-scatter (`reduce`) or all-gather phase:
   // every segment of its region but the one its ring never passes on.
-  std::size_t sent(std::size_t n, int level, int m, bool reduce) const;
+  std::size_t sent(std::size_t n, int level, int m, bool reduce, const std::vector<std::size_t>* cuts = nullptr) const;
+  // ... in one phase on `whole` elements of its own (a codec's payloads or factors) at `level`.
+  std::size_t sent_of(std::size_t whole, int level, int m, bool reduce) const;
+  // The highest tier a level's rings cross: the tier whose codec it runs.
+  Tier tier(int level) const;
 
  private:
   std::vector<int> members_;

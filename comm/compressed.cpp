@@ -10,18 +10,6 @@
 #include "comm/communicator.h"
 
 namespace ft {
-namespace {
-
-// The tensor boundaries inside [offset, offset + count), relative to offset.
-std::vector<std::size_t> cuts_within(const std::vector<std::size_t>& cuts, std::size_t offset, std::size_t count) {
-  std::vector<std::size_t> out{0};
-  for (std::size_t c : cuts)
-    if (c > offset && c < offset + count) out.push_back(c - offset);
-  out.push_back(count);
-  return out;
-}
-
-}  // namespace
 
 // A level's ring as the codecs see it: counted and paced as this communicator's messages,
 // codec time booked to the level's tier.
@@ -81,6 +69,14 @@ Segment aligned_segment(std::size_t n, int p, int i, const std::vector<std::size
   // Boundaries must not decrease; with the nearest-cut rule they cannot, as ideals increase.
   std::size_t lo = boundary(i), hi = std::max(lo, boundary(i + 1));
   return {lo, hi - lo};
+}
+
+std::vector<std::size_t> cuts_within(const std::vector<std::size_t>& cuts, std::size_t offset, std::size_t count) {
+  std::vector<std::size_t> out{0};
+  for (std::size_t c : cuts)
+    if (c > offset && c < offset + count) out.push_back(c - offset);
+  out.push_back(count);
+  return out;
 }
 
 void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm algo, BucketCodecs& codecs,

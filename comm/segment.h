@@ -17,6 +17,10 @@ Segment segment(std::size_t n, int p, int i);
 // (`cuts`, sorted, from 0 to n) nearest to the even split. Every rank computes the same.
 Segment aligned_segment(std::size_t n, int p, int i, const std::vector<std::size_t>& cuts);
 
+// The boundaries of `cuts` inside [offset, offset + count), relative to offset, from 0 to count:
+// what aligned_segment takes for that part of the buffer.
+std::vector<std::size_t> cuts_within(const std::vector<std::size_t>& cuts, std::size_t offset, std::size_t count);
+
 // The segment a ring rank sends at `step` of a phase over p ranks: a reduce-scatter sends
 // rank - 1 - step (so that rank r ends holding segment r summed), an all-gather rank - step.
 // It receives what its predecessor sends.

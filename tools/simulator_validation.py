@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Validates `fibertrain simulate` against measured runs on this machine's emulated cluster.
 
-Measures a device profile (a 2-rank data-parallel run of configs/tiny.yaml), then runs each
-configuration below and simulates it from that profile: the median measured step time (the
+Measures a device profile (a 2-rank data-parallel run of configs/tiny.yaml; for the layouts
+with codecs, the same run with int8 across its nodes), then runs each configuration below and
+simulates it from that profile: the median measured step time (the
 slowest rank's, after two warm-up steps) against the prediction. The whole round repeats
 (--repeat, 3), and each row takes the median of its rounds: a layout's step time moves by
 up to 20% between runs on a shared machine, and so does the profile. Prints the table that
@@ -25,7 +26,12 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("FIBERTRAIN_BIN", os.path.join(ROOT, "build", "trainer", "fibertrain"))
 
-PROFILE = ("profile", ["parallel.dp=2", "topology.ranks_per_node=1"])
+# Device profiles, each a run of its own: the layouts below are simulated from "dense"; those
+# with codecs from "int8", the same run with int8 across its nodes, which measures its cost.
+PROFILES = {
+    "dense": ["parallel.dp=2", "topology.ranks_per_node=1"],
+    "int8": ["parallel.dp=2", "topology.ranks_per_node=1", "compression.inter_node={codec: int8}"],
+}
 # name: overrides of configs/tiny.yaml (V 256, T 64, C 128, 4 blocks, batch 16).
 CONFIGS = [
     ("dp4, 2 tiers", ["parallel.dp=4", "topology.ranks_per_node=2"]),
@@ -50,7 +56,18 @@ CONFIGS = [
                                                   "topology.nodes_per_pod=1", "topology.pods_per_site=2",
                                                   "links.inter_site.bandwidth=200Mbit",
                                                   "links.inter_site.latency=2ms"]),
+    ("dp4, int8 across nodes at 50 Mbit/s", ["parallel.dp=4", "topology.ranks_per_node=2",
+                                             "compression.inter_node={codec: int8}",
+                                             "links.inter_node.bandwidth=50Mbit"]),
+    ("dp8, int8 across pods at 50 Mbit/s", ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
+                                            "compression.inter_pod={codec: int8}",
+                                            "links.inter_pod.bandwidth=50Mbit"]),
 ]
+
+
+def profile_of(sets):
+    """The profile a layout is simulated from: "int8" when it compresses."""
+    return "int8" if any(s.startswith("compression.") for s in sets) else "dense"
 
 
 def ranks(sets):
@@ -94,13 +111,15 @@ def simulate(sets, profile, config="configs/tiny.yaml", *extra):
 def validate(configs, steps, repeat, out):
     times = [([], []) for _ in configs]  # per row: measured, simulated, one of each per round
     for r in range(repeat):
-        profile = os.path.join(out, f"profile-{r}.h5")
-        train(PROFILE[1], profile, steps)
+        profiles = {}
+        for name in sorted({profile_of(sets) for _, sets in configs}):
+            profiles[name] = os.path.join(out, f"profile-{name}-{r}.h5")
+            train(PROFILES[name], profiles[name], steps)
         for i, (name, sets) in enumerate(configs):
             path = os.path.join(out, f"{i}-{r}.h5")
             train(sets, path, steps)
             times[i][0].append(measured(path))
-            times[i][1].append(simulate(sets, profile)["step_time"])
+            times[i][1].append(simulate(sets, profiles[profile_of(sets)])["step_time"])
     rows = []
     for (name, sets), (m, s) in zip(configs, times):
         m, s = float(np.median(m)), float(np.median(s))

@@ -41,6 +41,18 @@ class PowerSgd final : public Codec {
   explicit PowerSgd(const CodecSpec& s)
       : Codec(s), rank_(static_cast<int>(s.param("rank"))), start_(static_cast<int>(s.param("start"))) {}
   void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
+  // P, the vectors, then Q, each reduce-scattered and all-gathered in fp32.
+  std::vector<RingPhase> phases(std::size_t n, int, const std::vector<Matrix>& tensors) const override {
+    const Layout l = layout(n, tensors);
+    std::vector<RingPhase> out;
+    for (std::size_t count : {l.psize, l.vsize, l.qsize}) {
+      out.push_back({count, DType::f32, true});
+      out.push_back({count, DType::f32, false});
+    }
+    return out;
+  }
+  // M Q, M^T P, the residual's and the output's P Q^T: four products of n x rank.
+  double work(std::size_t n, int) const override { return 4.0 * static_cast<double>(n) * rank_; }
 
   std::vector<std::pair<std::string, std::vector<float>*>> state() override {
     std::vector<std::pair<std::string, std::vector<float>*>> out{{"residual", &residual_}};
@@ -60,6 +72,40 @@ class PowerSgd final : public Codec {
   }
 
  private:
+  // A region's matrices (with their ranks) and the spans between them, which go dense; the
+  // sizes of the packed P, Q and vectors.
+  struct Layout {
+    std::vector<const Matrix*> mats;
+    std::vector<std::size_t> ranks;
+    std::vector<std::pair<std::size_t, std::size_t>> vecs;  // (offset, count)
+    std::size_t psize = 0, qsize = 0, vsize = 0;
+    double dense_elems = 0, factor_elems = 0;
+  };
+  Layout layout(std::size_t n, const std::vector<Matrix>& tensors) const {
+    Layout l;
+    for (const Matrix& m : tensors)
+      if (m.cols > 0 && m.rows > 0) l.mats.push_back(&m);
+    std::size_t at = 0;
+    std::vector<std::pair<std::size_t, std::size_t>> spans;
+    for (const Matrix* m : l.mats) spans.emplace_back(m->offset, m->rows * m->cols);
+    std::sort(spans.begin(), spans.end());
+    for (auto [off, len] : spans) {
+      if (off > at) l.vecs.emplace_back(at, off - at);
+      at = off + len;
+    }
+    if (at < n) l.vecs.emplace_back(at, n - at);
+    for (const Matrix* m : l.mats) {
+      std::size_t r = std::min<std::size_t>(static_cast<std::size_t>(rank_), std::min(m->rows, m->cols));
+      l.ranks.push_back(r);
+      l.psize += m->rows * r;
+      l.qsize += m->cols * r;
+      l.dense_elems += static_cast<double>(m->rows * m->cols);
+      l.factor_elems += static_cast<double>(r * (m->rows + m->cols));
+    }
+    for (auto [off, len] : l.vecs) l.vsize += len;
+    return l;
+  }
+
   // Q of matrix i (cols x r, row-major), created from the seed on first use: the same on
   // every rank, so every rank's P = M Q is in the same basis.
   std::vector<float>& q(std::size_t i, const Matrix& m) {
@@ -102,37 +148,13 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
   ring.copy(host.data(), region.data, region.bytes(), region.device);
   float* x = host.data();
   double c0 = now();
-  std::vector<const Matrix*> mats;
-  std::vector<std::pair<std::size_t, std::size_t>> vecs;  // (offset, count)
-  for (const Matrix& m : tensors)
-    if (m.cols > 0 && m.rows > 0) mats.push_back(&m);
-  // Everything of the region not inside a matrix goes dense.
-  {
-    std::size_t at = 0;
-    std::vector<std::pair<std::size_t, std::size_t>> spans;
-    for (const Matrix* m : mats) spans.emplace_back(m->offset, m->rows * m->cols);
-    std::sort(spans.begin(), spans.end());
-    for (auto [off, len] : spans) {
-      if (off > at) vecs.emplace_back(at, off - at);
-      at = off + len;
-    }
-    if (at < region.count) vecs.emplace_back(at, region.count - at);
-  }
+  const Layout l = layout(region.count, tensors);
+  const auto& mats = l.mats;
+  const auto& ranks = l.ranks;
+  const auto& vecs = l.vecs;
   std::vector<float>& residual = residual_;
   if (spec().feedback == Feedback::residual && residual.size() != region.count) residual.assign(region.count, 0.0f);
-  std::size_t psize = 0, qsize = 0, vsize = 0;
-  std::vector<std::size_t> ranks;
-  double dense_elems = 0, factor_elems = 0;
-  for (const Matrix* m : mats) {
-    std::size_t r = std::min<std::size_t>(static_cast<std::size_t>(rank_), std::min(m->rows, m->cols));
-    ranks.push_back(r);
-    psize += m->rows * r;
-    qsize += m->cols * r;
-    dense_elems += static_cast<double>(m->rows * m->cols);
-    factor_elems += static_cast<double>(r * (m->rows + m->cols));
-  }
-  for (auto [off, len] : vecs) vsize += len;
-  std::vector<float> P(psize), Q(qsize), V(vsize);
+  std::vector<float> P(l.psize), Q(l.qsize), V(l.vsize);
   std::size_t pa = 0;
   for (std::size_t i = 0; i < mats.size(); ++i) {
     const Matrix& m = *mats[i];
@@ -148,7 +170,7 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
     va += len;
   }
   ring.codec_time(now() - c0);
-  const Wire factors{DType::f32, factor_elems > 0 ? dense_elems / factor_elems : 1.0};
+  const Wire factors{DType::f32, l.factor_elems > 0 ? l.dense_elems / l.factor_elems : 1.0};
   auto all_reduce_host = [&](std::vector<float>& v, Wire w) {
     Buffer b = ring.scratch(v.size() * sizeof(float), DType::f32);
     b.count = v.size();

@@ -1,12 +1,13 @@
 """`fibertrain simulate` against real runs on this machine's emulated cluster.
 
 1. Traffic: the bytes the simulator predicts per tier and kind come from the collectives'
-   own plan (comm/collective_plan.h); they must equal, byte for byte, what the demo layout's
-   traffic counters measure (tensor-parallel, pipeline with the tied embedding, gradients),
-   and ZeRO-3's gradient and parameter bytes.
-2. Step time: three fixed configurations of tools/simulator_validation.py, simulated from a
-   device profile measured here; each must be within 25% of its measured median step time
-   (the validation's worst-case bound), the medians of three rounds.
+   own plan (comm/collective_plan.h) and the codecs' own phases (Codec::phases); they must
+   equal, byte for byte, what the traffic counters measure: the demo layout's
+   (tensor-parallel, pipeline with the tied embedding, gradients), ZeRO-3's gradient and
+   parameter bytes, casts below an int8 top level, and PowerSGD's factors.
+2. Step time: four fixed configurations of tools/simulator_validation.py (one with int8),
+   simulated from device profiles measured here; each must be within 25% of its measured
+   median step time (the validation's worst-case bound), the medians of three rounds.
 3. The rate a tier needs for 90% of the pace, at the scale of the claims.
 4. What it cannot simulate is refused with one message and exit code 2."""
 import json
@@ -32,19 +33,24 @@ def simulate(sets, profile, config="configs/tiny.yaml"):
     return run(args)
 
 
-# 1. Traffic, exactly. The profile does not change bytes; any step log will do.
+# 1. Traffic, exactly. The profile does not change bytes; any step log will do that states the
+# codecs' costs: the run's own.
 profile = os.path.join(tmp, "profile.h5")
-sv.train(sv.PROFILE[1], profile, 4)
+sv.train(sv.PROFILES["dense"], profile, 4)
 CASES = {
     "demo": ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=4", "topology.ranks_per_node=2",
              "topology.nodes_per_pod=2"],
     "zero3": ["parallel.dp=4", "parallel.zero=3", "parallel.microbatches=2", "topology.ranks_per_node=2"],
+    "fp16, bf16, int8": ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
+                         "compression.intra_node={codec: fp16}", "compression.inter_node={codec: bf16}",
+                         "compression.inter_pod={codec: int8}"],
+    "powersgd": ["parallel.dp=4", "topology.ranks_per_node=2", "compression.inter_node={codec: powersgd}"],
 }
 KINDS = {"bytes_tp": ["tensor"], "bytes_pp": ["pipeline", "embedding"], "bytes_dp": ["gradient", "parameter"]}
 for name, sets in CASES.items():
-    log = os.path.join(tmp, f"{name}.h5")
+    log = os.path.join(tmp, f"{name.replace(', ', '-')}.h5")
     sv.train(sets, log, 3)
-    p = simulate(sets, profile)
+    p = simulate(sets, log)
     check(p.returncode == 0, f"simulate {name} failed:\n{p.stderr}")
     if p.returncode != 0:
         continue
@@ -58,7 +64,8 @@ for name, sets in CASES.items():
     print(f"{name}: simulated bytes equal the traffic counters on every tier")
 
 # 2. Step time within the bound.
-ROWS = [sv.CONFIGS[i] for i in (2, 1, 6)]  # node links at 1 Gbit/s and 50 Mbit/s; the demo's pods at 50 Mbit/s
+# Node links at 1 Gbit/s and 50 Mbit/s; the demo's pods at 50 Mbit/s; int8 across nodes at 50 Mbit/s.
+ROWS = [sv.CONFIGS[i] for i in (2, 1, 6, 12)]
 for name, n, measured, simulated, error in sv.validate(ROWS, 12, 3, tmp):
     print(f"{name}: measured {measured * 1e3:.1f} ms, simulated {simulated * 1e3:.1f} ms ({100 * error:+.1f}%)")
     check(abs(error) <= 0.25, f"{name}: simulated step time {100 * error:+.1f}% from the measured one (bound 25%)")
@@ -80,7 +87,11 @@ for extra, words in [(["--utilisation", "1.5"], "utilisation"), (["--utilisation
           f"simulate {extra}: exit {p.returncode}, stderr {p.stderr!r}")
 
 # 4. Refusals.
-for sets, words in [(["compression.inter_node={codec: int8}", "topology.ranks_per_node=1", "parallel.dp=2"], "codecs"),
+for sets, words in [(["compression.inter_node={codec: int8}", "topology.ranks_per_node=1", "parallel.dp=2"],
+                     "states no cost for codec int8"),
+                    (["compression.inter_node={codec: int8}", "topology.ranks_per_node=1", "parallel.dp=2",
+                      "parallel.zero=1"], "ZeRO-1"),
+                    (["sync.outer={tier: inter_node}", "topology.ranks_per_node=1", "parallel.dp=2"], "sync.outer"),
                     (["parallel.dp=2"], "topology.ranks_per_node")]:
     p = simulate(sets, profile)
     check(p.returncode == 2 and words in p.stderr and "Traceback" not in p.stderr,

@@ -2,11 +2,13 @@
 // update ran at, and what its messages cost; or stated in a YAML file.
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <thread>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "comm/codec.h"
 #include "comm/error.h"
 #include "comm/grid.h"
 #include "models/gpt.h"
@@ -33,6 +35,30 @@ std::vector<double> rank_medians(const h5::File& f, const std::string& name, std
   return out;
 }
 
+// Each codec the run used: its measured codec time per step over the work the simulator
+// counts for that step (Codec::work), per tier, with a core to itself; the median rank's. A log the simulator
+// cannot lay out (a topology file) states no codec costs.
+void fit_codecs(const h5::File& f, const Config& cfg, std::size_t skip, double crowding, DeviceProfile& d) {
+  std::map<std::string, std::vector<double>> rates;
+  DeviceProfile unit = d;
+  for (Tier t : kAllTiers)
+    if (cfg.compression.tier[t] && cfg.compression.tier[t]->codec != "none") unit.codec_seconds[cfg.compression.tier[t]->codec] = 1;
+  if (unit.codec_seconds.empty()) return;
+  Simulation per_unit;
+  try {
+    per_unit = simulate(cfg, unit);
+  } catch (const UserError&) {
+    return;
+  }
+  for (Tier t : kAllTiers) {
+    if (per_unit.codec_work[t] <= 0) continue;
+    const auto seconds = rank_medians(f, "codec_time/" + std::string(tier_name(t)), skip);
+    for (double s : seconds)
+      if (s > 0) rates[cfg.compression.tier[t]->codec].push_back(s / crowding / per_unit.codec_work[t]);
+  }
+  for (auto& [name, r] : rates) d.codec_seconds[name] = median(r);
+}
+
 DeviceProfile from_step_log(const std::string& path) {
   h5::File f(path, h5::Mode::read);
   if (!f.has_attr("/", "config") || !f.exists("/steps/step_time"))
@@ -50,7 +76,7 @@ DeviceProfile from_step_log(const std::string& path) {
   if (cfg.device == "cuda") d.host_cores = 0;
   const int host_ranks = f.has_attr("/", "host_ranks") ? static_cast<int>(f.attr_int("/", "host_ranks")) : grid.world();
   // The rate a rank would have had with a core to itself.
-  const double crowding = d.host_cores > 0 ? std::max(1.0, static_cast<double>(host_ranks) / d.host_cores) : 1.0;
+  const double crowding = host_crowding(d, host_ranks);
   const auto fwd = rank_medians(f, "forward_time", skip), bwd = rank_medians(f, "backward_time", skip),
              opt = rank_medians(f, "optimizer_time", skip);
   const double tokens = static_cast<double>(cfg.train.batch) / p.dp * cfg.model.context;
@@ -62,7 +88,7 @@ DeviceProfile from_step_log(const std::string& path) {
     if (fwd[i] > 0) fwd_rate.push_back(flops / fwd[i] * crowding);
     if (bwd[i] > 0) bwd_rate.push_back(2 * flops / bwd[i] * crowding);
     const double owned = static_cast<double>(gpt_stage_params(cfg.model, plan).numel()) / (p.zero >= 1 ? p.dp : 1);
-    opt_cost.push_back(opt[i] / owned);
+    opt_cost.push_back(opt[i] / owned / crowding);
   }
   d.forward_flops = median(fwd_rate);
   d.backward_flops = median(bwd_rate);
@@ -99,6 +125,7 @@ DeviceProfile from_step_log(const std::string& path) {
   }
   d.message_seconds = alpha;
   d.copy_bytes_per_second = gamma > 0 ? 1 / gamma : 0;
+  fit_codecs(f, cfg, skip, crowding, d);
   return d;
 }
 
@@ -132,10 +159,27 @@ DeviceProfile from_yaml(const std::string& path) {
   number("host_cores", cores, false);
   number("peak_flops", d.peak_flops, false);
   d.host_cores = static_cast<int>(cores);
+  if (const YAML::Node codecs = n["codec_seconds"]) {
+    if (!codecs.IsMap())
+      throw UserError(fmt::format("device profile '{}': codec_seconds is a map from codec name to seconds per element "
+                                  "handled",
+                                  path));
+    for (const auto& kv : codecs) {
+      const auto name = kv.first.as<std::string>();
+      if (!find_codec(name)) throw UserError(fmt::format("device profile '{}': codec_seconds: no codec named {}", path, name));
+      double& v = d.codec_seconds[name];
+      try {
+        v = kv.second.as<double>();
+      } catch (const YAML::Exception&) {
+        throw UserError(fmt::format("device profile '{}': codec_seconds.{} is not a number", path, name));
+      }
+      if (!std::isfinite(v) || v < 0) throw UserError(fmt::format("device profile '{}': codec_seconds.{} must be >= 0", path, name));
+    }
+  }
   for (const auto& kv : n) {
     const auto key = kv.first.as<std::string>();
     static const char* known[] = {"forward_flops", "backward_flops", "optimizer_seconds_per_parameter", "message_seconds",
-                                  "copy_bytes_per_second", "host_cores", "peak_flops"};
+                                  "copy_bytes_per_second", "host_cores", "peak_flops", "codec_seconds"};
     if (std::none_of(std::begin(known), std::end(known), [&](const char* k) { return key == k; }))
       throw UserError(fmt::format("device profile '{}': unknown key '{}'", path, key));
   }

@@ -3,23 +3,29 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
+#include "comm/error.h"
 #include "trainer/loop/layout.h"
 
 namespace ft {
 
 SimNetwork::SimNetwork(const Config& cfg, const Topology& topo, const Grid& grid, const DeviceProfile& dev,
-                       Simulation& out)
+                       const TierCodecs& codecs, Simulation& out)
     : topo_(topo), grid_(grid), dev_(dev), out_(out), links_(link_specs(cfg.links)) {
   for (Tier t : kAllTiers) load_[t].assign(static_cast<std::size_t>(topo.world()), 0.0);
-  chunk_ = std::max<std::size_t>(1, cfg.sync.chunk.value / kSimWireBytes);
+  chunk_bytes_ = std::max<std::size_t>(1, cfg.sync.chunk.value);
+  for (Tier t : kAllTiers) codecs_[t] = make_codec(codecs[t]);
 }
 
 SimCost SimNetwork::collective(int d, int stage, bool hierarchical, std::size_t n, bool reduce, bool gather, SimKind kind,
-                double times) {
-  auto key = std::make_tuple(d, stage, hierarchical, n, reduce, gather);
+                double times, const std::vector<Matrix>* tensors) {
+  auto key = std::make_tuple(d, stage, hierarchical, n, reduce, gather, static_cast<const void*>(tensors));
   auto it = done_.find(key);
-  if (it == done_.end()) it = done_.emplace(key, work_out(plans(d, stage, hierarchical), n, reduce, gather)).first;
+  if (it == done_.end())
+    it = done_.emplace(key, work_out(plans(d, stage, hierarchical), n, reduce, gather, tensors)).first;
   const Worked& w = it->second;
+  for (Tier t : kAllTiers) codec_work_[stage][t] += w.codec_work[t] * times;
   for (Tier t : kAllTiers) out_.bytes[static_cast<std::size_t>(kind)][t] += w.bytes[t] * times;
   for (const auto& [t, unit, bytes] : w.uplinks) load_[t][static_cast<std::size_t>(unit)] += bytes * times;
   SimCost c = w.cost;
@@ -83,7 +89,21 @@ void SimNetwork::finish() {
     int units = 0;
     for (int r = 0; r < topo_.world(); ++r) units = std::max(units, topo_.uplink(r, t) + 1);
     out_.uplinks[t] = units;
+    for (const auto& [stage, work] : codec_work_) out_.codec_work[t] = std::max(out_.codec_work[t], work[t]);
+    out_.codec[t] = codec_seconds(t, out_.codec_work[t]);
   }
+}
+
+double SimNetwork::codec_seconds(Tier t, double work) const {
+  if (work <= 0) return 0;
+  const std::string& name = codecs_[t]->spec().name;
+  auto rate = dev_.codec_seconds.find(name);
+  if (rate == dev_.codec_seconds.end())
+    throw UserError(fmt::format("device profile '{}' states no cost for codec {} (compression.{}): profile with a step "
+                                "log of a run that used it, or state codec_seconds: {{{}: SECONDS}} in a YAML profile "
+                                "(seconds per element it handles)",
+                                dev_.source, name, tier_name(t), name));
+  return work * rate->second * host_crowding(dev_, topo_.world());  // every rank codes at once
 }
 
 const std::vector<CollectivePlan>& SimNetwork::plans(int d, int stage, bool hierarchical) {
@@ -117,41 +137,109 @@ double SimNetwork::latency(const Step& step) const {
   return worst;
 }
 
-SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& groups, std::size_t n, bool reduce, bool gather) {
+SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& groups, std::size_t n, bool reduce, bool gather,
+                                        const std::vector<Matrix>* tensors) {
   Worked w;
   std::map<std::pair<Tier, int>, double> sent;
   PerTier<double> tier_seconds{};
-  const std::size_t levels = groups.front().levels().size();
-  auto phase = [&](std::size_t l, bool reducing) {
-    const int k = groups.front().levels()[l].size;
+  const CollectivePlan& first = groups.front();
+  const int top = static_cast<int>(first.levels().size()) - 1;
+  // One ring phase at level l on a wire of `wsize`-byte elements: member m of group g sends
+  // bytes(g, m) over the ring's k - 1 steps, every group at once.
+  auto phase = [&](int l, std::size_t wsize, const auto& bytes_of) {
+    const int k = first.levels()[static_cast<std::size_t>(l)].size;
     if (k < 2) return;
     Step step;
     double largest = 0;
-    Tier top = Tier::intra_node;
+    Tier top_tier = Tier::intra_node;
     for (const CollectivePlan& g : groups) {
-      const RingLevel& level = g.levels()[l];
+      const RingLevel& level = g.levels()[static_cast<std::size_t>(l)];
       for (std::size_t m = 0; m < g.members().size(); ++m) {
-        const double bytes = static_cast<double>(g.sent(n, static_cast<int>(l), static_cast<int>(m), reducing) * kSimWireBytes);
+        const double bytes = bytes_of(g, static_cast<int>(m));
         const Tier t = level.tier[m];
         const int unit = topo_.uplink(g.members()[m], t);
         step[t][unit] += bytes / (k - 1);
         sent[{t, unit}] += bytes;
         w.bytes[t] += bytes;
         largest = std::max(largest, bytes / (k - 1));
-        top = std::max(top, t);
+        top_tier = std::max(top_tier, t);
       }
     }
-    const double messages = std::ceil(largest / kSimWireBytes / static_cast<double>(chunk_));
+    const double chunk = static_cast<double>(std::max<std::size_t>(1, chunk_bytes_ / wsize));
+    const double messages = std::ceil(largest / static_cast<double>(wsize) / chunk);
     const double fixed = messages * dev_.message_seconds + copy_time(largest) + latency(step);
     const double seconds = (k - 1) * (link_time(step) + fixed - latency(step));
-    tier_seconds[top] += seconds;
+    tier_seconds[top_tier] += seconds;
     w.cost.seconds += seconds;
     w.cost.fixed += (k - 1) * fixed;
   };
+  // Compressed (comm/compressed.cpp): the levels below the top on their codec's wire, segments
+  // cut at tensor boundaries when the top codec needs whole matrices, and the top level's
+  // codec's own phases on the part it holds. Dense: fp32 at every level.
+  const bool compressed = tensors != nullptr;
+  const Codec& top_codec = codec(compressed ? first.tier(top) : Tier::intra_node);
+  std::vector<std::size_t> cuts;
+  if (compressed && find_codec(top_codec.spec().name)->whole_tensors) {
+    for (const Matrix& m : *tensors) cuts.push_back(m.offset);
+    cuts.push_back(n);
+  }
+  const std::vector<std::size_t>* cut = cuts.empty() ? nullptr : &cuts;
+  auto wire = [&](int l) { return compressed ? dtype_size(codec(first.tier(l)).wire()) : kSimWireBytes; };
+  auto ring = [&](int l, bool reducing) {
+    phase(l, wire(l), [&](const CollectivePlan& g, int m) {
+      return static_cast<double>(g.sent(n, l, m, reducing, cut) * wire(l));
+    });
+  };
+  // Codec time: the busiest member's work at each level, on the data-parallel worker.
+  auto codec_work = [&](int l, const Codec& c) {
+    const int k = first.levels()[static_cast<std::size_t>(l)].size;
+    double most = 0;
+    for (const CollectivePlan& g : groups)
+      for (std::size_t m = 0; m < g.members().size(); ++m)
+        most = std::max(most, c.work(g.region(n, l, static_cast<int>(m), cut).count, k));
+    if (most <= 0) return;
+    const Tier t = first.tier(l);
+    const double seconds = codec_seconds(t, most);
+    w.codec_work[t] += most;
+    tier_seconds[t] += seconds;
+    w.cost.seconds += seconds;
+    w.cost.fixed += seconds;
+  };
   if (reduce)
-    for (std::size_t l = 0; l < levels; ++l) phase(l, true);
+    for (int l = 0; l < top; ++l) {
+      if (compressed) codec_work(l, codec(first.tier(l)));
+      ring(l, true);
+    }
+  if (compressed) {
+    // Every member's phases, from its part and the tensors inside it (one ring holds one part).
+    std::map<std::pair<std::size_t, std::size_t>, std::vector<RingPhase>> by_region;
+    const int k = first.levels()[static_cast<std::size_t>(top)].size;
+    auto phases_of = [&](const CollectivePlan& g, int m) -> const std::vector<RingPhase>& {
+      const Segment r = g.region(n, top, m, cut);
+      auto [it, fresh] = by_region.try_emplace({r.offset, r.count});
+      if (fresh) {
+        std::vector<Matrix> inside;
+        for (const Matrix& t : *tensors)
+          if (t.offset >= r.offset && t.offset < r.offset + r.count) inside.push_back({t.offset - r.offset, t.rows, t.cols});
+        it->second = top_codec.phases(r.count, k, inside);
+      }
+      return it->second;
+    };
+    codec_work(top, top_codec);
+    const std::vector<RingPhase> shape = phases_of(first, 0);
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+      const std::size_t wsize = dtype_size(shape[i].dtype);
+      phase(top, wsize, [&](const CollectivePlan& g, int m) {
+        const RingPhase& ph = phases_of(g, m)[i];
+        return static_cast<double>(g.sent_of(ph.count, top, m, ph.reduce) * wsize);
+      });
+    }
+  } else {
+    if (reduce) ring(top, true);
+    if (gather) ring(top, false);
+  }
   if (gather)
-    for (std::size_t l = levels; l-- > 0;) phase(l, false);
+    for (int l = top; l-- > 0;) ring(l, false);
   for (const auto& [tu, bytes] : sent) w.uplinks.emplace_back(tu.first, tu.second, bytes);
   for (Tier t : kAllTiers)
     if (tier_seconds[t] > tier_seconds[w.cost.tier]) w.cost.tier = t;

@@ -7,18 +7,20 @@
 
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "comm/collective_plan.h"
+#include "comm/compression.h"
 #include "comm/grid.h"
 #include "comm/pacer.h"
 #include "trainer/claims/simulator.h"
 
 namespace ft {
 
-inline constexpr std::size_t kSimWireBytes = 4;  // every exchange carries fp32
+inline constexpr std::size_t kSimWireBytes = 4;  // fp32: every exchange but a codec's
 
 using UplinkBytes = std::vector<std::tuple<Tier, int, double>>;  // (tier, uplink, bytes)
 
@@ -34,13 +36,17 @@ struct SimCost {
 
 class SimNetwork {
  public:
-  // Adds what it sends to `out`'s bytes; finish() sets its busiest uplinks.
-  SimNetwork(const Config& cfg, const Topology& topo, const Grid& grid, const DeviceProfile& dev, Simulation& out);
+  // Adds what it sends to `out`'s bytes; finish() sets its busiest uplinks and codec work.
+  // `codecs`: each tier's, for the compressed all-reduces.
+  SimNetwork(const Config& cfg, const Topology& topo, const Grid& grid, const DeviceProfile& dev, const TierCodecs& codecs,
+             Simulation& out);
 
   // Every group along `d` of pipeline stage `stage` (or, for d = -1, every pair of first and
   // last stage: the tied embedding) runs the collective on n elements; `times` per step.
+  // `tensors`: an all-reduce through the config's codecs (comm/compressed.cpp), of a bucket
+  // with these tensors inside.
   SimCost collective(int d, int stage, bool hierarchical, std::size_t n, bool reduce, bool gather, SimKind kind,
-                     double times);
+                     double times, const std::vector<Matrix>* tensors = nullptr);
   // Every pipeline sends n elements from stage `from` to `to`, `times` per step.
   SimCost transfer(int from, int to, std::size_t n, double times);
   // A collective started at `start` that shares its emulated uplinks with the collectives of
@@ -54,6 +60,7 @@ class SimNetwork {
     SimCost cost;
     PerTier<double> bytes{};
     UplinkBytes uplinks;  // per call
+    PerTier<double> codec_work{};  // the busiest member's, per call
   };
   const std::vector<CollectivePlan>& plans(int d, int stage, bool hierarchical);
   double copy_time(double bytes) const { return dev_.copy_bytes_per_second > 0 ? bytes / dev_.copy_bytes_per_second : 0; }
@@ -61,16 +68,22 @@ class SimNetwork {
   double link_time(const Step& step) const;
   // The latency a step pays: its slowest tier's.
   double latency(const Step& step) const;
-  Worked work_out(const std::vector<CollectivePlan>& groups, std::size_t n, bool reduce, bool gather);
+  Worked work_out(const std::vector<CollectivePlan>& groups, std::size_t n, bool reduce, bool gather,
+                  const std::vector<Matrix>* tensors);
+  // The codec a tier's level runs (none: the dense fp32 ring), and what `work` of it costs.
+  const Codec& codec(Tier t) const { return *codecs_[t]; }
+  double codec_seconds(Tier t, double work) const;
 
   const Topology& topo_;
   const Grid& grid_;
   const DeviceProfile& dev_;
   Simulation& out_;
   LinkSpecs links_;
-  std::size_t chunk_;
+  std::size_t chunk_bytes_;
+  PerTier<std::unique_ptr<Codec>> codecs_;
   std::map<std::tuple<int, int, bool>, std::vector<CollectivePlan>> plans_;
-  std::map<std::tuple<int, int, bool, std::size_t, bool, bool>, Worked> done_;
+  std::map<std::tuple<int, int, bool, std::size_t, bool, bool, const void*>, Worked> done_;
+  std::map<int, PerTier<double>> codec_work_;  // by stage, per step
   PerTier<std::vector<double>> load_;       // bytes per step through each uplink
   // Each emulated uplink's busy intervals, sorted and merged. Collectives reserve them as
   // their workers issue them, not in time order: a later reservation may start earlier, in a

@@ -47,6 +47,7 @@ struct StageSim {
   ParamSet params;
   std::vector<int> units;
   std::vector<FlatRange> buckets;
+  std::vector<std::vector<Matrix>> tensors;  // per bucket, when compressed: its tensors, from its start
   std::vector<Use> forward, backward;  // per micro-batch, in the order the model runs them
   std::vector<int> ready_after;        // per bucket: the backward use after which its gradients are complete
   int deferred = -1;                   // the bucket that waits for the tied embedding's all-reduce
@@ -71,13 +72,16 @@ class StepSimulator {
         dev_(dev),
         grid_(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.order),
         topo_(make_topo(cfg, grid_.world())),
-        net_(cfg, topo_, grid_, dev, out_) {
+        algo_(resolve_sync_algorithm(cfg.sync.algorithm, plan_hierarchy(topo_, grid_.group(Dim::dp, 0)))),
+        codecs_(tier_codecs(cfg, topo_, grid_.group(Dim::dp, 0), algo_)),
+        net_(cfg, topo_, grid_, dev, codecs_, out_) {
     out_.world = grid_.world();
     const auto& p = cfg.parallel;
     zero_ = p.zero;
     m_ = p.microbatches;
     micro_batch_ = cfg.train.batch / (p.dp * p.microbatches);
-    hierarchical_ = resolve_hierarchical(cfg);
+    hierarchical_ = algo_ == Algorithm::hierarchical;  // native runs as a ring here
+    for (Tier t : kAllTiers) compressed_ |= codecs_[t].lossy();
     // The emulated cluster runs on the profiled machine: its ranks share its cores.
     cores_ = dev.host_cores;
   }
@@ -126,14 +130,6 @@ class StepSimulator {
     }
   }
 
-  bool resolve_hierarchical(const Config& cfg) const {
-    const std::string& a = cfg.sync.algorithm;
-    if (a == "hierarchical") return true;
-    if (a != "auto") return false;  // ring; native runs as a ring here
-    CollectivePlan plan(topo_, grid_.group(Dim::dp, 0), true);
-    return plan.levels().size() > 1;
-  }
-
   StageSim make_stage(int s, double tokens, double tp) {
     const auto& p = cfg_.parallel;
     StageSim st;
@@ -180,6 +176,14 @@ class StepSimulator {
           st.params.infos()[static_cast<std::size_t>(wte)].offset < st.buckets[b].end)
         st.deferred = static_cast<int>(b);
     }
+    if (compressed_)
+      for (const FlatRange& b : st.buckets) {  // as GradSync cuts them
+        auto& inside = st.tensors.emplace_back();
+        for (const ParamInfo& info : st.params.infos())
+          if (info.offset >= b.begin && info.offset < b.end)
+            inside.push_back({static_cast<std::size_t>(info.offset - b.begin), static_cast<std::size_t>(info.local_shape[0]),
+                              info.local_shape.size() == 2 ? static_cast<std::size_t>(info.local_shape[1]) : 0});
+      }
     st.actions = make_schedule(p.schedule, p.pp, s, m_);
     st.forward_done.assign(static_cast<std::size_t>(m_), -1);
     st.backward_done.assign(static_cast<std::size_t>(m_), -1);
@@ -208,8 +212,9 @@ class StepSimulator {
   }
 
   SimCost bucket_sync(const StageSim& st, int b, bool reduce, bool gather, SimKind kind) {
+    const bool through_codecs = compressed_ && reduce && gather;  // ZeRO-0's all-reduce (codecs refuse ZeRO)
     return net_.collective(static_cast<int>(Dim::dp), st.stage, hierarchical_, bucket_elements(st, b), reduce, gather,
-                           kind, 1);
+                           kind, 1, through_codecs ? &st.tensors[static_cast<std::size_t>(b)] : nullptr);
   }
 
   // A bucket's gradients are complete at `now`: its sync starts. Returns when the compute
@@ -393,7 +398,7 @@ class StepSimulator {
     double tail = 0;
     for (StageSim& st : stages_) {
       const double owned = static_cast<double>(st.params.numel()) / (zero_ >= 1 ? p.dp : 1);
-      double t = owned * dev_.optimizer_seconds_per_parameter;
+      double t = owned * dev_.optimizer_seconds_per_parameter * host_crowding(dev_, grid_.world());
       out_.optimizer = std::max(out_.optimizer, t);
       if ((zero_ == 1 || zero_ == 2) && p.dp > 1)
         for (std::size_t b = 0; b < st.buckets.size(); ++b) {
@@ -410,10 +415,12 @@ class StepSimulator {
   const DeviceProfile& dev_;
   Grid grid_;
   Topology topo_;
+  Algorithm algo_;
+  TierCodecs codecs_;
   Simulation out_;
   SimNetwork net_;
   int zero_ = 0, m_ = 1, micro_batch_ = 1;
-  bool hierarchical_ = false;
+  bool hierarchical_ = false, compressed_ = false;
   double cores_ = 0;
   Tier tp_tier_ = Tier::intra_node;
   std::vector<StageSim> stages_;
@@ -425,10 +432,6 @@ class StepSimulator {
 Simulation simulate(const Config& cfg, const DeviceProfile& device) {
   if (device.forward_flops <= 0 || device.backward_flops <= 0)
     throw UserError(fmt::format("device profile '{}' has no forward or backward rate", device.source));
-  for (Tier t : kAllTiers)
-    if (cfg.compression.tier[t] && cfg.compression.tier[t]->codec != "none")
-      throw UserError(fmt::format("simulate does not model codecs yet: compression.{} is {}", tier_name(t),
-                                  cfg.compression.tier[t]->codec));
   if (cfg.sync.outer) throw UserError("simulate does not model the outer sync (sync.outer) yet");
   return StepSimulator(cfg, device).run();
 }

@@ -18,8 +18,14 @@
 //               a time; ZeRO-2's two staging buffers; ZeRO-3's all-gather of each unit
 //               before its use with the next one prefetched; the tied embedding's all-reduce,
 //               the optimizer and the ZeRO parameter all-gather after
+//   codecs      a compressed all-reduce's levels on their codecs' wires and the top codec's
+//               own phases (Codec::phases); encode and decode time from the profile's
+//               seconds per unit of the codec's work
+//   host work   the optimizer and codecs, slowed as the machine's ranks share its cores
 #pragma once
 
+#include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -33,12 +39,21 @@ struct DeviceProfile {
   std::string source;
   double forward_flops = 0;   // matrix-product FLOP/s of a rank's forward, its core or device to itself
   double backward_flops = 0;  // ... of its backward
-  double optimizer_seconds_per_parameter = 0;  // update (and clipping) per parameter a rank owns
+  double optimizer_seconds_per_parameter = 0;  // update (and clipping) per parameter a rank owns, likewise
   double message_seconds = 0;                  // software cost of one message, any tier
   double copy_bytes_per_second = 0;            // moving a byte below the emulated links (0: free)
   int host_cores = 0;                          // cores one machine's ranks share; 0: a device per rank
   double peak_flops = 0;                       // per rank: MFU's denominator
+  // Seconds per unit of a codec's work (Codec::work), by codec name, likewise: the codecs
+  // its step log ran, or stated.
+  std::map<std::string, double> codec_seconds;
 };
+
+// How much slower than with a core to itself a rank's host work runs (the optimizer, codecs)
+// when `ranks` ranks share the profile's host_cores and work at once; 1 with a device per rank.
+inline double host_crowding(const DeviceProfile& d, double ranks) {
+  return d.host_cores > 0 ? std::max(1.0, ranks / d.host_cores) : 1.0;
+}
 
 // A step log (.h5: rates from its forward, backward and optimizer times, message costs fitted
 // to its unthrottled tiers' busy time) or a YAML profile with the fields above. Throws
@@ -61,6 +76,8 @@ struct Simulation {
   std::vector<PerTier<double>> bytes = std::vector<PerTier<double>>(kSimKinds, PerTier<double>{});
   PerTier<double> uplink_bytes{};
   PerTier<int> uplinks{};  // uplinks of the tier in the job
+  // The busiest rank's codec work per step at each tier (Codec::work), and its seconds.
+  PerTier<double> codec_work{}, codec{};
 };
 
 // Throws UserError for what it cannot simulate.

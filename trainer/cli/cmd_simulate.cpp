@@ -40,6 +40,8 @@ void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& 
               human_si(dev.optimizer_seconds_per_parameter, "s").c_str(), human_si(dev.message_seconds, "s").c_str(),
               dev.copy_bytes_per_second > 0 ? human_si(dev.copy_bytes_per_second, "B/s").c_str() : "free",
               dev.host_cores > 0 ? fmt::format(", {} cores shared by the ranks", dev.host_cores).c_str() : "");
+  for (const auto& [name, seconds] : dev.codec_seconds)
+    std::printf("  codec          %s: %s per element handled\n", name.c_str(), human_si(seconds, "s").c_str());
   std::printf("  layout         %d ranks = tp %d x pp %d x dp %d (%s), zero %d, %d micro-batches, %s\n", s.world, p.tp,
               p.pp, p.dp, p.order.c_str(), p.zero, p.microbatches, p.schedule.c_str());
   std::printf("  step time      %s (compute %s, idle %.0f%% of the pipeline's span, optimizer %s)\n",
@@ -48,13 +50,14 @@ void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& 
   if (s.mfu > 0) std::printf("  MFU            %.1f%%\n", 100 * s.mfu);
   std::printf("\n  %-11s %10s", "tier", "exposed");
   for (int k = 0; k < kSimKinds; ++k) std::printf(" %12s", std::string(sim_kind_name(static_cast<SimKind>(k))).c_str());
-  std::printf(" %16s\n", "busiest uplink");
+  std::printf(" %16s %10s\n", "busiest uplink", "codec");
   for (Tier t : kAllTiers) {
     std::printf("  %-11s %10s", std::string(tier_name(t)).c_str(), human_si(s.exposed[t], "s").c_str());
     for (int k = 0; k < kSimKinds; ++k) std::printf(" %12s", human_si(s.bytes[static_cast<std::size_t>(k)][t], "B").c_str());
-    std::printf(" %16s\n", human_si(s.uplink_bytes[t], "B").c_str());
+    std::printf(" %16s %10s\n", human_si(s.uplink_bytes[t], "B").c_str(), human_si(s.codec[t], "s").c_str());
   }
-  std::printf("  (bytes: all ranks together per step; busiest uplink: through one of the tier's %d/%d/%d/%d uplinks)\n",
+  std::printf("  (bytes: all ranks together per step, on the wire; busiest uplink: through one of the tier's %d/%d/%d/%d "
+              "uplinks; codec: the busiest rank's encoding and decoding per step)\n",
               s.uplinks[Tier::intra_node], s.uplinks[Tier::inter_node], s.uplinks[Tier::inter_pod],
               s.uplinks[Tier::inter_site]);
 }
@@ -80,9 +83,9 @@ void print_json(const Simulation& s) {
               s.world, json_number(s.step_time, 6).c_str(), json_number(s.compute, 6).c_str(),
               json_number(s.bubble).c_str(), json_number(s.optimizer, 6).c_str(), json_number(s.mfu).c_str());
   for (Tier t : kAllTiers) {
-    std::printf("%s%s: {\"exposed\": %s, \"busiest_uplink_bytes\": %s", index(t) ? ", " : "",
+    std::printf("%s%s: {\"exposed\": %s, \"codec\": %s, \"busiest_uplink_bytes\": %s", index(t) ? ", " : "",
                 json_string(std::string(tier_name(t))).c_str(), json_number(s.exposed[t], 6).c_str(),
-                json_number(s.uplink_bytes[t], 17).c_str());
+                json_number(s.codec[t], 6).c_str(), json_number(s.uplink_bytes[t], 17).c_str());
     for (int k = 0; k < kSimKinds; ++k)
       std::printf(", %s: %s", json_string(std::string(sim_kind_name(static_cast<SimKind>(k))) + "_bytes").c_str(),
                   json_number(s.bytes[static_cast<std::size_t>(k)][t], 17).c_str());
@@ -108,15 +111,17 @@ void write_h5(const std::string& path, const Config& cfg, const DeviceProfile& d
   scalar("optimizer", s.optimizer);
   scalar("mfu", s.mfu);
   scalar("model_flops", s.model_flops);
-  std::vector<double> exposed, uplink, bytes;
+  std::vector<double> exposed, uplink, codec, bytes;
   for (Tier t : kAllTiers) {
     exposed.push_back(s.exposed[t]);
     uplink.push_back(s.uplink_bytes[t]);
+    codec.push_back(s.codec[t]);
   }
   for (int k = 0; k < kSimKinds; ++k)
     for (Tier t : kAllTiers) bytes.push_back(s.bytes[static_cast<std::size_t>(k)][t]);
   f.write<double>("/exposed", exposed, {kTiers});
   f.write<double>("/uplink_bytes", uplink, {kTiers});
+  f.write<double>("/codec", codec, {kTiers});
   f.write<double>("/bytes", bytes, {kSimKinds, kTiers});
 }
 

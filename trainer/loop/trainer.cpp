@@ -49,8 +49,8 @@ double model_flops_per_token(const ModelConfig& m) {
   return 6.0 * static_cast<double>(parameter_count(m)) + 12.0 * m.layers * m.context * m.width;
 }
 
-TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo, Tier lowest, Tier highest,
-                       bool zero_applies) {
+TierCodecs tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& members, Algorithm algo,
+                       Tier lowest, Tier highest, bool zero_applies) {
   TierCodecs codecs{};
   const auto& z = cfg.compression;
   bool any = false;
@@ -76,10 +76,11 @@ TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo
   // The tiers the sync runs at: each level of the hierarchy, or one (the highest the group
   // spans) for a flat ring. Casts may compress any of them; the others only the top one.
   std::vector<Tier> levels;
-  if (algo == Algorithm::hierarchical && dp.hierarchy().even && dp.hierarchy().levels.size() > 1) {
-    for (const auto& l : dp.hierarchy().levels) levels.push_back(l.tier);
+  const HierarchyPlan hierarchy = plan_hierarchy(topo, members);
+  if (algo == Algorithm::hierarchical && hierarchy.even && hierarchy.levels.size() > 1) {
+    for (const auto& l : hierarchy.levels) levels.push_back(l.tier);
   } else {
-    if (dp.size() > 1) levels.push_back(dp.topology().span(dp.members()));
+    if (members.size() > 1) levels.push_back(topo.span(members));
   }
   for (Tier t : kAllTiers) {
     const CodecSpec& s = codecs[t];
@@ -102,9 +103,9 @@ TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo
   return codecs;
 }
 
-Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp) {
+Algorithm resolve_sync_algorithm(const std::string& name, const HierarchyPlan& hierarchy) {
   if (name != "auto") return *algorithm_from_name(name);
-  return dp.hierarchy().levels.size() > 1 ? Algorithm::hierarchical : Algorithm::ring;
+  return hierarchy.levels.size() > 1 ? Algorithm::hierarchical : Algorithm::ring;
 }
 
 std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& opts, const MpiRuntime& mpi) {
@@ -151,7 +152,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     log::warn("parallel.zero {} with parallel.dp 1: one data-parallel replica has nothing to shard", p.zero);
   Communicator& dp = *step_dp_;
   dp.set_chunk_bytes(cfg.sync.chunk.value);
-  sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp);
+  sync_algo_ = resolve_sync_algorithm(cfg.sync.algorithm, dp.hierarchy());
   const Device device = compute_device(cfg);
   const bool eval = cfg.eval.every > 0;
   data_ = open_batches(cfg.data, cfg.model, cfg.train.batch, cfg.train.seed, eval ? Split::train : Split::all,
@@ -166,8 +167,9 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   if (p.pp > 1) wte_ = model_->params().index("wte");
   std::vector<FlatRange> owned{{0, model_->params().numel()}};
   const Tier outer_tier = outer ? *tier_from_name(cfg.sync.outer->tier) : Tier::inter_site;
-  TierCodecs codecs = outer ? tier_codecs(cfg, dp, sync_algo_, Tier::intra_node, static_cast<Tier>(index(outer_tier) - 1))
-                            : tier_codecs(cfg, dp, sync_algo_);
+  TierCodecs codecs = outer ? tier_codecs(cfg, dp.topology(), dp.members(), sync_algo_, Tier::intra_node,
+                                          static_cast<Tier>(index(outer_tier) - 1))
+                            : tier_codecs(cfg, dp.topology(), dp.members(), sync_algo_);
   if (dp.size() > 1) {
     sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero,
                                        cfg.sync.overlap, codecs, cfg.metrics.compression_error, model_->units());
@@ -199,8 +201,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   if (outer) {
     Communicator& across = *comms.dp_outer;
     across.set_chunk_bytes(cfg.sync.chunk.value);
-    const Algorithm algo = resolve_sync_algorithm(cfg.sync.algorithm, across);
-    TierCodecs outer_codecs = tier_codecs(cfg, across, algo, outer_tier, Tier::inter_site, false);
+    const Algorithm algo = resolve_sync_algorithm(cfg.sync.algorithm, across.hierarchy());
+    TierCodecs outer_codecs = tier_codecs(cfg, across.topology(), across.members(), algo, outer_tier, Tier::inter_site, false);
     for (Tier t : kAllTiers)
       if (outer_codecs[t].lossy() && find_codec(outer_codecs[t].name)->whole_tensors)
         throw UserError(fmt::format("compression.{}.codec {}: the outer sync sends a segment of the flat parameters, "

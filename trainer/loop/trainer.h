@@ -114,14 +114,15 @@ class Trainer {
 double model_flops_per_token(const ModelConfig& m);
 std::int64_t parameter_count(const ModelConfig& m);
 
-// The DP sync algorithm sync.algorithm names; auto = hierarchical when the DP group spans
-// several tiers, else ring.
-Algorithm resolve_sync_algorithm(const std::string& name, const Communicator& dp);
+// The DP sync algorithm sync.algorithm names, for a group with that hierarchy; auto =
+// hierarchical when the group spans several tiers, else ring.
+Algorithm resolve_sync_algorithm(const std::string& name, const HierarchyPlan& hierarchy);
 
-// The compression section as per-tier codecs for a DP sync over `dp`, of the tiers from
-// `lowest` up to `highest`; throws UserError for what cannot run (a non-cast codec below the
-// top tier, ZeRO-1 with `zero_applies`, native sync).
-TierCodecs tier_codecs(const Config& cfg, const Communicator& dp, Algorithm algo, Tier lowest = Tier::intra_node,
-                       Tier highest = Tier::inter_site, bool zero_applies = true);
+// The compression section as per-tier codecs for a DP sync over `members` (world ranks, in
+// group order), of the tiers from `lowest` up to `highest`; throws UserError for what cannot
+// run (a non-cast codec below the top tier, ZeRO-1 with `zero_applies`, native sync). The
+// trainer and the step simulator both take their codecs from here.
+TierCodecs tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& members, Algorithm algo,
+                       Tier lowest = Tier::intra_node, Tier highest = Tier::inter_site, bool zero_applies = true);
 
 }  // namespace ft
