@@ -104,6 +104,15 @@ void ElementCodec::all_reduce(Buffer region, TierRing& ring, const std::vector<M
   ring.copy(region.data, x.data(), region.bytes(), region.device);
 }
 
+double ElementCodec::work(std::size_t n, int p, const std::vector<Matrix>&) const {
+  // Encoding (encode()): the feedback's pass over the input, the encoding, and with feedback
+  // the payload decoded back and the residual or reference updated; then the output cleared
+  // and every member's payload decoded into it.
+  const double x = static_cast<double>(n), d = static_cast<double>(decoded(n));
+  const double feedback = spec().feedback == Feedback::residual ? 2 * x + d : spec().feedback == Feedback::difference ? x + d : 0;
+  return 2 * x + feedback + x + p * d;
+}
+
 std::vector<RingPhase> ElementCodec::phases(std::size_t n, int p, const std::vector<Matrix>&) const {
   return {{static_cast<std::size_t>(p) * payload_bytes(n), DType::u8, false}};
 }
@@ -160,8 +169,29 @@ void CastCodec::all_reduce(Buffer region, TierRing& ring, const std::vector<Matr
   ring.all_gather(region, Wire{wire_type()});
 }
 
+double CastCodec::work(std::size_t n, int p, const std::vector<Matrix>&) const {
+  // Rounding with its feedback (two passes); each ring phase converts what its steps send and
+  // receive, 2 (p - 1) / p of n.
+  const double x = static_cast<double>(n);
+  return 2 * x + 4 * x * (p - 1) / p;
+}
+
 std::vector<RingPhase> CastCodec::phases(std::size_t n, int, const std::vector<Matrix>&) const {
   return {{n, wire_type(), true}, {n, wire_type(), false}};
+}
+
+std::vector<Matrix> tensors_within(const std::vector<Matrix>& tensors, std::size_t offset, std::size_t count) {
+  std::vector<Matrix> inside;
+  for (const Matrix& m : tensors)
+    if (m.offset >= offset && m.offset < offset + count) inside.push_back({m.offset - offset, m.rows, m.cols});
+  return inside;
+}
+
+std::vector<std::size_t> tensor_cuts(const std::vector<Matrix>& tensors, std::size_t n) {
+  std::vector<std::size_t> cuts;
+  for (const Matrix& m : tensors) cuts.push_back(m.offset);
+  cuts.push_back(n);
+  return cuts;
 }
 
 // ---- the registry's look-ups ----

@@ -113,10 +113,11 @@ class Codec {
   // The ring phases all_reduce runs on a region of n elements (`tensors` inside) over p
   // members, in order, once past any dense warm-up; tests hold them to the traffic counters.
   virtual std::vector<RingPhase> phases(std::size_t n, int p, const std::vector<Matrix>& tensors) const = 0;
-  // Its encode and decode work on a region of n elements over p members, at the top level or
-  // in prepare() below it, in the unit a device profile prices codec time by: elements
-  // handled (each payload decoded counts its n; PowerSGD's products count n x rank).
-  virtual double work(std::size_t n, int p) const = 0;
+  // The work it books as codec time (codec_time) on a region of n elements (`tensors`
+  // inside) over a ring of p members, at the top level or, for a cast, at a level below it:
+  // passes over elements, the unit a device profile prices codec time by (PowerSGD's
+  // products count rows x cols x rank).
+  virtual double work(std::size_t n, int p, const std::vector<Matrix>& tensors) const = 0;
   // Its state for checkpoints by name ("residual", "q0", ...), and setting one back (false
   // when the name means nothing to this codec).
   virtual std::vector<std::pair<std::string, std::vector<float>*>> state() = 0;
@@ -143,10 +144,12 @@ class ElementCodec : public Codec {
   void encode(const float* x, std::size_t n, std::vector<std::uint8_t>& payload);
   // out[0..n) += decode(payload).
   virtual void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const = 0;
+  // The elements decode_add touches (topk: only those it kept).
+  virtual std::size_t decoded(std::size_t n) const { return n; }
   void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
   // Every member's payload all-gathered; encoded once, decoded p times.
   std::vector<RingPhase> phases(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
-  double work(std::size_t n, int p) const override { return static_cast<double>(n) * (1 + p); }
+  double work(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
   std::vector<std::pair<std::string, std::vector<float>*>> state() override;
   bool restore(const std::string& what, std::vector<float> values) override;
   std::vector<float>& residual() { return residual_; }
@@ -176,7 +179,8 @@ class CastCodec : public ElementCodec {
   // Rounds, then reduce-scatter and all-gather on the 16-bit wire.
   void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
   std::vector<RingPhase> phases(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
-  double work(std::size_t n, int) const override { return static_cast<double>(n); }  // the rounding
+  // The rounding, and the ring's conversions to and from the wire (comm/ring.cpp).
+  double work(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
 
  protected:
   virtual DType wire_type() const = 0;
@@ -184,6 +188,12 @@ class CastCodec : public ElementCodec {
   virtual float from_wire(std::uint16_t h) const = 0;
   void encode_into(const float* work, std::size_t n, std::uint8_t* payload) override;
 };
+
+// The tensors inside [offset, offset + count), relative to offset: a region's share of a
+// bucket's; and a bucket's tensor boundaries, from 0 to n, where a codec that needs whole
+// matrices has the levels below it cut.
+std::vector<Matrix> tensors_within(const std::vector<Matrix>& tensors, std::size_t offset, std::size_t count);
+std::vector<std::size_t> tensor_cuts(const std::vector<Matrix>& tensors, std::size_t n);
 
 // One config key of a codec: name, meaning, default (taken when the key is left at 0) and
 // bounds.

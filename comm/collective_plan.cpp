@@ -53,21 +53,34 @@ Segment CollectivePlan::region(std::size_t n, int level, int m, const std::vecto
   return at;
 }
 
+int CollectivePlan::kept(int level, int m, bool reduce) const {
+  const RingLevel& r = levels_[static_cast<std::size_t>(level)];
+  // Steps 0 .. size-2 send; the index step size-1 would send is the one kept.
+  return ring_send_index(r.key[static_cast<std::size_t>(m)], r.size - 1, r.size, reduce);
+}
+
 std::size_t CollectivePlan::sent(std::size_t n, int level, int m, bool reduce, const std::vector<std::size_t>* cuts) const {
   const RingLevel& r = levels_[static_cast<std::size_t>(level)];
   if (r.size < 2) return 0;
   if (!cuts) return sent_of(region(n, level, m).count, level, m, reduce);
   const Segment at = region(n, level, m, cuts);
-  const int kept = ring_send_index(r.key[static_cast<std::size_t>(m)], r.size - 1, r.size, reduce);
-  return at.count - aligned_segment(at.count, r.size, kept, cuts_within(*cuts, at.offset, at.count)).count;
+  return at.count - aligned_segment(at.count, r.size, kept(level, m, reduce), cuts_within(*cuts, at.offset, at.count)).count;
 }
 
 std::size_t CollectivePlan::sent_of(std::size_t whole, int level, int m, bool reduce) const {
   const RingLevel& r = levels_[static_cast<std::size_t>(level)];
   if (r.size < 2) return 0;
-  // Steps 0 .. size-2 send; the index step size-1 would send is the one kept.
-  const int kept = ring_send_index(r.key[static_cast<std::size_t>(m)], r.size - 1, r.size, reduce);
-  return whole - segment(whole, r.size, kept).count;
+  return whole - segment(whole, r.size, kept(level, m, reduce)).count;
+}
+
+std::size_t CollectivePlan::largest_segment(std::size_t n, int level, int m, const std::vector<std::size_t>* cuts) const {
+  const RingLevel& r = levels_[static_cast<std::size_t>(level)];
+  const Segment at = region(n, level, m, cuts);
+  if (!cuts) return (at.count + static_cast<std::size_t>(r.size) - 1) / static_cast<std::size_t>(r.size);
+  const std::vector<std::size_t> local = cuts_within(*cuts, at.offset, at.count);
+  std::size_t most = 0;
+  for (int i = 0; i < r.size; ++i) most = std::max(most, aligned_segment(at.count, r.size, i, local).count);
+  return most;
 }
 
 Tier CollectivePlan::tier(int level) const {

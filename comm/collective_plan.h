@@ -35,10 +35,14 @@ class CollectivePlan {
   std::size_t sent(std::size_t n, int level, int m, bool reduce, const std::vector<std::size_t>* cuts = nullptr) const;
   // ... in one phase on `whole` elements of its own (a codec's payloads or factors) at `level`.
   std::size_t sent_of(std::size_t whole, int level, int m, bool reduce) const;
+  // The largest segment of member m's region at `level`: what its ring's slowest step passes.
+  std::size_t largest_segment(std::size_t n, int level, int m, const std::vector<std::size_t>* cuts = nullptr) const;
   // The highest tier a level's rings cross: the tier whose codec it runs.
   Tier tier(int level) const;
 
  private:
+  // The segment member m's ring never passes on in a phase at `level`: the one it ends holding.
+  int kept(int level, int m, bool reduce) const;
   std::vector<int> members_;
   std::vector<RingLevel> levels_;
 };

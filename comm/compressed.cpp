@@ -92,10 +92,7 @@ void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm al
       levels.emplace_back(this, topo_->span(members_));
     }
     std::vector<std::size_t> cuts;  // tensor boundaries, when the top codec needs whole matrices
-    if (find_codec(codecs.spec(levels.back().second).name)->whole_tensors) {
-      for (const Matrix& m : tensors) cuts.push_back(m.offset);
-      cuts.push_back(buf.count);
-    }
+    if (find_codec(codecs.spec(levels.back().second).name)->whole_tensors) cuts = tensor_cuts(tensors, buf.count);
     std::vector<std::pair<Buffer, std::size_t>> regions{{buf, 0}};  // region and its offset in buf
     for (std::size_t l = 0; l + 1 < levels.size(); ++l) {
       auto [comm, tier] = levels[l];
@@ -110,13 +107,9 @@ void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm al
       regions.emplace_back(region.slice(mine.offset, mine.count), offset + mine.offset);
     }
     auto [region, offset] = regions.back();
-    std::vector<Matrix> inside;
-    for (const Matrix& m : tensors)
-      if (m.offset >= offset && m.offset < offset + region.count)
-        inside.push_back({m.offset - offset, m.rows, m.cols});
     if (region.count > 0) {
       LevelRing ring(*levels.back().first, levels.back().second);
-      codecs.codec(levels.back().second).all_reduce(region, ring, inside);
+      codecs.codec(levels.back().second).all_reduce(region, ring, tensors_within(tensors, offset, region.count));
     }
     for (std::size_t l = levels.size() - 1; l-- > 0;) {
       regions.pop_back();

@@ -24,7 +24,7 @@ class Dense final : public ElementCodec {
   std::vector<RingPhase> phases(std::size_t n, int, const std::vector<Matrix>&) const override {
     return {{n, DType::f32, true}, {n, DType::f32, false}};
   }
-  double work(std::size_t, int) const override { return 0; }
+  double work(std::size_t, int, const std::vector<Matrix>&) const override { return 0; }
 
  protected:
   void encode_into(const float* work, std::size_t n, std::uint8_t* p) override { std::memcpy(p, work, 4 * n); }

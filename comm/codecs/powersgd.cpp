@@ -51,8 +51,16 @@ class PowerSgd final : public Codec {
     }
     return out;
   }
-  // M Q, M^T P, the residual's and the output's P Q^T: four products of n x rank.
-  double work(std::size_t n, int) const override { return 4.0 * static_cast<double>(n) * rank_; }
+  // Per matrix: M Q, M^T P and the output's P Q^T, and with residual feedback the residual's
+  // P Q^T, each rows x cols x rank; the vectors are only copied.
+  double work(std::size_t n, int, const std::vector<Matrix>& tensors) const override {
+    const Layout l = layout(n, tensors);
+    const double products = spec().feedback == Feedback::residual ? 4 : 3;
+    double w = static_cast<double>(l.vsize);
+    for (std::size_t i = 0; i < l.mats.size(); ++i)
+      w += products * static_cast<double>(l.mats[i]->rows * l.mats[i]->cols * l.ranks[i]);
+    return w;
+  }
 
   std::vector<std::pair<std::string, std::vector<float>*>> state() override {
     std::vector<std::pair<std::string, std::vector<float>*>> out{{"residual", &residual_}};

@@ -15,6 +15,7 @@ class TopK final : public ElementCodec {
   explicit TopK(const CodecSpec& s)
       : ElementCodec(s), ratio_(s.param("ratio")), count_(static_cast<std::size_t>(s.param("count"))) {}
   std::size_t payload_bytes(std::size_t n) const override { return 8 * kept(n); }
+  std::size_t decoded(std::size_t n) const override { return kept(n); }
 
   void decode_add(const std::uint8_t* p, std::size_t n, float* out) const override {
     const std::size_t k = kept(n);

@@ -11,6 +11,7 @@
 #include "comm/codec.h"
 #include "comm/error.h"
 #include "comm/grid.h"
+#include "comm/log.h"
 #include "models/gpt.h"
 #include "trainer/claims/simulator.h"
 #include "trainer/io/config.h"
@@ -21,25 +22,26 @@
 namespace ft {
 namespace {
 
-// Per rank, the median over steps [skip, steps) of a [step, rank] dataset.
-std::vector<double> rank_medians(const h5::File& f, const std::string& name, std::size_t skip) {
+// Per rank, the median over steps [skip, steps) of a [step, rank] dataset (`busy_only`: of
+// the steps where it is above 0; 0 when none is).
+std::vector<double> rank_medians(const h5::File& f, const std::string& name, std::size_t skip, bool busy_only = false) {
   auto shape = f.shape("/steps/" + name);
   auto data = f.read<double>("/steps/" + name);
   const std::size_t ranks = shape.size() > 1 ? shape[1] : 1;
   std::vector<double> out;
   for (std::size_t r = 0; r < ranks; ++r) {
     std::vector<double> v;
-    for (std::size_t s = skip; s < shape[0]; ++s) v.push_back(data[s * ranks + r]);
-    out.push_back(median(v));
+    for (std::size_t s = skip; s < shape[0]; ++s)
+      if (!busy_only || data[s * ranks + r] > 0) v.push_back(data[s * ranks + r]);
+    out.push_back(v.empty() ? 0 : median(v));
   }
   return out;
 }
 
-// Each codec the run used: its measured codec time per step over the work the simulator
-// counts for that step (Codec::work), per tier, with a core to itself; the median rank's. A log the simulator
-// cannot lay out (a topology file) states no codec costs.
+// Each codec the run used: per tier, the slowest rank's codec time per step (of the steps it
+// coded in: PowerSGD's first `start` go dense) over the work the simulator counts for the
+// busiest rank (Codec::work), with a core to itself; the median over the tiers it ran at.
 void fit_codecs(const h5::File& f, const Config& cfg, std::size_t skip, double crowding, DeviceProfile& d) {
-  std::map<std::string, std::vector<double>> rates;
   DeviceProfile unit = d;
   for (Tier t : kAllTiers)
     if (cfg.compression.tier[t] && cfg.compression.tier[t]->codec != "none") unit.codec_seconds[cfg.compression.tier[t]->codec] = 1;
@@ -47,14 +49,17 @@ void fit_codecs(const h5::File& f, const Config& cfg, std::size_t skip, double c
   Simulation per_unit;
   try {
     per_unit = simulate(cfg, unit);
-  } catch (const UserError&) {
+  } catch (const UserError& e) {
+    log::warn("{}: no codec costs taken from this step log: its run cannot be laid out to count its codecs' work ({})",
+              d.source, e.what());
     return;
   }
+  std::map<std::string, std::vector<double>> rates;
   for (Tier t : kAllTiers) {
     if (per_unit.codec_work[t] <= 0) continue;
-    const auto seconds = rank_medians(f, "codec_time/" + std::string(tier_name(t)), skip);
-    for (double s : seconds)
-      if (s > 0) rates[cfg.compression.tier[t]->codec].push_back(s / crowding / per_unit.codec_work[t]);
+    const auto seconds = rank_medians(f, "codec_time/" + std::string(tier_name(t)), skip, true);
+    const double slowest = *std::max_element(seconds.begin(), seconds.end());
+    if (slowest > 0) rates[cfg.compression.tier[t]->codec].push_back(slowest / crowding / per_unit.codec_work[t]);
   }
   for (auto& [name, r] : rates) d.codec_seconds[name] = median(r);
 }
@@ -98,7 +103,9 @@ DeviceProfile from_step_log(const std::string& path) {
   // of the tiers no link emulation paces.
   double mm = 0, mb = 0, bb = 0, my = 0, by = 0;
   for (Tier t : kAllTiers) {
-    if (cfg.links.tier[t]) continue;
+    // Paced tiers, and those whose ring converts to a cast codec's wire (that time is codec time).
+    const auto& codec = cfg.compression.tier[t];
+    if (cfg.links.tier[t] || (codec && make_codec(default_spec(codec->codec))->wire() != DType::f32)) continue;
     const std::string tier(tier_name(t));
     auto busy = f.read<double>("/steps/busy/" + tier);
     auto msgs = f.read<double>("/steps/messages/" + tier);

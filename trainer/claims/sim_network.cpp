@@ -144,27 +144,30 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
   PerTier<double> tier_seconds{};
   const CollectivePlan& first = groups.front();
   const int top = static_cast<int>(first.levels().size()) - 1;
-  // One ring phase at level l on a wire of `wsize`-byte elements: member m of group g sends
-  // bytes(g, m) over the ring's k - 1 steps, every group at once.
+  // One ring phase at level l on a wire of `wsize`-byte elements, every group at once: member m
+  // of group g sends bytes(g, m) = {all its steps', one step's at most}. A phase no member
+  // sends in costs nothing (ring_phase sends no message).
   auto phase = [&](int l, std::size_t wsize, const auto& bytes_of) {
     const int k = first.levels()[static_cast<std::size_t>(l)].size;
     if (k < 2) return;
     Step step;
-    double largest = 0;
+    double largest = 0, total = 0;
     Tier top_tier = Tier::intra_node;
     for (const CollectivePlan& g : groups) {
       const RingLevel& level = g.levels()[static_cast<std::size_t>(l)];
       for (std::size_t m = 0; m < g.members().size(); ++m) {
-        const double bytes = bytes_of(g, static_cast<int>(m));
+        const auto [bytes, per_step] = bytes_of(g, static_cast<int>(m));
         const Tier t = level.tier[m];
         const int unit = topo_.uplink(g.members()[m], t);
-        step[t][unit] += bytes / (k - 1);
+        step[t][unit] += per_step;
         sent[{t, unit}] += bytes;
         w.bytes[t] += bytes;
-        largest = std::max(largest, bytes / (k - 1));
+        total += bytes;
+        largest = std::max(largest, per_step);
         top_tier = std::max(top_tier, t);
       }
     }
+    if (total <= 0) return;
     const double chunk = static_cast<double>(std::max<std::size_t>(1, chunk_bytes_ / wsize));
     const double messages = std::ceil(largest / static_cast<double>(wsize) / chunk);
     const double fixed = messages * dev_.message_seconds + copy_time(largest) + latency(step);
@@ -179,24 +182,34 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
   const bool compressed = tensors != nullptr;
   const Codec& top_codec = codec(compressed ? first.tier(top) : Tier::intra_node);
   std::vector<std::size_t> cuts;
-  if (compressed && find_codec(top_codec.spec().name)->whole_tensors) {
-    for (const Matrix& m : *tensors) cuts.push_back(m.offset);
-    cuts.push_back(n);
-  }
+  if (compressed && find_codec(top_codec.spec().name)->whole_tensors) cuts = tensor_cuts(*tensors, n);
   const std::vector<std::size_t>* cut = cuts.empty() ? nullptr : &cuts;
   auto wire = [&](int l) { return compressed ? dtype_size(codec(first.tier(l)).wire()) : kSimWireBytes; };
   auto ring = [&](int l, bool reducing) {
+    const double k = first.levels()[static_cast<std::size_t>(l)].size;
     phase(l, wire(l), [&](const CollectivePlan& g, int m) {
-      return static_cast<double>(g.sent(n, l, m, reducing, cut) * wire(l));
+      const double bytes = static_cast<double>(g.sent(n, l, m, reducing, cut) * wire(l));
+      // Segments cut at tensor boundaries differ: each ring step lasts as long as the largest.
+      const double per_step = cut ? static_cast<double>(g.largest_segment(n, l, m, cut) * wire(l)) : bytes / (k - 1);
+      return std::pair{bytes, per_step};
     });
+  };
+  // The tensors inside each part a member's ring works on at a level, by (offset, count).
+  std::map<std::pair<std::size_t, std::size_t>, std::vector<Matrix>> inside;
+  auto tensors_in = [&](const Segment& r) -> const std::vector<Matrix>& {
+    auto [it, fresh] = inside.try_emplace({r.offset, r.count});
+    if (fresh) it->second = tensors_within(*tensors, r.offset, r.count);
+    return it->second;
   };
   // Codec time: the busiest member's work at each level, on the data-parallel worker.
   auto codec_work = [&](int l, const Codec& c) {
     const int k = first.levels()[static_cast<std::size_t>(l)].size;
     double most = 0;
     for (const CollectivePlan& g : groups)
-      for (std::size_t m = 0; m < g.members().size(); ++m)
-        most = std::max(most, c.work(g.region(n, l, static_cast<int>(m), cut).count, k));
+      for (std::size_t m = 0; m < g.members().size(); ++m) {
+        const Segment r = g.region(n, l, static_cast<int>(m), cut);
+        if (r.count > 0) most = std::max(most, c.work(r.count, k, tensors_in(r)));
+      }
     if (most <= 0) return;
     const Tier t = first.tier(l);
     const double seconds = codec_seconds(t, most);
@@ -217,21 +230,20 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
     auto phases_of = [&](const CollectivePlan& g, int m) -> const std::vector<RingPhase>& {
       const Segment r = g.region(n, top, m, cut);
       auto [it, fresh] = by_region.try_emplace({r.offset, r.count});
-      if (fresh) {
-        std::vector<Matrix> inside;
-        for (const Matrix& t : *tensors)
-          if (t.offset >= r.offset && t.offset < r.offset + r.count) inside.push_back({t.offset - r.offset, t.rows, t.cols});
-        it->second = top_codec.phases(r.count, k, inside);
-      }
+      if (fresh && r.count > 0) it->second = top_codec.phases(r.count, k, tensors_in(r));  // an empty part runs none
       return it->second;
     };
     codec_work(top, top_codec);
-    const std::vector<RingPhase> shape = phases_of(first, 0);
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-      const std::size_t wsize = dtype_size(shape[i].dtype);
-      phase(top, wsize, [&](const CollectivePlan& g, int m) {
-        const RingPhase& ph = phases_of(g, m)[i];
-        return static_cast<double>(g.sent_of(ph.count, top, m, ph.reduce) * wsize);
+    std::size_t most = 0;
+    for (const CollectivePlan& g : groups)
+      for (std::size_t m = 0; m < g.members().size(); ++m) most = std::max(most, phases_of(g, static_cast<int>(m)).size());
+    for (std::size_t i = 0; i < most; ++i) {
+      // Messages of chunk bytes whatever the phase's type (it divides the chunk).
+      phase(top, 1, [&](const CollectivePlan& g, int m) {
+        const std::vector<RingPhase>& ph = phases_of(g, m);
+        if (i >= ph.size()) return std::pair{0.0, 0.0};
+        const double bytes = static_cast<double>(g.sent_of(ph[i].count, top, m, ph[i].reduce) * dtype_size(ph[i].dtype));
+        return std::pair{bytes, bytes / (k - 1)};
       });
     }
   } else {

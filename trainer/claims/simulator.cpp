@@ -177,13 +177,7 @@ class StepSimulator {
         st.deferred = static_cast<int>(b);
     }
     if (compressed_)
-      for (const FlatRange& b : st.buckets) {  // as GradSync cuts them
-        auto& inside = st.tensors.emplace_back();
-        for (const ParamInfo& info : st.params.infos())
-          if (info.offset >= b.begin && info.offset < b.end)
-            inside.push_back({static_cast<std::size_t>(info.offset - b.begin), static_cast<std::size_t>(info.local_shape[0]),
-                              info.local_shape.size() == 2 ? static_cast<std::size_t>(info.local_shape[1]) : 0});
-      }
+      for (const FlatRange& b : st.buckets) st.tensors.push_back(bucket_tensors(st.params.infos(), b));
     st.actions = make_schedule(p.schedule, p.pp, s, m_);
     st.forward_done.assign(static_cast<std::size_t>(m_), -1);
     st.backward_done.assign(static_cast<std::size_t>(m_), -1);

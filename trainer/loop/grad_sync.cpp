@@ -31,6 +31,17 @@ std::vector<FlatRange> cut_buckets(const std::vector<ParamInfo>& infos, std::uin
   return out;
 }
 
+std::vector<Matrix> bucket_tensors(const std::vector<ParamInfo>& infos, const FlatRange& bucket) {
+  std::vector<Matrix> out;
+  for (const ParamInfo& p : infos) {
+    if (p.offset < bucket.begin || p.offset >= bucket.end) continue;
+    const bool matrix = p.local_shape.size() == 2;
+    out.push_back({static_cast<std::size_t>(p.offset - bucket.begin), static_cast<std::size_t>(p.local_shape[0]),
+                   matrix ? static_cast<std::size_t>(p.local_shape[1]) : 0});
+  }
+  return out;
+}
+
 GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, int zero,
                    bool overlap, const TierCodecs& codecs, bool measure_error, const std::vector<int>& units)
     : dp_(dp),
@@ -59,13 +70,7 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
     largest = std::max(largest, b.end - b.begin);
     if (compressed_) {
       b.codecs = std::make_unique<BucketCodecs>(codecs);
-      for (std::size_t i = 0; i < infos.size(); ++i) {
-        const ParamInfo& p = infos[i];
-        if (p.offset < b.begin || p.offset >= b.end) continue;
-        bool matrix = p.local_shape.size() == 2;
-        b.tensors.push_back({static_cast<std::size_t>(p.offset - b.begin), static_cast<std::size_t>(p.local_shape[0]),
-                             matrix ? static_cast<std::size_t>(p.local_shape[1]) : 0});
-      }
+      b.tensors = bucket_tensors(infos, {b.begin, b.end});
     }
     Segment mine = dp.owned(static_cast<std::size_t>(b.end - b.begin), algo);
     b.owned = zero ? FlatRange{b.begin + static_cast<std::int64_t>(mine.offset),

@@ -35,6 +35,8 @@ namespace ft {
 // parameters: cut by `bucket_bytes` with the embeddings alone, or at `units`' starts (ZeRO-3).
 std::vector<FlatRange> cut_buckets(const std::vector<ParamInfo>& infos, std::uint64_t element_bytes,
                                    std::uint64_t bucket_bytes, const std::vector<int>* units);
+// The tensors of a bucket, from its start: what a codec that works on matrices is given.
+std::vector<Matrix> bucket_tensors(const std::vector<ParamInfo>& infos, const FlatRange& bucket);
 
 class GradSync {
  public:
