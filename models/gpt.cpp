@@ -53,6 +53,29 @@ std::vector<int> gpt_units(const ParamSet& params) {
   return units;
 }
 
+std::vector<UnitUse> gpt_unit_uses(const StagePlan& plan, bool backward) {
+  const bool wte = plan.has_embedding || plan.has_head;  // the tied embedding: unit 0 when present
+  const int embed = wte ? 0 : -1, first = wte ? 1 : 0, n = plan.num_layers;
+  const int head = plan.has_head ? first + n : -1;
+  std::vector<UnitUse> uses;
+  if (!backward) {
+    if (plan.has_embedding) uses.push_back({embed, n > 0 ? first : head});
+    // After the last block, the head: its LayerNorm is small, the tied wte it multiplies by large.
+    for (int l = 0; l < n; ++l) uses.push_back({first + l, l + 1 < n ? first + l + 1 : plan.has_head ? embed : -1});
+    if (plan.has_head) {
+      uses.push_back({head, -1});
+      uses.push_back({embed, -1});
+    }
+    return uses;
+  }
+  if (plan.has_head) {
+    uses.push_back({embed, head});
+    uses.push_back({head, n > 0 ? first + n - 1 : -1});
+  }
+  for (int l = n; l-- > 0;) uses.push_back({first + l, l > 0 ? first + l - 1 : -1});
+  return uses;
+}
+
 double gpt_stage_forward_flops(const GptShape& shape, const StagePlan& plan, double tokens) {
   const double C = shape.width, T = shape.context, V = shape.vocab;
   // Per token and block: the four matrix products (12 C^2 weights, 2 FLOPs each) and
@@ -91,9 +114,8 @@ GptStage::GptStage(const GptShape& shape, const StagePlan& plan, int micro_batch
   }
   params_.allocate(dtype, device);
   units_ = gpt_units(params_);
-  if (wte_ >= 0) embed_unit_ = 0;
-  first_block_unit_ = wte_ >= 0 ? 1 : 0;
-  if (plan.has_head) head_unit_ = static_cast<int>(units_.size()) - 1;
+  forward_uses_ = gpt_unit_uses(plan, false);
+  backward_uses_ = gpt_unit_uses(plan, true);
 
   const std::int64_t B = B_, T = T_, C = C_, V = V_, Cl = Cl_, Hl = Hl_, Fl = Fl_;
   auto t = [&](Shape s) { return Tensor(std::move(s), dtype, device); };
@@ -165,8 +187,10 @@ void GptStage::ready(int i) const {
   if (hooks_.grad_ready) hooks_.grad_ready(i);
 }
 
-void GptStage::use(int unit, int next) const {
-  if (hooks_.use_unit) hooks_.use_unit(unit, next);
+int GptStage::use(const std::vector<UnitUse>& uses, std::size_t* at) const {
+  const UnitUse& u = uses.at((*at)++);
+  if (hooks_.use_unit) hooks_.use_unit(u.unit, u.next);
+  return u.unit;
 }
 
 void GptStage::done(int unit) const {
@@ -200,34 +224,33 @@ void GptStage::block_forward(const Block& p, const Tensor& x, BlockActs& a) {
 double GptStage::forward(int slot, const Tensor* tokens, const Tensor* input, const Tensor* targets) {
   Slot& s = slots_.at(static_cast<std::size_t>(slot));
   const std::int64_t N = std::int64_t{B_} * T_;
+  std::size_t at = 0;  // into forward_uses_
   if (plan_.has_embedding) {
     if (!tokens) throw std::invalid_argument("first stage needs tokens");
     ops::copy(s.tokens, *tokens);
-    use(embed_unit_, blocks_.empty() ? head_unit_ : first_block_unit_);
+    const int embed = use(forward_uses_, &at);
     ops::embedding_forward(s.input, s.tokens, w(wte_), w(wpe_), B_, T_, C_);
-    done(embed_unit_);
+    done(embed);
   } else {
     if (!input) throw std::invalid_argument("stage needs its input activations");
     ops::copy(s.input, *input);
   }
   const int n = static_cast<int>(blocks_.size());
   for (int l = 0; l < n; ++l) {
-    // After the last block, the head: its LayerNorm is small, the tied wte it multiplies by large.
-    use(first_block_unit_ + l, l + 1 < n ? first_block_unit_ + l + 1 : plan_.has_head ? embed_unit_ : -1);
+    const int unit = use(forward_uses_, &at);
     block_forward(blocks_[static_cast<std::size_t>(l)], l == 0 ? s.input : s.blocks[static_cast<std::size_t>(l) - 1].res3,
                   s.blocks[static_cast<std::size_t>(l)]);
-    done(first_block_unit_ + l);
+    done(unit);
   }
   if (!plan_.has_head) return 0.0;
   if (!targets) throw std::invalid_argument("last stage needs targets");
   ops::copy(s.targets, *targets);
   const Tensor& x = output(slot);
-  use(head_unit_, -1);
-  use(embed_unit_, -1);
+  const int head = use(forward_uses_, &at), embed = use(forward_uses_, &at);
   ops::layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w(lnf_w_), w(lnf_b_), N, C_);
   ops::matmul_forward(s.logits, s.lnf, w(wte_), nullptr, N, C_, V_);
-  done(head_unit_);
-  done(embed_unit_);
+  done(head);
+  done(embed);
   ops::crossentropy_forward(s.losses, s.logits, s.logits, s.targets, N, V_);
   double sum = 0;
   for (double l : ops::to_host(s.losses)) sum += l;
@@ -272,9 +295,9 @@ void GptStage::backward(int slot, const Tensor* dout, double loss_scale) {
   Slot& s = slots_.at(static_cast<std::size_t>(slot));
   const std::int64_t N = std::int64_t{B_} * T_;
   const int n = static_cast<int>(blocks_.size());
+  std::size_t at = 0;  // into backward_uses_
   if (plan_.has_head) {
-    use(embed_unit_, head_unit_);
-    use(head_unit_, n > 0 ? first_block_unit_ + n - 1 : -1);
+    const int embed = use(backward_uses_, &at), head = use(backward_uses_, &at);
     ops::crossentropy_backward(s.logits, s.logits, s.targets, loss_scale / static_cast<double>(N), N, V_);
     ops::zero(dlnf_);
     ops::matmul_backward(&dlnf_, &g(wte_), nullptr, s.logits, s.lnf, w(wte_), N, C_, V_);
@@ -283,17 +306,17 @@ void GptStage::backward(int slot, const Tensor* dout, double loss_scale) {
     ops::layernorm_backward(dres_, g(lnf_w_), g(lnf_b_), dlnf_, output(slot), w(lnf_w_), s.lnf_mean, s.lnf_rstd, N, C_);
     ready(lnf_w_);
     ready(lnf_b_);
-    done(head_unit_);
-    done(embed_unit_);
+    done(head);
+    done(embed);
   } else {
     if (!dout) throw std::invalid_argument("stage needs the gradient of its output");
     ops::copy(dres_, *dout);
   }
   for (int l = n; l-- > 0;) {
-    use(first_block_unit_ + l, l > 0 ? first_block_unit_ + l - 1 : -1);  // the embedding's backward needs no weights
+    const int unit = use(backward_uses_, &at);
     block_backward(blocks_[static_cast<std::size_t>(l)], l == 0 ? s.input : s.blocks[static_cast<std::size_t>(l) - 1].res3,
                    s.blocks[static_cast<std::size_t>(l)]);
-    done(first_block_unit_ + l);
+    done(unit);
   }
   if (plan_.has_embedding) {
     ops::embedding_backward(&g(wte_), &g(wpe_), dres_, s.tokens, B_, T_, C_);

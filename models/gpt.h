@@ -47,6 +47,17 @@ ParamSet gpt_stage_params(const GptShape& shape, const StagePlan& plan);
 // The parameters the stage computes with together, as the index of each group's first
 // parameter: the embeddings (wte, and wpe on the first stage), each block, the final LayerNorm.
 std::vector<int> gpt_units(const ParamSet& params);
+// One use of a unit's parameters, and the unit wanted after it (-1: none), so that a sharded
+// unit can be fetched meanwhile.
+struct UnitUse {
+  int unit, next;
+};
+// The stage's uses of its units (gpt_units' order) in one forward or backward, in order:
+// what GptStage asks its use_unit hook for, and what the step simulator schedules. Forward:
+// the embedding lookup, the blocks (the last fetching wte for the head), the final LayerNorm
+// and wte for the head; backward: wte and the final LayerNorm, the blocks in reverse (the
+// lookup's backward reads no parameters).
+std::vector<UnitUse> gpt_unit_uses(const StagePlan& plan, bool backward);
 // Matrix-product FLOPs of one forward of `tokens` tokens through the stage on one rank
 // (backward: twice as many); over the whole model 2N + 4 L T C per token, the forward third
 // of model_flops_per_token's 6N + 12 L T C, less the parameters no product uses.
@@ -109,7 +120,8 @@ class GptStage {
   const Tensor& g(int i) const { return params_.grad(i); }
   void tp_all_reduce(const Tensor& t) const;
   void ready(int i) const;
-  void use(int unit, int next) const;
+  // The next of `uses` (from *at on), advancing *at; returns its unit.
+  int use(const std::vector<UnitUse>& uses, std::size_t* at) const;
   void done(int unit) const;
   void block_forward(const Block& p, const Tensor& x, BlockActs& a);
   void block_backward(const Block& p, const Tensor& x, const BlockActs& a);
@@ -122,7 +134,7 @@ class GptStage {
   ParamSet params_;
   int wte_ = -1, wpe_ = -1, lnf_w_ = -1, lnf_b_ = -1;
   std::vector<int> units_;
-  int embed_unit_ = -1, head_unit_ = -1, first_block_unit_ = 0;  // into units_
+  std::vector<UnitUse> forward_uses_, backward_uses_;
   std::vector<Block> blocks_;
   std::vector<Slot> slots_;
   StageHooks hooks_;

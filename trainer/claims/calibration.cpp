@@ -44,9 +44,7 @@ double Calibration::knee() const {
 
 Calibration calibrate(const std::string& path) {
   h5::File f(path, h5::Mode::read);
-  if (!f.has_attr("/", "config") || !f.exists("/steps/step_time"))
-    throw UserError(fmt::format("'{}' is not a fibertrain step log", path));
-  Config cfg = load_config_text(f.attr_string("/", "config"), path + " (config attribute)");
+  const Config cfg = step_log_config(f, path);
   Calibration c;
   c.run = path;
   // The emulated tier with the lowest rate is the bottleneck a sweep varies.

@@ -66,9 +66,7 @@ void fit_codecs(const h5::File& f, const Config& cfg, std::size_t skip, double c
 
 DeviceProfile from_step_log(const std::string& path) {
   h5::File f(path, h5::Mode::read);
-  if (!f.has_attr("/", "config") || !f.exists("/steps/step_time"))
-    throw UserError(fmt::format("'{}' is not a fibertrain step log", path));
-  const Config cfg = load_config_text(f.attr_string("/", "config"), path + " (config attribute)");
+  const Config cfg = step_log_config(f, path);
   const std::size_t steps = f.rows("/steps/step");
   const std::size_t skip = steps > 4 ? 2 : 0;  // the first steps warm caches and connections
   if (steps <= skip) throw UserError(fmt::format("'{}' holds no steps", path));

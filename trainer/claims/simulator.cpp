@@ -38,6 +38,7 @@ struct Op {
 struct StageSim {
   struct Use {
     int unit;
+    int next;  // the unit fetched meanwhile (gpt_unit_uses)
     double seconds;  // compute, then its blocking tensor-parallel all-reduces
     double tp;
     bool reads = true;  // whether it reads the unit's parameters (not the lookup's backward)
@@ -142,19 +143,24 @@ class StepSimulator {
     const GptShape& shape = cfg_.model;
     const double block = gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, 0, 1, false, false}, tokens);
     const double head = gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, 0, 0, false, true}, tokens);
-    const int embed = st.plan.has_embedding || st.plan.has_head ? 0 : -1;
-    const int first_block = embed == 0 ? 1 : 0;
-    auto add = [&](int unit, double flops, int tps, bool backward_reads = true) {
-      st.forward.push_back({unit, flops / dev_.forward_flops, tps * tp});
-      st.backward.insert(st.backward.begin(),
-                         {unit, 2 * flops / dev_.backward_flops, tps * tp, backward_reads});
-    };
-    if (st.plan.has_embedding) add(embed, 0, 0, false);  // the lookup's backward only scatters into the gradient
-    for (int l = 0; l < st.plan.num_layers; ++l) add(first_block + l, block, 2);
-    if (st.plan.has_head) {
-      add(first_block + st.plan.num_layers, 0, 0);  // the final LayerNorm
-      add(embed, head, 0);                          // the head's product with wte
+    // The model's own sequence of uses (gpt_unit_uses), each with the compute that follows
+    // it: a block's; the head's product after the second of its two uses (LayerNorm and wte).
+    const int first_block = st.plan.has_embedding || st.plan.has_head ? 1 : 0;
+    for (bool backward : {false, true}) {
+      const double rate = backward ? dev_.backward_flops / 2 : dev_.forward_flops;
+      auto& uses = backward ? st.backward : st.forward;
+      int head_uses = 0;
+      for (const UnitUse& u : gpt_unit_uses(st.plan, backward)) {
+        const bool is_block = u.unit >= first_block && u.unit < first_block + st.plan.num_layers;
+        const bool lookup = !backward && st.plan.has_embedding && uses.empty();
+        double flops = 0;
+        if (is_block) flops = block;
+        else if (!lookup && ++head_uses == 2) flops = head;
+        uses.push_back({u.unit, u.next, flops / rate, is_block ? 2 * tp : 0});
+      }
     }
+    // The lookup's backward reads no parameters and only scatters into the gradient.
+    if (st.plan.has_embedding) st.backward.push_back({0, -1, 0, 0, false});
     // A bucket's gradients are complete after the last backward use of any unit it touches.
     auto unit_of = [&](std::int64_t offset) {
       int u = 0;
@@ -257,10 +263,7 @@ class StepSimulator {
       if (a.kind == PipeAction::backward) last = a.microbatch;
     auto uses = [&](const std::vector<StageSim::Use>& order, bool syncs) {
       for (std::size_t i = 0; i < order.size(); ++i) {
-        int next = -1;
-        for (std::size_t j = i + 1; j < order.size() && next < 0; ++j)
-          if (order[j].reads) next = order[j].unit;
-        if (order[i].reads) st.program.push_back({Op::use, 0, order[i].unit, next});
+        if (order[i].reads) st.program.push_back({Op::use, 0, order[i].unit, order[i].next});
         // A use's tensor-parallel all-reduces interleave with its compute, each rank waiting for
         // its peers in turn: for the cores, its ranks compute (compute + tp) / compute apart.
         const double demand = order[i].seconds > 0 ? order[i].seconds / (order[i].seconds + order[i].tp) : 1;

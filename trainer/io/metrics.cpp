@@ -12,6 +12,12 @@
 
 namespace ft {
 
+Config step_log_config(const h5::File& f, const std::string& path) {
+  if (!f.has_attr("/", "config") || !f.exists("/steps/step_time"))
+    throw UserError(fmt::format("'{}' is not a fibertrain step log", path));
+  return load_config_text(f.attr_string("/", "config"), path + " (config attribute)");
+}
+
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());

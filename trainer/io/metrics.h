@@ -12,6 +12,7 @@
 
 #include <mpi.h>
 
+#include "trainer/io/config.h"
 #include "trainer/io/h5.h"
 #include "trainer/io/run_files.h"
 
@@ -20,6 +21,10 @@ namespace ft {
 // The median of measured figures (the upper one of an even count; 0 for none): what the
 // readers of step logs and benchmarks report, robust to a slow step.
 double median(std::vector<double> v);
+
+// The config a step log's run used, read from `f` (opened from `path`); throws UserError when
+// the file is not a step log.
+Config step_log_config(const h5::File& f, const std::string& path);
 
 enum class Scope { job, per_rank };
 
