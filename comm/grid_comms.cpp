@@ -18,11 +18,8 @@ void GridComms::set_producer_stream(Stream* stream) {
     if (c) c->set_producer_stream(stream);
 }
 
-namespace {
-
-// The outer sync's conditions, checked alike on every rank before any split: each model
-// replica inside one unit below `tier`, and every DP group with as many members in each unit.
-void check_outer_split(const Grid& grid, const Topology& topo, Tier tier) {
+TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier) {
+  // Checked alike on every rank before any communicator exists.
   const int world = grid.world();
   for (int r = 0; r < world; ++r) {
     GridCoord root = grid.coord(r);
@@ -33,18 +30,25 @@ void check_outer_split(const Grid& grid, const Topology& topo, Tier tier) {
                                   "needs each replica inside one: change parallel.order or the topology",
                                   root.dp, tier_unit(tier), first, r));
   }
+  TierSplit split;
   for (const std::vector<int>& g : grid.groups(Dim::dp)) {
-    std::map<int, int> per_unit;
-    for (int r : g) ++per_unit[topo.uplink(r, tier)];
-    for (const auto& [unit, n] : per_unit)
-      if (n != per_unit.begin()->second)
+    std::map<int, std::vector<int>> by_unit;
+    for (int r : g) by_unit[topo.uplink(r, tier)].push_back(r);
+    const std::size_t n = by_unit.begin()->second.size();
+    for (const auto& [unit, members] : by_unit)
+      if (members.size() != n)
         throw UserError(fmt::format("sync.outer: the data-parallel replicas are spread unevenly over the {}s ({} in "
                                     "one, {} in another); the outer sync needs as many in each",
-                                    tier_unit(tier), per_unit.begin()->second, n));
+                                    tier_unit(tier), n, members.size()));
+    for (std::size_t pos = 0; pos < n; ++pos) {
+      std::vector<int> across;
+      for (const auto& [unit, members] : by_unit) across.push_back(members[pos]);
+      split.across.push_back(std::move(across));
+    }
+    for (auto& [unit, members] : by_unit) split.inner.push_back(std::move(members));
   }
+  return split;
 }
-
-}  // namespace
 
 GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl, std::optional<Tier> outer) {
   int rank = 0, world = 1;
@@ -52,7 +56,8 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   std::vector<int> all(static_cast<std::size_t>(world));
   for (int r = 0; r < world; ++r) all[static_cast<std::size_t>(r)] = r;
-  if (outer) check_outer_split(grid, *topo, *outer);  // before any communicator exists
+  std::optional<TierSplit> split;
+  if (outer) split = split_at_tier(grid, *topo, *outer);  // before any communicator exists
   // A group of the world's ranks with the same `color`, ordered by `key`, over MPI or NCCL.
   auto group = [&](int color, int key, std::vector<int> members, Traffic kind) -> std::unique_ptr<Communicator> {
     auto mpi = std::make_unique<MpiTransport>(MPI_COMM_WORLD, color, key);
@@ -101,18 +106,19 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
     }
   }
   if (outer) {
-    const std::vector<int> dp = grid.group(Dim::dp, rank);
     const int unit = topo->uplink(rank, *outer);
-    // Each unit's members in DP order; a member's position there makes its outer group.
-    std::map<int, std::vector<int>> by_unit;
-    for (int r : dp) by_unit[topo->uplink(r, *outer)].push_back(r);
-    const std::vector<int>& inner = by_unit[unit];
-    const int pos = static_cast<int>(std::find(inner.begin(), inner.end(), rank) - inner.begin());
-    std::vector<int> across;
-    for (const auto& [u, members] : by_unit) across.push_back(members[static_cast<std::size_t>(pos)]);
-    c.dp_inner = group(inner.front(), pos, inner, Traffic::dp);
-    const int outer_key = static_cast<int>(std::find(across.begin(), across.end(), rank) - across.begin());
-    c.dp_outer = group(across.front(), outer_key, across, Traffic::dp);
+    auto containing = [&](const std::vector<std::vector<int>>& groups) -> const std::vector<int>& {
+      return *std::find_if(groups.begin(), groups.end(), [&](const std::vector<int>& g) {
+        return std::find(g.begin(), g.end(), rank) != g.end();
+      });
+    };
+    auto position = [&](const std::vector<int>& g) {
+      return static_cast<int>(std::find(g.begin(), g.end(), rank) - g.begin());
+    };
+    const std::vector<int>& inner = containing(split->inner);
+    const std::vector<int>& across = containing(split->across);
+    c.dp_inner = group(inner.front(), position(inner), inner, Traffic::dp);
+    c.dp_outer = group(across.front(), position(across), across, Traffic::dp);
     std::vector<int> island;
     for (int r = 0; r < world; ++r)
       if (topo->uplink(r, *outer) == unit) island.push_back(r);

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "comm/mpi_transport.h"
 
@@ -27,6 +28,17 @@ struct GridComms {
 };
 
 class Grid;
+
+// The data-parallel groups split at `tier` (sync.outer): every DP group's members in each unit
+// below the tier, in DP order (the islands), and across its units the members at each
+// position in them. Throws UserError when a model replica spans several units or a DP group
+// is spread unevenly over them. The trainer's communicators and the step simulator's groups.
+struct TierSplit {
+  std::vector<std::vector<int>> inner;   // per DP group and unit
+  std::vector<std::vector<int>> across;  // per DP group and position in a unit
+};
+TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier);
+
 // Collective over MPI_COMM_WORLD: tp, pp, dp and embed over MPI, or over NCCL when `nccl`
 // (one GPU per rank, the current device). The DP group's hierarchy is prepared. With
 // `outer`, also the split at that tier; throws UserError (on every rank alike) when a model

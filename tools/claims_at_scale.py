@@ -3,7 +3,8 @@
 
 Runs `fibertrain simulate` on Llama 3 405B's layout (configs/llama3-405b-16k.yaml, H100 as
 C4 states it) and on C10's 500K-B200 system (configs/c10-500k-b200.yaml), each under ZeRO-3
-(FSDP, as laid out) and ZeRO-1 (C8's premise: the averaged gradient, once per step), and
+(FSDP, as laid out), ZeRO-1 (C8's premise: the averaged gradient, once per step) and an
+outer sync across the top tier every 50 steps (DiLoCo; ZeRO-1 inside each pod or site), and
 prints, as markdown tables:
 
   - step time, MFU and the bytes through the busiest top-level uplink, by kind;
@@ -25,8 +26,9 @@ SYSTEMS = [
     ("C10: 3.5T, 500K B200, 4 sites", "configs/c10-500k-b200.yaml", "configs/profiles/b200-claims.yaml", "inter_site",
      ["0.5ms", "5ms", "20ms"]),
 ]
-LAYOUTS = [("ZeRO-3 (FSDP)", ["parallel.zero=3"]), ("ZeRO-1", ["parallel.zero=1"])]
-KINDS = ["gradient", "parameter", "pipeline"]
+LAYOUTS = [("ZeRO-3 (FSDP)", ["parallel.zero=3"]), ("ZeRO-1", ["parallel.zero=1"]),
+           ("outer sync every 50, ZeRO-1 inside", ["parallel.zero=1", "sync.outer={{tier: {top}, every: 50}}"])]
+KINDS = ["gradient", "parameter", "pipeline", "outer"]
 
 
 def tb(b):
@@ -45,6 +47,7 @@ def main():
               f" | {top} rate for {100 * u:.0f}% |")
         print("|---" * (7 + len(latencies)) + "|")
         for layout, sets in LAYOUTS:
+            sets = [x.format(top=top) for x in sets]
             s = simulate(sets, profile, config)
             t = s["tiers"][top]
             steps = [simulate(sets + [f"links.{top}.latency={l}"], profile, config)["step_time"] for l in latencies]

@@ -1,6 +1,7 @@
 // `fibertrain simulate` at scale: links fast enough cost what free links cost, the step does not
-// shorten as a link slows, and the rate the utilisation search returns is the slowest that
-// keeps the step within its bound. (Bytes against traffic counters and step times against
+// shorten as a link slows, the rate the utilisation search returns is the slowest that keeps
+// the step within its bound, and an outer sync sends its bytes once a period and hides its
+// all-reduce behind a delay. (Bytes against traffic counters and step times against
 // measured runs: tests/e2e/test_simulate.py.)
 #include <gtest/gtest.h>
 
@@ -66,6 +67,34 @@ TEST(Simulator, LatencyAloneCanPutTheUtilisationOutOfReach) {
   const RateNeeded r = rate_needed(llama({"links.inter_pod.latency=2ms"}), load_device_profile(kH100), Tier::inter_pod, 0.9);
   EXPECT_FALSE(r.reachable);
   EXPECT_GT(r.latency_step, r.free_step / 0.9);
+}
+
+// Under sync.outer across the pods the every-step sync stays inside them; one copy of a
+// fragment per pod and sync crosses, so the outer bytes per step shrink as 1/every.
+TEST(Simulator, TheOuterSyncCrossesTheTierOncePerPeriod) {
+  const DeviceProfile dev = load_device_profile(kH100);
+  const Simulation s10 = simulate(llama({"parallel.zero=1", "sync.outer={tier: inter_pod, every: 10}"}), dev);
+  const Simulation s40 = simulate(llama({"parallel.zero=1", "sync.outer={tier: inter_pod, every: 40, fragments: 4}"}), dev);
+  const auto outer = static_cast<std::size_t>(SimKind::outer);
+  EXPECT_EQ(s10.bytes[static_cast<std::size_t>(SimKind::gradient)][Tier::inter_pod], 0);
+  EXPECT_GT(s10.bytes[outer][Tier::inter_pod], 0);
+  EXPECT_NEAR(s10.bytes[outer][Tier::inter_pod] * 10, s40.bytes[outer][Tier::inter_pod] * 40,
+              1e-9 * s10.bytes[outer][Tier::inter_pod] * 10);
+  EXPECT_EQ(s10.period, 10);
+  EXPECT_NEAR(s10.step_time, s10.inner_step + s10.outer, 1e-12);
+}
+
+// A delay lets the all-reduce run behind the next inner steps: at a rate where it takes
+// less than one inner step, a delay of 3 exposes none of its wire time.
+TEST(Simulator, ADelayHidesTheOuterAllReduce) {
+  const DeviceProfile dev = load_device_profile(kH100);
+  const std::string sets = "sync.outer={tier: inter_pod, every: 20, delay: ";
+  const Simulation none = simulate(llama({"parallel.zero=1", "links.inter_pod.bandwidth=2Tbit", sets + "0}"}), dev);
+  const Simulation hidden = simulate(llama({"parallel.zero=1", "links.inter_pod.bandwidth=2Tbit", sets + "3}"}), dev);
+  EXPECT_GT(none.exposed[Tier::inter_pod], 0);
+  EXPECT_EQ(hidden.exposed[Tier::inter_pod], 0);
+  EXPECT_LT(hidden.step_time, none.step_time);
+  EXPECT_GE(hidden.step_time, hidden.inner_step);
 }
 
 TEST(Simulator, RefusesAUtilisationOutsideZeroToOne) {

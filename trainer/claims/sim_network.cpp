@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -11,8 +12,8 @@
 namespace ft {
 
 SimNetwork::SimNetwork(const Config& cfg, const Topology& topo, const Grid& grid, const DeviceProfile& dev,
-                       const TierCodecs& codecs, Simulation& out)
-    : topo_(topo), grid_(grid), dev_(dev), out_(out), links_(link_specs(cfg.links)) {
+                       const TierCodecs& codecs, std::vector<std::vector<int>> dp_groups, Simulation& out)
+    : topo_(topo), grid_(grid), dev_(dev), out_(out), links_(link_specs(cfg.links)), dp_groups_(std::move(dp_groups)) {
   for (Tier t : kAllTiers) load_[t].assign(static_cast<std::size_t>(topo.world()), 0.0);
   chunk_bytes_ = std::max<std::size_t>(1, cfg.sync.chunk.value);
   for (Tier t : kAllTiers) codecs_[t] = make_codec(codecs[t]);
@@ -22,15 +23,35 @@ SimCost SimNetwork::collective(int d, int stage, bool hierarchical, std::size_t 
                 double times, const std::vector<Matrix>* tensors) {
   auto key = std::make_tuple(d, stage, hierarchical, n, reduce, gather, static_cast<const void*>(tensors));
   auto it = done_.find(key);
-  if (it == done_.end())
-    it = done_.emplace(key, work_out(plans(d, stage, hierarchical), n, reduce, gather, tensors)).first;
+  if (it == done_.end()) {
+    const std::vector<CollectivePlan>& groups = plans(d, stage, hierarchical);
+    it = done_.emplace(key, work_out(groups, std::vector<std::size_t>(groups.size(), n), reduce, gather, tensors)).first;
+  }
   const Worked& w = it->second;
-  for (Tier t : kAllTiers) codec_work_[stage][t] += w.codec_work[t] * times;
-  for (Tier t : kAllTiers) out_.bytes[static_cast<std::size_t>(kind)][t] += w.bytes[t] * times;
-  for (const auto& [t, unit, bytes] : w.uplinks) load_[t][static_cast<std::size_t>(unit)] += bytes * times;
+  account(w, stage, kind, times);
   SimCost c = w.cost;
   c.uplinks = &w.uplinks;
   return c;
+}
+
+SimCost SimNetwork::collective(const std::vector<std::vector<int>>& groups, const std::vector<std::size_t>& sizes,
+                               bool hierarchical, bool reduce, bool gather, SimKind kind, double times, bool compressed) {
+  std::vector<CollectivePlan> plans;
+  for (const std::vector<int>& g : groups) plans.emplace_back(topo_, g, hierarchical);
+  // What a codec is told of the tensors inside: one vector, as the outer sync sends it.
+  const std::vector<Matrix> whole{{0, *std::max_element(sizes.begin(), sizes.end()), 0}};
+  given_.push_back(std::make_unique<Worked>(work_out(plans, sizes, reduce, gather, compressed ? &whole : nullptr)));
+  const Worked& w = *given_.back();
+  account(w, -1, kind, times);
+  SimCost c = w.cost;
+  c.uplinks = &w.uplinks;
+  return c;
+}
+
+void SimNetwork::account(const Worked& w, int stage, SimKind kind, double times) {
+  for (Tier t : kAllTiers) codec_work_[stage][t] += w.codec_work[t] * times;
+  for (Tier t : kAllTiers) out_.bytes[static_cast<std::size_t>(kind)][t] += w.bytes[t] * times;
+  for (const auto& [t, unit, bytes] : w.uplinks) load_[t][static_cast<std::size_t>(unit)] += bytes * times;
 }
 
 double SimNetwork::occupy(const SimCost& c, double start) {
@@ -110,7 +131,7 @@ const std::vector<CollectivePlan>& SimNetwork::plans(int d, int stage, bool hier
   auto& p = plans_[{d, stage, hierarchical}];
   if (!p.empty()) return p;
   if (d >= 0) {
-    for (auto& g : grid_.groups(static_cast<Dim>(d)))
+    for (const auto& g : d == static_cast<int>(Dim::dp) ? dp_groups_ : grid_.groups(static_cast<Dim>(d)))
       if (grid_.coord(g.front()).pp == stage) p.emplace_back(topo_, g, hierarchical);
   } else {
     for (const auto& g : grid_.groups(Dim::pp)) p.emplace_back(topo_, std::vector<int>{g.front(), g.back()}, false);
@@ -137,12 +158,13 @@ double SimNetwork::latency(const Step& step) const {
   return worst;
 }
 
-SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& groups, std::size_t n, bool reduce, bool gather,
-                                        const std::vector<Matrix>* tensors) {
+SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& groups, const std::vector<std::size_t>& sizes,
+                                        bool reduce, bool gather, const std::vector<Matrix>* tensors) {
   Worked w;
   std::map<std::pair<Tier, int>, double> sent;
   PerTier<double> tier_seconds{};
   const CollectivePlan& first = groups.front();
+  auto size_of = [&](const CollectivePlan& g) { return sizes[static_cast<std::size_t>(&g - groups.data())]; };
   const int top = static_cast<int>(first.levels().size()) - 1;
   // One ring phase at level l on a wire of `wsize`-byte elements, every group at once: member m
   // of group g sends bytes(g, m) = {all its steps', one step's at most}. A phase no member
@@ -182,12 +204,17 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
   const bool compressed = tensors != nullptr;
   const Codec& top_codec = codec(compressed ? first.tier(top) : Tier::intra_node);
   std::vector<std::size_t> cuts;
-  if (compressed && find_codec(top_codec.spec().name)->whole_tensors) cuts = tensor_cuts(*tensors, n);
+  if (compressed && find_codec(top_codec.spec().name)->whole_tensors) {
+    if (std::adjacent_find(sizes.begin(), sizes.end(), std::not_equal_to<>()) != sizes.end())
+      throw std::logic_error("simulate: groups of different sizes cut at tensor boundaries");
+    cuts = tensor_cuts(*tensors, sizes.front());
+  }
   const std::vector<std::size_t>* cut = cuts.empty() ? nullptr : &cuts;
   auto wire = [&](int l) { return compressed ? dtype_size(codec(first.tier(l)).wire()) : kSimWireBytes; };
   auto ring = [&](int l, bool reducing) {
     const double k = first.levels()[static_cast<std::size_t>(l)].size;
     phase(l, wire(l), [&](const CollectivePlan& g, int m) {
+      const std::size_t n = size_of(g);
       const double bytes = static_cast<double>(g.sent(n, l, m, reducing, cut) * wire(l));
       // Segments cut at tensor boundaries differ: each ring step lasts as long as the largest.
       const double per_step = cut ? static_cast<double>(g.largest_segment(n, l, m, cut) * wire(l)) : bytes / (k - 1);
@@ -207,7 +234,7 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
     double most = 0;
     for (const CollectivePlan& g : groups)
       for (std::size_t m = 0; m < g.members().size(); ++m) {
-        const Segment r = g.region(n, l, static_cast<int>(m), cut);
+        const Segment r = g.region(size_of(g), l, static_cast<int>(m), cut);
         if (r.count > 0) most = std::max(most, c.work(r.count, k, tensors_in(r)));
       }
     if (most <= 0) return;
@@ -228,7 +255,7 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
     std::map<std::pair<std::size_t, std::size_t>, std::vector<RingPhase>> by_region;
     const int k = first.levels()[static_cast<std::size_t>(top)].size;
     auto phases_of = [&](const CollectivePlan& g, int m) -> const std::vector<RingPhase>& {
-      const Segment r = g.region(n, top, m, cut);
+      const Segment r = g.region(size_of(g), top, m, cut);
       auto [it, fresh] = by_region.try_emplace({r.offset, r.count});
       if (fresh && r.count > 0) it->second = top_codec.phases(r.count, k, tensors_in(r));  // an empty part runs none
       return it->second;

@@ -37,9 +37,10 @@ struct SimCost {
 class SimNetwork {
  public:
   // Adds what it sends to `out`'s bytes; finish() sets its busiest uplinks and codec work.
-  // `codecs`: each tier's, for the compressed all-reduces.
+  // `codecs`: each tier's, for the compressed all-reduces. `dp_groups`: the groups the
+  // every-step data-parallel sync runs in (the grid's, or the islands under sync.outer).
   SimNetwork(const Config& cfg, const Topology& topo, const Grid& grid, const DeviceProfile& dev, const TierCodecs& codecs,
-             Simulation& out);
+             std::vector<std::vector<int>> dp_groups, Simulation& out);
 
   // Every group along `d` of pipeline stage `stage` (or, for d = -1, every pair of first and
   // last stage: the tied embedding) runs the collective on n elements; `times` per step.
@@ -47,6 +48,11 @@ class SimNetwork {
   // with these tensors inside.
   SimCost collective(int d, int stage, bool hierarchical, std::size_t n, bool reduce, bool gather, SimKind kind,
                      double times, const std::vector<Matrix>* tensors = nullptr);
+  // Every group of `groups` (world ranks, of any stages) runs the collective at once, group i
+  // on sizes[i] elements, through the codecs when `compressed`; `times` per step. Accounted
+  // apart from the stages' collectives (codec work: the busiest member of any group).
+  SimCost collective(const std::vector<std::vector<int>>& groups, const std::vector<std::size_t>& sizes,
+                     bool hierarchical, bool reduce, bool gather, SimKind kind, double times, bool compressed);
   // Every pipeline sends n elements from stage `from` to `to`, `times` per step.
   SimCost transfer(int from, int to, std::size_t n, double times);
   // A collective started at `start` that shares its emulated uplinks with the collectives of
@@ -63,13 +69,18 @@ class SimNetwork {
     PerTier<double> codec_work{};  // the busiest member's, per call
   };
   const std::vector<CollectivePlan>& plans(int d, int stage, bool hierarchical);
+  // Adds what one collective sends `times` per step to the job's bytes, uplinks and codec
+  // work (`stage`'s; -1 for the collectives over groups given).
+  void account(const Worked& w, int stage, SimKind kind, double times);
   double copy_time(double bytes) const { return dev_.copy_bytes_per_second > 0 ? bytes / dev_.copy_bytes_per_second : 0; }
   // The busiest uplink of each tier sets a step's time.
   double link_time(const Step& step) const;
   // The latency a step pays: its slowest tier's.
   double latency(const Step& step) const;
-  Worked work_out(const std::vector<CollectivePlan>& groups, std::size_t n, bool reduce, bool gather,
-                  const std::vector<Matrix>* tensors);
+  // Group i on sizes[i] elements (cut at tensor boundaries, for a codec that needs whole
+  // matrices, only when every size is the same).
+  Worked work_out(const std::vector<CollectivePlan>& groups, const std::vector<std::size_t>& sizes, bool reduce,
+                  bool gather, const std::vector<Matrix>* tensors);
   // The codec a tier's level runs (none: the dense fp32 ring), and what `work` of it costs.
   const Codec& codec(Tier t) const { return *codecs_[t]; }
   double codec_seconds(Tier t, double work) const;
@@ -82,7 +93,9 @@ class SimNetwork {
   std::size_t chunk_bytes_;
   PerTier<std::unique_ptr<Codec>> codecs_;
   std::map<std::tuple<int, int, bool>, std::vector<CollectivePlan>> plans_;
+  std::vector<std::vector<int>> dp_groups_;
   std::map<std::tuple<int, int, bool, std::size_t, bool, bool, const void*>, Worked> done_;
+  std::vector<std::unique_ptr<Worked>> given_;  // the collectives over groups given (their costs point into them)
   std::map<int, PerTier<double>> codec_work_;  // by stage, per step
   PerTier<std::vector<double>> load_;       // bytes per step through each uplink
   // Each emulated uplink's busy intervals, sorted and merged. Collectives reserve them as

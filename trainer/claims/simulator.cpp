@@ -4,15 +4,19 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "comm/error.h"
 #include "comm/grid.h"
+#include "comm/grid_comms.h"
+#include "comm/log.h"
 #include "models/gpt.h"
 #include "trainer/claims/sim_network.h"
 #include "trainer/loop/grad_sync.h"
 #include "trainer/loop/layout.h"
+#include "trainer/loop/outer_sync.h"
 #include "trainer/loop/pipeline.h"
 #include "trainer/loop/schedule.h"
 #include "trainer/loop/trainer.h"
@@ -20,7 +24,7 @@
 namespace ft {
 
 std::string_view sim_kind_name(SimKind k) {
-  static constexpr std::string_view names[kSimKinds] = {"gradient", "parameter", "tensor", "pipeline", "embedding"};
+  static constexpr std::string_view names[kSimKinds] = {"gradient", "parameter", "tensor", "pipeline", "embedding", "outer"};
   return names[static_cast<int>(k)];
 }
 
@@ -73,16 +77,19 @@ class StepSimulator {
         dev_(dev),
         grid_(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.order),
         topo_(make_topo(cfg, grid_.world())),
-        algo_(resolve_sync_algorithm(cfg.sync.algorithm, plan_hierarchy(topo_, grid_.group(Dim::dp, 0)))),
-        codecs_(tier_codecs(cfg, topo_, grid_.group(Dim::dp, 0), algo_)),
-        net_(cfg, topo_, grid_, dev, codecs_, out_) {
+        split_(outer_split(cfg, grid_, topo_)),
+        dp_groups_(split_ ? split_->inner : grid_.groups(Dim::dp)),
+        algo_(resolve_sync_algorithm(cfg.sync.algorithm, plan_hierarchy(topo_, dp_groups_.front()))),
+        codecs_(sync_codecs()),
+        net_(cfg, topo_, grid_, dev, codecs_, dp_groups_, out_) {
     out_.world = grid_.world();
     const auto& p = cfg.parallel;
     zero_ = p.zero;
     m_ = p.microbatches;
     micro_batch_ = cfg.train.batch / (p.dp * p.microbatches);
     hierarchical_ = algo_ == Algorithm::hierarchical;  // native runs as a ring here
-    for (Tier t : kAllTiers) compressed_ |= codecs_[t].lossy();
+    dp_size_ = static_cast<int>(dp_groups_.front().size());
+    for (Tier t : kAllTiers) (split_ && t >= outer_tier() ? outer_compressed_ : compressed_) |= codecs_[t].lossy();
     // The emulated cluster runs on the profiled machine: its ranks share its cores.
     cores_ = dev.host_cores;
   }
@@ -110,6 +117,7 @@ class StepSimulator {
     }
     run_pipeline();
     after_pipeline();
+    if (split_) outer_period();
     net_.finish();
     out_.model_flops = model_flops_per_token(cfg_.model) * cfg_.train.batch * cfg_.model.context;
     out_.mfu = dev_.peak_flops > 0 ? out_.model_flops / (out_.step_time * out_.world * dev_.peak_flops) : 0;
@@ -129,6 +137,34 @@ class StepSimulator {
     } catch (const std::invalid_argument& e) {
       throw UserError(fmt::format("topology: {}", e.what()));
     }
+  }
+
+  // sync.outer's split of the DP groups at its tier, when replicas sit in several units of it.
+  static std::optional<TierSplit> outer_split(const Config& cfg, const Grid& grid, const Topology& topo) {
+    if (!cfg.sync.outer || cfg.parallel.dp < 2) return std::nullopt;
+    const Tier tier = *tier_from_name(cfg.sync.outer->tier);
+    TierSplit split = split_at_tier(grid, topo, tier);
+    if (split.across.front().size() > 1) return split;
+    log::warn("sync.outer: every data-parallel replica is in one {}: nothing to synchronise across {}; simulated as "
+              "plain data parallelism",
+              tier_unit(tier), cfg.sync.outer->tier);
+    return std::nullopt;
+  }
+  Tier outer_tier() const { return *tier_from_name(cfg_.sync.outer->tier); }
+
+  // As the trainer takes them: the every-step sync's codecs (below the outer tier, under
+  // sync.outer) and the outer all-reduce's (its tier and above).
+  TierCodecs sync_codecs() {
+    if (!split_) return tier_codecs(cfg_, topo_, dp_groups_.front(), algo_);
+    const Tier outer = outer_tier();
+    TierCodecs codecs = tier_codecs(cfg_, topo_, dp_groups_.front(), algo_, Tier::intra_node,
+                                    static_cast<Tier>(index(outer) - 1));
+    const std::vector<int>& across = split_->across.front();
+    outer_algo_ = resolve_sync_algorithm(cfg_.sync.algorithm, plan_hierarchy(topo_, across));
+    const TierCodecs above = outer_tier_codecs(cfg_, topo_, across, outer_algo_);
+    for (Tier t : kAllTiers)
+      if (t >= outer) codecs[t] = above[t];
+    return codecs;
   }
 
   StageSim make_stage(int s, double tokens, double tp) {
@@ -220,7 +256,7 @@ class StepSimulator {
   // A bucket's gradients are complete at `now`: its sync starts. Returns when the compute
   // thread may go on (ZeRO-2 and 3: once a staging buffer is free).
   double launch(StageSim& st, int b, double now) {
-    if (cfg_.parallel.dp < 2) return now;
+    if (dp_size_ < 2) return now;
     if (zero_ <= 1) {
       enqueue(st, now, bucket_sync(st, b, true, zero_ == 0, SimKind::gradient));
       return now;
@@ -235,7 +271,7 @@ class StepSimulator {
   // ZeRO-3, at `now`: `unit` gathered (issued now if it was not prefetched) and `next`
   // fetched meanwhile. Returns when the unit's parameters are there.
   double use(StageSim& st, int unit, int next, double now) {
-    if (zero_ != 3 || cfg_.parallel.dp < 2) return now;
+    if (zero_ != 3 || dp_size_ < 2) return now;
     auto gather = [&](int u, double at) {
       return enqueue(st, at, bucket_sync(st, bucket_of_unit(st, u), false, true, SimKind::parameter));
     };
@@ -394,10 +430,10 @@ class StepSimulator {
     aligned += 2 * std::ceil(std::log2(std::max(2, grid_.world()))) * dev_.message_seconds;
     double tail = 0;
     for (StageSim& st : stages_) {
-      const double owned = static_cast<double>(st.params.numel()) / (zero_ >= 1 ? p.dp : 1);
+      const double owned = static_cast<double>(st.params.numel()) / (zero_ >= 1 ? dp_size_ : 1);
       double t = owned * dev_.optimizer_seconds_per_parameter * host_crowding(dev_, grid_.world());
       out_.optimizer = std::max(out_.optimizer, t);
-      if ((zero_ == 1 || zero_ == 2) && p.dp > 1)
+      if ((zero_ == 1 || zero_ == 2) && dp_size_ > 1)
         for (std::size_t b = 0; b < st.buckets.size(); ++b) {
           const SimCost c = bucket_sync(st, static_cast<int>(b), false, true, SimKind::parameter);
           t += c.seconds;
@@ -405,19 +441,87 @@ class StepSimulator {
         }
       tail = std::max(tail, t);
     }
-    out_.step_time = aligned + tail;
+    out_.step_time = out_.inner_step = aligned + tail;
+  }
+
+  // sync.outer (trainer/loop/outer_sync.h): the periods after the step above, in time. After
+  // each step the fragments due start their all-reduce across the tier on the outer worker
+  // (one at a time), and those started `delay` steps before land: the step waits for what is
+  // still on the wire, the island gathers the segments, and the outer step runs. The third
+  // period stands for all: the first two fill the worker.
+  void outer_period() {
+    const OuterSyncConfig& o = *cfg_.sync.outer;
+    const int count = o.fragments;
+    std::vector<std::vector<FlatRange>> fragments;
+    for (const StageSim& st : stages_) fragments.push_back(cut_fragments(st.params, count));
+    auto stage_of = [&](const std::vector<int>& g) { return static_cast<std::size_t>(grid_.coord(g.front()).pp); };
+    std::map<int, int> position;  // a rank's in its island
+    for (const std::vector<int>& g : split_->inner)
+      for (std::size_t i = 0; i < g.size(); ++i) position[g[i]] = static_cast<int>(i);
+    const int k = static_cast<int>(split_->inner.front().size());
+    const double per_step = 1.0 / o.every;
+    std::vector<SimCost> across(static_cast<std::size_t>(count)), gather(across.size());
+    std::vector<double> update(across.size());
+    for (std::size_t f = 0; f < across.size(); ++f) {
+      auto elements = [&](const std::vector<int>& g) { return static_cast<std::size_t>(fragments[stage_of(g)][f].size()); };
+      std::vector<std::size_t> segments, whole;
+      for (const std::vector<int>& g : split_->across) segments.push_back(segment(elements(g), k, position[g.front()]).count);
+      across[f] = net_.collective(split_->across, segments, outer_algo_ == Algorithm::hierarchical, true, true,
+                                  SimKind::outer, per_step, outer_compressed_);
+      if (k > 1) {
+        for (const std::vector<int>& g : split_->inner) whole.push_back(elements(g));
+        gather[f] = net_.collective(split_->inner, whole, false, false, true, SimKind::outer, per_step, false);
+      }
+      for (std::size_t s = 0; s < stages_.size(); ++s)
+        update[f] = std::max(update[f], static_cast<double>(fragments[s][f].size()) *
+                                            dev_.optimizer_seconds_per_parameter * host_crowding(dev_, grid_.world()));
+    }
+    const double inner = out_.inner_step;
+    double t = 0, worker = 0, period_start = 0;
+    PerTier<double> exposed{};
+    std::vector<int> started(across.size(), -1);
+    std::vector<double> lands(across.size(), 0);
+    for (int step = 0; step < 3 * o.every; ++step) {
+      if (step == 2 * o.every) {
+        period_start = t;
+        exposed = {};
+      }
+      t += inner;
+      for (int f : outer_due(o, count, step)) {
+        const std::size_t i = static_cast<std::size_t>(f);
+        worker = std::max(t, worker) + across[i].seconds;
+        lands[i] = worker;
+        started[i] = step;
+      }
+      for (std::size_t i = 0; i < across.size(); ++i) {
+        if (started[i] < 0 || started[i] + o.delay > step) continue;
+        const double wait = std::max(0.0, lands[i] - t);
+        exposed[across[i].tier] += wait;
+        exposed[gather[i].tier] += gather[i].seconds;
+        t += wait + gather[i].seconds + update[i];
+        started[i] = -1;
+      }
+    }
+    out_.period = o.every;
+    out_.step_time = (t - period_start) / o.every;
+    out_.outer = out_.step_time - inner;
+    for (Tier tier : kAllTiers) out_.exposed[tier] += exposed[tier] / o.every;
   }
 
   const Config& cfg_;
   const DeviceProfile& dev_;
   Grid grid_;
   Topology topo_;
+  std::optional<TierSplit> split_;
+  std::vector<std::vector<int>> dp_groups_;  // the every-step sync's: the grid's, or the islands
   Algorithm algo_;
+  Algorithm outer_algo_ = Algorithm::ring;
   TierCodecs codecs_;
   Simulation out_;
   SimNetwork net_;
   int zero_ = 0, m_ = 1, micro_batch_ = 1;
-  bool hierarchical_ = false, compressed_ = false;
+  int dp_size_ = 1;
+  bool hierarchical_ = false, compressed_ = false, outer_compressed_ = false;
   double cores_ = 0;
   Tier tp_tier_ = Tier::intra_node;
   std::vector<StageSim> stages_;
@@ -429,7 +533,6 @@ class StepSimulator {
 Simulation simulate(const Config& cfg, const DeviceProfile& device) {
   if (device.forward_flops <= 0 || device.backward_flops <= 0)
     throw UserError(fmt::format("device profile '{}' has no forward or backward rate", device.source));
-  if (cfg.sync.outer) throw UserError("simulate does not model the outer sync (sync.outer) yet");
   return StepSimulator(cfg, device).run();
 }
 

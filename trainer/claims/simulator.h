@@ -22,6 +22,10 @@
 //               own phases (Codec::phases); encode and decode time from the profile's
 //               seconds per unit of the codec's work
 //   host work   the optimizer and codecs, slowed as the machine's ranks share its cores
+//   outer sync  (sync.outer) the every-step sync inside the islands; per fragment, each
+//               island member's segment all-reduced across the tier on the outer codecs, on
+//               a worker that overlaps `delay` inner steps, then gathered in the island; the
+//               outer step at the optimizer's cost per parameter; a period's mean step
 #pragma once
 
 #include <algorithm>
@@ -60,13 +64,19 @@ inline double host_crowding(const DeviceProfile& d, double ranks) {
 // UserError.
 DeviceProfile load_device_profile(const std::string& path);
 
-enum class SimKind : int { gradient = 0, parameter = 1, tensor = 2, pipeline = 3, embedding = 4 };
-inline constexpr int kSimKinds = 5;
+// outer: the outer sync's all-reduce across its tier and gather inside the islands.
+enum class SimKind : int { gradient = 0, parameter = 1, tensor = 2, pipeline = 3, embedding = 4, outer = 5 };
+inline constexpr int kSimKinds = 6;
 std::string_view sim_kind_name(SimKind k);
 
 struct Simulation {
   int world = 0;
+  // Under sync.outer, the mean over its period of `every` steps: a step whose sync stays in
+  // the islands (inner_step) plus what the outer syncs add (outer: waiting for the tier, the
+  // islands' gathers, the outer steps). Bytes and exposed times are per step likewise.
   double step_time = 0;
+  int period = 1;
+  double inner_step = 0, outer = 0;
   double compute = 0;    // forward + backward of the busiest stage's rank, per step
   double optimizer = 0;  // the slowest stage's update
   double bubble = 0;     // idle share of the pipeline's span, the mean over stages (as the trainer's metric)

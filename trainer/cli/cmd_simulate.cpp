@@ -47,6 +47,9 @@ void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& 
   std::printf("  step time      %s (compute %s, idle %.0f%% of the pipeline's span, optimizer %s)\n",
               human_si(s.step_time, "s").c_str(), human_si(s.compute, "s").c_str(), 100 * s.bubble,
               human_si(s.optimizer, "s").c_str());
+  if (s.period > 1)
+    std::printf("  outer sync     the mean step of a period of %d: a step inside the islands %s, the outer syncs add %s\n",
+                s.period, human_si(s.inner_step, "s").c_str(), human_si(s.outer, "s").c_str());
   if (s.mfu > 0) std::printf("  MFU            %.1f%%\n", 100 * s.mfu);
   std::printf("\n  %-11s %10s", "tier", "exposed");
   for (int k = 0; k < kSimKinds; ++k) std::printf(" %12s", std::string(sim_kind_name(static_cast<SimKind>(k))).c_str());
@@ -78,10 +81,11 @@ void print_rate(const RateNeeded& r) {
 
 void print_json(const Simulation& s) {
   // Bytes to 17 digits: exact, as the traffic counters they are compared with.
-  std::printf("{\"world\": %d, \"step_time\": %s, \"compute\": %s, \"bubble\": %s, \"optimizer\": %s, \"mfu\": %s, "
-              "\"tiers\": {",
-              s.world, json_number(s.step_time, 6).c_str(), json_number(s.compute, 6).c_str(),
-              json_number(s.bubble).c_str(), json_number(s.optimizer, 6).c_str(), json_number(s.mfu).c_str());
+  std::printf("{\"world\": %d, \"step_time\": %s, \"period\": %d, \"inner_step\": %s, \"outer\": %s, \"compute\": %s, "
+              "\"bubble\": %s, \"optimizer\": %s, \"mfu\": %s, \"tiers\": {",
+              s.world, json_number(s.step_time, 6).c_str(), s.period, json_number(s.inner_step, 6).c_str(),
+              json_number(s.outer, 6).c_str(), json_number(s.compute, 6).c_str(), json_number(s.bubble).c_str(),
+              json_number(s.optimizer, 6).c_str(), json_number(s.mfu).c_str());
   for (Tier t : kAllTiers) {
     std::printf("%s%s: {\"exposed\": %s, \"codec\": %s, \"busiest_uplink_bytes\": %s", index(t) ? ", " : "",
                 json_string(std::string(tier_name(t))).c_str(), json_number(s.exposed[t], 6).c_str(),
@@ -106,6 +110,9 @@ void write_h5(const std::string& path, const Config& cfg, const DeviceProfile& d
   f.set_attr("/", "kinds", kinds);
   auto scalar = [&](const char* name, double v) { f.write<double>(std::string("/") + name, {v}, {1}); };
   scalar("step_time", s.step_time);
+  scalar("period", s.period);
+  scalar("inner_step", s.inner_step);
+  scalar("outer", s.outer);
   scalar("compute", s.compute);
   scalar("bubble", s.bubble);
   scalar("optimizer", s.optimizer);

@@ -16,8 +16,8 @@ namespace {
 
 Tensor view(const Tensor& t, std::int64_t at, std::int64_t size) { return Tensor::view_of(t, at, {size}); }
 
-// `count` contiguous ranges of whole tensors, cut at the tensor boundaries nearest to even
-// shares of the elements.
+}  // namespace
+
 std::vector<FlatRange> cut_fragments(const ParamSet& params, int count) {
   const auto& infos = params.infos();
   if (count > static_cast<int>(infos.size()))
@@ -45,7 +45,12 @@ std::vector<FlatRange> cut_fragments(const ParamSet& params, int count) {
   return out;
 }
 
-}  // namespace
+std::vector<int> outer_due(const OuterSyncConfig& cfg, int count, int step) {
+  std::vector<int> out;
+  for (int f = 0; f < count; ++f)
+    if ((step + 1 + f * cfg.every / count) % cfg.every == 0) out.push_back(f);
+  return out;
+}
 
 OuterSync::OuterSync(const OuterSyncConfig& cfg, Communicator& inner, Communicator& outer, const ParamSet& params,
                      Algorithm algo, const TierCodecs& codecs)
@@ -64,14 +69,6 @@ OuterSync::OuterSync(const OuterSyncConfig& cfg, Communicator& inner, Communicat
   for (Tier t : kAllTiers) lossy = lossy || codecs[t].lossy();
   if (lossy)
     for (std::size_t f = 0; f < fragments_.size(); ++f) codecs_.push_back(std::make_unique<BucketCodecs>(codecs));
-}
-
-std::vector<int> OuterSync::due(int step) const {
-  std::vector<int> out;
-  const int count = fragments();
-  for (int f = 0; f < count; ++f)
-    if ((step + 1 + f * cfg_.every / count) % cfg_.every == 0) out.push_back(f);
-  return out;
 }
 
 void OuterSync::start(const ParamSet& params, int f, int step) {

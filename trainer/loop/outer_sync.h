@@ -33,6 +33,13 @@
 
 namespace ft {
 
+// `count` contiguous ranges of whole tensors of a stage's parameters, cut at the tensor
+// boundaries nearest to even shares of the elements: the fragments. Throws UserError when the
+// stage holds fewer tensors.
+std::vector<FlatRange> cut_fragments(const ParamSet& params, int count);
+// The fragments (of `count`) whose outer sync follows optimizer step `step` (from 0).
+std::vector<int> outer_due(const OuterSyncConfig& cfg, int count, int step);
+
 class OuterSync {
  public:
   // `inner`: this rank's island's data-parallel members; `outer`: the members at this rank's
@@ -44,7 +51,7 @@ class OuterSync {
   OuterSync& operator=(const OuterSync&) = delete;
 
   // The fragments whose outer sync follows optimizer step `step` (from 0).
-  std::vector<int> due(int step) const;
+  std::vector<int> due(int step) const { return outer_due(cfg_, fragments(), step); }
   struct Progress {
     int started = 0;      // fragments whose outer all-reduce began
     double exposed = 0;   // seconds the caller spent: waiting for the tier, the outer steps

@@ -103,6 +103,16 @@ TierCodecs tier_codecs(const Config& cfg, const Topology& topo, const std::vecto
   return codecs;
 }
 
+TierCodecs outer_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& across, Algorithm algo) {
+  TierCodecs codecs = tier_codecs(cfg, topo, across, algo, *tier_from_name(cfg.sync.outer->tier), Tier::inter_site, false);
+  for (Tier t : kAllTiers)
+    if (codecs[t].lossy() && find_codec(codecs[t].name)->whole_tensors)
+      throw UserError(fmt::format("compression.{}.codec {}: the outer sync sends a segment of the flat parameters, "
+                                  "not whole matrices; use another codec across {}",
+                                  tier_name(t), codecs[t].name, tier_name(t)));
+  return codecs;
+}
+
 Algorithm resolve_sync_algorithm(const std::string& name, const HierarchyPlan& hierarchy) {
   if (name != "auto") return *algorithm_from_name(name);
   return hierarchy.levels.size() > 1 ? Algorithm::hierarchical : Algorithm::ring;
@@ -202,13 +212,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     Communicator& across = *comms.dp_outer;
     across.set_chunk_bytes(cfg.sync.chunk.value);
     const Algorithm algo = resolve_sync_algorithm(cfg.sync.algorithm, across.hierarchy());
-    TierCodecs outer_codecs = tier_codecs(cfg, across.topology(), across.members(), algo, outer_tier, Tier::inter_site, false);
-    for (Tier t : kAllTiers)
-      if (outer_codecs[t].lossy() && find_codec(outer_codecs[t].name)->whole_tensors)
-        throw UserError(fmt::format("compression.{}.codec {}: the outer sync sends a segment of the flat parameters, "
-                                    "not whole matrices; use another codec across {}",
-                                    tier_name(t), outer_codecs[t].name, tier_name(t)));
-    outer_ = std::make_unique<OuterSync>(*cfg.sync.outer, dp, across, model_->params(), algo, outer_codecs);
+    outer_ = std::make_unique<OuterSync>(*cfg.sync.outer, dp, across, model_->params(), algo,
+                                         outer_tier_codecs(cfg, across.topology(), across.members(), algo));
     island_ = comms.island->handle();
     first_island_ = std::find(dp.members().begin(), dp.members().end(), comms.dp->members().front()) != dp.members().end();
   }

@@ -124,5 +124,9 @@ Algorithm resolve_sync_algorithm(const std::string& name, const HierarchyPlan& h
 // trainer and the step simulator both take their codecs from here.
 TierCodecs tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& members, Algorithm algo,
                        Tier lowest = Tier::intra_node, Tier highest = Tier::inter_site, bool zero_applies = true);
+// Under sync.outer: the outer all-reduce's codecs, of its tier and above, for the members
+// `across` the islands; it sends a segment of the flat parameters, so codecs that need whole
+// matrices are refused.
+TierCodecs outer_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& across, Algorithm algo);
 
 }  // namespace ft
