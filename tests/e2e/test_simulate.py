@@ -50,10 +50,14 @@ CASES = {
     "outer sync": ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
                    "sync.outer={tier: inter_pod, every: 4, fragments: 2, delay: 1}",
                    "compression.intra_node={codec: fp16}", "compression.inter_pod={codec: int8}"],
+    # A replica per pod: islands of one, whose fragments differ by stage.
+    "demo, outer sync": ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=4",
+                         "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
+                         "sync.outer={tier: inter_pod, every: 2, fragments: 2}"],
 }
 # The outer sync's bytes differ from step to step: its run covers two periods and the
 # simulated mean step is compared with their total.
-PERIOD = {"outer sync": 4}
+PERIOD = {"outer sync": 4, "demo, outer sync": 2}
 KINDS = {"bytes_tp": ["tensor"], "bytes_pp": ["pipeline", "embedding"], "bytes_dp": ["gradient", "parameter", "outer"]}
 for name, sets in CASES.items():
     log = os.path.join(tmp, f"{name.replace(', ', '-').replace(' ', '-')}.h5")

@@ -17,6 +17,7 @@
 #include "trainer/io/config.h"
 #include "trainer/io/h5.h"
 #include "trainer/io/metrics.h"
+#include "trainer/loop/outer_sync.h"
 #include "trainer/loop/pipeline.h"
 
 namespace ft {
@@ -54,12 +55,23 @@ void fit_codecs(const h5::File& f, const Config& cfg, std::size_t skip, double c
               d.source, e.what());
     return;
   }
+  // The simulated work is per step; under sync.outer its tier and those above code only on
+  // the steps an outer sync starts (with no delay, inside them): their work per such step.
+  Tier outer = Tier::inter_site;
+  double per_coded_step = 1;
+  if (const auto& o = cfg.sync.outer) {
+    outer = *tier_from_name(o->tier);
+    int coded = 0;
+    for (int s = 0; s < o->every; ++s) coded += outer_due(*o, o->fragments, s).empty() ? 0 : 1;
+    per_coded_step = static_cast<double>(o->every) / coded;
+  }
   std::map<std::string, std::vector<double>> rates;
   for (Tier t : kAllTiers) {
     if (per_unit.codec_work[t] <= 0) continue;
+    const double work = per_unit.codec_work[t] * (cfg.sync.outer && t >= outer ? per_coded_step : 1);
     const auto seconds = rank_medians(f, "codec_time/" + std::string(tier_name(t)), skip, true);
     const double slowest = *std::max_element(seconds.begin(), seconds.end());
-    if (slowest > 0) rates[cfg.compression.tier[t]->codec].push_back(slowest / crowding / per_unit.codec_work[t]);
+    if (slowest > 0) rates[cfg.compression.tier[t]->codec].push_back(slowest / crowding / work);
   }
   for (auto& [name, r] : rates) d.codec_seconds[name] = median(r);
 }
@@ -80,6 +92,13 @@ DeviceProfile from_step_log(const std::string& path) {
   const int host_ranks = f.has_attr("/", "host_ranks") ? static_cast<int>(f.attr_int("/", "host_ranks")) : grid.world();
   // The rate a rank would have had with a core to itself.
   const double crowding = host_crowding(d, host_ranks);
+  // ZeRO shards the update over the group that syncs every step (an island's, under sync.outer).
+  int sharded = p.dp;
+  try {
+    sharded = every_step_dp(cfg);
+  } catch (const UserError&) {
+    // a run placed by its hosts: no outer split to follow
+  }
   const auto fwd = rank_medians(f, "forward_time", skip), bwd = rank_medians(f, "backward_time", skip),
              opt = rank_medians(f, "optimizer_time", skip);
   const double tokens = static_cast<double>(cfg.train.batch) / p.dp * cfg.model.context;
@@ -90,7 +109,7 @@ DeviceProfile from_step_log(const std::string& path) {
     const auto i = static_cast<std::size_t>(r);
     if (fwd[i] > 0) fwd_rate.push_back(flops / fwd[i] * crowding);
     if (bwd[i] > 0) bwd_rate.push_back(2 * flops / bwd[i] * crowding);
-    const double owned = static_cast<double>(gpt_stage_params(cfg.model, plan).numel()) / (p.zero >= 1 ? p.dp : 1);
+    const double owned = static_cast<double>(gpt_stage_params(cfg.model, plan).numel()) / (p.zero >= 1 ? sharded : 1);
     opt_cost.push_back(opt[i] / owned / crowding);
   }
   d.forward_flops = median(fwd_rate);

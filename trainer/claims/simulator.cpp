@@ -30,6 +30,29 @@ std::string_view sim_kind_name(SimKind k) {
 
 namespace {
 
+Topology make_topo(const Config& cfg, int world) {
+  const auto& t = cfg.topology;
+  if (t.ranks_per_node <= 0 || !t.file.empty())
+    throw UserError("simulate needs topology.ranks_per_node (with nodes_per_pod and pods_per_site): where the "
+                    "ranks of the simulated cluster sit");
+  if (world % t.ranks_per_node != 0)
+    throw UserError(fmt::format("topology.ranks_per_node {} does not divide the {} ranks", t.ranks_per_node, world));
+  try {
+    return Topology::emulated(world, t.ranks_per_node, t.nodes_per_pod, t.pods_per_site);
+  } catch (const std::invalid_argument& e) {
+    throw UserError(fmt::format("topology: {}", e.what()));
+  }
+}
+
+// sync.outer's split of the DP groups at its tier, when replicas sit in several units of it
+// (as the trainer splits them).
+std::optional<TierSplit> outer_split(const Config& cfg, const Grid& grid, const Topology& topo) {
+  if (!cfg.sync.outer || cfg.parallel.dp < 2) return std::nullopt;
+  const Tier tier = *tier_from_name(cfg.sync.outer->tier);
+  TierSplit split = split_at_tier(grid, topo, tier);
+  if (split.across.front().size() > 1) return split;
+  return std::nullopt;  // every replica in one unit: plain data parallelism
+}
 // What a stage's compute thread does, in order.
 struct Op {
   enum Kind { input, compute, tp, done, launch, use } kind;
@@ -84,6 +107,7 @@ class StepSimulator {
         net_(cfg, topo_, grid_, dev, codecs_, dp_groups_, out_) {
     out_.world = grid_.world();
     const auto& p = cfg.parallel;
+    if (cfg.sync.outer && p.dp > 1 && !split_) log::warn("{}", outer_in_one_unit(cfg));
     zero_ = p.zero;
     m_ = p.microbatches;
     micro_batch_ = cfg.train.batch / (p.dp * p.microbatches);
@@ -125,40 +149,14 @@ class StepSimulator {
   }
 
  private:
-  static Topology make_topo(const Config& cfg, int world) {
-    const auto& t = cfg.topology;
-    if (t.ranks_per_node <= 0 || !t.file.empty())
-      throw UserError("simulate needs topology.ranks_per_node (with nodes_per_pod and pods_per_site): where the "
-                      "ranks of the simulated cluster sit");
-    if (world % t.ranks_per_node != 0)
-      throw UserError(fmt::format("topology.ranks_per_node {} does not divide the {} ranks", t.ranks_per_node, world));
-    try {
-      return Topology::emulated(world, t.ranks_per_node, t.nodes_per_pod, t.pods_per_site);
-    } catch (const std::invalid_argument& e) {
-      throw UserError(fmt::format("topology: {}", e.what()));
-    }
-  }
-
-  // sync.outer's split of the DP groups at its tier, when replicas sit in several units of it.
-  static std::optional<TierSplit> outer_split(const Config& cfg, const Grid& grid, const Topology& topo) {
-    if (!cfg.sync.outer || cfg.parallel.dp < 2) return std::nullopt;
-    const Tier tier = *tier_from_name(cfg.sync.outer->tier);
-    TierSplit split = split_at_tier(grid, topo, tier);
-    if (split.across.front().size() > 1) return split;
-    log::warn("sync.outer: every data-parallel replica is in one {}: nothing to synchronise across {}; simulated as "
-              "plain data parallelism",
-              tier_unit(tier), cfg.sync.outer->tier);
-    return std::nullopt;
-  }
   Tier outer_tier() const { return *tier_from_name(cfg_.sync.outer->tier); }
 
   // As the trainer takes them: the every-step sync's codecs (below the outer tier, under
   // sync.outer) and the outer all-reduce's (its tier and above).
   TierCodecs sync_codecs() {
-    if (!split_) return tier_codecs(cfg_, topo_, dp_groups_.front(), algo_);
+    if (!split_) return step_tier_codecs(cfg_, topo_, dp_groups_.front(), algo_, std::nullopt);
     const Tier outer = outer_tier();
-    TierCodecs codecs = tier_codecs(cfg_, topo_, dp_groups_.front(), algo_, Tier::intra_node,
-                                    static_cast<Tier>(index(outer) - 1));
+    TierCodecs codecs = step_tier_codecs(cfg_, topo_, dp_groups_.front(), algo_, outer);
     const std::vector<int>& across = split_->across.front();
     outer_algo_ = resolve_sync_algorithm(cfg_.sync.algorithm, plan_hierarchy(topo_, across));
     const TierCodecs above = outer_tier_codecs(cfg_, topo_, across, outer_algo_);
@@ -529,6 +527,13 @@ class StepSimulator {
 };
 
 }  // namespace
+
+int every_step_dp(const Config& cfg) {
+  const auto& p = cfg.parallel;
+  const Grid grid(p.tp, p.pp, p.dp, p.order);
+  const std::optional<TierSplit> split = outer_split(cfg, grid, make_topo(cfg, grid.world()));
+  return split ? static_cast<int>(split->inner.front().size()) : p.dp;
+}
 
 Simulation simulate(const Config& cfg, const DeviceProfile& device) {
   if (device.forward_flops <= 0 || device.backward_flops <= 0)

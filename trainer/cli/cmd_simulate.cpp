@@ -47,7 +47,7 @@ void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& 
   std::printf("  step time      %s (compute %s, idle %.0f%% of the pipeline's span, optimizer %s)\n",
               human_si(s.step_time, "s").c_str(), human_si(s.compute, "s").c_str(), 100 * s.bubble,
               human_si(s.optimizer, "s").c_str());
-  if (s.period > 1)
+  if (s.period > 1 || s.outer > 0)
     std::printf("  outer sync     the mean step of a period of %d: a step inside the islands %s, the outer syncs add %s\n",
                 s.period, human_si(s.inner_step, "s").c_str(), human_si(s.outer, "s").c_str());
   if (s.mfu > 0) std::printf("  MFU            %.1f%%\n", 100 * s.mfu);

@@ -103,6 +103,18 @@ TierCodecs tier_codecs(const Config& cfg, const Topology& topo, const std::vecto
   return codecs;
 }
 
+TierCodecs step_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& members, Algorithm algo,
+                            std::optional<Tier> outer) {
+  if (!outer) return tier_codecs(cfg, topo, members, algo);
+  return tier_codecs(cfg, topo, members, algo, Tier::intra_node, static_cast<Tier>(index(*outer) - 1));
+}
+
+std::string outer_in_one_unit(const Config& cfg) {
+  return fmt::format("sync.outer: every data-parallel replica is in one {}: nothing to synchronise across {}; plain "
+                     "data parallelism",
+                     tier_unit(*tier_from_name(cfg.sync.outer->tier)), cfg.sync.outer->tier);
+}
+
 TierCodecs outer_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& across, Algorithm algo) {
   TierCodecs codecs = tier_codecs(cfg, topo, across, algo, *tier_from_name(cfg.sync.outer->tier), Tier::inter_site, false);
   for (Tier t : kAllTiers)
@@ -152,11 +164,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   // With an outer sync across several islands, the every-step sync runs within the island.
   GridComms& comms = layout_.comms;
   const bool outer = comms.dp_outer && comms.dp_outer->size() > 1;
-  if (cfg.sync.outer && p.dp > 1 && !outer && mpi.rank() == 0)
-    log::warn("sync.outer: every data-parallel replica is in one {}: nothing to synchronise across {}; training as "
-              "plain data parallelism",
-              tier_unit(*tier_from_name(cfg.sync.outer->tier)),
-              cfg.sync.outer->tier);
+  if (cfg.sync.outer && p.dp > 1 && !outer && mpi.rank() == 0) log::warn("{}", outer_in_one_unit(cfg));
   step_dp_ = outer ? comms.dp_inner.get() : comms.dp.get();
   if (p.zero > 0 && p.dp == 1 && mpi.rank() == 0)
     log::warn("parallel.zero {} with parallel.dp 1: one data-parallel replica has nothing to shard", p.zero);
@@ -177,9 +185,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   if (p.pp > 1) wte_ = model_->params().index("wte");
   std::vector<FlatRange> owned{{0, model_->params().numel()}};
   const Tier outer_tier = outer ? *tier_from_name(cfg.sync.outer->tier) : Tier::inter_site;
-  TierCodecs codecs = outer ? tier_codecs(cfg, dp.topology(), dp.members(), sync_algo_, Tier::intra_node,
-                                          static_cast<Tier>(index(outer_tier) - 1))
-                            : tier_codecs(cfg, dp.topology(), dp.members(), sync_algo_);
+  const TierCodecs codecs = step_tier_codecs(cfg, dp.topology(), dp.members(), sync_algo_,
+                                             outer ? std::optional<Tier>(outer_tier) : std::nullopt);
   if (dp.size() > 1) {
     sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero,
                                        cfg.sync.overlap, codecs, cfg.metrics.compression_error, model_->units());

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -124,9 +125,15 @@ Algorithm resolve_sync_algorithm(const std::string& name, const HierarchyPlan& h
 // trainer and the step simulator both take their codecs from here.
 TierCodecs tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& members, Algorithm algo,
                        Tier lowest = Tier::intra_node, Tier highest = Tier::inter_site, bool zero_applies = true);
+// The every-step sync's codecs for `members`: of every tier, or under an outer sync across
+// `outer`, of the tiers below it.
+TierCodecs step_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& members, Algorithm algo,
+                            std::optional<Tier> outer);
 // Under sync.outer: the outer all-reduce's codecs, of its tier and above, for the members
 // `across` the islands; it sends a segment of the flat parameters, so codecs that need whole
 // matrices are refused.
 TierCodecs outer_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& across, Algorithm algo);
+// Why sync.outer changes nothing when every data-parallel replica sits in one unit of its tier.
+std::string outer_in_one_unit(const Config& cfg);
 
 }  // namespace ft
