@@ -34,13 +34,11 @@ SimCost SimNetwork::collective(int d, int stage, bool hierarchical, std::size_t 
   return c;
 }
 
-SimCost SimNetwork::collective(const std::vector<std::vector<int>>& groups, const std::vector<std::size_t>& sizes,
-                               bool hierarchical, bool reduce, bool gather, SimKind kind, double times, bool compressed) {
-  std::vector<CollectivePlan> plans;
-  for (const std::vector<int>& g : groups) plans.emplace_back(topo_, g, hierarchical);
+SimCost SimNetwork::collective(const std::vector<CollectivePlan>& groups, const std::vector<std::size_t>& sizes,
+                               bool reduce, bool gather, SimKind kind, double times, bool compressed) {
   // What a codec is told of the tensors inside: one vector, as the outer sync sends it.
   const std::vector<Matrix> whole{{0, *std::max_element(sizes.begin(), sizes.end()), 0}};
-  given_.push_back(std::make_unique<Worked>(work_out(plans, sizes, reduce, gather, compressed ? &whole : nullptr)));
+  given_.push_back(std::make_unique<Worked>(work_out(groups, sizes, reduce, gather, compressed ? &whole : nullptr)));
   const Worked& w = *given_.back();
   account(w, -1, kind, times);
   SimCost c = w.cost;

@@ -48,11 +48,11 @@ class SimNetwork {
   // with these tensors inside.
   SimCost collective(int d, int stage, bool hierarchical, std::size_t n, bool reduce, bool gather, SimKind kind,
                      double times, const std::vector<Matrix>* tensors = nullptr);
-  // Every group of `groups` (world ranks, of any stages) runs the collective at once, group i
-  // on sizes[i] elements, through the codecs when `compressed`; `times` per step. Accounted
-  // apart from the stages' collectives (codec work: the busiest member of any group).
-  SimCost collective(const std::vector<std::vector<int>>& groups, const std::vector<std::size_t>& sizes,
-                     bool hierarchical, bool reduce, bool gather, SimKind kind, double times, bool compressed);
+  // Every group of `groups` (of any stages) runs the collective at once, group i on sizes[i]
+  // elements, through the codecs when `compressed`; `times` per step. Accounted apart from the
+  // stages' collectives (codec work: the busiest member of any group).
+  SimCost collective(const std::vector<CollectivePlan>& groups, const std::vector<std::size_t>& sizes, bool reduce,
+                     bool gather, SimKind kind, double times, bool compressed);
   // Every pipeline sends n elements from stage `from` to `to`, `times` per step.
   SimCost transfer(int from, int to, std::size_t n, double times);
   // A collective started at `start` that shares its emulated uplinks with the collectives of

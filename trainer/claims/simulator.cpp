@@ -14,6 +14,7 @@
 #include "comm/log.h"
 #include "models/gpt.h"
 #include "trainer/claims/sim_network.h"
+#include "trainer/claims/sim_outer.h"
 #include "trainer/loop/grad_sync.h"
 #include "trainer/loop/layout.h"
 #include "trainer/loop/outer_sync.h"
@@ -141,7 +142,12 @@ class StepSimulator {
     }
     run_pipeline();
     after_pipeline();
-    if (split_) outer_period();
+    if (split_) {
+      std::vector<std::vector<FlatRange>> fragments;
+      for (const StageSim& st : stages_) fragments.push_back(cut_fragments(st.params, cfg_.sync.outer->fragments));
+      simulate_outer_periods(*cfg_.sync.outer, dev_, grid_, topo_, *split_, fragments,
+                             outer_algo_ == Algorithm::hierarchical, outer_compressed_, net_, out_);
+    }
     net_.finish();
     out_.model_flops = model_flops_per_token(cfg_.model) * cfg_.train.batch * cfg_.model.context;
     out_.mfu = dev_.peak_flops > 0 ? out_.model_flops / (out_.step_time * out_.world * dev_.peak_flops) : 0;
@@ -440,70 +446,6 @@ class StepSimulator {
       tail = std::max(tail, t);
     }
     out_.step_time = out_.inner_step = aligned + tail;
-  }
-
-  // sync.outer (trainer/loop/outer_sync.h): the periods after the step above, in time. After
-  // each step the fragments due start their all-reduce across the tier on the outer worker
-  // (one at a time), and those started `delay` steps before land: the step waits for what is
-  // still on the wire, the island gathers the segments, and the outer step runs. The third
-  // period stands for all: the first two fill the worker.
-  void outer_period() {
-    const OuterSyncConfig& o = *cfg_.sync.outer;
-    const int count = o.fragments;
-    std::vector<std::vector<FlatRange>> fragments;
-    for (const StageSim& st : stages_) fragments.push_back(cut_fragments(st.params, count));
-    auto stage_of = [&](const std::vector<int>& g) { return static_cast<std::size_t>(grid_.coord(g.front()).pp); };
-    std::map<int, int> position;  // a rank's in its island
-    for (const std::vector<int>& g : split_->inner)
-      for (std::size_t i = 0; i < g.size(); ++i) position[g[i]] = static_cast<int>(i);
-    const int k = static_cast<int>(split_->inner.front().size());
-    const double per_step = 1.0 / o.every;
-    std::vector<SimCost> across(static_cast<std::size_t>(count)), gather(across.size());
-    std::vector<double> update(across.size());
-    for (std::size_t f = 0; f < across.size(); ++f) {
-      auto elements = [&](const std::vector<int>& g) { return static_cast<std::size_t>(fragments[stage_of(g)][f].size()); };
-      std::vector<std::size_t> segments, whole;
-      for (const std::vector<int>& g : split_->across) segments.push_back(segment(elements(g), k, position[g.front()]).count);
-      across[f] = net_.collective(split_->across, segments, outer_algo_ == Algorithm::hierarchical, true, true,
-                                  SimKind::outer, per_step, outer_compressed_);
-      if (k > 1) {
-        for (const std::vector<int>& g : split_->inner) whole.push_back(elements(g));
-        gather[f] = net_.collective(split_->inner, whole, false, false, true, SimKind::outer, per_step, false);
-      }
-      for (std::size_t s = 0; s < stages_.size(); ++s)
-        update[f] = std::max(update[f], static_cast<double>(fragments[s][f].size()) *
-                                            dev_.optimizer_seconds_per_parameter * host_crowding(dev_, grid_.world()));
-    }
-    const double inner = out_.inner_step;
-    double t = 0, worker = 0, period_start = 0;
-    PerTier<double> exposed{};
-    std::vector<int> started(across.size(), -1);
-    std::vector<double> lands(across.size(), 0);
-    for (int step = 0; step < 3 * o.every; ++step) {
-      if (step == 2 * o.every) {
-        period_start = t;
-        exposed = {};
-      }
-      t += inner;
-      for (int f : outer_due(o, count, step)) {
-        const std::size_t i = static_cast<std::size_t>(f);
-        worker = std::max(t, worker) + across[i].seconds;
-        lands[i] = worker;
-        started[i] = step;
-      }
-      for (std::size_t i = 0; i < across.size(); ++i) {
-        if (started[i] < 0 || started[i] + o.delay > step) continue;
-        const double wait = std::max(0.0, lands[i] - t);
-        exposed[across[i].tier] += wait;
-        exposed[gather[i].tier] += gather[i].seconds;
-        t += wait + gather[i].seconds + update[i];
-        started[i] = -1;
-      }
-    }
-    out_.period = o.every;
-    out_.step_time = (t - period_start) / o.every;
-    out_.outer = out_.step_time - inner;
-    for (Tier tier : kAllTiers) out_.exposed[tier] += exposed[tier] / o.every;
   }
 
   const Config& cfg_;

@@ -25,7 +25,7 @@
 //   outer sync  (sync.outer) the every-step sync inside the islands; per fragment, each
 //               island member's segment all-reduced across the tier on the outer codecs, on
 //               a worker that overlaps `delay` inner steps, then gathered in the island; the
-//               outer step at the optimizer's cost per parameter; a period's mean step
+//               outer step at the optimizer's cost per parameter; a period's mean step (sim_outer.h)
 #pragma once
 
 #include <algorithm>
