@@ -7,9 +7,7 @@
 #include "comm/error.h"
 #include "comm/grid.h"
 #include "comm/grid_comms.h"
-#ifdef FIBERTRAIN_CUDA
 #include "comm/nccl_transport.h"
-#endif
 
 namespace ft {
 
@@ -50,7 +48,8 @@ TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier) {
   return split;
 }
 
-GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl, std::optional<Tier> outer) {
+GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, std::shared_ptr<NcclApi> nccl,
+                          std::optional<Tier> outer) {
   int rank = 0, world = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
@@ -62,16 +61,14 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
   auto group = [&](int color, int key, std::vector<int> members, Traffic kind) -> std::unique_ptr<Communicator> {
     auto mpi = std::make_unique<MpiTransport>(MPI_COMM_WORLD, color, key);
     std::unique_ptr<Transport> transport;
-#ifdef FIBERTRAIN_CUDA
-    if (nccl) transport = std::make_unique<NcclTransport>(std::move(mpi));
-#else
-    if (nccl) throw std::logic_error("NCCL requested in a build without CUDA");
-#endif
-    if (!transport) transport = std::move(mpi);
+    if (nccl)
+      transport = std::make_unique<NcclTransport>(nccl, std::move(mpi));
+    else
+      transport = std::move(mpi);
     return std::make_unique<Communicator>(topo, std::move(members), key, kind, std::move(transport));
   };
 #ifdef FIBERTRAIN_CUDA
-  if (nccl) {  // before any communicator exists, so that every rank stops with the one message
+  if (nccl && nccl->memory() == Device::cuda) {  // before any communicator exists, so that every rank stops with the one message
     std::vector<std::vector<int>> groups;
     for (Dim d : {Dim::tp, Dim::pp, Dim::dp})
       for (auto& g : grid.groups(d)) groups.push_back(std::move(g));

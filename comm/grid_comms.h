@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "comm/mpi_transport.h"
+#include "comm/nccl_api.h"
 
 namespace ft {
 
@@ -39,11 +40,11 @@ struct TierSplit {
 };
 TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier);
 
-// Collective over MPI_COMM_WORLD: tp, pp, dp and embed over MPI, or over NCCL when `nccl`
-// (one GPU per rank, the current device). The DP group's hierarchy is prepared. With
+// Collective over MPI_COMM_WORLD: tp, pp, dp and embed over MPI, or over `nccl` when given
+// (NCCL on the current device, one GPU per rank; or the CPU model of its rules). The DP group's hierarchy is prepared. With
 // `outer`, also the split at that tier; throws UserError (on every rank alike) when a model
 // replica spans several units or the DP group is spread unevenly over them.
-GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, bool nccl = false,
-                          std::optional<Tier> outer = std::nullopt);
+GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo,
+                          std::shared_ptr<NcclApi> nccl = nullptr, std::optional<Tier> outer = std::nullopt);
 
 }  // namespace ft

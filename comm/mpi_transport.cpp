@@ -7,13 +7,12 @@
 
 #include <fmt/format.h>
 
-#include "comm/half.h"
+#include "comm/host_buffers.h"
 #ifdef FIBERTRAIN_CUDA
 #include "comm/cuda/buffer_ops.h"
 #endif
 
 namespace ft {
-namespace {
 
 MPI_Datatype mpi_type(DType t) {
   switch (t) {
@@ -30,31 +29,15 @@ MPI_Datatype mpi_type(DType t) {
   throw std::invalid_argument(fmt::format("MPI backend cannot reduce {} buffers", to_string(t)));
 }
 
-void check_host(Buffer b) {
-  if (b.count && b.device != Device::cpu) throw std::logic_error("MPI communicator given a device buffer");
-}
-
-template <class T> void add_elements(void* dst, const void* src, std::size_t n) {
-  T* d = static_cast<T*>(dst);
-  const T* s = static_cast<const T*>(src);
-  for (std::size_t i = 0; i < n; ++i) d[i] += s[i];
-}
-
-template <class T> void scale_elements(void* buf, std::size_t n, double f) {
-  T* d = static_cast<T*>(buf);
-  for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<T>(d[i] * f);
-}
-
-// Waits for both requests without holding a core: ranks, their communication threads and
-// their compute share the machine's cores, and MPI_Waitall would spin on one. A short
-// spin catches fast completions; after that the thread sleeps between polls (about 50 us
-// with Linux's default timer slack). Not sched_yield: on a core busy with compute it gives
-// the core away for a whole time slice (milliseconds), while a thread waking from sleep is
-// scheduled promptly.
-void wait_politely(std::array<MPI_Request, 2>& req) {
+// Waits without holding a core: ranks, their communication threads and their compute share
+// the machine's cores, and MPI_Waitall would spin on one. A short spin catches fast
+// completions; after that the thread sleeps between polls (about 50 us with Linux's default
+// timer slack). Not sched_yield: on a core busy with compute it gives the core away for a
+// whole time slice (milliseconds), while a thread waking from sleep is scheduled promptly.
+void wait_politely(int n, MPI_Request* requests) {
   int done = 0;
   for (int spin = 0;; ++spin) {
-    MPI_Testall(2, req.data(), &done, MPI_STATUSES_IGNORE);
+    MPI_Testall(n, requests, &done, MPI_STATUSES_IGNORE);
     if (done) return;
     if (spin >= 32) {
       timespec ts{0, 20000};
@@ -63,10 +46,15 @@ void wait_politely(std::array<MPI_Request, 2>& req) {
   }
 }
 
-// MPI counts are ints; the collectives here move at most 2^31 - 1 elements per call.
-int count_of(std::size_t n) {
+int mpi_count(std::size_t n) {
   if (n > static_cast<std::size_t>(INT32_MAX)) throw std::length_error("message over 2^31 elements");
   return static_cast<int>(n);
+}
+
+namespace {
+
+void check_host(Buffer b) {
+  if (b.count && b.device != Device::cpu) throw std::logic_error("MPI communicator given a device buffer");
 }
 
 }  // namespace
@@ -87,13 +75,13 @@ MpiTransport::~MpiTransport() {
 
 void MpiTransport::all_reduce(Buffer buf) {
   check_host(buf);
-  MPI_Allreduce(MPI_IN_PLACE, buf.data, count_of(buf.count), mpi_type(buf.dtype), MPI_SUM, comm_);
+  MPI_Allreduce(MPI_IN_PLACE, buf.data, mpi_count(buf.count), mpi_type(buf.dtype), MPI_SUM, comm_);
 }
 
 void MpiTransport::reduce_scatter(Buffer buf) {
   check_host(buf);
   std::vector<int> counts(static_cast<std::size_t>(size()));
-  for (int i = 0; i < size(); ++i) counts[static_cast<std::size_t>(i)] = count_of(segment(buf.count, size(), i).count);
+  for (int i = 0; i < size(); ++i) counts[static_cast<std::size_t>(i)] = mpi_count(segment(buf.count, size(), i).count);
   // In place, MPI leaves this rank's result at the start of the buffer; move it to its segment.
   MPI_Reduce_scatter(MPI_IN_PLACE, buf.data, counts.data(), mpi_type(buf.dtype), MPI_SUM, comm_);
   Segment mine = segment(buf.count, size(), rank());
@@ -106,8 +94,8 @@ void MpiTransport::all_gather(Buffer buf) {
   std::vector<int> counts(static_cast<std::size_t>(size())), displs(counts.size());
   for (int i = 0; i < size(); ++i) {
     Segment s = segment(buf.count, size(), i);
-    counts[static_cast<std::size_t>(i)] = count_of(s.count);
-    displs[static_cast<std::size_t>(i)] = count_of(s.offset);
+    counts[static_cast<std::size_t>(i)] = mpi_count(s.count);
+    displs[static_cast<std::size_t>(i)] = mpi_count(s.offset);
   }
   MPI_Datatype t = mpi_type(buf.dtype);
   MPI_Allgatherv(MPI_IN_PLACE, 0, t, buf.data, counts.data(), displs.data(), t, comm_);
@@ -115,7 +103,7 @@ void MpiTransport::all_gather(Buffer buf) {
 
 void MpiTransport::broadcast(Buffer buf, int root) {
   check_host(buf);
-  MPI_Bcast(buf.data, count_of(buf.bytes()), MPI_BYTE, root, comm_);
+  MPI_Bcast(buf.data, mpi_count(buf.bytes()), MPI_BYTE, root, comm_);
 }
 
 void MpiTransport::barrier() { MPI_Barrier(comm_); }
@@ -139,8 +127,8 @@ int MpiTransport::start_exchange(Buffer send, int to, Buffer recv, int from, boo
   auto& req = *slot;
   req = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
   // Receive first, so the matching send finds it posted.
-  if (from >= 0 && recv.count) MPI_Irecv(recv.data, count_of(recv.bytes()), MPI_BYTE, from, 0, comm_, &req[0]);
-  if (to >= 0 && send.count) MPI_Isend(send.data, count_of(send.bytes()), MPI_BYTE, to, 0, comm_, &req[1]);
+  if (from >= 0 && recv.count) MPI_Irecv(recv.data, mpi_count(recv.bytes()), MPI_BYTE, from, 0, comm_, &req[0]);
+  if (to >= 0 && send.count) MPI_Isend(send.data, mpi_count(send.bytes()), MPI_BYTE, to, 0, comm_, &req[1]);
   return ticket;
 }
 
@@ -150,57 +138,18 @@ void MpiTransport::finish_exchange(int ticket) {
     std::lock_guard lock(exchanges_mutex_);
     req = &exchanges_.at(static_cast<std::size_t>(ticket));
   }
-  wait_politely(*req);
+  wait_politely(2, req->data());
   std::lock_guard lock(exchanges_mutex_);
   free_tickets_.push_back(ticket);
 }
 
-void MpiTransport::add(Buffer dst, Buffer src) {
-  switch (dst.dtype) {
-    case DType::f32: add_elements<float>(dst.data, src.data, dst.count); return;
-    case DType::f64: add_elements<double>(dst.data, src.data, dst.count); return;
-    case DType::i8: add_elements<std::int8_t>(dst.data, src.data, dst.count); return;
-    case DType::u8: add_elements<std::uint8_t>(dst.data, src.data, dst.count); return;
-    case DType::i32: add_elements<std::int32_t>(dst.data, src.data, dst.count); return;
-    case DType::u32: add_elements<std::uint32_t>(dst.data, src.data, dst.count); return;
-    case DType::i64: add_elements<std::int64_t>(dst.data, src.data, dst.count); return;
-    default: throw std::invalid_argument(fmt::format("cannot add {} buffers on the host", to_string(dst.dtype)));
-  }
-}
-
-void MpiTransport::scale(Buffer buf, double f) {
-  switch (buf.dtype) {
-    case DType::f32: scale_elements<float>(buf.data, buf.count, f); return;
-    case DType::f64: scale_elements<double>(buf.data, buf.count, f); return;
-    default: throw std::invalid_argument(fmt::format("average of {} buffers is not defined", to_string(buf.dtype)));
-  }
-}
+void MpiTransport::add(Buffer dst, Buffer src) { host_buffers::add(dst, src); }
+void MpiTransport::scale(Buffer buf, double f) { host_buffers::scale(buf, f); }
 
 void MpiTransport::convert(Buffer dst, Buffer src, bool add) {
   check_host(dst);
   check_host(src);
-  if (dst.count != src.count) throw std::invalid_argument("convert: counts differ");
-  if (src.dtype == DType::f32 && (dst.dtype == DType::f16 || dst.dtype == DType::bf16) && !add) {
-    const float* s = src.as<float>();
-    auto* d = dst.as<std::uint16_t>();
-    if (dst.dtype == DType::f16)
-      for (std::size_t i = 0; i < src.count; ++i) d[i] = to_fp16(s[i]);
-    else
-      for (std::size_t i = 0; i < src.count; ++i) d[i] = to_bf16(s[i]);
-    return;
-  }
-  if (dst.dtype == DType::f32 && (src.dtype == DType::f16 || src.dtype == DType::bf16)) {
-    const auto* s = src.as<std::uint16_t>();
-    float* d = dst.as<float>();
-    bool half = src.dtype == DType::f16;
-    for (std::size_t i = 0; i < src.count; ++i) {
-      float v = half ? from_fp16(s[i]) : from_bf16(s[i]);
-      d[i] = add ? d[i] + v : v;
-    }
-    return;
-  }
-  throw std::invalid_argument(fmt::format("convert: {} to {} is not a codec cast", to_string(src.dtype),
-                                          to_string(dst.dtype)));
+  host_buffers::convert(dst, src, add);
 }
 
 void MpiTransport::copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) {

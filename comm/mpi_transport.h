@@ -15,6 +15,13 @@
 
 namespace ft {
 
+// The MPI type of `t` for reductions; throws for the 16-bit floats, which MPI cannot add.
+MPI_Datatype mpi_type(DType t);
+// An MPI count; throws above 2^31 - 1.
+int mpi_count(std::size_t n);
+// Waits for `n` requests, sleeping between polls instead of spinning a core.
+void wait_politely(int n, MPI_Request* requests);
+
 class MpiTransport final : public Transport {
  public:
   // Collective over `parent`: every rank of `parent` calls it. Ranks with the same `color`

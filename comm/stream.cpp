@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #ifdef FIBERTRAIN_CUDA
 #include "comm/cuda/buffer_ops.h"
@@ -15,9 +16,12 @@
 
 namespace ft {
 
-// The cpu_async stream's work: numbered items, run by the worker in order once a waiter has
-// asked for them (demanded_), never before.
+// A host stream's work (cpu_async, cpu_eager): numbered items, run by the worker in order
+// once a waiter has asked for them (demanded), never before; an eager stream asks for each
+// as it is issued.
 struct Stream::Queue {
+  explicit Queue(bool eager) : eager(eager) {}
+  const bool eager;
   std::mutex mutex;
   std::condition_variable cv;
   std::deque<std::pair<std::uint64_t, std::function<void()>>> items;
@@ -66,14 +70,28 @@ void Event::synchronize() const {
 #endif
 }
 
+// CUDA events, made once and reused: a recorded Event hands its event back here when its
+// last copy goes. Blocking-sync, so that a host waiting for one sleeps instead of spinning
+// a core that the other ranks' threads need.
+struct Stream::EventPool {
+  std::mutex mutex;
+  std::vector<void*> free;
+  ~EventPool() {
+#ifdef FIBERTRAIN_CUDA
+    for (void* e : free) cuda_buffers::destroy_event(e);
+#endif
+  }
+};
+
 Stream::Stream(StreamKind kind, void* cuda_stream) : kind_(kind) {
-  if (kind == StreamKind::cpu_async) {
-    queue_ = std::make_shared<Queue>();
+  if (kind == StreamKind::cpu_async || kind == StreamKind::cpu_eager) {
+    queue_ = std::make_shared<Queue>(kind == StreamKind::cpu_eager);
     queue_->worker = std::thread([q = queue_.get()] { q->run(); });
   } else if (kind == StreamKind::cuda) {
 #ifdef FIBERTRAIN_CUDA
     owns_cuda_ = cuda_stream == nullptr;
     cuda_ = owns_cuda_ ? cuda_buffers::create_stream() : cuda_stream;
+    events_ = std::make_shared<EventPool>();
 #else
     (void)cuda_stream;
     throw std::logic_error("a CUDA stream in a build without CUDA");
@@ -98,22 +116,44 @@ Stream::~Stream() {
 
 void Stream::launch(std::function<void()> fn) {
   if (kind_ == StreamKind::host) return fn();
-  if (kind_ == StreamKind::cuda) throw std::logic_error("host work launched on a CUDA stream");
-  std::lock_guard lock(queue_->mutex);
-  queue_->items.emplace_back(++queue_->issued, std::move(fn));
+  if (kind_ == StreamKind::cuda) {
+#ifdef FIBERTRAIN_CUDA
+    cuda_buffers::launch_host(cuda_, std::move(fn));
+#endif
+    return;
+  }
+  {
+    std::lock_guard lock(queue_->mutex);
+    queue_->items.emplace_back(++queue_->issued, std::move(fn));
+    if (!queue_->eager) return;
+    queue_->demanded = queue_->issued;
+  }
+  queue_->cv.notify_all();
 }
 
 Event Stream::record() {
   Event e;
-  if (kind_ == StreamKind::cpu_async) {
+  if (queue_) {
     std::lock_guard lock(queue_->mutex);
     e.queue_ = queue_;
     e.seq_ = queue_->issued;
   }
 #ifdef FIBERTRAIN_CUDA
   if (kind_ == StreamKind::cuda) {
-    e.cuda_ = std::shared_ptr<void>(cuda_buffers::create_event(), [](void* ev) { cuda_buffers::destroy_event(ev); });
-    cuda_buffers::record(e.cuda_.get(), cuda_);
+    void* ev = nullptr;
+    {
+      std::lock_guard lock(events_->mutex);
+      if (!events_->free.empty()) {
+        ev = events_->free.back();
+        events_->free.pop_back();
+      }
+    }
+    if (!ev) ev = cuda_buffers::create_event();
+    e.cuda_ = std::shared_ptr<void>(ev, [pool = events_](void* back) {
+      std::lock_guard lock(pool->mutex);
+      pool->free.push_back(back);
+    });
+    cuda_buffers::record(ev, cuda_);
   }
 #endif
   return e;
@@ -122,7 +162,8 @@ Event Stream::record() {
 void Stream::wait(const Event& e) {
   switch (kind_) {
     case StreamKind::host: e.synchronize(); return;
-    case StreamKind::cpu_async: launch([e] { e.synchronize(); }); return;
+    case StreamKind::cpu_async:
+    case StreamKind::cpu_eager: launch([e] { e.synchronize(); }); return;
     case StreamKind::cuda:
 #ifdef FIBERTRAIN_CUDA
       if (e.cuda_) cuda_buffers::wait(cuda_, e.cuda_.get());
@@ -133,7 +174,7 @@ void Stream::wait(const Event& e) {
 }
 
 void Stream::synchronize() {
-  if (kind_ == StreamKind::cpu_async) {
+  if (queue_) {
     std::uint64_t last;
     {
       std::lock_guard lock(queue_->mutex);

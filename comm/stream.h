@@ -6,6 +6,9 @@
 //   cpu_async  (device: cpu-async) a thread of the stream's own runs queued host work, and
 //              only once something waits for it: as late as it may, so that a missing wait
 //              reads data not yet written every time, on a machine without a GPU
+//   cpu_eager  a thread of the stream's own runs queued host work as soon as it can, as a
+//              GPU runs a stream: the streams of the CPU model of NCCL (nccl_api.h), whose
+//              transfers must progress whether or not the host waits for them
 //   cuda       (device: cuda)      a cudaStream_t; events are cudaEvent_t
 // An Event marks what was issued on a stream up to its record(); stream.wait(event) orders
 // the stream's later work after it; event.synchronize() blocks the calling thread until then.
@@ -25,7 +28,7 @@
 
 namespace ft {
 
-enum class StreamKind : std::uint8_t { host, cpu_async, cuda };
+enum class StreamKind : std::uint8_t { host, cpu_async, cpu_eager, cuda };
 
 class Stream;
 
@@ -52,8 +55,9 @@ class Stream {
   Stream& operator=(const Stream&) = delete;
 
   StreamKind kind() const { return kind_; }
-  // Host work (host and cpu_async streams): runs `fn` in issue order. Errors surface at the
-  // next synchronize() of the stream or of an event recorded after it.
+  // Host work: runs `fn` in issue order (on a CUDA stream, as a host function, which must
+  // not call CUDA). Errors surface at the next synchronize() of the stream or of an event
+  // recorded after it (on CUDA, they end the process: a host function cannot report one).
   void launch(std::function<void()> fn);
   Event record();
   void wait(const Event& e);
@@ -63,10 +67,12 @@ class Stream {
  private:
   friend class Event;
   struct Queue;
+  struct EventPool;
   StreamKind kind_;
   void* cuda_ = nullptr;
   bool owns_cuda_ = false;
   std::shared_ptr<Queue> queue_;
+  std::shared_ptr<EventPool> events_;  // cuda
 };
 
 }  // namespace ft

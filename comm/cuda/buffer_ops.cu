@@ -3,6 +3,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -74,7 +78,8 @@ void* create_stream() {
 void destroy_stream(void* stream) { cudaStreamDestroy(s(stream)); }
 void* create_event() {
   cudaEvent_t e;
-  check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "event");
+  // Blocking-sync: a host that waits for it sleeps rather than spinning a core.
+  check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming | cudaEventBlockingSync), "event");
   return e;
 }
 void destroy_event(void* event) { cudaEventDestroy(static_cast<cudaEvent_t>(event)); }
@@ -89,6 +94,24 @@ void* allocate_async(std::size_t bytes, void* stream) {
   return p;
 }
 void release_async(void* p, void* stream) { cudaFreeAsync(p, s(stream)); }
+
+void launch_host(void* stream, std::function<void()> fn) {
+  auto* heap = new std::function<void()>(std::move(fn));
+  cudaError_t e = cudaLaunchHostFunc(
+      s(stream),
+      [](void* arg) {
+        std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(arg));
+        try {
+          (*f)();
+        } catch (const std::exception& err) {  // nothing can take it from here
+          std::fprintf(stderr, "fibertrain: host work on a CUDA stream failed: %s\n", err.what());
+          std::abort();
+        }
+      },
+      heap);
+  if (e != cudaSuccess) delete heap;
+  check(e, "cudaLaunchHostFunc");
+}
 
 void copy_async(void* dst, const void* src, std::size_t bytes, void* stream) {
   if (bytes == 0) return;

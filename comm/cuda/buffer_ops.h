@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include "comm/device.h"
@@ -30,6 +31,9 @@ void synchronize_stream(void* stream);
 // Stream-ordered allocation (cudaMallocAsync): no device-wide wait on release.
 void* allocate_async(std::size_t bytes, void* stream);
 void release_async(void* p, void* stream);
+// Runs `fn` on a host thread of CUDA's when `stream` reaches it (cudaLaunchHostFunc); it
+// must not call CUDA.
+void launch_host(void* stream, std::function<void()> fn);
 
 void copy(void* dst, const void* src, std::size_t bytes, void* stream);  // any direction; then waits
 void copy_async(void* dst, const void* src, std::size_t bytes, void* stream);

@@ -272,7 +272,9 @@ void validate_relations(const Config& c) {
                       "micro-batch on every data-parallel rank holds the same number of sequences",
                       c.train.batch, p.dp, p.microbatches));
   require(c.precision != "bf16" || c.device == "cuda", "precision bf16 needs device cuda (the CPU kernels are fp32)");
-  require(c.comm != "nccl" || c.device == "cuda", "comm nccl needs device cuda (NCCL moves device memory)");
+  require(c.comm != "nccl" || c.device != "cpu",
+          "comm nccl needs device cuda (NCCL), or cpu-async (the CPU model of NCCL's rules, whose streams run apart "
+          "from the host as a GPU's do)");
   if (c.data.kind != "synthetic")
     require(!c.data.path.empty(), fmt::format("data.path is required when data.kind is {}", c.data.kind));
   if (c.data.kind == "text")

@@ -301,6 +301,24 @@ template <class V> void describe(V& v, EvalConfig& c) {
         in_range(0.001, 0.5));
 }
 
+// How comm: nccl runs its communication. On device cpu-async it runs over the CPU model of
+// NCCL's rules (comm/nccl_api.h), which takes both keys; on cuda, strict alone applies.
+struct NcclConfig {
+  Bytes eager{4 << 20};
+  bool strict = false;
+};
+template <class V> void describe(V& v, NcclConfig& c) {
+  using namespace config;
+  v.key("eager", c.eager,
+        "the CPU model (comm nccl on device cpu-async): a send larger than this completes only once its receive runs, "
+        "as NCCL's sends above its buffer size (NCCL_BUFFSIZE, 4 MiB by default) do",
+        at_least_bytes(0));
+  v.key("strict", c.strict,
+        "one launch queue for every communicator of a rank, in the order the rank issues its operations: on cuda "
+        "CUDA_DEVICE_MAX_CONNECTIONS=1 and NCCL_LAUNCH_ORDER_IMPLICIT=1; on the CPU model the same rule, so that an "
+        "issue order that differs between ranks deadlocks there (docs/gpu.md)");
+}
+
 struct Config {
   ModelConfig model;
   ParallelConfig parallel;
@@ -313,6 +331,7 @@ struct Config {
   CompressionConfig compression;
   MetricsConfig metrics;
   CheckpointConfig checkpoint;
+  NcclConfig nccl;
   std::string device = "cpu";
   std::string precision = "fp32";
   std::string comm = "auto";
@@ -331,6 +350,7 @@ template <class V> void describe(V& v, Config& c) {
   v.section("compression", c.compression, "gradient compression per tier, with feedback of what a codec did not send");
   v.section("metrics", c.metrics, "the HDF5 log");
   v.section("checkpoint", c.checkpoint, "saving and resuming");
+  v.section("nccl", c.nccl, "the NCCL backend's launch order, and the CPU model of NCCL's rules");
   v.key("device", c.device,
         "where tensors live: cpu, cpu-async (the CPU kernels queued on a stream thread that runs them only when "
         "waited for, so a missing wait between compute and communication gives a wrong result on a CPU), or cuda "
@@ -341,7 +361,8 @@ template <class V> void describe(V& v, Config& c) {
         "their reduction stay fp32); bf16 needs device cuda",
         one_of({"fp32", "bf16"}));
   v.key("comm", c.comm,
-        "communication backend of the grid: mpi, nccl (device cuda only), or auto (nccl on cuda, else mpi)",
+        "communication backend of the grid: mpi, nccl (on cuda, NCCL; on cpu-async, the CPU model of NCCL's rules, "
+        "section nccl), or auto (nccl on cuda, else mpi)",
         one_of({"auto", "mpi", "nccl"}));
   v.key("threads", c.threads, "CPU threads per rank (OpenBLAS and the kernels' own loops); 0 = the node's cores shared among its ranks",
         in_range(0, 1024));

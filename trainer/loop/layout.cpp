@@ -31,6 +31,16 @@ bool uses_nccl(const Config& cfg) {
   return cfg.comm == "nccl" || (cfg.comm == "auto" && cfg.device == "cuda");
 }
 
+std::shared_ptr<NcclApi> nccl_api(const Config& cfg) {
+  if (!uses_nccl(cfg)) return nullptr;
+  if (cfg.device != "cuda") return nccl_model(NcclRules{cfg.nccl.eager.value, cfg.nccl.strict});
+#ifdef FIBERTRAIN_CUDA
+  return nccl_library();
+#else
+  throw UserError("comm nccl on device cuda: this build has no CUDA (configure with the CUDA toolkit and NCCL)");
+#endif
+}
+
 Device compute_device(const Config& cfg) { return cfg.device == "cuda" ? Device::cuda : Device::cpu; }
 
 LinkSpecs link_specs(const LinksConfig& links) {
@@ -48,7 +58,7 @@ Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<con
   if (cfg.sync.outer && p.dp > 1) outer = *tier_from_name(cfg.sync.outer->tier);
   if (cfg.sync.outer && p.dp == 1 && mpi.rank() == 0)
     log::warn("sync.outer has no effect: parallel.dp is 1, so there are no replicas to synchronise");
-  GridComms comms = make_grid_comms(grid, topo, uses_nccl(cfg), outer);
+  GridComms comms = make_grid_comms(grid, topo, nccl_api(cfg), outer);
   std::shared_ptr<Pacer> pacer = Pacer::create(MPI_COMM_WORLD, topo, link_specs(cfg.links));
   for (Communicator* c : {static_cast<Communicator*>(comms.world.get()), comms.tp.get(), comms.pp.get(), comms.dp.get(),
                           comms.embed.get(), comms.dp_inner.get(), comms.dp_outer.get()})

@@ -6,6 +6,7 @@
 
 #include "comm/grid.h"
 #include "comm/grid_comms.h"
+#include "comm/nccl_api.h"
 #include "comm/runtime.h"
 #include "comm/topology.h"
 #include "trainer/io/config.h"
@@ -26,6 +27,8 @@ struct Layout {
 
 // Whether the grid's communicators run over NCCL (comm: nccl, or auto on CUDA).
 bool uses_nccl(const Config& cfg);
+// What they run over then: NCCL on cuda, its CPU model on cpu-async; null for MPI.
+std::shared_ptr<NcclApi> nccl_api(const Config& cfg);
 // Where the model's tensors live: cuda, or cpu for device cpu and cpu-async (whose
 // difference is the compute stream, ops::set_cpu_async).
 Device compute_device(const Config& cfg);

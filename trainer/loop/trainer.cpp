@@ -135,6 +135,9 @@ std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& op
   run_phase(MPI_COMM_WORLD, [&] {
     topo = make_topology(cfg.topology, mpi);
     if (cfg.device == "cuda") {
+#ifdef FIBERTRAIN_CUDA
+      if (cfg.nccl.strict && uses_nccl(cfg)) nccl_one_launch_queue();  // before CUDA starts
+#endif
       select_cuda_device(mpi.local_rank());  // one GPU per rank, before any allocation or NCCL
       ops::set_bf16_matmuls(cfg.precision == "bf16");
     }
