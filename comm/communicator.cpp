@@ -32,15 +32,24 @@ Segment segment(std::size_t n, int p, int i) {
 }
 
 Communicator::Communicator(std::shared_ptr<const Topology> topo, std::vector<int> members, int rank, Traffic kind,
-                           std::unique_ptr<Transport> transport)
+                           std::unique_ptr<Transport> transport, std::shared_ptr<WorkQueue> lane)
     : topo_(std::move(topo)),
       members_(std::move(members)),
       rank_(rank),
       kind_(kind),
       transport_(std::move(transport)),
-      plan_(plan_hierarchy(*topo_, members_)) {}
+      plan_(plan_hierarchy(*topo_, members_)),
+      lane_(lane ? std::move(lane) : std::make_shared<WorkQueue>()),
+      own_lane_(!lane) {}
 
-Communicator::~Communicator() { queue_.stop(); }
+// What is queued may use this communicator: a lane of its own stops (after running it), a
+// shared one drains.
+Communicator::~Communicator() {
+  if (own_lane_)
+    lane_->stop();
+  else
+    lane_->synchronize();
+}
 
 void Communicator::set_chunk_bytes(std::size_t bytes) {
   chunk_bytes_ = std::max<std::size_t>(bytes, 1);
@@ -48,15 +57,16 @@ void Communicator::set_chunk_bytes(std::size_t bytes) {
 }
 
 Work Communicator::enqueue(std::function<void()> fn) {
-  // Rule 1: the event is taken now, on the issuing thread; the worker waits for it.
+  // Rule 1: the event is taken now, on the issuing thread; the lane waits for it.
   Event ready = transport_->ready();
   auto item = [this, ready, fn = std::move(fn)] {
     transport_->wait_ready(ready);
     fn();
+    return transport_->complete();
   };
-  if (queue_.started()) return queue_.enqueue(std::move(item));
-  const int device = transport_->worker_device();  // read on this thread, made current on the worker's
-  return queue_.enqueue(std::move(item), [device] {
+  if (lane_->started()) return lane_->enqueue(std::move(item));
+  const int device = transport_->worker_device();  // read on this thread, made current on the lane's
+  return lane_->enqueue(std::move(item), [device] {
 #ifdef FIBERTRAIN_CUDA
     if (device >= 0) cuda_buffers::set_device(device);
 #endif
@@ -64,24 +74,24 @@ Work Communicator::enqueue(std::function<void()> fn) {
   });
 }
 
-void Communicator::synchronize() { queue_.synchronize(); }
+void Communicator::synchronize() {
+  if (!lane_->on_worker()) lane_->synchronize();
+  transport_->complete().synchronize();
+}
 
 Work Communicator::all_reduce_async(Buffer buf, ReduceOp op, Algorithm algo) {
   return enqueue([this, buf, op, algo] { all_reduce(buf, op, algo); });
 }
 
 void Communicator::ordered(const std::function<void()>& body) {
-  if (queue_.on_worker()) {
-    body();
-    transport_->end_op();
-    return;
-  }
+  if (lane_->on_worker()) return body();
+  if (!own_lane_) return enqueue(body).wait();
   Event ready = transport_->ready();
   // Work issued earlier must finish first, or ranks could see operations in different orders.
-  queue_.synchronize();
+  lane_->synchronize();
   transport_->wait_ready(ready);
   body();
-  transport_->end_op();
+  transport_->complete().synchronize();
 }
 
 void Communicator::set_producer_stream(Stream* producer) {
@@ -111,7 +121,8 @@ Segment Communicator::owned(std::size_t n, Algorithm algo) const {
 
 // The three collectives have one shape: on this backend's memory, in issue order, the
 // library's own collective, the hierarchy level by level, or the flat ring; an all-reduce
-// is a reduce-scatter then an all-gather.
+// is a reduce-scatter then an all-gather. Where the library runs the levels (NCCL), each is
+// one of its collectives over the level's communicator, counted and paced as the ring's.
 void Communicator::collective(Buffer whole, bool reduce, bool gather, ReduceOp op, Algorithm algo) {
   ordered([&] { transport_->on_backend_memory(whole, Transport::kScratchHost, [&](Buffer buf) {
     if (buf.count == 0 || size() == 1) return;
@@ -123,10 +134,11 @@ void Communicator::collective(Buffer whole, bool reduce, bool gather, ReduceOp o
         transport_->reduce_scatter(buf);
       else
         transport_->all_gather(buf);
+    } else if (use_levels(algo)) {
+      if (reduce) hierarchical_reduce_scatter(buf);
+      if (gather) hierarchical_all_gather(buf);
     } else {
-      const bool levels = use_levels(algo);
-      if (reduce) levels ? hierarchical_reduce_scatter(buf) : ring_reduce_scatter_inplace(buf);
-      if (gather) levels ? hierarchical_all_gather(buf) : ring_all_gather_inplace(buf);
+      phases(buf, reduce, gather);
     }
     if (!reduce || op != ReduceOp::avg) return;
     const Segment mine = gather ? Segment{0, buf.count} : owned(buf.count, algo);
@@ -150,42 +162,34 @@ void Communicator::barrier() {
   ordered([&] { transport_->barrier(); });
 }
 
-Work Communicator::send(Buffer buf, int peer) {
+Work Communicator::exchange(Buffer send, int to, Buffer recv, int from) {
+  if (send.count == 0) to = -1;
+  if (recv.count == 0) from = -1;
   // Rule 3: the snapshot is issued on the producer stream before enqueue() records the
-  // event the worker waits for, so the worker sends what the buffer held now.
-  std::shared_ptr<void> copy = transport_->snapshot(buf);
-  Buffer staged{copy.get(), buf.count, buf.dtype, buf.device};
-  return enqueue([this, copy, staged, peer] {
-    double t0 = now_seconds();
-    Tier tier = tier_to(peer);
-    Pacer::wait_until(count_and_reserve(tier, staged.bytes(), staged.bytes()));
-    transport_->on_backend_memory(staged, Transport::kScratchHost, [&](Buffer b) {
-      transport_->finish_exchange(transport_->start_exchange(b, peer, Buffer{}, -1));
-      transport_->end_op();
-    }, false);
-    traffic().busy(tier, now_seconds() - t0);
-  });
-}
-
-void Communicator::recv(Buffer whole, int peer) {
-  // Bypasses queued work (see above), but not the producer: compute issued before may
-  // still read the buffer this overwrites.
-  transport_->wait_ready(transport_->ready());
-  transport_->on_backend_memory(whole, Transport::kScratchRecv, [&](Buffer buf) {
-    transport_->finish_exchange(transport_->start_exchange(Buffer{}, -1, buf, peer, true));
-    transport_->end_op();
+  // event the lane waits for, so what goes out is what the buffer held now.
+  std::shared_ptr<void> copy = to >= 0 ? transport_->snapshot(send) : nullptr;
+  const Buffer staged{copy.get(), to >= 0 ? send.count : 0, send.dtype, send.device};
+  return enqueue([this, copy, staged, to, recv, from] {
+    auto run = [&] {
+      transport_->on_backend_memory(staged, Transport::kScratchHost, [&](Buffer out) {
+        transport_->on_backend_memory(from >= 0 ? recv : Buffer{}, Transport::kScratchRecv, [&](Buffer in) {
+          transport_->finish_exchange(transport_->start_exchange(out, to, in, from));
+        });
+      }, false);
+    };
+    if (to < 0) return run();
+    // The send is this rank's message on the link; the receive is its peer's.
+    const Tier tier = tier_to(to);
+    busy_while(tier, [&] {
+      hold(book(tier, {{staged.bytes(), staged.bytes()}}), 0);
+      run();
+    });
   });
 }
 
 void Communicator::set_pacer(std::shared_ptr<Pacer> pacer) {
   pacer_ = pacer;
   for (auto& level : levels_) level->set_pacer(pacer);
-}
-
-std::int64_t Communicator::count_and_reserve(Tier tier, std::size_t wire_bytes, std::size_t logical_bytes) {
-  if (wire_bytes == 0) return 0;
-  traffic().count(kind_, tier, logical_bytes, wire_bytes);
-  return pacer_ ? pacer_->reserve(members_[static_cast<std::size_t>(rank_)], tier, wire_bytes) : 0;
 }
 
 }  // namespace ft

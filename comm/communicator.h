@@ -5,13 +5,20 @@
 // algorithms can be counted and paced message by message; codecs (codec.h) plug into the
 // hierarchy's levels.
 //
-// Operations on one communicator run in the order they are issued. Asynchronous ones run on
-// its WorkQueue (work_queue.h); a blocking call issued while asynchronous work is pending
-// waits for it first, so every rank sees the same order.
+// Who issues what. Every operation runs on a lane (work_queue.h) in the order it was
+// issued. Over MPI each communicator has a lane of its own, and a blocking call runs on the
+// caller's thread once its lane has drained. Over NCCL every communicator of the process
+// shares one lane, and blocking calls go through it too: so one thread issues all of a
+// rank's NCCL operations, in the order the program asked for them, which is the same on
+// every rank of a group (NCCL runs a communicator's operations in issue order, whatever the
+// stream, and gives no progress guarantee across communicators issued in different orders).
+// An NCCL item only issues its work on the stream; its Work completes when the stream has
+// run it. A call made inside an item (a collective within a bucket's sync) leaves its work
+// issued; the item's Work covers it.
 //
 // Ordering with compute (comm/stream.h), the one rule of every path (MPI staging through
-// the host, NCCL's streams, the worker thread, tensor-parallel hooks, pipeline sends and
-// receives, gradient buckets, codec round trips):
+// the host, NCCL's streams, the lanes, tensor-parallel hooks, pipeline exchanges, gradient
+// buckets, codec round trips):
 //  1. Every operation records an event on the producer stream (set_producer_stream: the
 //     compute stream of the buffers it is given) when it is issued, on the issuing thread,
 //     and waits for that event before it reads or writes a buffer, on whatever thread or
@@ -19,11 +26,12 @@
 //     issued before it is done with the buffer before it is overwritten.
 //  2. Its result is in place when a blocking call returns, or when its Work is waited for;
 //     compute issued after that is ordered after it.
-//  3. send() snapshots its buffer on the producer stream, so compute issued after send()
+//  3. exchange() snapshots what it sends on the producer stream, so compute issued after it
 //     returns may overwrite the buffer at once.
 // Example, data parallelism: backward finishes a bucket's gradients -> grad_ready enqueues
-// its all-reduce, recording event E on the compute stream -> backward goes on -> the worker
-// waits for E, sums the bucket -> the trainer waits for the Work, then issues the optimizer.
+// its all-reduce, recording event E on the compute stream -> backward goes on -> the lane
+// makes the transport wait for E and issues the sum -> the trainer waits for the Work (and,
+// on NCCL, the stream event it left), then issues the optimizer.
 #pragma once
 
 #include <cstddef>
@@ -53,9 +61,10 @@ std::optional<Algorithm> algorithm_from_name(std::string_view name);
 class Communicator {
  public:
   // `members` are the group's world ranks by group rank; this process is `rank` among them;
-  // `transport` moves its bytes.
+  // `transport` moves its bytes; `lane`, shared with the process's other communicators
+  // (NCCL), or null for a lane of its own (MPI).
   Communicator(std::shared_ptr<const Topology> topo, std::vector<int> members, int rank, Traffic kind,
-               std::unique_ptr<Transport> transport);
+               std::unique_ptr<Transport> transport, std::shared_ptr<WorkQueue> lane = nullptr);
   virtual ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -97,18 +106,17 @@ class Communicator {
   Segment owned(std::size_t n, Algorithm algo) const;
   void broadcast(Buffer buf, int root);
   void barrier();
-  // Point to point, counted and paced like the ring's messages. send() snapshots `buf` and
-  // queues the transfer on the worker, so the caller never blocks on its peer; like an
-  // asynchronous device copy, `buf` must stay allocated until the compute issued before
-  // send() has run (tensors the model owns do); recv() blocks the caller at once, bypassing
-  // queued work (a pair's messages still arrive in the order sent).
-  Work send(Buffer buf, int peer);
-  void recv(Buffer buf, int peer);
+  // Point to point, counted and paced like the ring's messages: sends `send` to group rank
+  // `to` while receiving `recv` from `from` (either may be empty, or -1), in one group, so
+  // that neither waits for the other: a pipeline stage's exchange with its neighbours.
+  // `send` is snapshotted (rule 3); `recv` is in place when the Work is.
+  Work exchange(Buffer send, int to, Buffer recv, int from);
 
-  // Runs `fn` on the worker after everything issued before it.
+  // Runs `fn` on the lane after everything issued before it.
   Work enqueue(std::function<void()> fn);
   Work all_reduce_async(Buffer buf, ReduceOp op, Algorithm algo);
-  // Blocks until every issued operation has finished.
+  // Blocks until every operation issued on this communicator has finished (from inside a
+  // lane item: what this communicator's transport issued so far).
   void synchronize();
 
   // Collective over the group: creates the sub-communicators of the hierarchy's levels.
@@ -118,16 +126,31 @@ class Communicator {
  private:
   // The reduce-scatter (`reduce`), all-gather (`gather`) or both (all-reduce) of `algo`.
   void collective(Buffer buf, bool reduce, bool gather, ReduceOp op, Algorithm algo);
-  // In place over `buf`: afterwards segment `rank` holds the reduced sum (the other
-  // segments hold partial sums).
-  void ring_reduce_scatter_inplace(Buffer buf);
-  // In place over `buf`, whose segment `rank` holds this rank's part.
-  void ring_all_gather_inplace(Buffer buf);
   // One ring phase: p - 1 steps in which each rank sends segment send_index(step) to the
   // next rank and receives segment recv_index(step) from the previous one, adding it to
-  // its own copy when `reduce`.
-  // `cuts`, when given, are the tensor boundaries segments must end on.
+  // its own copy when `reduce` (afterwards segment `rank` holds the sum). `cuts`, when
+  // given, are the tensor boundaries segments must end on.
   void ring_phase(Buffer buf, bool reduce, Wire wire, const std::vector<std::size_t>* cuts = nullptr);
+  // A reduce-scatter and/or all-gather over this group, in place over `buf` (segment `rank`
+  // is this rank's): the library's collective, counted and paced as ring_phase would send
+  // (collectives_in_library), or ring_phase itself.
+  void phases(Buffer buf, bool reduce, bool gather);
+  // The messages this rank sends in ring_phase(n elements, ...), step by step: the elements
+  // of each chunk.
+  std::vector<std::vector<std::size_t>> phase_chunks(std::size_t n, bool reduce, std::size_t chunk,
+                                                     const std::vector<std::size_t>* cuts) const;
+  // Messages to the next rank on `tier`, as (wire, logical) bytes: counted now; on the
+  // transport's stream, the link reserved for all of them when its work reaches them.
+  // hold(i) keeps the transport's later work back until message i would have arrived.
+  struct Booking {
+    std::shared_ptr<std::vector<std::int64_t>> release;  // per message, monotonic ns; 0: none
+    bool paced = false;
+  };
+  Booking book(Tier tier, const std::vector<std::pair<std::size_t, std::size_t>>& messages);
+  void hold(const Booking& b, std::size_t i);
+  // Runs `body`, booking the time from when the transport's work reaches it until its last
+  // part has run as `tier`'s busy time.
+  void busy_while(Tier tier, const std::function<void()>& body);
   // A level's ring as the codecs see it (compressed.cpp).
   class LevelRing;
   // Whether `algo` runs level by level here (hierarchical over an evenly spread group that
@@ -136,12 +159,11 @@ class Communicator {
   // In place, level by level up (reduce-scatter) or down (all-gather) the hierarchy.
   void hierarchical_reduce_scatter(Buffer buf);
   void hierarchical_all_gather(Buffer buf);
-  // Runs `body` in issue order, after the producer's work issued before it: inline on the
-  // worker (whose queued item waited already), else after pending work.
+  // Runs `body` in issue order, after the producer's work issued before it, and returns with
+  // its result in place: inline on the lane (whose item waited already; its Work covers
+  // what `body` issues), through a shared lane, or on the caller's thread once its own lane
+  // has drained.
   void ordered(const std::function<void()>& body);
-  // Counts a message (wire bytes, and the logical bytes they stand for) and reserves its
-  // emulated link; returns its release time (0: none).
-  std::int64_t count_and_reserve(Tier tier, std::size_t wire_bytes, std::size_t logical_bytes);
 
   std::shared_ptr<const Topology> topo_;
   std::vector<int> members_;
@@ -153,7 +175,8 @@ class Communicator {
   std::shared_ptr<Pacer> pacer_;
   std::vector<std::unique_ptr<Communicator>> levels_;  // one per hierarchy level, lowest first
   bool warned_uneven_ = false;
-  WorkQueue queue_;  // last: its thread stops before the members its work uses go
+  std::shared_ptr<WorkQueue> lane_;
+  bool own_lane_;
 };
 
 }  // namespace ft

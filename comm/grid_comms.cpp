@@ -57,15 +57,14 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
   for (int r = 0; r < world; ++r) all[static_cast<std::size_t>(r)] = r;
   std::optional<TierSplit> split;
   if (outer) split = split_at_tier(grid, *topo, *outer);  // before any communicator exists
+  // Every NCCL communicator of the process issues from one lane (communicator.h).
+  std::shared_ptr<WorkQueue> nccl_lane = nccl ? std::make_shared<WorkQueue>() : nullptr;
   // A group of the world's ranks with the same `color`, ordered by `key`, over MPI or NCCL.
   auto group = [&](int color, int key, std::vector<int> members, Traffic kind) -> std::unique_ptr<Communicator> {
     auto mpi = std::make_unique<MpiTransport>(MPI_COMM_WORLD, color, key);
-    std::unique_ptr<Transport> transport;
-    if (nccl)
-      transport = std::make_unique<NcclTransport>(nccl, std::move(mpi));
-    else
-      transport = std::move(mpi);
-    return std::make_unique<Communicator>(topo, std::move(members), key, kind, std::move(transport));
+    if (!nccl) return std::make_unique<Communicator>(topo, std::move(members), key, kind, std::move(mpi));
+    return std::make_unique<Communicator>(topo, std::move(members), key, kind,
+                                          std::make_unique<NcclTransport>(nccl, std::move(mpi)), nccl_lane);
   };
 #ifdef FIBERTRAIN_CUDA
   if (nccl && nccl->memory() == Device::cuda) {  // before any communicator exists, so that every rank stops with the one message

@@ -108,7 +108,7 @@ void MpiTransport::broadcast(Buffer buf, int root) {
 
 void MpiTransport::barrier() { MPI_Barrier(comm_); }
 
-int MpiTransport::start_exchange(Buffer send, int to, Buffer recv, int from, bool) {
+int MpiTransport::start_exchange(Buffer send, int to, Buffer recv, int from) {
   check_host(send);
   check_host(recv);
   int ticket;

@@ -37,7 +37,7 @@ class MpiTransport final : public Transport {
   void all_gather(Buffer buf) override;
   void broadcast(Buffer buf, int root) override;
   void barrier() override;
-  int start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue = false) override;
+  int start_exchange(Buffer send, int to, Buffer recv, int from) override;
   void finish_exchange(int ticket) override;
   void add(Buffer dst, Buffer src) override;
   void scale(Buffer buf, double factor) override;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -18,64 +19,58 @@
 namespace ft {
 
 NcclTransport::NcclTransport(std::shared_ptr<NcclApi> api, std::unique_ptr<MpiTransport> bootstrap,
-                             std::shared_ptr<Stream> stream, std::shared_ptr<Stream> recv_stream)
+                             std::shared_ptr<Stream> stream)
     : api_(std::move(api)),
       bootstrap_(std::move(bootstrap)),
       comm_(api_->init(bootstrap_->handle())),
       stream_(stream ? std::move(stream) : api_->new_stream()),
-      recv_stream_(recv_stream ? std::move(recv_stream) : api_->new_stream()),
       scratch_(kScratchSlots),
       scratch_bytes_(kScratchSlots, 0) {}
 
 NcclTransport::~NcclTransport() {
   stream_->synchronize();
-  recv_stream_->synchronize();
+  scratch_.clear();
+  stream_->synchronize();
 }
 
-void NcclTransport::wait_ready(const Event& ready) {
-  stream_->wait(ready);
-  recv_stream_->wait(ready);
-}
+void NcclTransport::all_reduce(Buffer buf) { comm_->all_reduce(buf.data, buf.data, buf.count, buf.dtype, *stream_); }
 
-void NcclTransport::end_op() { stream_->synchronize(); }
-
-void NcclTransport::all_reduce(Buffer buf) {
-  std::lock_guard lock(nccl_mutex_);
-  comm_->all_reduce(buf.data, buf.data, buf.count, buf.dtype, *stream_);
-}
-
+// NCCL's reduce-scatter and all-gather take equal shares; the project's segments put one
+// more element in the first n % p. Those go as a group of one reduce (or broadcast) per
+// segment, rooted at its owner: the same bytes, no wider a result.
 void NcclTransport::reduce_scatter(Buffer buf) {
-  // NCCL's reduce-scatter takes equal shares; with a remainder, an all-reduce leaves every
-  // segment (this rank's included) summed.
-  const std::size_t p = static_cast<std::size_t>(size());
-  if (buf.count % p != 0) return all_reduce(buf);
-  const std::size_t share = buf.count / p;
-  std::lock_guard lock(nccl_mutex_);
-  comm_->reduce_scatter(buf.data, buf.slice(static_cast<std::size_t>(rank()) * share, share).data, share, buf.dtype,
-                        *stream_);
+  const int p = size();
+  if (buf.count % static_cast<std::size_t>(p) == 0) {
+    const std::size_t share = buf.count / static_cast<std::size_t>(p);
+    comm_->reduce_scatter(buf.data, buf.slice(static_cast<std::size_t>(rank()) * share, share).data, share, buf.dtype,
+                          *stream_);
+    return;
+  }
+  api_->group_start();
+  for (int r = 0; r < p; ++r) {
+    const Buffer part = buf.slice(segment(buf.count, p, r).offset, segment(buf.count, p, r).count);
+    comm_->reduce(part.data, part.data, part.count, buf.dtype, r, *stream_);
+  }
+  api_->group_end();
 }
 
 void NcclTransport::all_gather(Buffer buf) {
-  const std::size_t p = static_cast<std::size_t>(size());
-  std::lock_guard lock(nccl_mutex_);
-  if (buf.count % p == 0) {
-    const std::size_t share = buf.count / p;
+  const int p = size();
+  if (buf.count % static_cast<std::size_t>(p) == 0) {
+    const std::size_t share = buf.count / static_cast<std::size_t>(p);
     comm_->all_gather(buf.slice(static_cast<std::size_t>(rank()) * share, share).data, buf.data, share, buf.dtype,
                       *stream_);
     return;
   }
-  // Uneven segments: each rank broadcasts its own.
   api_->group_start();
-  for (int r = 0; r < size(); ++r) {
-    Segment s = segment(buf.count, size(), r);
-    Buffer part = buf.slice(s.offset, s.count);
-    comm_->broadcast(part.data, part.data, s.count, buf.dtype, r, *stream_);
+  for (int r = 0; r < p; ++r) {
+    const Buffer part = buf.slice(segment(buf.count, p, r).offset, segment(buf.count, p, r).count);
+    comm_->broadcast(part.data, part.data, part.count, buf.dtype, r, *stream_);
   }
   api_->group_end();
 }
 
 void NcclTransport::broadcast(Buffer buf, int root) {
-  std::lock_guard lock(nccl_mutex_);
   comm_->broadcast(buf.data, buf.data, buf.count, buf.dtype, root, *stream_);
 }
 
@@ -84,44 +79,17 @@ void NcclTransport::barrier() {
   MPI_Barrier(bootstrap_->handle());
 }
 
-int NcclTransport::start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue) {
-  int ticket;
-  {
-    std::lock_guard lock(tickets_mutex_);
-    if (!free_tickets_.empty()) {
-      ticket = free_tickets_.back();
-      free_tickets_.pop_back();
-    } else {
-      ticket = static_cast<int>(events_.size());
-      events_.emplace_back();
-    }
-  }
-  // A pipeline stage's receive goes on its own stream, so that it is not stuck behind the
-  // sends the worker enqueues meanwhile (nor they behind it). Every other exchange, a ring
-  // step's lone receive included, stays on the main stream, behind the adds that still
-  // read the slot it lands in.
-  Stream& stream = beside_queue ? *recv_stream_ : *stream_;
-  std::lock_guard lock(nccl_mutex_);
+// One group, on the one stream: whatever the stream does next (the ring's add of what
+// arrived, the next chunk into the slot) is ordered after it, so finishing needs no wait.
+int NcclTransport::start_exchange(Buffer send, int to, Buffer recv, int from) {
   api_->group_start();
-  if (to >= 0 && send.count) comm_->send(send.data, send.bytes(), to, stream);
-  if (from >= 0 && recv.count) comm_->recv(recv.data, recv.bytes(), from, stream);
+  if (to >= 0 && send.count) comm_->send(send.data, send.bytes(), to, *stream_);
+  if (from >= 0 && recv.count) comm_->recv(recv.data, recv.bytes(), from, *stream_);
   api_->group_end();
-  Event done = stream.record();
-  std::lock_guard tickets(tickets_mutex_);
-  events_[static_cast<std::size_t>(ticket)] = done;
-  return ticket;
+  return 0;
 }
 
-void NcclTransport::finish_exchange(int ticket) {
-  Event done;
-  {
-    std::lock_guard lock(tickets_mutex_);
-    done = events_.at(static_cast<std::size_t>(ticket));
-  }
-  done.synchronize();
-  std::lock_guard lock(tickets_mutex_);
-  free_tickets_.push_back(ticket);
-}
+void NcclTransport::finish_exchange(int) {}
 
 void NcclTransport::add(Buffer dst, Buffer src) {
 #ifdef FIBERTRAIN_CUDA
@@ -144,18 +112,32 @@ void NcclTransport::convert(Buffer dst, Buffer src, bool add) {
   stream_->launch([dst, src, add] { host_buffers::convert(dst, src, add); });
 }
 
+// Grown in stream order: the old buffer goes once the work already issued on it has run,
+// without a device-wide wait (cudaFreeAsync), and never during a step once sized.
 Buffer NcclTransport::scratch(int slot, std::size_t bytes, DType dtype) {
   auto i = static_cast<std::size_t>(slot);
   if (scratch_bytes_[i] < bytes) {
+    std::shared_ptr<Stream> stream = stream_;
 #ifdef FIBERTRAIN_CUDA
-    if (on_gpu()) {
-      scratch_[i] = std::shared_ptr<void>(cuda_buffers::allocate(bytes), [](void* p) { cuda_buffers::release(p); });
-    }
+    if (on_gpu())
+      scratch_[i] = std::shared_ptr<void>(cuda_buffers::allocate_async(bytes, stream->native()),
+                                          [stream](void* p) { cuda_buffers::release_async(p, stream->native()); });
 #endif
-    if (!on_gpu()) scratch_[i] = std::shared_ptr<void>(new char[bytes], [](void* p) { delete[] static_cast<char*>(p); });
+    if (!on_gpu())
+      scratch_[i] = std::shared_ptr<void>(new char[bytes], [stream](void* p) {
+        stream->launch([p] { delete[] static_cast<char*>(p); });
+      });
     scratch_bytes_[i] = bytes;
   }
   return Buffer{scratch_[i].get(), bytes / dtype_size(dtype), dtype, api_->memory()};
+}
+
+// After the stream's work that may still read it: the send of an exchange issued just before.
+void NcclTransport::release_snapshot(void* p, Device device) {
+#ifdef FIBERTRAIN_CUDA
+  if (device == Device::cuda) return cuda_buffers::release_async(p, stream_->native());
+#endif
+  stream_->launch([p] { std::free(p); });
 }
 
 void NcclTransport::copy_bytes(void* dst, const void* src, std::size_t bytes, Device) {
@@ -168,7 +150,7 @@ void NcclTransport::copy_bytes(void* dst, const void* src, std::size_t bytes, De
 
 std::unique_ptr<Transport> NcclTransport::split(int color, int key) {
   auto sub = std::make_unique<MpiTransport>(bootstrap_->handle(), color, key);
-  return std::make_unique<NcclTransport>(api_, std::move(sub), stream_, recv_stream_);
+  return std::make_unique<NcclTransport>(api_, std::move(sub), stream_);
 }
 
 #ifdef FIBERTRAIN_CUDA

@@ -1,11 +1,13 @@
 // The NCCL backend: buffers in the NCCL API's memory (a GPU's, or the host's under the CPU
-// model, nccl_api.h), a stream per group, NCCL's own collectives as `native`, and exchanges
-// over send/recv, so that fibertrain's ring and hierarchical algorithms run (and the pacer
-// throttles them) as over MPI. Bootstrapped over an MPI transport of the same group.
+// model, nccl_api.h) and one stream per group, on which everything it does is only issued:
+// NCCL's collectives (for native, and for each level of ring and hierarchical, which the
+// communicator counts and paces as the ring's), exchanges as one group of a send and a
+// receive (the codecs' rings), the element-wise work, and the pacer's holds. Bootstrapped
+// over an MPI transport of the same group. Its operations are issued by one thread, the
+// process's NCCL lane (communicator.h), so no lock is needed.
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "comm/mpi_transport.h"
@@ -19,7 +21,7 @@ class NcclTransport final : public Transport {
   // streams its work runs on: new ones, or a parent's (the levels of a hierarchy share
   // their group's, so that one stream orders each step after the one before).
   NcclTransport(std::shared_ptr<NcclApi> api, std::unique_ptr<MpiTransport> bootstrap,
-                std::shared_ptr<Stream> stream = nullptr, std::shared_ptr<Stream> recv_stream = nullptr);
+                std::shared_ptr<Stream> stream = nullptr);
   ~NcclTransport() override;
   int size() const override { return bootstrap_->size(); }
   int rank() const override { return bootstrap_->rank(); }
@@ -29,16 +31,19 @@ class NcclTransport final : public Transport {
   void all_gather(Buffer buf) override;
   void broadcast(Buffer buf, int root) override;
   void barrier() override;
-  int start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue = false) override;
+  bool collectives_in_library() const override { return true; }
+  int start_exchange(Buffer send, int to, Buffer recv, int from) override;
   void finish_exchange(int ticket) override;
   void add(Buffer dst, Buffer src) override;
   void scale(Buffer buf, double factor) override;
   void convert(Buffer dst, Buffer src, bool add) override;
   Buffer scratch(int slot, std::size_t bytes, DType dtype) override;
   void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) override;
-  bool takes_device_buffers() const override { return api_->memory() == Device::cuda; }
-  void wait_ready(const Event& ready) override;
-  void end_op() override;
+  Device memory() const override { return api_->memory(); }
+  void wait_ready(const Event& ready) override { stream_->wait(ready); }
+  Event complete() override { return stream_->record(); }
+  void on_stream(std::function<void()> fn) override { stream_->launch(std::move(fn)); }
+  void release_snapshot(void* p, Device device) override;
   std::unique_ptr<Transport> split(int color, int key) override;
 
  private:
@@ -47,13 +52,8 @@ class NcclTransport final : public Transport {
   std::shared_ptr<NcclApi> api_;
   std::unique_ptr<MpiTransport> bootstrap_;
   std::unique_ptr<NcclComm> comm_;
-  std::shared_ptr<Stream> stream_;       // collectives, ring exchanges, sends, buffer ops
-  std::shared_ptr<Stream> recv_stream_;  // receives issued by the caller while the worker sends
-  std::mutex nccl_mutex_;                // one thread enqueues NCCL work on this communicator at a time
-  std::vector<Event> events_;            // by exchange ticket
-  std::vector<int> free_tickets_;
-  std::mutex tickets_mutex_;
-  std::vector<std::shared_ptr<void>> scratch_;
+  std::shared_ptr<Stream> stream_;
+  std::vector<std::shared_ptr<void>> scratch_;  // by slot; released in stream order
   std::vector<std::size_t> scratch_bytes_;
 };
 

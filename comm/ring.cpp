@@ -1,7 +1,10 @@
 // fibertrain's own collectives over the backend's point-to-point primitives: the ring
-// reduce-scatter and all-gather (pipelined in chunks, two chunks in flight), and the
-// hierarchical all-reduce built from them level by level.
+// reduce-scatter and all-gather (pipelined in chunks, two chunks in flight), the library's
+// collectives booked as the ring would send them, and the hierarchical all-reduce built from
+// either level by level. Every message is counted when issued and paced on the transport's
+// stream (book, hold), so the pacer holds NCCL's work as it holds MPI's calls.
 #include <algorithm>
+#include <memory>
 
 #include "comm/communicator.h"
 
@@ -11,6 +14,48 @@ namespace {
 int mod(int a, int p) { return ((a % p) + p) % p; }
 
 }  // namespace
+
+Communicator::Booking Communicator::book(Tier tier, const std::vector<std::pair<std::size_t, std::size_t>>& messages) {
+  Booking b;
+  std::vector<std::size_t> wires;
+  for (auto [wire, logical] : messages) {
+    if (wire) traffic().count(kind_, tier, logical, wire);
+    wires.push_back(wire);
+  }
+  b.paced = pacer_ && pacer_->links()[tier].throttled() && !messages.empty();
+  if (!b.paced) return b;
+  b.release = std::make_shared<std::vector<std::int64_t>>(messages.size(), 0);
+  transport_->on_stream([pacer = pacer_, from = members_[static_cast<std::size_t>(rank_)], tier, wires,
+                         release = b.release] {
+    for (std::size_t i = 0; i < wires.size(); ++i)
+      if (wires[i]) (*release)[i] = pacer->reserve(from, tier, wires[i]);
+  });
+  return b;
+}
+
+void Communicator::hold(const Booking& b, std::size_t i) {
+  if (b.paced) transport_->on_stream([release = b.release, i] { Pacer::wait_until((*release)[i]); });
+}
+
+void Communicator::busy_while(Tier tier, const std::function<void()>& body) {
+  auto start = std::make_shared<double>(0);
+  transport_->on_stream([start] { *start = now_seconds(); });
+  body();
+  transport_->on_stream([start, tier] { traffic().busy(tier, now_seconds() - *start); });
+}
+
+std::vector<std::vector<std::size_t>> Communicator::phase_chunks(std::size_t n, bool reduce, std::size_t chunk,
+                                                                 const std::vector<std::size_t>* cuts) const {
+  const int p = size();
+  std::vector<std::vector<std::size_t>> steps(static_cast<std::size_t>(std::max(p - 1, 0)));
+  for (int s = 0; s < p - 1; ++s) {
+    const int i = ring_send_index(rank_, s, p, reduce);
+    const Segment out = cuts ? aligned_segment(n, p, i, *cuts) : segment(n, p, i);
+    for (std::size_t off = 0; off < out.count; off += chunk)
+      steps[static_cast<std::size_t>(s)].push_back(std::min(chunk, out.count - off));
+  }
+  return steps;
+}
 
 void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vector<std::size_t>* cuts) {
   const int p = size(), r = rank_;
@@ -24,81 +69,105 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
   Buffer landing = reduce || cast ? transport_->scratch(Transport::kScratchLanding, 2 * chunk * wsize, wire.dtype) : Buffer{};
   Buffer staging = cast ? transport_->scratch(Transport::kScratchStaging, 2 * chunk * wsize, wire.dtype) : Buffer{};
   auto seg = [&](int i) { return cuts ? aligned_segment(buf.count, p, i, *cuts) : segment(buf.count, p, i); };
-  const double t0 = now_seconds();
-  if (cast && !reduce) {
-    // The others receive this rank's part through the 16-bit wire; it keeps the same
-    // rounding, so that every rank ends with the same bits.
-    Segment own = seg(r);
-    for (std::size_t off = 0; off < own.count; off += chunk) {
-      Buffer part = buf.slice(own.offset + off, std::min(chunk, own.count - off));
-      Buffer wired = staging.slice(0, part.count);
-      transport_->convert(wired, part, false);
-      transport_->convert(part, wired, false);
-    }
-  }
-  for (int s = 0; s < p - 1; ++s) {
-    Segment out = seg(ring_send_index(r, s, p, reduce));
-    Segment in = seg(ring_send_index(prev, s, p, reduce));
-    std::size_t n_out = (out.count + chunk - 1) / chunk, n_in = (in.count + chunk - 1) / chunk;
-    std::size_t n = std::max(n_out, n_in);
-    // Chunk i of this step: the elements that go out, and where those coming in belong.
-    auto out_part = [&](std::size_t i) {
-      if (i >= n_out) return Buffer{};
-      std::size_t off = i * chunk;
-      return buf.slice(out.offset + off, std::min(chunk, out.count - off));
-    };
-    auto in_part = [&](std::size_t i) {
-      if (i >= n_in) return Buffer{};
-      std::size_t off = i * chunk;
-      return buf.slice(in.offset + off, std::min(chunk, in.count - off));
-    };
-    auto wire_slot = [&](Buffer slots, std::size_t i, std::size_t count) { return slots.slice((i % 2) * chunk, count); };
-    // The whole segment is ready now: reserve the link for all its chunks, then send each
-    // when its emulated transfer has finished.
-    std::vector<std::int64_t> release(n_out);
-    for (std::size_t i = 0; i < n_out; ++i) {
-      std::size_t elems = out_part(i).count;
-      release[i] = count_and_reserve(tier, elems * wsize,
-                                     static_cast<std::size_t>(static_cast<double>(elems * (cast ? esize : wsize)) *
-                                                              wire.logical_per_wire_byte));
-    }
-    auto start = [&](std::size_t i) {
-      Buffer send = out_part(i);
-      if (cast && send.count) {
-        Buffer staged = wire_slot(staging, i, send.count);
-        double c0 = now_seconds();
-        transport_->convert(staged, send, false);
-        traffic().codec(tier, now_seconds() - c0);
-        send = staged;
-      }
-      Buffer recv = in_part(i);
-      if ((reduce || cast) && recv.count) recv = wire_slot(landing, i, recv.count);
-      if (i < n_out) Pacer::wait_until(release[i]);
-      return transport_->start_exchange(send, send.count ? next : -1, recv, i < n_in ? prev : -1);
-    };
-    int tickets[2] = {-1, -1};
-    if (n > 0) tickets[0] = start(0);
-    for (std::size_t i = 0; i < n; ++i) {
-      if (i + 1 < n) tickets[(i + 1) % 2] = start(i + 1);
-      transport_->finish_exchange(tickets[i % 2]);
-      Buffer dst = in_part(i);
-      if (!dst.count || !(reduce || cast)) continue;
-      Buffer arrived = wire_slot(landing, i, dst.count);
-      if (cast) {
-        double c0 = now_seconds();
-        transport_->convert(dst, arrived, reduce);
-        traffic().codec(tier, now_seconds() - c0);
-      } else {
-        transport_->add(dst, arrived);
+  const std::vector<std::vector<std::size_t>> sends = phase_chunks(buf.count, reduce, chunk, cuts);
+  busy_while(tier, [&] {
+    if (cast && !reduce) {
+      // The others receive this rank's part through the 16-bit wire; it keeps the same
+      // rounding, so that every rank ends with the same bits.
+      Segment own = seg(r);
+      for (std::size_t off = 0; off < own.count; off += chunk) {
+        Buffer part = buf.slice(own.offset + off, std::min(chunk, own.count - off));
+        Buffer wired = staging.slice(0, part.count);
+        transport_->convert(wired, part, false);
+        transport_->convert(part, wired, false);
       }
     }
-  }
-  traffic().busy(tier, now_seconds() - t0);
+    for (int s = 0; s < p - 1; ++s) {
+      Segment out = seg(ring_send_index(r, s, p, reduce));
+      Segment in = seg(ring_send_index(prev, s, p, reduce));
+      std::size_t n_out = (out.count + chunk - 1) / chunk, n_in = (in.count + chunk - 1) / chunk;
+      std::size_t n = std::max(n_out, n_in);
+      // Chunk i of this step: the elements that go out, and where those coming in belong.
+      auto out_part = [&](std::size_t i) {
+        if (i >= n_out) return Buffer{};
+        std::size_t off = i * chunk;
+        return buf.slice(out.offset + off, std::min(chunk, out.count - off));
+      };
+      auto in_part = [&](std::size_t i) {
+        if (i >= n_in) return Buffer{};
+        std::size_t off = i * chunk;
+        return buf.slice(in.offset + off, std::min(chunk, in.count - off));
+      };
+      auto wire_slot = [&](Buffer slots, std::size_t i, std::size_t count) { return slots.slice((i % 2) * chunk, count); };
+      // The whole segment is ready now: the link is reserved for all its chunks, and each
+      // goes when its emulated transfer has finished.
+      std::vector<std::pair<std::size_t, std::size_t>> messages;
+      for (std::size_t elems : sends[static_cast<std::size_t>(s)])
+        messages.emplace_back(elems * wsize, static_cast<std::size_t>(static_cast<double>(elems * (cast ? esize : wsize)) *
+                                                                    wire.logical_per_wire_byte));
+      const Booking booked = book(tier, messages);
+      auto start = [&](std::size_t i) {
+        Buffer send = out_part(i);
+        if (cast && send.count) {
+          Buffer staged = wire_slot(staging, i, send.count);
+          double c0 = now_seconds();
+          transport_->convert(staged, send, false);
+          traffic().codec(tier, now_seconds() - c0);
+          send = staged;
+        }
+        Buffer recv = in_part(i);
+        if ((reduce || cast) && recv.count) recv = wire_slot(landing, i, recv.count);
+        if (i < n_out) hold(booked, i);
+        return transport_->start_exchange(send, send.count ? next : -1, recv, i < n_in ? prev : -1);
+      };
+      int tickets[2] = {-1, -1};
+      if (n > 0) tickets[0] = start(0);
+      for (std::size_t i = 0; i < n; ++i) {
+        if (i + 1 < n) tickets[(i + 1) % 2] = start(i + 1);
+        transport_->finish_exchange(tickets[i % 2]);
+        Buffer dst = in_part(i);
+        if (!dst.count || !(reduce || cast)) continue;
+        Buffer arrived = wire_slot(landing, i, dst.count);
+        if (cast) {
+          double c0 = now_seconds();
+          transport_->convert(dst, arrived, reduce);
+          traffic().codec(tier, now_seconds() - c0);
+        } else {
+          transport_->add(dst, arrived);
+        }
+      }
+    }
+  });
 }
 
-void Communicator::ring_reduce_scatter_inplace(Buffer buf) { ring_phase(buf, true, Wire{buf.dtype, 1.0}); }
-
-void Communicator::ring_all_gather_inplace(Buffer buf) { ring_phase(buf, false, Wire{buf.dtype, 1.0}); }
+void Communicator::phases(Buffer buf, bool reduce, bool gather) {
+  if (!transport_->collectives_in_library()) {
+    if (reduce) ring_phase(buf, true, Wire{buf.dtype, 1.0});
+    if (gather) ring_phase(buf, false, Wire{buf.dtype, 1.0});
+    return;
+  }
+  // The ring's messages, step by step, each step held until its last chunk would have
+  // arrived; then the library's collective.
+  const Tier tier = tier_to(mod(rank_ + 1, size()));
+  const std::size_t esize = dtype_size(buf.dtype), chunk = std::max<std::size_t>(1, chunk_bytes_ / esize);
+  busy_while(tier, [&] {
+    for (bool r : {true, false}) {
+      if (!(r ? reduce : gather)) continue;
+      for (const std::vector<std::size_t>& step : phase_chunks(buf.count, r, chunk, nullptr)) {
+        std::vector<std::pair<std::size_t, std::size_t>> messages;
+        for (std::size_t elems : step) messages.emplace_back(elems * esize, elems * esize);
+        const Booking booked = book(tier, messages);
+        if (!step.empty()) hold(booked, step.size() - 1);
+      }
+    }
+    if (reduce && gather)
+      transport_->all_reduce(buf);
+    else if (reduce)
+      transport_->reduce_scatter(buf);
+    else
+      transport_->all_gather(buf);
+  });
+}
 
 void Communicator::prepare_hierarchy() {
   if (!levels_.empty() || !plan_.even || plan_.levels.size() < 2) return;
@@ -111,8 +180,8 @@ void Communicator::prepare_hierarchy() {
     std::vector<int> sub_members;
     for (const auto& [key, world] : keyed) sub_members.push_back(world);
     const int key = level.key[static_cast<std::size_t>(rank_)];
-    levels_.push_back(
-        std::make_unique<Communicator>(topo_, std::move(sub_members), key, kind_, transport_->split(color, key)));
+    levels_.push_back(std::make_unique<Communicator>(topo_, std::move(sub_members), key, kind_,
+                                                     transport_->split(color, key), lane_));
     levels_.back()->set_chunk_bytes(chunk_bytes_);
     levels_.back()->set_pacer(pacer_);
     levels_.back()->set_producer_stream(transport_->producer());
@@ -125,7 +194,7 @@ void Communicator::prepare_hierarchy() {
 void Communicator::hierarchical_reduce_scatter(Buffer buf) {
   Buffer region = buf;
   for (const auto& level : levels_) {
-    level->ring_reduce_scatter_inplace(region);
+    level->phases(region, true, false);
     Segment mine = segment(region.count, level->size(), level->rank());
     region = region.slice(mine.offset, mine.count);
   }
@@ -138,7 +207,7 @@ void Communicator::hierarchical_all_gather(Buffer buf) {
     regions.push_back(regions.back().slice(mine.offset, mine.count));
   }
   for (std::size_t l = levels_.size(); l-- > 0;) {
-    levels_[l]->ring_all_gather_inplace(regions.back());
+    levels_[l]->phases(regions.back(), false, true);
     if (l > 0) regions.pop_back();
   }
 }

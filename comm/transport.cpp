@@ -1,6 +1,8 @@
 #include "comm/transport.h"
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
 #ifdef FIBERTRAIN_CUDA
@@ -10,8 +12,7 @@
 namespace ft {
 
 void Transport::on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn, bool write_back) {
-  const bool fits = takes_device_buffers() ? buf.device == Device::cuda : buf.device == Device::cpu;
-  if (fits || buf.count == 0) {
+  if (buf.device == memory() || buf.count == 0) {
     fn(buf);
     return;
   }
@@ -23,36 +24,46 @@ void Transport::on_backend_memory(Buffer buf, int slot, const std::function<void
   if (write_back) copy_bytes(buf.data, there.data, buf.bytes(), device);
 }
 
-std::shared_ptr<void> Transport::snapshot(Buffer buf) const {
+std::shared_ptr<void> Transport::snapshot(Buffer buf) {
   const std::size_t bytes = buf.bytes();
-  if (buf.device == Device::cuda) {
+  const Device device = buf.device;
+  void* p = nullptr;
+  if (device == Device::cuda) {
 #ifdef FIBERTRAIN_CUDA
-    // Stream-ordered memory: a plain cudaFree would wait for the whole device, NCCL's
-    // kernels (which may wait on a peer that waits on us) included.
+    // Stream-ordered memory: a plain cudaMalloc or cudaFree would wait for the whole device,
+    // NCCL's kernels (which may wait on a peer that waits on us) included.
     void* stream = producer_ ? producer_->native() : nullptr;
-    void* p = cuda_buffers::allocate_async(bytes, stream);
+    p = cuda_buffers::allocate_async(bytes, stream);
     if (stream)
       cuda_buffers::copy_async(p, buf.data, bytes, stream);
     else
       cuda_buffers::copy(p, buf.data, bytes, nullptr);  // no stream to order it by: done on return
-    return std::shared_ptr<void>(p, [stream](void* q) { cuda_buffers::release_async(q, stream); });
 #else
     throw std::logic_error("device buffer in a build without CUDA");
 #endif
+  } else {
+    p = std::malloc(bytes == 0 ? 1 : bytes);
+    if (!p) throw std::bad_alloc();
+    auto take = [p, src = buf.data, bytes] { std::memcpy(p, src, bytes); };
+    if (producer_)
+      producer_->launch(take);
+    else
+      take();
   }
-  std::shared_ptr<char[]> copy(new char[bytes == 0 ? 1 : bytes]);
-  auto take = [copy, src = buf.data, bytes] { std::memcpy(copy.get(), src, bytes); };
-  if (producer_)
-    producer_->launch(take);
-  else
-    take();
-  return std::shared_ptr<void>(copy, copy.get());
+  return std::shared_ptr<void>(p, [this, device](void* q) { release_snapshot(q, device); });
+}
+
+void Transport::release_snapshot(void* p, Device device) {
+  if (device == Device::cpu) return std::free(p);
+#ifdef FIBERTRAIN_CUDA
+  cuda_buffers::release_async(p, producer_ ? producer_->native() : nullptr);
+#endif
 }
 
 int Transport::worker_device() const {
 #ifdef FIBERTRAIN_CUDA
   // CUDA's current device is per thread: a worker uses the one of the thread that starts it.
-  if (takes_device_buffers() || (producer_ && producer_->kind() == StreamKind::cuda)) return cuda_buffers::current_device();
+  if (memory() == Device::cuda || (producer_ && producer_->kind() == StreamKind::cuda)) return cuda_buffers::current_device();
 #endif
   return -1;
 }

@@ -1,10 +1,10 @@
 // How one backend moves bytes within one group of ranks: point-to-point exchanges, the
 // library's own collectives, element-wise operations on its memory, scratch, and the
 // ordering of its work after the compute that produces the buffers (the rule written in
-// communicator.h is implemented here: ready(), wait_ready(), snapshot(), end_op()).
+// communicator.h is implemented here: ready(), wait_ready(), snapshot(), complete()).
 // Communicator builds the collectives, the ring and the hierarchy on top of it. One
-// transport per backend: MPI (host memory; mpi_transport.h) and NCCL (device memory;
-// nccl_transport.h).
+// transport per backend: MPI (host memory, calls that return done; mpi_transport.h) and
+// NCCL (its API's memory, work issued on a stream that completes later; nccl_transport.h).
 #pragma once
 
 #include <cstddef>
@@ -28,32 +28,35 @@ class Transport {
   virtual void all_gather(Buffer buf) = 0;      // each rank's segment(n, size, rank)
   virtual void broadcast(Buffer buf, int root) = 0;
   virtual void barrier() = 0;
+  // Whether the ring and hierarchical collectives call these level by level (NCCL, whose
+  // own are faster than a ring over its send/recv) instead of fibertrain's ring over
+  // exchanges (MPI); either way they are counted and paced as the ring would send.
+  virtual bool collectives_in_library() const { return false; }
 
   // ---- point to point ----
-  // Starts sending `send` to `to` while receiving `recv` from `from` (either may be empty);
-  // returns a ticket for finish_exchange. `beside_queue`: a receive the caller issues while
-  // the worker may be sending (Communicator::recv); it must not wait behind the worker's
-  // transfers, whose peers may be waiting for this very receive.
-  virtual int start_exchange(Buffer send, int to, Buffer recv, int from, bool beside_queue = false) = 0;
+  // Starts sending `send` to `to` while receiving `recv` from `from` (either may be empty),
+  // in one group: neither waits for the other. finish_exchange(ticket): after it, this
+  // transport's later work may use both buffers, and the host may once complete() has.
+  virtual int start_exchange(Buffer send, int to, Buffer recv, int from) = 0;
   virtual void finish_exchange(int ticket) = 0;
 
-  // ---- element-wise, on the buffers' device ----
+  // ---- element-wise, in this transport's order ----
   virtual void add(Buffer dst, Buffer src) = 0;  // dst += src
   virtual void scale(Buffer buf, double factor) = 0;
   // dst = convert(src), or dst += convert(src) when `add`: between fp32 and fp16/bf16
   // (round to nearest even; fp16 clamps at +-65504).
   virtual void convert(Buffer dst, Buffer src, bool add) = 0;
-  // Bytes between host memory and a buffer on `device` (or host to host).
+  // Bytes between host memory and a buffer on `device` (or host to host); done on return.
   virtual void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) = 0;
-  // Scratch of at least `bytes` on this backend's memory, kept for reuse; one buffer per
+  // Scratch of at least `bytes` in this backend's memory, kept for reuse; one buffer per
   // slot, so that users on different threads never share one.
   static constexpr int kScratchLanding = 0, kScratchStaging = 1, kScratchCodec = 2, kScratchHost = 3,
                        kScratchRecv = 4, kScratchSlots = 5;
   virtual Buffer scratch(int slot, std::size_t bytes, DType dtype) = 0;
-  // Whether collectives take device buffers (NCCL); the others run them through host copies.
-  virtual bool takes_device_buffers() const { return false; }
-  // Runs `fn` on `buf`, or on a copy of it in this backend's memory (host for MPI, device
-  // for NCCL), copied back after when `write_back`; `slot` names the scratch the copy uses.
+  // Where its buffers live: host memory (MPI, the CPU model of NCCL) or the GPU (NCCL).
+  virtual Device memory() const { return Device::cpu; }
+  // Runs `fn` on `buf`, or on a copy of it in this backend's memory, copied back after when
+  // `write_back`; `slot` names the scratch the copy uses.
   void on_backend_memory(Buffer buf, int slot, const std::function<void(Buffer)>& fn, bool write_back = true);
 
   // ---- ordering (communicator.h's rule) ----
@@ -64,12 +67,20 @@ class Transport {
   // An event on the producer marking the work issued so far (rule 1, at issue time).
   Event ready() const { return producer_ ? producer_->record() : Event{}; }
   // Orders what this backend does next after `ready`: the host waits for it (MPI), or the
-  // backend's streams do (NCCL).
+  // backend's stream does (NCCL).
   virtual void wait_ready(const Event& ready) { ready.synchronize(); }
-  // After each operation: a device backend waits for its own streams' work (rule 2).
-  virtual void end_op() {}
-  // A copy of `buf` on its device, taken on the producer in issue order (rule 3).
-  std::shared_ptr<void> snapshot(Buffer buf) const;
+  // Marks the work issued so far: complete at once where calls return done (MPI), recorded
+  // on the stream where they only issue it (NCCL). Rule 2 waits for it.
+  virtual Event complete() { return {}; }
+  // Runs `fn` in this transport's order: once its work issued so far has run (on its stream),
+  // or at once. The pacer's holds and the busy clocks go here, so that they start when the
+  // work does, whoever issued it.
+  virtual void on_stream(std::function<void()> fn) { fn(); }
+  // A copy of `buf` on its device, taken on the producer in issue order (rule 3); once
+  // dropped, it goes when this transport's work issued so far has run (release_snapshot).
+  std::shared_ptr<void> snapshot(Buffer buf);
+  // Frees a snapshot's memory in this transport's order: at once where calls return done.
+  virtual void release_snapshot(void* p, Device device);
   // The CUDA device a thread working for this transport must make current, or -1.
   int worker_device() const;
 

@@ -1,5 +1,6 @@
 #include "comm/work_queue.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 
@@ -11,6 +12,8 @@ struct Work::State {
   bool done = false;
   double started = 0, finished = 0;
   std::exception_ptr error;
+  Event issued;  // what the item left running
+  bool settled = false;  // a wait() saw it complete
 };
 
 double now_seconds() {
@@ -19,9 +22,18 @@ double now_seconds() {
 
 void Work::wait() const {
   if (!state_) return;
-  std::unique_lock lock(state_->mutex);
-  state_->cv.wait(lock, [&] { return state_->done; });
-  if (state_->error) std::rethrow_exception(state_->error);
+  Event issued;
+  {
+    std::unique_lock lock(state_->mutex);
+    state_->cv.wait(lock, [&] { return state_->done; });
+    if (state_->error) std::rethrow_exception(state_->error);
+    if (state_->settled) return;
+    issued = state_->issued;
+  }
+  issued.synchronize();
+  std::lock_guard lock(state_->mutex);
+  if (!state_->settled) state_->finished = std::max(state_->finished, now_seconds());
+  state_->settled = true;
 }
 
 bool Work::done() const {
@@ -33,7 +45,7 @@ bool Work::done() const {
 double Work::started() const { return state_ ? state_->started : 0; }
 double Work::finished() const { return state_ ? state_->finished : 0; }
 
-Work WorkQueue::enqueue(std::function<void()> fn, const std::function<void()>& init) {
+Work WorkQueue::enqueue(std::function<Event()> fn, const std::function<void()>& init) {
   Work w;
   w.state_ = std::make_shared<Work::State>();
   {
@@ -52,7 +64,7 @@ Work WorkQueue::enqueue(std::function<void()> fn, const std::function<void()>& i
 
 void WorkQueue::loop() {
   while (true) {
-    std::function<void()> fn;
+    std::function<Event()> fn;
     std::shared_ptr<Work::State> state;
     {
       std::unique_lock lock(mutex_);
@@ -64,8 +76,9 @@ void WorkQueue::loop() {
     }
     state->started = now_seconds();
     std::exception_ptr error;
+    Event issued;
     try {
-      fn();
+      issued = fn();
     } catch (...) {
       error = std::current_exception();
     }
@@ -74,6 +87,7 @@ void WorkQueue::loop() {
       std::lock_guard lock(state->mutex);
       state->finished = now_seconds();
       state->error = error;
+      state->issued = std::move(issued);
       state->done = true;
     }
     state->cv.notify_all();

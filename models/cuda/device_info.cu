@@ -115,9 +115,12 @@ double measure_cuda_matmul_flops(int n, double seconds) {
 }
 
 std::shared_ptr<void> cuda_allocate(std::size_t bytes) {
+  // Stream-ordered, from CUDA's pool on the compute stream: neither allocating nor freeing
+  // waits for the whole device, whose NCCL kernels may be waiting for a peer that waits for us.
+  void* stream = cuda::compute_stream();
   void* p = nullptr;
   try {
-    p = cuda_buffers::allocate(bytes);
+    p = cuda_buffers::allocate_async(bytes, stream);
   } catch (const std::exception&) {
     std::size_t free = 0, total = 0;
     if (cudaGetLastError() == cudaErrorMemoryAllocation || (cudaMemGetInfo(&free, &total) == cudaSuccess && bytes > free)) {
@@ -130,7 +133,7 @@ std::shared_ptr<void> cuda_allocate(std::size_t bytes) {
   // transfer that may touch the memory; cudaMemset would run on the legacy stream, which
   // the non-blocking compute stream does not wait for.
   cuda::zero(p, bytes == 0 ? 256 : bytes);
-  return std::shared_ptr<void>(p, [](void* q) { cuda_buffers::release(q); });
+  return std::shared_ptr<void>(p, [stream](void* q) { cuda_buffers::release_async(q, stream); });
 }
 
 }  // namespace ft

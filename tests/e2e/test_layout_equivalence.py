@@ -14,7 +14,7 @@ movement, so a wrong or missing average cannot pass. Because AdamW is nearly
 scale-invariant, the first moment m (which is not) and the logged gradient norm are checked
 too: they would be dp x too large if gradients were summed instead of averaged.
 
-Devices: `test_layout_equivalence.py [cpu|cpu-async|cuda]`.
+Devices: `test_layout_equivalence.py [cpu|cpu-async|cuda|nccl|nccl-strict]`.
 - cpu-async queues every CPU kernel on a stream thread that runs it only once something
   waits for it (comm/stream.h), so a communication step that does not wait for the compute
   before it reads data not yet written, and its layout fails here. Every layout is compared
@@ -24,7 +24,13 @@ Devices: `test_layout_equivalence.py [cpu|cpu-async|cuda]`.
   steps, against one CUDA rank within 1e-5 relative (losses, gradient norms, every
   parameter tensor); the codecs against the same layout with CUDA_LAUNCH_BLOCKING=1, which
   removes only the asynchrony. With two or more GPUs, the layouts whose ranks fit one per GPU
-  also run through comm: nccl. Skipped without a GPU."""
+  also run through comm: nccl. Skipped without a GPU.
+- nccl and nccl-strict run comm: nccl on cpu-async, the NCCL transport's own logic over the
+  CPU model of NCCL's rules (comm/nccl_api.h), with an eager size of 1 KiB so that every
+  pipeline and bucket transfer is a rendezvous, and in nccl-strict one launch queue per rank.
+  An issue order NCCL would deadlock on hangs there, and the watchdog ends the run within
+  train.watchdog_min (20 s): the layout fails, naming the ranks and what they were doing.
+  The outer sync with a delay joins the codecs: compared with the same layout on MPI."""
 import os
 import re
 import subprocess
@@ -37,6 +43,10 @@ from ftest import BIN, check, finish, run, tempdir
 
 DEVICE = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 SKIP = 77
+NCCL_MODEL = DEVICE in ("nccl", "nccl-strict")
+# What every run of the layouts under test takes besides its layout.
+UNDER_TEST = (["device=cpu-async", "comm=nccl", "nccl.eager=1KiB", f"nccl.strict={str(DEVICE == 'nccl-strict').lower()}",
+               "train.watchdog_min=20"] if NCCL_MODEL else [f"device={DEVICE}"])
 
 gpus = 0
 if DEVICE == "cuda":
@@ -87,21 +97,27 @@ CODECS = {f"dp2-{c}": (2, ["parallel.dp=2", "topology.ranks_per_node=1", f"compr
 CODECS["dp4-2pods-fp16-int8"] = (4, ["parallel.dp=4", "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
                                      "sync.algorithm=hierarchical", "compression.inter_node.codec=fp16",
                                      "compression.inter_pod.codec=int8"])
+# DiLoCo across 2 pods, every 2 steps, each outer sync landing a step late.
+CODECS["dp4-2pods-outer-delay"] = (4, ["parallel.dp=4", "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
+                                       "sync.outer.tier=inter_pod", "sync.outer.every=2", "sync.outer.delay=1"])
 if DEVICE == "cuda":  # the rows the GPU runs
     LAYOUTS = {k: LAYOUTS[k] for k in ("dp1", "tp2", "dp2", "dp4-zero1", "dp4-zero2-m2", "pp2-1f1b-m2",
                                        "pp2-gpipe-m4", "pp2-dp2-zero3-m2", "3d-tp2-pp2-dp2")}
     CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd")}
+if NCCL_MODEL:
+    CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd", "dp4-2pods-fp16-int8", "dp4-2pods-outer-delay")}
 
 
-def train(name, ranks, sets, device, env=None):
+def train(name, ranks, sets, device=None, env=None):
+    """Trains a layout under test, or with `device`, synchronously on MPI (a reference)."""
     ck, out = os.path.join(tmp, f"{name}.ck.h5"), os.path.join(tmp, f"{name}.h5")
-    args = ["train", "configs/tiny.yaml", "--set", f"checkpoint.path={ck}", "--set", f"device={device}"]
-    for s in sets:
+    args = ["train", "configs/tiny.yaml", "--set", f"checkpoint.path={ck}"]
+    for s in ([f"device={device}"] if device else UNDER_TEST) + sets:
         args += ["--set", s]
     args += [a.format(out=out) for a in COMMON]
     p = run(args, ranks=ranks, env=env)
     check(p.returncode == 0, f"{name} failed:\n{p.stderr}")
-    return ck, out
+    return (ck, out) if p.returncode == 0 else None
 
 
 # (name, run, reference run)
@@ -109,21 +125,24 @@ pairs = []
 sync_device = "cuda" if DEVICE == "cuda" else "cpu"
 ref = train("ref-dp1", 1, [], sync_device)
 for name, (ranks, sets) in LAYOUTS.items():
-    if name == "dp1" and DEVICE == "cpu":
+    if name == "dp1" and DEVICE in ("cpu", "nccl", "nccl-strict"):
         continue
-    pairs.append((name, train(name, ranks, sets + (["comm=mpi"] if DEVICE == "cuda" else []), DEVICE), ref))
+    pairs.append((name, train(name, ranks, sets + (["comm=mpi"] if DEVICE == "cuda" else [])), ref))
 if DEVICE == "cuda" and gpus >= 2:
     for name, (ranks, sets) in LAYOUTS.items():
         if ranks <= gpus:
-            pairs.append((f"{name}-nccl", train(f"{name}-nccl", ranks, sets + ["comm=nccl"], DEVICE), ref))
+            pairs.append((f"{name}-nccl", train(f"{name}-nccl", ranks, sets + ["comm=nccl"]), ref))
 if DEVICE != "cpu":
     blocking = {"CUDA_LAUNCH_BLOCKING": "1"} if DEVICE == "cuda" else None
     for name, (ranks, sets) in CODECS.items():
         extra = ["comm=mpi"] if DEVICE == "cuda" else []
         sync_ref = train(f"{name}-sync", ranks, sets + extra, sync_device, env=blocking)
-        pairs.append((name, train(name, ranks, sets + extra, DEVICE), sync_ref))
+        pairs.append((name, train(name, ranks, sets + extra), sync_ref))
 
-for name, (ck, out), (ref_ck, ref_out) in pairs:
+for name, got, reference in pairs:
+    if not got or not reference:
+        continue  # failed, and said so
+    (ck, out), (ref_ck, ref_out) = got, reference
     with h5py.File(ref_ck) as r, h5py.File(ref_out) as rl:
         with h5py.File(ck) as f, h5py.File(out) as fl:
             worst_w, worst_m, sq_diff, sq_ref = 0.0, 0.0, 0.0, 0.0
@@ -157,8 +176,11 @@ for name, (ck, out), (ref_ck, ref_out) in pairs:
 # parallelism stays inside a node, data parallelism crosses nodes. Each block all-reduces
 # its [B, T, C] activations twice forward and twice backward; a 2-rank ring sends half of
 # S twice, i.e. S = 8 x 64 x 128 x 4 bytes per call, 16 calls per step.
-runs = {name: got for name, got, _ in pairs}
-with h5py.File(runs.get("tp2-dp2", runs["tp2"])[1]) as f:
+runs = {name: got for name, got, _ in pairs if got}
+traffic_run = runs.get("tp2-dp2") or runs.get("tp2")
+if not traffic_run:
+    finish()  # the runs that would show it failed, and said so
+with h5py.File(traffic_run[1]) as f:
     s = f["steps"]
     tp_intra, tp_inter = s["bytes_tp/intra_node"][:], s["bytes_tp/inter_node"][:]
     dp_intra, dp_inter = s["bytes_dp/intra_node"][:], s["bytes_dp/inter_node"][:]

@@ -1,5 +1,7 @@
 // Ring and hierarchical collectives against the MPI library's own, exactly, and the
-// traffic counters against the hierarchical traffic formula, on several emulated topologies.
+// traffic counters against the hierarchical traffic formula, on several emulated topologies:
+// over MPI, and over the NCCL transport on the CPU model of NCCL (tests/mpi/mpi_world.h),
+// where each level is NCCL's collective counted as the ring would send it.
 //
 // Values are small integers stored as floats, so every sum is exact whatever the order of
 // additions: any difference is a wrong result, not rounding.
@@ -14,6 +16,7 @@
 namespace ft {
 namespace {
 
+using test::world_comm;
 using test::world_rank;
 using test::world_size;
 
@@ -45,15 +48,6 @@ std::vector<std::size_t> edge_counts() {
   return {0, 1, 2, 3, w - 1, w, w + 1, 7 * w + 3, 1000, 4099, 65536 + 5};
 }
 
-std::unique_ptr<MpiCommunicator> world_comm(const Topology& topo) {
-  std::vector<int> all(static_cast<std::size_t>(world_size()));
-  std::iota(all.begin(), all.end(), 0);
-  auto c = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, 0, world_rank(), all,
-                                             std::make_shared<const Topology>(topo), Traffic::other);
-  c->prepare_hierarchy();
-  return c;
-}
-
 template <class T> std::vector<T> inputs(std::size_t n, int rank) {
   std::vector<T> v(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>((static_cast<int>(i * 7) + rank * 13) % 31 - 15);
@@ -68,7 +62,7 @@ template <class T> std::vector<T> reference_sum(const std::vector<T>& mine) {
   return out;
 }
 
-template <class T> void all_reduce_matches_mpi(MpiCommunicator& c, Algorithm algo, const char* where) {
+template <class T> void all_reduce_matches_mpi(Communicator& c, Algorithm algo, const char* where) {
   for (std::size_t n : edge_counts()) {
     std::vector<T> mine = inputs<T>(n, world_rank());
     std::vector<T> expect = reference_sum(mine);

@@ -28,12 +28,8 @@ std::vector<std::pair<const char*, Topology>> topologies() {
   return out;
 }
 
-std::unique_ptr<MpiCommunicator> world_comm(const Topology& topo) {
-  std::vector<int> all(static_cast<std::size_t>(world_size()));
-  std::iota(all.begin(), all.end(), 0);
-  auto c = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, 0, world_rank(), all, std::make_shared<const Topology>(topo),
-                                             Traffic::dp);
-  c->prepare_hierarchy();
+std::unique_ptr<Communicator> world_comm(const Topology& topo) {
+  auto c = test::world_comm(topo, Traffic::dp);
   c->set_chunk_bytes(1024);
   return c;
 }

@@ -29,8 +29,8 @@ TEST(PacerSharedLink, TwoRanksOfANodeCrossingTogetherTakeTwiceAsLongAsOne) {
   auto transfer = [&](int senders) {
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = now_seconds();
-    if (rank < senders) c.send(host_buffer(buf.data(), buf.size()), rank + 2).wait();
-    if (rank >= 2 && rank - 2 < senders) c.recv(host_buffer(buf.data(), buf.size()), rank - 2);
+    if (rank < senders) c.exchange(host_buffer(buf.data(), buf.size()), rank + 2, Buffer{}, -1).wait();
+    if (rank >= 2 && rank - 2 < senders) c.exchange(Buffer{}, -1, host_buffer(buf.data(), buf.size()), rank - 2).wait();
     return max_over(MPI_COMM_WORLD, now_seconds() - t0);
   };
   transfer(1);  // warm-up: first-touch of buffers and connections

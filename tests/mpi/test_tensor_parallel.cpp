@@ -25,10 +25,7 @@ TEST(TensorParallel, ShardsComputeTheWholeModelsLossAndGradients) {
   const int tp = world_size(), rank = world_rank();
   const GptShape shape{13, 8, 2, 4, 16};  // heads and width divide by 1, 2 and 4
   const int B = 2;
-  std::vector<int> all(static_cast<std::size_t>(tp));
-  std::iota(all.begin(), all.end(), 0);
-  MpiCommunicator comm(MPI_COMM_WORLD, 0, rank, all, std::make_shared<const Topology>(Topology::emulated(tp, 0, 0, 0)),
-                       Traffic::tp);
+  std::unique_ptr<Communicator> comm = test::world_comm(Topology::emulated(tp, 0, 0, 0), Traffic::tp);
 
   GptStage whole(shape, StagePlan::whole(shape), B, 1, DType::f64);
   StagePlan plan = StagePlan::whole(shape);
@@ -36,7 +33,7 @@ TEST(TensorParallel, ShardsComputeTheWholeModelsLossAndGradients) {
   plan.tp_rank = rank;
   GptStage shard(shape, plan, B, 1, DType::f64);
   StageHooks hooks;
-  hooks.tp_all_reduce = [&](const Tensor& t) { comm.all_reduce(t.buffer(), ReduceOp::sum, Algorithm::ring); };
+  hooks.tp_all_reduce = [&](const Tensor& t) { comm->all_reduce(t.buffer(), ReduceOp::sum, Algorithm::ring); };
   shard.set_hooks(hooks);
   whole.init(5);
   shard.init(5);

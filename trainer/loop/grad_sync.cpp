@@ -142,10 +142,12 @@ void GradSync::launch(Bucket& b) {
         dense = ops::to_host(view);
         std::vector<float> f(dense.begin(), dense.end());
         dp->all_reduce(host_buffer(f.data(), f.size()), ReduceOp::avg, Algorithm::native);
+        dp->synchronize();  // inside the lane the sum is only issued
         dense.assign(f.begin(), f.end());
       }
       dp->all_reduce_compressed(grads, ReduceOp::avg, algo, *bucket->codecs, bucket->tensors);
       if (measure) {
+        dp->synchronize();  // inside the lane the sum is only issued
         std::vector<double> got = ops::to_host(view);
         for (std::size_t i = 0; i < dense.size(); ++i) {
           double d = got[i] - dense[i];

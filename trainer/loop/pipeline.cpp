@@ -34,25 +34,33 @@ PipelineRunner::PipelineRunner(const Config& cfg, const GridCoord& coord, Device
   targets_host_.resize(tokens_host_.size());
 }
 
-void PipelineRunner::forward(std::int64_t index, int microbatch, int slot, GptStage& model, BatchSource& data,
-                             Communicator& pp, Times& t) {
+void PipelineRunner::forward(std::int64_t index, int microbatch, int slot, GptStage& model, BatchSource& data, Times& t) {
   const int first = dp_rank_ * (cfg_.train.batch / cfg_.parallel.dp) + microbatch * micro_batch_;
   data.fill(index, first, micro_batch_, tokens_host_.data(), targets_host_.data());
   ops::upload(tokens_, tokens_host_.data());
   ops::upload(targets_, targets_host_.data());
   const double t0 = now_seconds();
-  if (!first_) pp.recv(recv_act_.buffer(), stage_ - 1);
-  const double t1 = now_seconds();
   const double loss = model.forward(slot, &tokens_, &recv_act_, &targets_);
-  t.forward += now_seconds() - t1;
-  t.wait += t1 - t0;
+  t.forward += now_seconds() - t0;
   if (last_) t.loss_sum += loss;
-  if (!last_) pp.send(model.output(slot).buffer(), stage_ + 1);  // a snapshot: the slot may be reused at once
+}
+
+void PipelineRunner::exchange(Communicator& pp, Buffer out, int to, Buffer in, int from, Times& t) {
+  if (to < 0 && from < 0) return;
+  const double t0 = now_seconds();
+  Work w = pp.exchange(out, to, in, from);  // `out` is a snapshot: its slot may be reused at once
+  if (from >= 0) w.wait();
+  t.wait += now_seconds() - t0;
 }
 
 double PipelineRunner::evaluate(int index, GptStage& model, BatchSource& data, Communicator& pp) {
   Times t;
-  for (int m = 0; m < cfg_.parallel.microbatches; ++m) forward(index, m, 0, model, data, pp, t);
+  for (int m = 0; m < cfg_.parallel.microbatches; ++m) {
+    exchange(pp, m > 0 && !last_ ? model.output(0).buffer() : Buffer{}, m > 0 && !last_ ? stage_ + 1 : -1,
+             first_ ? Buffer{} : recv_act_.buffer(), first_ ? -1 : stage_ - 1, t);
+    forward(index, m, 0, model, data, t);
+  }
+  exchange(pp, last_ ? Buffer{} : model.output(0).buffer(), last_ ? -1 : stage_ + 1, Buffer{}, -1, t);
   pp.synchronize();
   return t.loss_sum;
 }
@@ -66,16 +74,22 @@ PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource
   Times t;
   int live = 0;
   const double start = now_seconds();
+  Buffer out;  // what the last computation produced for a neighbour, and which
+  int to = -1;
   for (const PipeAction& a : schedule_) {
     const int slot = a.microbatch % slots_;
-    if (a.kind == PipeAction::forward) {
+    const bool fwd = a.kind == PipeAction::forward;
+    const bool receives = fwd ? !first_ : !last_;
+    exchange(pp, out, to, receives ? (fwd ? recv_act_ : recv_grad_).buffer() : Buffer{},
+             receives ? (fwd ? stage_ - 1 : stage_ + 1) : -1, t);
+    if (fwd) {
       if (++live > slots_) throw std::logic_error("pipeline holds more micro-batches than it has slots");
-      forward(step, a.microbatch, slot, model, data, pp, t);
+      forward(step, a.microbatch, slot, model, data, t);
+      out = last_ ? Buffer{} : model.output(slot).buffer();
+      to = last_ ? -1 : stage_ + 1;
     } else {
       --live;
-      double t0 = now_seconds();
-      if (!last_) pp.recv(recv_grad_.buffer(), stage_ + 1);
-      double t1 = now_seconds();
+      const double t0 = now_seconds();
       const bool completes = a.microbatch == p.microbatches - 1;
       around_backward(true, completes);
       model.backward(slot, &recv_grad_, loss_scale);
@@ -83,12 +97,13 @@ PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource
       // A GPU's backward is timed whole. cpu-async is left queued: it is for finding
       // missing waits, and a drain here would hide them.
       if (tokens_.device() == Device::cuda) ops::synchronize(Device::cuda);
-      t.backward += now_seconds() - t1;
-      t.wait += t1 - t0;
-      if (!first_) pp.send(model.input_grad().buffer(), stage_ - 1);
+      t.backward += now_seconds() - t0;
+      out = first_ ? Buffer{} : model.input_grad().buffer();
+      to = first_ ? -1 : stage_ - 1;
     }
   }
-  double t0 = now_seconds();
+  exchange(pp, out, to, Buffer{}, -1, t);
+  const double t0 = now_seconds();
   pp.synchronize();  // the last sends
   t.wait += now_seconds() - t0;
   t.backward_end = now_seconds();

@@ -2,9 +2,15 @@
 // step's forward/backward schedule over them (GPipe or 1F1B, schedule.h), with activations
 // received from the stage before and gradients from the stage after.
 //
-// Example, pp = 2, 1F1B, 2 micro-batches: stage 0 runs F0 F1 B0 B1, sending each forward's
-// output to stage 1 and receiving each backward's input gradient from it; stage 1 runs
-// F0 B0 F1 B1, receiving activations and sending back the gradient of its input.
+// Between two computations a stage makes one exchange with its neighbours, issued from the
+// compute thread in schedule order: what the computation before produced for a neighbour
+// goes out in the same group as what the one after needs comes in (as Megatron's batched
+// isend/irecv), so no stage's send waits on a receive its peer has not issued. Example,
+// pp = 2, 1F1B, 2 micro-batches (a = activation, g = gradient of it):
+//   stage 0:          F0 | send a0 | F1 | send a1, recv g0 | B0 | recv g1 | B1
+//   stage 1: recv a0 | F0 |         B0 | send g0, recv a1 | F1 |    B1    | send g1
+// The two middle groups meet: above NCCL's eager size, a send alone would wait for a
+// receive its peer issues only after its own send, and both would wait for ever.
 #pragma once
 
 #include <functional>
@@ -47,10 +53,12 @@ class PipelineRunner {
 
  private:
   // Micro-batch `microbatch` of global batch `index` of `data` forward through this stage
-  // into `slot`: its input from the stage before (or the data), its output to the stage
-  // after; adds the last stage's loss and the forward and wait times to `t`.
-  void forward(std::int64_t index, int microbatch, int slot, GptStage& model, BatchSource& data, Communicator& pp,
-               Times& t);
+  // into `slot` (its input received already, on a middle or last stage); adds the last
+  // stage's loss and the forward time to `t`.
+  void forward(std::int64_t index, int microbatch, int slot, GptStage& model, BatchSource& data, Times& t);
+  // The exchange before a computation: `out` (what the one before produced, to `to`) and
+  // `in` (what the next needs, from `from`), in one group; waits for `in`. Adds the wait to `t`.
+  void exchange(Communicator& pp, Buffer out, int to, Buffer in, int from, Times& t);
 
   const Config& cfg_;
   int stage_, dp_rank_;
