@@ -35,6 +35,9 @@ copy_deps() {  # copy_deps FILE...: the shared libraries these need, into $out/l
 
 cp -L "$bin" "$out/bin/fibertrain.bin"
 copy_deps "$bin"
+# The GPU tests, when built, so that tools/gpu-check.sh runs them there too.
+gpu_tests=$(dirname "$bin")/../tests/test_cuda_ops
+[ -x "$gpu_tests" ] && cp -L "$gpu_tests" "$out/bin/test_cuda_ops.bin" && copy_deps "$gpu_tests"
 # Open MPI's runtime, mirrored under usr/ so that OPAL_PREFIX finds plugins and help texts.
 plugins_rel=${ompi_plugins#/usr/}
 mkdir -p "$out/usr/$plugins_rel"
@@ -46,7 +49,7 @@ done
 copy_deps "$out"/usr/bin/* "$out/usr/$plugins_rel"/*.so
 
 # Debug sections are most of the bytes; a bundle is for running.
-strip --strip-debug "$out/bin/fibertrain.bin" "$out"/lib/*.so* "$out/usr/$plugins_rel"/*.so 2>/dev/null || true
+strip --strip-debug "$out"/bin/*.bin "$out"/lib/*.so* "$out/usr/$plugins_rel"/*.so 2>/dev/null || true
 
 # The bundled libpmix always scans its build-time plugin directory; on a machine with
 # another PMIx there, each launch printed dlopen errors (undefined symbol:
@@ -70,6 +73,15 @@ $env_lines
 exec "\$here/usr/bin/mpirun" -x OPAL_PREFIX -x LD_LIBRARY_PATH -x PATH -x PMIX_MCA_mca_base_component_disable_dlopen \\
   -x PMIX_MCA_pcompress_base_silence_warning "\$@"
 EOF
+if [ -e "$out/bin/test_cuda_ops.bin" ]; then
+  cat >"$out/bin/test_cuda_ops" <<EOF
+#!/usr/bin/env bash
+# The GPU tests from the bundle.
+$env_lines
+exec "\$here/bin/test_cuda_ops.bin" "\$@"
+EOF
+  chmod +x "$out/bin/test_cuda_ops"
+fi
 chmod +x "$out/bin/fibertrain" "$out/bin/mpirun"
 tar -C "$(dirname "$out")" -cJf "$out.tar.xz" "$(basename "$out")"
 echo "bundle: $out.tar.xz ($(du -sh "$out.tar.xz" | cut -f1)), unpacks to $(basename "$out")/"
