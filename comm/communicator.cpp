@@ -128,12 +128,7 @@ void Communicator::collective(Buffer whole, bool reduce, bool gather, ReduceOp o
     if (buf.count == 0 || size() == 1) return;
     if (algo == Algorithm::native) {
       traffic().native(kind_, buf.bytes());
-      if (reduce && gather)
-        transport_->all_reduce(buf);
-      else if (reduce)
-        transport_->reduce_scatter(buf);
-      else
-        transport_->all_gather(buf);
+      library_collective(buf, reduce, gather);
     } else if (use_levels(algo)) {
       if (reduce) hierarchical_reduce_scatter(buf);
       if (gather) hierarchical_all_gather(buf);
@@ -144,6 +139,15 @@ void Communicator::collective(Buffer whole, bool reduce, bool gather, ReduceOp o
     const Segment mine = gather ? Segment{0, buf.count} : owned(buf.count, algo);
     transport_->scale(buf.slice(mine.offset, mine.count), 1.0 / size());
   }); });
+}
+
+void Communicator::library_collective(Buffer buf, bool reduce, bool gather) {
+  if (reduce && gather)
+    transport_->all_reduce(buf);
+  else if (reduce)
+    transport_->reduce_scatter(buf);
+  else
+    transport_->all_gather(buf);
 }
 
 void Communicator::all_reduce(Buffer buf, ReduceOp op, Algorithm algo) { collective(buf, true, true, op, algo); }

@@ -126,6 +126,8 @@ class Communicator {
  private:
   // The reduce-scatter (`reduce`), all-gather (`gather`) or both (all-reduce) of `algo`.
   void collective(Buffer buf, bool reduce, bool gather, ReduceOp op, Algorithm algo);
+  // ... of the library, over this group.
+  void library_collective(Buffer buf, bool reduce, bool gather);
   // One ring phase: p - 1 steps in which each rank sends segment send_index(step) to the
   // next rank and receives segment recv_index(step) from the previous one, adding it to
   // its own copy when `reduce` (afterwards segment `rank` holds the sum). `cuts`, when
@@ -149,7 +151,7 @@ class Communicator {
   Booking book(Tier tier, const std::vector<std::pair<std::size_t, std::size_t>>& messages);
   void hold(const Booking& b, std::size_t i);
   // Runs `body`, booking the time from when the transport's work reaches it until its last
-  // part has run as `tier`'s busy time.
+  // part has run as `tier`'s busy time (on NCCL on a GPU, only where the tier is paced).
   void busy_while(Tier tier, const std::function<void()>& body);
   // A level's ring as the codecs see it (compressed.cpp).
   class LevelRing;

@@ -38,36 +38,33 @@ void NcclTransport::all_reduce(Buffer buf) { comm_->all_reduce(buf.data, buf.dat
 // NCCL's reduce-scatter and all-gather take equal shares; the project's segments put one
 // more element in the first n % p. Those go as a group of one reduce (or broadcast) per
 // segment, rooted at its owner: the same bytes, no wider a result.
-void NcclTransport::reduce_scatter(Buffer buf) {
-  const int p = size();
-  if (buf.count % static_cast<std::size_t>(p) == 0) {
-    const std::size_t share = buf.count / static_cast<std::size_t>(p);
-    comm_->reduce_scatter(buf.data, buf.slice(static_cast<std::size_t>(rank()) * share, share).data, share, buf.dtype,
-                          *stream_);
-    return;
-  }
+void NcclTransport::per_segment(Buffer buf, const std::function<void(Buffer part, int owner)>& op) {
   api_->group_start();
-  for (int r = 0; r < p; ++r) {
-    const Buffer part = buf.slice(segment(buf.count, p, r).offset, segment(buf.count, p, r).count);
-    comm_->reduce(part.data, part.data, part.count, buf.dtype, r, *stream_);
+  for (int r = 0; r < size(); ++r) {
+    const Segment s = segment(buf.count, size(), r);
+    op(buf.slice(s.offset, s.count), r);
   }
   api_->group_end();
 }
 
+void NcclTransport::reduce_scatter(Buffer buf) {
+  const std::size_t p = static_cast<std::size_t>(size()), share = buf.count / p;
+  if (buf.count % p == 0)
+    return comm_->reduce_scatter(buf.data, buf.slice(static_cast<std::size_t>(rank()) * share, share).data, share,
+                                 buf.dtype, *stream_);
+  per_segment(buf, [&](Buffer part, int owner) {
+    comm_->reduce(part.data, part.data, part.count, part.dtype, owner, *stream_);
+  });
+}
+
 void NcclTransport::all_gather(Buffer buf) {
-  const int p = size();
-  if (buf.count % static_cast<std::size_t>(p) == 0) {
-    const std::size_t share = buf.count / static_cast<std::size_t>(p);
-    comm_->all_gather(buf.slice(static_cast<std::size_t>(rank()) * share, share).data, buf.data, share, buf.dtype,
-                      *stream_);
-    return;
-  }
-  api_->group_start();
-  for (int r = 0; r < p; ++r) {
-    const Buffer part = buf.slice(segment(buf.count, p, r).offset, segment(buf.count, p, r).count);
-    comm_->broadcast(part.data, part.data, part.count, buf.dtype, r, *stream_);
-  }
-  api_->group_end();
+  const std::size_t p = static_cast<std::size_t>(size()), share = buf.count / p;
+  if (buf.count % p == 0)
+    return comm_->all_gather(buf.slice(static_cast<std::size_t>(rank()) * share, share).data, buf.data, share,
+                             buf.dtype, *stream_);
+  per_segment(buf, [&](Buffer part, int owner) {
+    comm_->broadcast(part.data, part.data, part.count, part.dtype, owner, *stream_);
+  });
 }
 
 void NcclTransport::broadcast(Buffer buf, int root) {

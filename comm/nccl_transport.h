@@ -7,6 +7,7 @@
 // process's NCCL lane (communicator.h), so no lock is needed.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -48,6 +49,8 @@ class NcclTransport final : public Transport {
 
  private:
   bool on_gpu() const { return api_->memory() == Device::cuda; }
+  // `op` for each rank's segment of `buf`, in one group.
+  void per_segment(Buffer buf, const std::function<void(Buffer part, int owner)>& op);
 
   std::shared_ptr<NcclApi> api_;
   std::unique_ptr<MpiTransport> bootstrap_;

@@ -38,6 +38,8 @@ void Communicator::hold(const Booking& b, std::size_t i) {
 }
 
 void Communicator::busy_while(Tier tier, const std::function<void()>& body) {
+  // On a GPU a host function stalls its stream: only a paced tier's time is worth that.
+  if (transport_->memory() == Device::cuda && !(pacer_ && pacer_->links()[tier].throttled())) return body();
   auto start = std::make_shared<double>(0);
   transport_->on_stream([start] { *start = now_seconds(); });
   body();
@@ -160,12 +162,7 @@ void Communicator::phases(Buffer buf, bool reduce, bool gather) {
         if (!step.empty()) hold(booked, step.size() - 1);
       }
     }
-    if (reduce && gather)
-      transport_->all_reduce(buf);
-    else if (reduce)
-      transport_->reduce_scatter(buf);
-    else
-      transport_->all_gather(buf);
+    library_collective(buf, reduce, gather);
   });
 }
 

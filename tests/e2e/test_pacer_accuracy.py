@@ -13,10 +13,24 @@ Latency: 4 KiB messages cost almost nothing on the wire, so their time grows by 
 steps when latency is emulated (checked within 25%, or 1 ms). A millisecond is within the
 scheduling noise of 8 ranks on 2 cores, in either run of the pair, so the pair is measured
 up to three times and the closest attempt counts: a latency that is
-missing (0 ms added) or applied per chunk or per rank (a multiple) fails every attempt."""
+missing (0 ms added) or applied per chunk or per rank (a multiple) fails every attempt.
+
+`test_pacer_accuracy.py nccl`: the same over comm: nccl on the CPU model of NCCL's rules,
+whose hierarchical all-reduce is NCCL's collective per level, held on its stream as the
+ring's messages would be (comm/ring.cpp). Bound: 15%. The model's collectives are MPI's
+nonblocking ones, moved on by polls between sleeps, so its T0 is twice MPI's and swings more
+with how 8 ranks share 2 cores; measured 3-8% under the model at 1 Gbit (2026-12-06), while
+a missing or doubled hold is off by 60%. Its 4 KiB all-reduce swings by a millisecond from
+run to run, so the latency is 10 ms there, checked within 25%."""
+import sys
+
 from ftest import check, finish, run
 
 TOPO = ["--set", "topology.ranks_per_node=2", "--set", "topology.nodes_per_pod=2"]
+BOUND, LATENCY = 0.10, 0.002
+if len(sys.argv) > 1 and sys.argv[1] == "nccl":
+    TOPO += ["--set", "comm=nccl", "--set", "device=cpu-async"]
+    BOUND, LATENCY = 0.15, 0.010
 
 
 def bench(link, sizes=("4KiB", "16MiB"), iters=3):
@@ -37,7 +51,7 @@ def bench(link, sizes=("4KiB", "16MiB"), iters=3):
 
 
 base = bench(None)
-for rate_bits, latency in ((200e6, 0.0), (1e9, 0.0), (1e9, 0.002)):
+for rate_bits, latency in ((200e6, 0.0), (1e9, 0.0), (1e9, LATENCY)):
     link = f"{{bandwidth: {int(rate_bits / 1e6)}Mbit, latency: {latency * 1e3:g}ms}}"
     rows = bench(link)
     big = rows[16 << 20]
@@ -45,7 +59,7 @@ for rate_bits, latency in ((200e6, 0.0), (1e9, 0.0), (1e9, 0.002)):
     model = base[16 << 20]["time"] + uplink_bytes * 8 / rate_bits + 2 * latency
     err = abs(big["time"] - model) / model
     print(f"{link}: 16 MiB measured {big['time'] * 1e3:.1f} ms, model {model * 1e3:.1f} ms ({err * 100:.1f}%)")
-    check(err <= 0.10, f"{link}: measured {big['time']:.4f} s vs model {model:.4f} s")
+    check(err <= BOUND, f"{link}: measured {big['time']:.4f} s vs model {model:.4f} s")
     if latency:
         tolerance = max(0.25 * 2 * latency, 0.001)
         attempts = []

@@ -1,7 +1,9 @@
 // `fibertrain bench collectives`: nccl-tests for fibertrain's algorithms. For each size and
 // algorithm: time per operation (slowest rank, mean over iterations), algbw = S / t and
 // busbw (nccl-tests' definitions: all_reduce x 2(n-1)/n, reduce_scatter and all_gather x
-// (n-1)/n), bytes each rank sent per tier, and a check of the result.
+// (n-1)/n), bytes each rank sent per tier, and a check of the result. Over the config's
+// backend and device (comm, device): MPI on host memory, NCCL on GPU memory, or NCCL's CPU
+// model; the buffer lives where the trainer's gradients would.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -11,6 +13,8 @@
 #include "comm/log.h"
 #include "comm/runtime.h"
 #include "models/device_info.h"
+#include "models/ops.h"
+#include "models/tensor.h"
 #include "trainer/cli/bench.h"
 #include "trainer/io/config.h"
 #include "trainer/io/h5.h"
@@ -44,9 +48,8 @@ double bus_factor(const std::string& op, int n) {
   return op == "all_reduce" ? 2.0 * (n - 1) / n : static_cast<double>(n - 1) / n;
 }
 
-// One in-place operation of `op` over `data` (n floats).
-void run_op(Communicator& c, const std::string& op, Algorithm a, std::vector<float>& data) {
-  Buffer full = host_buffer(data.data(), data.size());
+// One in-place operation of `op` over `full`.
+void run_op(Communicator& c, const std::string& op, Algorithm a, Buffer full) {
   if (op == "all_reduce")
     c.all_reduce(full, ReduceOp::sum, a);
   else if (op == "reduce_scatter")
@@ -95,6 +98,7 @@ int run_collectives(const CollectivesArgs& args) {
     cfg = load_config(args.config, overrides);
     validate_launch(cfg, mpi.size());
     topo = make_topology(cfg.topology, mpi);
+    prepare_device(cfg, mpi);
     if (args.op != "all_reduce" && args.op != "reduce_scatter" && args.op != "all_gather")
       throw UserError(fmt::format("--op {}: expected all_reduce, reduce_scatter or all_gather", args.op));
     for (const auto& name : args.algos) {
@@ -115,8 +119,9 @@ int run_collectives(const CollectivesArgs& args) {
     if (args.factor < 2) throw UserError("--factor must be at least 2");
   });
   Layout layout = make_layout(cfg, mpi, topo);
-  Communicator& c = *layout.comms.world;
+  Communicator& c = *layout.comms.dp;  // every rank, over the config's backend
   c.set_chunk_bytes(chunk);
+  const Device device = compute_device(cfg);
   const int world = mpi.size();
   if (mpi.rank() == 0) {
     std::printf("# %s, %s, chunk %s, %d warm-up + %d timed iterations\n", args.op.c_str(), topo->describe().c_str(),
@@ -132,16 +137,19 @@ int run_collectives(const CollectivesArgs& args) {
   for (std::size_t bytes = min; bytes <= max; bytes *= static_cast<std::size_t>(args.factor)) {
     const std::size_t n = bytes / sizeof(float);
     std::vector<float> data(n);
+    const Tensor buffer({static_cast<std::int64_t>(n)}, DType::f32, device);
     for (Algorithm a : algos) {
       Segment mine = c.owned(n, a);
       fill(data, mpi.rank(), args.op, mine);
-      run_op(c, args.op, a, data);
+      ops::upload(buffer, data.data());
+      run_op(c, args.op, a, buffer.buffer());
+      ops::download(data.data(), buffer);
       bool ok = check(data, world, args.op, mine);
-      for (int i = 1; i < args.warmup; ++i) run_op(c, args.op, a, data);
+      for (int i = 1; i < args.warmup; ++i) run_op(c, args.op, a, buffer.buffer());
       c.barrier();
       TrafficSnapshot before = traffic().snapshot();
       double t0 = now_seconds();
-      for (int i = 0; i < args.iters; ++i) run_op(c, args.op, a, data);
+      for (int i = 0; i < args.iters; ++i) run_op(c, args.op, a, buffer.buffer());
       double t = max_over(MPI_COMM_WORLD, (now_seconds() - t0) / args.iters);
       TrafficSnapshot d = traffic().snapshot() - before;
       Row row{n * sizeof(float), a, t, 0, 0, {}, ok};

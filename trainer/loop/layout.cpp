@@ -6,6 +6,8 @@
 
 #include "comm/error.h"
 #include "comm/log.h"
+#include "models/device_info.h"
+#include "models/ops.h"
 #include "trainer/io/topology_file.h"
 
 namespace ft {
@@ -43,6 +45,17 @@ std::shared_ptr<NcclApi> nccl_api(const Config& cfg) {
 
 Device compute_device(const Config& cfg) { return cfg.device == "cuda" ? Device::cuda : Device::cpu; }
 
+void prepare_device(const Config& cfg, const MpiRuntime& mpi) {
+  if (cfg.device == "cuda") {
+#ifdef FIBERTRAIN_CUDA
+    if (cfg.nccl.strict && uses_nccl(cfg)) nccl_one_launch_queue();  // before CUDA starts
+#endif
+    select_cuda_device(mpi.local_rank());  // one GPU per rank, before any allocation or NCCL
+    ops::set_bf16_matmuls(cfg.precision == "bf16");
+  }
+  ops::set_cpu_async(cfg.device == "cpu-async");
+}
+
 LinkSpecs link_specs(const LinksConfig& links) {
   LinkSpecs specs{};
   for (Tier t : kAllTiers)
@@ -63,6 +76,7 @@ Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<con
   for (Communicator* c : {static_cast<Communicator*>(comms.world.get()), comms.tp.get(), comms.pp.get(), comms.dp.get(),
                           comms.embed.get(), comms.dp_inner.get(), comms.dp_outer.get()})
     if (c) c->set_pacer(pacer);
+  comms.set_producer_stream(&ops::compute_stream(compute_device(cfg)));
   return Layout{grid, coord, std::move(topo), std::move(comms), std::move(pacer)};
 }
 

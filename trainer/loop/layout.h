@@ -33,11 +33,17 @@ std::shared_ptr<NcclApi> nccl_api(const Config& cfg);
 // difference is the compute stream, ops::set_cpu_async).
 Device compute_device(const Config& cfg);
 
+// The process's device, before anything allocates or starts CUDA: on cuda this local rank's
+// GPU (and, with nccl.strict, one launch queue) and the matmul precision; on cpu-async the
+// deferred compute stream. Throws UserError.
+void prepare_device(const Config& cfg, const MpiRuntime& mpi);
+
 // The links section as the pacer's per-tier specs.
 LinkSpecs link_specs(const LinksConfig& links);
 
-// Collective over the world (builds the communicators and the pacer's shared link state);
-// run after validate_launch.
+// Collective over the world (builds the communicators, their producer the compute stream of
+// cfg's device, and the pacer's shared link state); run after validate_launch and
+// prepare_device.
 Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<const Topology> topo);
 
 // The start-up banner's topology lines: a summary, the per-node table, and the tier each

@@ -134,18 +134,10 @@ std::unique_ptr<Trainer> Trainer::create(const Config& cfg, const RunOptions& op
   std::shared_ptr<const Topology> topo;
   run_phase(MPI_COMM_WORLD, [&] {
     topo = make_topology(cfg.topology, mpi);
-    if (cfg.device == "cuda") {
-#ifdef FIBERTRAIN_CUDA
-      if (cfg.nccl.strict && uses_nccl(cfg)) nccl_one_launch_queue();  // before CUDA starts
-#endif
-      select_cuda_device(mpi.local_rank());  // one GPU per rank, before any allocation or NCCL
-      ops::set_bf16_matmuls(cfg.precision == "bf16");
-    }
-    ops::set_cpu_async(cfg.device == "cpu-async");
+    prepare_device(cfg, mpi);
   });
   std::optional<Layout> layout;
   run_phase(MPI_COMM_WORLD, [&] { layout.emplace(make_layout(cfg, mpi, topo)); });
-  layout->comms.set_producer_stream(&ops::compute_stream(compute_device(cfg)));
   std::unique_ptr<Trainer> t;
   run_phase(MPI_COMM_WORLD, [&] {
     try {
