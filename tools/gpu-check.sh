@@ -7,7 +7,7 @@
 #     are GPUs enough (tests/e2e/test_layout_equivalence.py cuda);
 #   - with two or more GPUs, pipeline parallelism over NCCL with activations above NCCL's
 #     eager size, normal and strict (nccl.strict: one launch queue), the case whose hang the
-#     CPU model of NCCL reproduces;
+#     CPU model of NCCL reproduces; and bench collectives over NCCL (its bus bandwidth);
 #   - the messages a user meets: two ranks of one NCCL communicator on one GPU, and a model
 #     that does not fit the GPU's memory;
 #   - bench model on configs/gpt2-124m.yaml in bf16, beside PyTorch's eager and compiled
@@ -79,7 +79,7 @@ python3 -c 'import h5py' 2>/dev/null || python=/usr/bin/python3
 # The GPU tests.
 if [ -x "$cuda_tests" ]; then
   run cuda_ops 300 "$cuda_tests"
-  count() { grep -o "$1  \] [0-9]* test" "$log/cuda_ops" | grep -o '[0-9]*' | head -n 1; }
+  count() { grep -o "\[ *$1 *\] [0-9]* test" "$log/cuda_ops" | grep -o '[0-9][0-9]*' | head -n 1; }
   passed=$(count PASSED) skipped=$(count SKIPPED) failed=$(count FAILED)
   row "GPU tests (CUDA ops, loss and gradients vs CPU, fp32 and bf16)" \
     "$([ $rc -eq 0 ] && [ "${passed:-0}" -gt 0 ] && echo PASS || echo FAIL)" \
@@ -109,8 +109,16 @@ if [ "$gpus" -ge 2 ]; then
     row "pp 2, 1F1B, 32 MiB activations over NCCL$([ $strict = true ] && echo ', strict')" \
       "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "exit $rc$([ $rc -ne 0 ] && echo ": $(grep -m1 'error' "$log/pp_large_$strict" | cut -c1-100)")" "$secs"
   done
+  # NCCL's all-reduce over every GPU, as nccl-tests would show it (busbw at 256 MiB).
+  run bench_nccl 180 mpirun -n "$gpus" --oversubscribe "$bin" bench collectives --set device=cuda --set comm=nccl \
+    --algos native,ring --min 256MiB --max 256MiB --warmup 2 --iters 5
+  while read -r size count algo us algbw busbw _; do
+    row "bench collectives: all-reduce 256 MiB over $gpus GPUs, $algo" \
+      "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" "busbw $busbw GB/s, $us us" ""
+  done < <(grep -E '^ +268435456 ' "$log/bench_nccl")
+  [ $rc -eq 0 ] || row "bench collectives over NCCL" FAIL "exit $rc: $(grep -m1 error "$log/bench_nccl" | cut -c1-80)" "$secs"
 else
-  row "pp over NCCL above its eager size" SKIP "needs 2 GPUs (one here)" 0
+  row "pp over NCCL above its eager size; NCCL's bus bandwidth" SKIP "needs 2 GPUs (one here)" 0
 fi
 
 # Two ranks of one NCCL communicator on one GPU: one message, exit 2.
