@@ -84,6 +84,8 @@ Work Communicator::all_reduce_async(Buffer buf, ReduceOp op, Algorithm algo) {
 }
 
 void Communicator::ordered(const std::function<void()>& body) {
+  // Inside an item: the item's own communicator, or a level of its hierarchy, which shares
+  // its stream (a call on another communicator here would not be ordered after the item's work).
   if (lane_->on_worker()) return body();
   if (!own_lane_) return enqueue(body).wait();
   Event ready = transport_->ready();

@@ -294,6 +294,13 @@ void ModelComm::start(const Part& p, std::vector<MPI_Request>& requests, std::ve
 void ModelComm::run(const Op& op) {
   model_->await_turn(*this, op);
   try {
+    // What MPI cannot take is refused before any part starts: a part left running would
+    // write to buffers that go with the error.
+    for (const Part& p : op.parts) {
+      const bool sums = p.kind == Part::all_reduce || p.kind == Part::reduce_scatter || p.kind == Part::reduce;
+      if (sums) mpi_type(p.dtype);
+      mpi_count(sums || !p.collective() ? p.count : p.count * dtype_size(p.dtype));
+    }
     reap_eager(false);
     if (op.collective >= 0) check_same_collective(op);
     std::vector<MPI_Request> requests;

@@ -12,6 +12,7 @@
 
 #include "comm/error.h"
 #include "comm/host_buffers.h"
+#include "comm/log.h"
 #ifdef FIBERTRAIN_CUDA
 #include "comm/cuda/buffer_ops.h"
 #endif
@@ -27,10 +28,30 @@ NcclTransport::NcclTransport(std::shared_ptr<NcclApi> api, std::unique_ptr<MpiTr
       scratch_(kScratchSlots),
       scratch_bytes_(kScratchSlots, 0) {}
 
+// Reached while a job unwinds from an error too: the stream's error was reported already.
 NcclTransport::~NcclTransport() {
-  stream_->synchronize();
-  scratch_.clear();
-  stream_->synchronize();
+  try {
+    stream_->synchronize();
+    scratch_.clear();
+    stream_->synchronize();
+  } catch (const std::exception& e) {
+    log::warn("NCCL transport closing after an error: {}", e.what());
+  }
+}
+
+void NcclTransport::grouped(const std::function<void()>& issue) {
+  api_->group_start();
+  try {
+    issue();
+  } catch (...) {
+    // Left open, the group would take in every later call of the lane's thread.
+    try {
+      api_->group_end();
+    } catch (...) {
+    }
+    throw;
+  }
+  api_->group_end();
 }
 
 void NcclTransport::all_reduce(Buffer buf) { comm_->all_reduce(buf.data, buf.data, buf.count, buf.dtype, *stream_); }
@@ -39,12 +60,12 @@ void NcclTransport::all_reduce(Buffer buf) { comm_->all_reduce(buf.data, buf.dat
 // more element in the first n % p. Those go as a group of one reduce (or broadcast) per
 // segment, rooted at its owner: the same bytes, no wider a result.
 void NcclTransport::per_segment(Buffer buf, const std::function<void(Buffer part, int owner)>& op) {
-  api_->group_start();
-  for (int r = 0; r < size(); ++r) {
-    const Segment s = segment(buf.count, size(), r);
-    op(buf.slice(s.offset, s.count), r);
-  }
-  api_->group_end();
+  grouped([&] {
+    for (int r = 0; r < size(); ++r) {
+      const Segment s = segment(buf.count, size(), r);
+      op(buf.slice(s.offset, s.count), r);
+    }
+  });
 }
 
 void NcclTransport::reduce_scatter(Buffer buf) {
@@ -79,10 +100,10 @@ void NcclTransport::barrier() {
 // One group, on the one stream: whatever the stream does next (the ring's add of what
 // arrived, the next chunk into the slot) is ordered after it, so finishing needs no wait.
 int NcclTransport::start_exchange(Buffer send, int to, Buffer recv, int from) {
-  api_->group_start();
-  if (to >= 0 && send.count) comm_->send(send.data, send.bytes(), to, *stream_);
-  if (from >= 0 && recv.count) comm_->recv(recv.data, recv.bytes(), from, *stream_);
-  api_->group_end();
+  grouped([&] {
+    if (to >= 0 && send.count) comm_->send(send.data, send.bytes(), to, *stream_);
+    if (from >= 0 && recv.count) comm_->recv(recv.data, recv.bytes(), from, *stream_);
+  });
   return 0;
 }
 

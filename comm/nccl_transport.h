@@ -49,6 +49,8 @@ class NcclTransport final : public Transport {
 
  private:
   bool on_gpu() const { return api_->memory() == Device::cuda; }
+  // The NCCL calls of `issue` in one group, closed even when one of them throws.
+  void grouped(const std::function<void()>& issue);
   // `op` for each rank's segment of `buf`, in one group.
   void per_segment(Buffer buf, const std::function<void(Buffer part, int owner)>& op);
 

@@ -58,6 +58,13 @@ int select_cuda_device(int local_rank) {
   }
   int d = local_rank % n;
   if (cudaSetDevice(d) != cudaSuccess) throw UserError("cannot select CUDA device " + std::to_string(d));
+  // Memory freed on an NCCL stream (a sent snapshot, old scratch) is reused by another stream
+  // only once the free is seen done, never by making that stream wait for it: compute would
+  // otherwise wait for a send, which waits for the peer.
+  cudaMemPool_t pool;
+  int no = 0;
+  if (cudaDeviceGetDefaultMemPool(&pool, d) == cudaSuccess)
+    cudaMemPoolSetAttribute(pool, cudaMemPoolReuseAllowInternalDependencies, &no);
   return d;
 }
 

@@ -49,7 +49,17 @@ void PipelineRunner::exchange(Communicator& pp, Buffer out, int to, Buffer in, i
   if (to < 0 && from < 0) return;
   const double t0 = now_seconds();
   Work w = pp.exchange(out, to, in, from);  // `out` is a snapshot: its slot may be reused at once
-  if (from >= 0) w.wait();
+  if (from >= 0)
+    w.wait();
+  else
+    sent_.push_back(std::move(w));
+  t.wait += now_seconds() - t0;
+}
+
+void PipelineRunner::finish_sends(Times& t) {
+  const double t0 = now_seconds();
+  for (const Work& w : sent_) w.wait();
+  sent_.clear();
   t.wait += now_seconds() - t0;
 }
 
@@ -61,7 +71,7 @@ double PipelineRunner::evaluate(int index, GptStage& model, BatchSource& data, C
     forward(index, m, 0, model, data, t);
   }
   exchange(pp, last_ ? Buffer{} : model.output(0).buffer(), last_ ? -1 : stage_ + 1, Buffer{}, -1, t);
-  pp.synchronize();
+  finish_sends(t);
   return t.loss_sum;
 }
 
@@ -103,9 +113,7 @@ PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource
     }
   }
   exchange(pp, out, to, Buffer{}, -1, t);
-  const double t0 = now_seconds();
-  pp.synchronize();  // the last sends
-  t.wait += now_seconds() - t0;
+  finish_sends(t);
   t.backward_end = now_seconds();
   t.span = t.backward_end - start;
   return t;

@@ -57,8 +57,11 @@ class PipelineRunner {
   // stage's loss and the forward time to `t`.
   void forward(std::int64_t index, int microbatch, int slot, GptStage& model, BatchSource& data, Times& t);
   // The exchange before a computation: `out` (what the one before produced, to `to`) and
-  // `in` (what the next needs, from `from`), in one group; waits for `in`. Adds the wait to `t`.
+  // `in` (what the next needs, from `from`), in one group; waits for `in`, and keeps an
+  // exchange that only sends in `sent_`. Adds the wait to `t`.
   void exchange(Communicator& pp, Buffer out, int to, Buffer in, int from, Times& t);
+  // Waits for the sends still in flight (rethrowing their errors); adds the wait to `t`.
+  void finish_sends(Times& t);
 
   const Config& cfg_;
   int stage_, dp_rank_;
@@ -68,6 +71,7 @@ class PipelineRunner {
   int slots_;
   Tensor tokens_, targets_, recv_act_, recv_grad_;
   std::vector<std::int32_t> tokens_host_, targets_host_;  // what the data source fills
+  std::vector<Work> sent_;  // exchanges that only sent, not yet waited for
 };
 
 }  // namespace ft
