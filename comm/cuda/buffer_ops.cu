@@ -64,12 +64,6 @@ std::string device_bus_id() {
   return id;
 }
 
-void* allocate(std::size_t bytes) {
-  void* p = nullptr;
-  check(cudaMalloc(&p, bytes == 0 ? 256 : bytes), "cudaMalloc");
-  return p;
-}
-void release(void* p) { cudaFree(p); }
 void* create_stream() {
   cudaStream_t st;
   check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "stream");

@@ -16,9 +16,6 @@ int current_device();
 void set_device(int device);
 // The current device's PCI bus id ("0000:18:00.0").
 std::string device_bus_id();
-// Allocation on the current device; throws on failure.
-void* allocate(std::size_t bytes);
-void release(void* p);
 void* create_stream();  // non-blocking
 void destroy_stream(void* stream);
 void* create_event();
