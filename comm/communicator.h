@@ -109,7 +109,9 @@ class Communicator {
   // Point to point, counted and paced like the ring's messages: sends `send` to group rank
   // `to` while receiving `recv` from `from` (either may be empty, or -1), in one group, so
   // that neither waits for the other: a pipeline stage's exchange with its neighbours.
-  // `send` is snapshotted (rule 3); `recv` is in place when the Work is.
+  // `send` is snapshotted (rule 3): like an asynchronous device copy, it must stay allocated
+  // until the compute issued before has run (tensors the model owns do); `recv` is in place
+  // when the Work is.
   Work exchange(Buffer send, int to, Buffer recv, int from);
 
   // Runs `fn` on the lane after everything issued before it.
