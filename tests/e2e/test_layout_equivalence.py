@@ -27,7 +27,8 @@ Devices: `test_layout_equivalence.py [cpu|cpu-async|cuda|nccl|nccl-strict]`.
   also run through comm: nccl. Skipped without a GPU.
 - nccl and nccl-strict run comm: nccl on cpu-async, the NCCL transport's own logic over the
   CPU model of NCCL's rules (comm/nccl_api.h), with an eager size of 1 KiB so that every
-  pipeline and bucket transfer is a rendezvous, and in nccl-strict one launch queue per rank.
+  pipeline and bucket transfer is a rendezvous, and in nccl-strict one launch queue per rank
+  (every layout; nccl runs one of each kind).
   An issue order NCCL would deadlock on hangs there, and the watchdog ends the run within
   train.watchdog_min (20 s): the layout fails, naming the ranks and what they were doing.
   The outer sync with a delay joins the codecs: compared with the same layout on MPI."""
@@ -106,6 +107,11 @@ if DEVICE == "cuda":  # the rows the GPU runs
     CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd")}
 if NCCL_MODEL:
     CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd", "dp4-2pods-fp16-int8", "dp4-2pods-outer-delay")}
+if DEVICE == "nccl":  # strict runs every layout; without it, one of each kind, for time
+    LAYOUTS = {k: LAYOUTS[k] for k in ("tp2-dp2", "pp2-gpipe-m4", "pp2-1f1b-m2", "pp4-1f1b-m8", "3d-tp2-pp2-dp2",
+                                       "dp4-zero1", "dp4-zero2-m2", "3d-tp2-pp2-dp2-zero3",
+                                       "dp4-2pods-hierarchical-zero3-m2")}
+    CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd", "dp4-2pods-outer-delay")}
 
 
 def train(name, ranks, sets, device=None, env=None):

@@ -19,7 +19,7 @@ missing (0 ms added) or applied per chunk or per rank (a multiple) fails every a
 whose hierarchical all-reduce is NCCL's collective per level, held on its stream as the
 ring's messages would be (comm/ring.cpp). Bound: 15%. The model's collectives are MPI's
 nonblocking ones, moved on by polls between sleeps, so its T0 is twice MPI's and swings more
-with how 8 ranks share 2 cores; measured 3-8% under the model at 1 Gbit (2026-12-06), while
+with how 8 ranks share 2 cores; measured 0-8% under the model at 1 Gbit (2026-12-06, 2-core Intel Xeon), while
 a missing or doubled hold is off by 60%. Its 4 KiB all-reduce swings by a millisecond from
 run to run, so the latency is 10 ms there, checked within 25%."""
 import sys
