@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 
 #include "comm/segment.h"
 
@@ -53,24 +54,19 @@ Segment CollectivePlan::region(std::size_t n, int level, int m, const std::vecto
   return at;
 }
 
-int CollectivePlan::kept(int level, int m, bool reduce) const {
-  const RingLevel& r = levels_[static_cast<std::size_t>(level)];
-  // Steps 0 .. size-2 send; the index step size-1 would send is the one kept.
-  return ring_send_index(r.key[static_cast<std::size_t>(m)], r.size - 1, r.size, reduce);
-}
-
 std::size_t CollectivePlan::sent(std::size_t n, int level, int m, bool reduce, const std::vector<std::size_t>* cuts) const {
   const RingLevel& r = levels_[static_cast<std::size_t>(level)];
-  if (r.size < 2) return 0;
-  if (!cuts) return sent_of(region(n, level, m).count, level, m, reduce);
   const Segment at = region(n, level, m, cuts);
-  return at.count - aligned_segment(at.count, r.size, kept(level, m, reduce), cuts_within(*cuts, at.offset, at.count)).count;
+  const std::vector<std::size_t> local = cuts ? cuts_within(*cuts, at.offset, at.count) : std::vector<std::size_t>{};
+  const std::vector<std::size_t> steps =
+      ring_sends(at.count, r.size, r.key[static_cast<std::size_t>(m)], reduce, cuts ? &local : nullptr);
+  return std::accumulate(steps.begin(), steps.end(), std::size_t{0});
 }
 
 std::size_t CollectivePlan::sent_of(std::size_t whole, int level, int m, bool reduce) const {
   const RingLevel& r = levels_[static_cast<std::size_t>(level)];
-  if (r.size < 2) return 0;
-  return whole - segment(whole, r.size, kept(level, m, reduce)).count;
+  const std::vector<std::size_t> steps = ring_sends(whole, r.size, r.key[static_cast<std::size_t>(m)], reduce);
+  return std::accumulate(steps.begin(), steps.end(), std::size_t{0});
 }
 
 std::size_t CollectivePlan::largest_segment(std::size_t n, int level, int m, const std::vector<std::size_t>* cuts) const {

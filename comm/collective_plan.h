@@ -31,7 +31,7 @@ class CollectivePlan {
   // segments end on them, as a codec that needs whole matrices has them cut).
   Segment region(std::size_t n, int level, int m, const std::vector<std::size_t>* cuts = nullptr) const;
   // Elements member m sends at `level` in one reduce-scatter (`reduce`) or all-gather phase:
-  // every segment of its region but the one its ring never passes on.
+  // every segment of its region but the one its ring never passes on (ring_sends, summed).
   std::size_t sent(std::size_t n, int level, int m, bool reduce, const std::vector<std::size_t>* cuts = nullptr) const;
   // ... in one phase on `whole` elements of its own (a codec's payloads or factors) at `level`.
   std::size_t sent_of(std::size_t whole, int level, int m, bool reduce) const;
@@ -41,8 +41,6 @@ class CollectivePlan {
   Tier tier(int level) const;
 
  private:
-  // The segment member m's ring never passes on in a phase at `level`: the one it ends holding.
-  int kept(int level, int m, bool reduce) const;
   std::vector<int> members_;
   std::vector<RingLevel> levels_;
 };

@@ -31,6 +31,15 @@ Segment segment(std::size_t n, int p, int i) {
   return {ii * base + std::min(ii, extra), base + (ii < extra ? 1 : 0)};
 }
 
+std::vector<std::size_t> ring_sends(std::size_t n, int p, int rank, bool reduce, const std::vector<std::size_t>* cuts) {
+  std::vector<std::size_t> out;
+  for (int s = 0; s < p - 1; ++s) {
+    const int i = ring_send_index(rank, s, p, reduce);
+    out.push_back((cuts ? aligned_segment(n, p, i, *cuts) : segment(n, p, i)).count);
+  }
+  return out;
+}
+
 Communicator::Communicator(std::shared_ptr<const Topology> topo, std::vector<int> members, int rank, Traffic kind,
                            std::unique_ptr<Transport> transport, std::shared_ptr<WorkQueue> lane)
     : topo_(std::move(topo)),

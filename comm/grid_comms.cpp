@@ -67,7 +67,8 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
                                           std::make_unique<NcclTransport>(nccl, std::move(mpi)), nccl_lane);
   };
 #ifdef FIBERTRAIN_CUDA
-  if (nccl && nccl->memory() == Device::cuda) {  // before any communicator exists, so that every rank stops with the one message
+  // Before any communicator exists, so that every rank stops with the one message.
+  if (nccl && nccl->memory() == Device::cuda) {
     std::vector<std::vector<int>> groups;
     for (Dim d : {Dim::tp, Dim::pp, Dim::dp})
       for (auto& g : grid.groups(d)) groups.push_back(std::move(g));

@@ -48,13 +48,10 @@ void Communicator::busy_while(Tier tier, const std::function<void()>& body) {
 
 std::vector<std::vector<std::size_t>> Communicator::phase_chunks(std::size_t n, bool reduce, std::size_t chunk,
                                                                  const std::vector<std::size_t>* cuts) const {
-  const int p = size();
-  std::vector<std::vector<std::size_t>> steps(static_cast<std::size_t>(std::max(p - 1, 0)));
-  for (int s = 0; s < p - 1; ++s) {
-    const int i = ring_send_index(rank_, s, p, reduce);
-    const Segment out = cuts ? aligned_segment(n, p, i, *cuts) : segment(n, p, i);
-    for (std::size_t off = 0; off < out.count; off += chunk)
-      steps[static_cast<std::size_t>(s)].push_back(std::min(chunk, out.count - off));
+  std::vector<std::vector<std::size_t>> steps;
+  for (std::size_t elems : ring_sends(n, size(), rank_, reduce, cuts)) {
+    steps.emplace_back();
+    for (std::size_t off = 0; off < elems; off += chunk) steps.back().push_back(std::min(chunk, elems - off));
   }
   return steps;
 }

@@ -28,4 +28,10 @@ inline int ring_send_index(int rank, int step, int p, bool reduce) {
   return (((rank - (reduce ? 1 : 0) - step) % p) + p) % p;
 }
 
+// The elements ring rank `rank` sends at each of the p - 1 steps of a phase over n elements
+// (with `cuts`, in segments that end on them): the ring's messages, which the communicator
+// counts and paces whoever moves them, and which the collective plan sums.
+std::vector<std::size_t> ring_sends(std::size_t n, int p, int rank, bool reduce,
+                                    const std::vector<std::size_t>* cuts = nullptr);
+
 }  // namespace ft
