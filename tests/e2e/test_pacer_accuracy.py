@@ -17,20 +17,22 @@ missing (0 ms added) or applied per chunk or per rank (a multiple) fails every a
 
 `test_pacer_accuracy.py nccl`: the same over comm: nccl on the CPU model of NCCL's rules,
 whose hierarchical all-reduce is NCCL's collective per level, held on its stream as the
-ring's messages would be (comm/ring.cpp). Bound: 15%. The model's collectives are MPI's
-nonblocking ones, moved on by polls between sleeps, so its T0 is twice MPI's and swings more
-with how 8 ranks share 2 cores; measured 0-8% under the model at 1 Gbit (2026-12-06, 2-core Intel Xeon), while
-a missing or doubled hold is off by 60%. Its 4 KiB all-reduce swings by a millisecond from
-run to run, so the latency is 10 ms there, checked within 25%."""
+ring's messages would be (comm/ring.cpp). The model's collectives are MPI's nonblocking
+ones, moved on by polls between sleeps, so its T0 is twice MPI's and swings by a quarter from
+one run to the next (83 to 110 ms, 2026-12-06, 2-core Intel Xeon), more than the bound above
+allows. There the rate is checked without T0: the 200 Mbit/s run exceeds the 1 Gbit/s run by
+what B takes at the one rate and not the other, within 10% (measured 0-4%; a missing or
+doubled hold is off by 100%). Its 4 KiB all-reduce swings by a millisecond, so the latency
+there is 10 ms, checked within 25%."""
 import sys
 
 from ftest import check, finish, run
 
 TOPO = ["--set", "topology.ranks_per_node=2", "--set", "topology.nodes_per_pod=2"]
-BOUND, LATENCY = 0.10, 0.002
-if len(sys.argv) > 1 and sys.argv[1] == "nccl":
+NCCL = len(sys.argv) > 1 and sys.argv[1] == "nccl"
+LATENCY = 0.010 if NCCL else 0.002
+if NCCL:
     TOPO += ["--set", "comm=nccl", "--set", "device=cpu-async"]
-    BOUND, LATENCY = 0.15, 0.010
 
 
 def bench(link, sizes=("4KiB", "16MiB"), iters=3):
@@ -51,15 +53,25 @@ def bench(link, sizes=("4KiB", "16MiB"), iters=3):
 
 
 base = bench(None)
+paced = {}  # 16 MiB time by rate, without latency
 for rate_bits, latency in ((200e6, 0.0), (1e9, 0.0), (1e9, LATENCY)):
     link = f"{{bandwidth: {int(rate_bits / 1e6)}Mbit, latency: {latency * 1e3:g}ms}}"
     rows = bench(link)
     big = rows[16 << 20]
     uplink_bytes = 4 * big["inter_pod"]  # 4 ranks behind each pod's uplink
+    if not latency:
+        paced[rate_bits] = big["time"]
     model = base[16 << 20]["time"] + uplink_bytes * 8 / rate_bits + 2 * latency
     err = abs(big["time"] - model) / model
     print(f"{link}: 16 MiB measured {big['time'] * 1e3:.1f} ms, model {model * 1e3:.1f} ms ({err * 100:.1f}%)")
-    check(err <= BOUND, f"{link}: measured {big['time']:.4f} s vs model {model:.4f} s")
+    if not NCCL:
+        check(err <= 0.10, f"{link}: measured {big['time']:.4f} s vs model {model:.4f} s")
+    elif not latency and len(paced) == 2:
+        slower = paced[200e6] - paced[1e9]
+        expect = uplink_bytes * 8 / 200e6 - uplink_bytes * 8 / 1e9
+        print(f"200 Mbit/s took {slower * 1e3:.1f} ms longer than 1 Gbit/s, B at the two rates differs by "
+              f"{expect * 1e3:.1f} ms ({abs(slower - expect) / expect * 100:.1f}%)")
+        check(abs(slower - expect) <= 0.10 * expect, f"rate: {slower:.4f} s more at 200 Mbit/s, expected {expect:.4f} s")
     if latency:
         tolerance = max(0.25 * 2 * latency, 0.001)
         attempts = []
