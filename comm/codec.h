@@ -5,23 +5,30 @@
 // registry (codecs/registry.cpp) is the only list of them: config validation, the docs of
 // the compression keys and the all-reduce all read it.
 //
-//   codec     on the wire, n elements                      reduces
-//   none      fp32, 4n bytes                               dense ring
-//   fp16      IEEE half, 2n (beyond +-65504 clamped)       ring on a 16-bit wire, at any level
-//   bf16      bfloat16, 2n                                 ring on a 16-bit wire, at any level
-//   int8      per block of B: fp32 scale + B int8          payloads gathered; top level only
-//   int4      per block of B: fp32 scale + B/2 bytes       payloads gathered; top level only
-//   topk      the k largest |x| as (u32 index, fp32)       payloads gathered; top level only
-//   sign      1 bit each + fp32 mean |x| per block         payloads gathered; top level only
-//   powersgd  rank-r factors P, Q of each 2-D matrix       P and Q all-reduced; top level only
+//   codec       on the wire, n elements                          reduces
+//   none        fp32, 4n bytes                                   dense ring
+//   fp16        IEEE half, 2n (beyond +-65504 clamped)           ring on a 16-bit wire, at any level
+//   bf16        bfloat16, 2n                                     ring on a 16-bit wire, at any level
+//   int8        per block of B: fp32 scale + B int8             ring or gathered; top level only
+//   int4        per block of B: fp32 scale + B/2 bytes          ring or gathered; top level only
+//   fp8         per block of B: fp32 scale + B e4m3 or e5m2     ring or gathered; top level only
+//   topk        the k largest |x| as (u32 index, fp32)           gathered; top level only
+//   sign        1 bit each + fp32 mean |x| per block             gathered; top level only
+//   sparseloco  per chunk: the top k, n-bit values, packed index gathered; top level only
+//   powersgd    rank-r factors P, Q of each 2-D matrix           P and Q all-reduced; top level only
 //
-// Linear payloads (the casts, PowerSGD's factors) are summed in the compressed domain; the
-// others are gathered and every rank decodes and sums all of them in rank order, so every
-// rank holds the same bits. Feedback, so that what a lossy codec fails to send is delayed
-// rather than lost: `residual` keeps input + residual - decoded and adds it to the next
-// input; `difference` (gathered codecs) sends input - reference, where the reference is
-// the sum of what this member sent so far, and every member outputs the running sum of all
-// payloads, an estimate that follows the inputs without the residual's bursts.
+// What a message carries is the codec's wire format (wire.h). Linear payloads (the casts,
+// PowerSGD's factors) are summed in the compressed domain. The quantizers (int8, int4, fp8)
+// reduce in the ring too (compression.<tier>.reduce: ring): each hop decodes, adds in fp32
+// and encodes the partial sum again, and the reduced segments go round once more, encoded:
+// about 2 (p - 1) / p of the payload per member at any p. Or they are gathered, as the
+// sparse codecs always are: every member's payload goes to every member, (p - 1) payloads,
+// and each decodes and sums them all in rank order, so every rank holds the same bits.
+// Feedback, so that what a lossy codec fails to send is delayed rather than lost:
+// `residual` (ErrorFeedback) adds decay x what it kept to the next input and keeps input -
+// what it sent; `difference` (gathered codecs) sends input - reference, where the reference
+// is the sum of what this member sent so far, and every member outputs the running sum of
+// all payloads, an estimate that follows the inputs without the residual's bursts.
 #pragma once
 
 #include <cstddef>
@@ -36,6 +43,7 @@
 
 #include "comm/device.h"
 #include "comm/half.h"
+#include "comm/wire.h"
 
 namespace ft {
 
@@ -46,10 +54,16 @@ Feedback feedback_from_name(std::string_view name);  // throws std::invalid_argu
 
 // A codec's configured parameters: its name, its keys' values (defaults filled in), and
 // what every lossy codec takes.
+enum class Reduce { best, ring, gather };  // how a quantizer's payloads reduce (best: the ring above 2 members)
+const std::vector<std::string>& reduce_names();  // by the enum's values
+Reduce reduce_from_name(std::string_view name);  // throws std::invalid_argument for another
+
 struct CodecSpec {
   std::string name = "none";
   std::map<std::string, double> params;
   Feedback feedback = Feedback::residual;
+  double decay = 1.0;  // of what residual feedback kept, before it is added to the next input
+  Reduce reduce = Reduce::best;
   std::uint64_t seed = 1;  // for codecs that draw random numbers (the same on every rank)
 
   bool lossy() const { return name != "none"; }
@@ -61,12 +75,12 @@ struct Matrix {
   std::size_t offset = 0, rows = 0, cols = 0;
 };
 
-// How a ring phase puts elements on the wire: in the buffer's own type, or cast to a 16-bit
-// one, and how many logical bytes each wire byte stands for (payloads carry more than their
-// size).
+// How a ring phase puts elements on the wire: in a format (wire.h; null: as the buffer holds
+// them), and how many logical bytes each of the buffer's bytes stands for (payloads and
+// factors carry more than their size).
 struct Wire {
-  DType dtype = DType::f32;
-  double logical_per_wire_byte = 1.0;
+  const WireFormat* format = nullptr;
+  double logical_per_byte = 1.0;
 };
 
 // The ring of one tier's step, as a codec sees it: the two ring phases over this tier's
@@ -87,13 +101,32 @@ class TierRing {
   virtual void codec_time(double seconds) = 0;
 };
 
-// One ring phase of a codec's top-level all-reduce: `count` elements of `dtype`,
+// One ring phase of a codec's top-level all-reduce: `count` elements on `wire`,
 // reduce-scattered (`reduce`) or all-gathered over the tier's ring. What the step
 // simulator prices a codec by, without running it.
 struct RingPhase {
   std::size_t count = 0;
-  DType dtype = DType::f32;
+  const WireFormat* wire = &fp32_wire();
   bool reduce = true;
+};
+
+// Residual feedback: what a codec did not send, carried into its next input with a decay
+// (SparseLoCo's decayed error accumulator; decay 1 keeps it all). The one mechanism every
+// lossy codec uses.
+class ErrorFeedback {
+ public:
+  ErrorFeedback(Feedback mode, double decay) : on_(mode == Feedback::residual), decay_(static_cast<float>(decay)) {}
+  bool on() const { return on_; }
+  // x[0 .. n) += decay x residual (a fresh or resized residual starts at zero).
+  void add_to(float* x, std::size_t n);
+  // residual = x - sent.
+  void keep(const float* x, const float* sent, std::size_t n);
+  std::vector<float>& residual() { return residual_; }
+
+ private:
+  bool on_;
+  float decay_;
+  std::vector<float> residual_;
 };
 
 // One codec instance per (tier, bucket) and rank: it holds that stream's state.
@@ -105,7 +138,7 @@ class Codec {
 
   // Levels below the top (casts only): the ring there carries wire(), after prepare() has
   // rounded what this member sends (`region`, in the ring's memory), with its feedback.
-  virtual DType wire() const { return DType::f32; }
+  virtual const WireFormat& wire() const { return fp32_wire(); }
   virtual void prepare(Buffer, TierRing&) {}
   // The top level: all-reduces (sums) `region`, which lies in the ring's memory; `tensors`
   // are the matrices inside it.
@@ -121,7 +154,7 @@ class Codec {
   // Its state for checkpoints by name ("residual", "q0", ...), and setting one back (false
   // when the name means nothing to this codec).
   virtual std::vector<std::pair<std::string, std::vector<float>*>> state() = 0;
-  virtual bool restore(const std::string& what, std::vector<float> values) = 0;
+  virtual bool restore(const std::string& what, std::vector<float> values);
 
  protected:
   // Runs `fn` on a host copy of `region`, copied back after.
@@ -133,61 +166,53 @@ class Codec {
   CodecSpec spec_;
 };
 
-// The element-wise codecs: each element's fate depends only on its block. Encoding applies
-// the feedback (adds the residual and keeps what the payload does not carry, or subtracts
-// the reference and adds the payload to it); the top level gathers every member's payload
-// and decodes and sums them all (into the running estimate, with `difference`).
+// The element-wise codecs: a wire format (wire.h) and what becomes of what it does not carry.
+// Reduced in the ring (the casts always, the quantizers by spec().reduce): each member first
+// rounds its input to what the wire carries (the residual keeps the rest), then the ring
+// runs on the wire. Gathered: each member encodes its input once (the residual applied, or
+// the reference subtracted), and the top level gathers every member's payload and decodes
+// and sums them all (into the running estimate, with `difference`).
 class ElementCodec : public Codec {
  public:
-  using Codec::Codec;
-  virtual std::size_t payload_bytes(std::size_t n) const = 0;
+  ElementCodec(CodecSpec spec, std::shared_ptr<const WireFormat> wire);
+  const WireFormat& wire() const override { return *wire_; }
+  std::size_t payload_bytes(std::size_t n) const { return wire_->bytes(n); }
   void encode(const float* x, std::size_t n, std::vector<std::uint8_t>& payload);
   // out[0..n) += decode(payload).
-  virtual void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const = 0;
-  // The elements decode_add touches (topk: only those it kept).
+  void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const { wire_->decode(payload, n, out, true); }
+  // The elements a decode touches (topk: only those it kept).
   virtual std::size_t decoded(std::size_t n) const { return n; }
+  // Whether it reduces in the ring over p members (else its payloads are gathered).
+  bool rings(int p) const;
+  // Replaces x by what survives the wire, keeping the rest as residual.
+  void round_in_place(float* x, std::size_t n);
+  void prepare(Buffer region, TierRing& ring) override;
   void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
-  // Every member's payload all-gathered; encoded once, decoded p times.
+  // The ring: a reduce-scatter and an all-gather on the wire; gathered: every member's payload.
   std::vector<RingPhase> phases(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
   double work(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
   std::vector<std::pair<std::string, std::vector<float>*>> state() override;
-  bool restore(const std::string& what, std::vector<float> values) override;
-  std::vector<float>& residual() { return residual_; }
+  std::vector<float>& residual() { return feedback_.residual(); }
   std::vector<float>& reference() { return reference_; }
 
- protected:
-  // Writes payload_bytes(n) bytes for work[0..n) (feedback already applied).
-  virtual void encode_into(const float* work, std::size_t n, std::uint8_t* payload) = 0;
-  // work = x + residual, x - reference, or x alone, by the feedback.
-  void apply_feedback(const float* x, std::size_t n, std::vector<float>& work);
-
  private:
-  std::vector<float> residual_;
+  // work = x with the residual added, x - reference, or x alone, by the feedback.
+  void apply_feedback(const float* x, std::size_t n, std::vector<float>& work);
+  void gather(Buffer region, TierRing& ring);
+
+  std::shared_ptr<const WireFormat> wire_;
+  ErrorFeedback feedback_;
   std::vector<float> reference_, estimate_;  // feedback: difference
 };
 
-// The 16-bit casts: linear, so they reduce in the ring itself, on a 16-bit wire.
-class CastCodec : public ElementCodec {
- public:
-  using ElementCodec::ElementCodec;
-  DType wire() const override { return wire_type(); }
-  void prepare(Buffer region, TierRing& ring) override;
-  std::size_t payload_bytes(std::size_t n) const override { return 2 * n; }
-  void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const override;
-  // Replaces x by what survives the cast, keeping the rest as residual.
-  void round_in_place(float* x, std::size_t n);
-  // Rounds, then reduce-scatter and all-gather on the 16-bit wire.
-  void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
-  std::vector<RingPhase> phases(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
-  // The rounding, and the ring's conversions to and from the wire (comm/ring.cpp).
-  double work(std::size_t n, int p, const std::vector<Matrix>& tensors) const override;
-
- protected:
-  virtual DType wire_type() const = 0;
-  virtual std::uint16_t to_wire(float x) = 0;
-  virtual float from_wire(std::uint16_t h) const = 0;
-  void encode_into(const float* work, std::size_t n, std::uint8_t* payload) override;
-};
+// A registry entry's maker for an element-wise codec on `Format` (constructed from the spec),
+// and one on a format that is always the same (fp32, the casts).
+template <class Format> std::unique_ptr<Codec> make_element_codec(const CodecSpec& s) {
+  return std::make_unique<ElementCodec>(s, std::make_shared<Format>(s));
+}
+template <const WireFormat& (*Fixed)()> std::unique_ptr<Codec> make_element_codec(const CodecSpec& s) {
+  return std::make_unique<ElementCodec>(s, std::shared_ptr<const WireFormat>(&Fixed(), [](const WireFormat*) {}));
+}
 
 // The tensors inside [offset, offset + count), relative to offset: a region's share of a
 // bucket's; and a bucket's tensor boundaries, from 0 to n, where a codec that needs whole
@@ -213,7 +238,9 @@ struct CodecInfo {
   std::string_view runs;                     // where its work runs (device, host)
   std::unique_ptr<Codec> (*make)(const CodecSpec&);
   bool whole_tensors = false;  // the top level needs whole matrices: the levels below cut at tensor boundaries
-  bool gathered = false;       // an ElementCodec whose payloads are gathered: may take feedback: difference
+  bool gathered = false;       // an ElementCodec whose payloads may be gathered: may take feedback: difference
+  bool rings = false;          // ... and may reduce in the ring instead (compression.<tier>.reduce)
+  double decay = 1.0;          // its residual feedback's default decay
 };
 
 // Every codec, in the order the docs list them.

@@ -54,18 +54,22 @@ Segment CollectivePlan::region(std::size_t n, int level, int m, const std::vecto
   return at;
 }
 
-std::size_t CollectivePlan::sent(std::size_t n, int level, int m, bool reduce, const std::vector<std::size_t>* cuts) const {
+std::size_t CollectivePlan::sent_bytes(std::size_t n, int level, int m, bool reduce, const WireFormat& wire,
+                                       std::size_t chunk_bytes, const std::vector<std::size_t>* cuts) const {
   const RingLevel& r = levels_[static_cast<std::size_t>(level)];
   const Segment at = region(n, level, m, cuts);
   const std::vector<std::size_t> local = cuts ? cuts_within(*cuts, at.offset, at.count) : std::vector<std::size_t>{};
-  const std::vector<std::size_t> steps =
-      ring_sends(at.count, r.size, r.key[static_cast<std::size_t>(m)], reduce, cuts ? &local : nullptr);
+  const std::vector<std::size_t> steps = ring_step_bytes(
+      ring_sends(at.count, r.size, r.key[static_cast<std::size_t>(m)], reduce, cuts ? &local : nullptr, wire.block()),
+      wire, chunk_bytes);
   return std::accumulate(steps.begin(), steps.end(), std::size_t{0});
 }
 
-std::size_t CollectivePlan::sent_of(std::size_t whole, int level, int m, bool reduce) const {
+std::size_t CollectivePlan::sent_bytes_of(std::size_t whole, int level, int m, bool reduce, const WireFormat& wire,
+                                          std::size_t chunk_bytes) const {
   const RingLevel& r = levels_[static_cast<std::size_t>(level)];
-  const std::vector<std::size_t> steps = ring_sends(whole, r.size, r.key[static_cast<std::size_t>(m)], reduce);
+  const std::vector<std::size_t> steps = ring_step_bytes(
+      ring_sends(whole, r.size, r.key[static_cast<std::size_t>(m)], reduce, nullptr, wire.block()), wire, chunk_bytes);
   return std::accumulate(steps.begin(), steps.end(), std::size_t{0});
 }
 

@@ -9,6 +9,7 @@
 
 #include "comm/segment.h"
 #include "comm/topology.h"
+#include "comm/wire.h"
 
 namespace ft {
 
@@ -30,11 +31,14 @@ class CollectivePlan {
   // nested segment the levels below left it; with `cuts`, the tensor boundaries from 0 to n,
   // segments end on them, as a codec that needs whole matrices has them cut).
   Segment region(std::size_t n, int level, int m, const std::vector<std::size_t>* cuts = nullptr) const;
-  // Elements member m sends at `level` in one reduce-scatter (`reduce`) or all-gather phase:
-  // every segment of its region but the one its ring never passes on (ring_sends, summed).
-  std::size_t sent(std::size_t n, int level, int m, bool reduce, const std::vector<std::size_t>* cuts = nullptr) const;
+  // Bytes member m sends at `level` in one reduce-scatter (`reduce`) or all-gather phase on
+  // `wire`: every segment of its region but the one its ring never passes on (ring_sends), in
+  // messages of about `chunk_bytes` (ring_step_bytes), summed.
+  std::size_t sent_bytes(std::size_t n, int level, int m, bool reduce, const WireFormat& wire, std::size_t chunk_bytes,
+                         const std::vector<std::size_t>* cuts = nullptr) const;
   // ... in one phase on `whole` elements of its own (a codec's payloads or factors) at `level`.
-  std::size_t sent_of(std::size_t whole, int level, int m, bool reduce) const;
+  std::size_t sent_bytes_of(std::size_t whole, int level, int m, bool reduce, const WireFormat& wire,
+                            std::size_t chunk_bytes) const;
   // The largest segment of member m's region at `level`: what its ring's slowest step passes.
   std::size_t largest_segment(std::size_t n, int level, int m, const std::vector<std::size_t>* cuts = nullptr) const;
   // The highest tier a level's rings cross: the tier whose codec it runs.

@@ -25,17 +25,23 @@ std::optional<Algorithm> algorithm_from_name(std::string_view name) {
   return std::nullopt;
 }
 
-Segment segment(std::size_t n, int p, int i) {
+Segment segment(std::size_t n, int p, int i, std::size_t align) {
   auto pp = static_cast<std::size_t>(p), ii = static_cast<std::size_t>(i);
+  if (align > 1) {
+    const Segment blocks = segment((n + align - 1) / align, p, i);
+    const std::size_t lo = std::min(n, blocks.offset * align);
+    return {lo, std::min(n, (blocks.offset + blocks.count) * align) - lo};
+  }
   std::size_t base = n / pp, extra = n % pp;
   return {ii * base + std::min(ii, extra), base + (ii < extra ? 1 : 0)};
 }
 
-std::vector<std::size_t> ring_sends(std::size_t n, int p, int rank, bool reduce, const std::vector<std::size_t>* cuts) {
+std::vector<std::size_t> ring_sends(std::size_t n, int p, int rank, bool reduce, const std::vector<std::size_t>* cuts,
+                                    std::size_t align) {
   std::vector<std::size_t> out;
   for (int s = 0; s < p - 1; ++s) {
     const int i = ring_send_index(rank, s, p, reduce);
-    out.push_back((cuts ? aligned_segment(n, p, i, *cuts) : segment(n, p, i)).count);
+    out.push_back((cuts ? aligned_segment(n, p, i, *cuts) : segment(n, p, i, align)).count);
   }
   return out;
 }

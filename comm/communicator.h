@@ -140,9 +140,9 @@ class Communicator {
   // (collectives_in_library), or ring_phase itself.
   void phases(Buffer buf, bool reduce, bool gather);
   // The messages this rank sends in ring_phase(n elements, ...), step by step: the elements
-  // of each chunk.
+  // of each chunk (segments of whole `align` blocks, or cut at `cuts`).
   std::vector<std::vector<std::size_t>> phase_chunks(std::size_t n, bool reduce, std::size_t chunk,
-                                                     const std::vector<std::size_t>* cuts) const;
+                                                     const std::vector<std::size_t>* cuts, std::size_t align) const;
   // Messages to the next rank on `tier`, as (wire, logical) bytes: counted now; on the
   // transport's stream, the link reserved for all of them when its work reaches them.
   // hold(i) keeps the transport's later work back until message i would have arrived.

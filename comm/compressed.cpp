@@ -101,7 +101,7 @@ void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm al
       LevelRing ring(*comm, tier);
       codec.prepare(region, ring);
       std::vector<std::size_t> local = cuts.empty() ? cuts : cuts_within(cuts, offset, region.count);
-      comm->ring_phase(region, true, Wire{codec.wire()}, cuts.empty() ? nullptr : &local);
+      comm->ring_phase(region, true, Wire{&codec.wire()}, cuts.empty() ? nullptr : &local);
       Segment mine = cuts.empty() ? segment(region.count, comm->size(), comm->rank())
                                   : aligned_segment(region.count, comm->size(), comm->rank(), local);
       regions.emplace_back(region.slice(mine.offset, mine.count), offset + mine.offset);
@@ -115,7 +115,7 @@ void Communicator::all_reduce_compressed(Buffer whole, ReduceOp op, Algorithm al
       regions.pop_back();
       auto [comm, tier] = levels[l];
       std::vector<std::size_t> local = cuts.empty() ? cuts : cuts_within(cuts, regions.back().second, regions.back().first.count);
-      comm->ring_phase(regions.back().first, false, Wire{codecs.codec(tier).wire()}, cuts.empty() ? nullptr : &local);
+      comm->ring_phase(regions.back().first, false, Wire{&codecs.codec(tier).wire()}, cuts.empty() ? nullptr : &local);
     }
     if (op == ReduceOp::avg) transport_->scale(buf, 1.0 / size());
   }); });

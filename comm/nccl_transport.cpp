@@ -166,6 +166,19 @@ void NcclTransport::copy_bytes(void* dst, const void* src, std::size_t bytes, De
   stream_->synchronize();
 }
 
+void NcclTransport::on_host_bytes(Buffer dst, Buffer src, std::function<void(void* dst, const void* src)> fn) {
+  if (!on_gpu()) return stream_->launch([dst, src, fn = std::move(fn)] { fn(dst.data, src.data); });
+#ifdef FIBERTRAIN_CUDA
+  // No device kernels for these formats yet: the bytes make a round trip through the host,
+  // after the work issued before them.
+  std::vector<std::uint8_t> in(src.bytes()), out(dst.bytes());
+  cuda_buffers::copy(in.data(), src.data, in.size(), stream_->native());
+  cuda_buffers::copy(out.data(), dst.data, out.size(), stream_->native());
+  fn(out.data(), in.data());
+  cuda_buffers::copy(dst.data, out.data(), out.size(), stream_->native());
+#endif
+}
+
 std::unique_ptr<Transport> NcclTransport::split(int color, int key) {
   auto sub = std::make_unique<MpiTransport>(bootstrap_->handle(), color, key);
   return std::make_unique<NcclTransport>(api_, std::move(sub), stream_);

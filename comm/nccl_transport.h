@@ -47,6 +47,9 @@ class NcclTransport final : public Transport {
   void release_snapshot(void* p, Device device) override;
   std::unique_ptr<Transport> split(int color, int key) override;
 
+ protected:
+  void on_host_bytes(Buffer dst, Buffer src, std::function<void(void* dst, const void* src)> fn) override;
+
  private:
   bool on_gpu() const { return api_->memory() == Device::cuda; }
   // The NCCL calls of `issue` in one group, closed even when one of them throws.

@@ -47,9 +47,10 @@ void Communicator::busy_while(Tier tier, const std::function<void()>& body) {
 }
 
 std::vector<std::vector<std::size_t>> Communicator::phase_chunks(std::size_t n, bool reduce, std::size_t chunk,
-                                                                 const std::vector<std::size_t>* cuts) const {
+                                                                 const std::vector<std::size_t>* cuts,
+                                                                 std::size_t align) const {
   std::vector<std::vector<std::size_t>> steps;
-  for (std::size_t elems : ring_sends(n, size(), rank_, reduce, cuts)) {
+  for (std::size_t elems : ring_sends(n, size(), rank_, reduce, cuts, align)) {
     steps.emplace_back();
     for (std::size_t off = 0; off < elems; off += chunk) steps.back().push_back(std::min(chunk, elems - off));
   }
@@ -60,30 +61,60 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
   const int p = size(), r = rank_;
   const int next = mod(r + 1, p), prev = mod(r - 1, p);
   const Tier tier = tier_to(next);
-  // A cast wire (fp16/bf16 for fp32) converts each chunk on the way out and on the way in;
-  // the sums still accumulate in buf's type.
-  const bool cast = wire.dtype != buf.dtype;
-  const std::size_t esize = dtype_size(buf.dtype), wsize = dtype_size(wire.dtype);
-  const std::size_t chunk = std::max<std::size_t>(1, chunk_bytes_ / wsize);
-  Buffer landing = reduce || cast ? transport_->scratch(Transport::kScratchLanding, 2 * chunk * wsize, wire.dtype) : Buffer{};
-  Buffer staging = cast ? transport_->scratch(Transport::kScratchStaging, 2 * chunk * wsize, wire.dtype) : Buffer{};
-  auto seg = [&](int i) { return cuts ? aligned_segment(buf.count, p, i, *cuts) : segment(buf.count, p, i); };
-  const std::vector<std::vector<std::size_t>> sends = phase_chunks(buf.count, reduce, chunk, cuts);
+  // A format other than the buffer's own (a 16-bit cast, a quantizer) encodes each chunk on
+  // the way out and decodes it on the way in; the sums still accumulate in buf's type.
+  const WireFormat* format = wire.format;
+  const bool coded = format && format->dtype() != buf.dtype;
+  const std::size_t esize = dtype_size(buf.dtype), align = format ? format->block() : 1;
+  const std::size_t chunk = format ? format->chunk_elements(chunk_bytes_) : std::max<std::size_t>(1, chunk_bytes_ / esize);
+  auto wire_bytes = [&](std::size_t elems) { return coded ? format->bytes(elems) : elems * esize; };
+  const std::size_t slot_bytes = wire_bytes(chunk);  // a full chunk's message
+  auto seg = [&](int i) { return cuts ? aligned_segment(buf.count, p, i, *cuts) : segment(buf.count, p, i, align); };
+  // A reduce-scatter's chunks arrive in two landing slots (and, coded, leave from two staging
+  // ones). A coded all-gather forwards the bytes it receives, as they came: every segment's
+  // messages lie in one store, its owner's encoded once.
+  Buffer landing, staging, store;
+  std::vector<std::size_t> stored(static_cast<std::size_t>(p) + 1, 0);  // where each segment's messages start
+  if (reduce) {
+    landing = transport_->scratch(Transport::kScratchLanding, 2 * slot_bytes, coded ? DType::u8 : buf.dtype);
+    if (coded) staging = transport_->scratch(Transport::kScratchStaging, 2 * slot_bytes, DType::u8);
+  } else if (coded) {
+    for (int i = 0; i < p; ++i)
+      stored[static_cast<std::size_t>(i) + 1] = stored[static_cast<std::size_t>(i)] + format->message_bytes(seg(i).count, chunk);
+    store = transport_->scratch(Transport::kScratchStaging, stored.back(), DType::u8);
+  }
+  auto bytes_at = [](Buffer b, std::size_t offset, std::size_t count) {
+    return Buffer{static_cast<std::uint8_t*>(b.data) + offset, count, DType::u8, b.device};
+  };
+  auto slot = [&](Buffer slots, std::size_t i, std::size_t elems) {
+    return coded ? bytes_at(slots, (i % 2) * slot_bytes, wire_bytes(elems)) : slots.slice((i % 2) * chunk, elems);
+  };
+  auto stored_at = [&](int segment_index, std::size_t i, std::size_t elems) {
+    return bytes_at(store, stored[static_cast<std::size_t>(segment_index)] + i * slot_bytes, wire_bytes(elems));
+  };
+  auto coding = [&](const std::function<void()>& fn) {
+    const double c0 = now_seconds();
+    fn();
+    traffic().codec(tier, now_seconds() - c0);
+  };
+  const std::vector<std::vector<std::size_t>> sends = phase_chunks(buf.count, reduce, chunk, cuts, align);
   busy_while(tier, [&] {
-    if (cast && !reduce) {
-      // The others receive this rank's part through the 16-bit wire; it keeps the same
-      // rounding, so that every rank ends with the same bits.
+    if (coded && !reduce) {
+      // This rank's part, encoded once; it keeps what the others will decode, so that every
+      // rank ends with the same bits.
       Segment own = seg(r);
-      for (std::size_t off = 0; off < own.count; off += chunk) {
+      for (std::size_t i = 0, off = 0; off < own.count; ++i, off += chunk) {
         Buffer part = buf.slice(own.offset + off, std::min(chunk, own.count - off));
-        Buffer wired = staging.slice(0, part.count);
-        transport_->convert(wired, part, false);
-        transport_->convert(part, wired, false);
+        Buffer bytes = stored_at(r, i, part.count);
+        coding([&] {
+          transport_->encode(bytes, part, *format);
+          transport_->decode(part, bytes, *format, false);
+        });
       }
     }
     for (int s = 0; s < p - 1; ++s) {
-      Segment out = seg(ring_send_index(r, s, p, reduce));
-      Segment in = seg(ring_send_index(prev, s, p, reduce));
+      const int out_index = ring_send_index(r, s, p, reduce), in_index = ring_send_index(prev, s, p, reduce);
+      Segment out = seg(out_index), in = seg(in_index);
       std::size_t n_out = (out.count + chunk - 1) / chunk, n_in = (in.count + chunk - 1) / chunk;
       std::size_t n = std::max(n_out, n_in);
       // Chunk i of this step: the elements that go out, and where those coming in belong.
@@ -97,25 +128,25 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
         std::size_t off = i * chunk;
         return buf.slice(in.offset + off, std::min(chunk, in.count - off));
       };
-      auto wire_slot = [&](Buffer slots, std::size_t i, std::size_t count) { return slots.slice((i % 2) * chunk, count); };
       // The whole segment is ready now: the link is reserved for all its chunks, and each
       // goes when its emulated transfer has finished.
       std::vector<std::pair<std::size_t, std::size_t>> messages;
       for (std::size_t elems : sends[static_cast<std::size_t>(s)])
-        messages.emplace_back(elems * wsize, static_cast<std::size_t>(static_cast<double>(elems * (cast ? esize : wsize)) *
-                                                                    wire.logical_per_wire_byte));
+        messages.emplace_back(wire_bytes(elems),
+                              static_cast<std::size_t>(static_cast<double>(elems * esize) * wire.logical_per_byte));
       const Booking booked = book(tier, messages);
       auto start = [&](std::size_t i) {
-        Buffer send = out_part(i);
-        if (cast && send.count) {
-          Buffer staged = wire_slot(staging, i, send.count);
-          double c0 = now_seconds();
-          transport_->convert(staged, send, false);
-          traffic().codec(tier, now_seconds() - c0);
-          send = staged;
+        Buffer send = out_part(i), recv = in_part(i);
+        if (send.count && coded) {
+          if (reduce) {
+            Buffer staged = slot(staging, i, send.count);
+            coding([&] { transport_->encode(staged, send, *format); });
+            send = staged;
+          } else {
+            send = stored_at(out_index, i, send.count);
+          }
         }
-        Buffer recv = in_part(i);
-        if ((reduce || cast) && recv.count) recv = wire_slot(landing, i, recv.count);
+        if (recv.count && (reduce || coded)) recv = reduce ? slot(landing, i, recv.count) : stored_at(in_index, i, recv.count);
         if (i < n_out) hold(booked, i);
         return transport_->start_exchange(send, send.count ? next : -1, recv, i < n_in ? prev : -1);
       };
@@ -125,14 +156,12 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
         if (i + 1 < n) tickets[(i + 1) % 2] = start(i + 1);
         transport_->finish_exchange(tickets[i % 2]);
         Buffer dst = in_part(i);
-        if (!dst.count || !(reduce || cast)) continue;
-        Buffer arrived = wire_slot(landing, i, dst.count);
-        if (cast) {
-          double c0 = now_seconds();
-          transport_->convert(dst, arrived, reduce);
-          traffic().codec(tier, now_seconds() - c0);
+        if (!dst.count || !(reduce || coded)) continue;
+        if (!coded) {
+          transport_->add(dst, slot(landing, i, dst.count));
         } else {
-          transport_->add(dst, arrived);
+          Buffer arrived = reduce ? slot(landing, i, dst.count) : stored_at(in_index, i, dst.count);
+          coding([&] { transport_->decode(dst, arrived, *format, reduce); });
         }
       }
     }
@@ -141,8 +170,8 @@ void Communicator::ring_phase(Buffer buf, bool reduce, Wire wire, const std::vec
 
 void Communicator::phases(Buffer buf, bool reduce, bool gather) {
   if (!transport_->collectives_in_library()) {
-    if (reduce) ring_phase(buf, true, Wire{buf.dtype, 1.0});
-    if (gather) ring_phase(buf, false, Wire{buf.dtype, 1.0});
+    if (reduce) ring_phase(buf, true, Wire{});
+    if (gather) ring_phase(buf, false, Wire{});
     return;
   }
   // The ring's messages, step by step, each step held until its last chunk would have
@@ -152,7 +181,7 @@ void Communicator::phases(Buffer buf, bool reduce, bool gather) {
   busy_while(tier, [&] {
     for (bool r : {true, false}) {
       if (!(r ? reduce : gather)) continue;
-      for (const std::vector<std::size_t>& step : phase_chunks(buf.count, r, chunk, nullptr)) {
+      for (const std::vector<std::size_t>& step : phase_chunks(buf.count, r, chunk, nullptr, 1)) {
         std::vector<std::pair<std::size_t, std::size_t>> messages;
         for (std::size_t elems : step) messages.emplace_back(elems * esize, elems * esize);
         const Booking booked = book(tier, messages);

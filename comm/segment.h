@@ -11,7 +11,8 @@ struct Segment {
 };
 
 // The i-th of p near-equal segments of n elements: the first n % p segments hold one more.
-Segment segment(std::size_t n, int p, int i);
+// With `align`, of the ceil(n / align) blocks of that many elements (the last may be short).
+Segment segment(std::size_t n, int p, int i, std::size_t align = 1);
 
 // Segment i of p of a buffer holding whole tensors, its ends moved to the tensor boundaries
 // (`cuts`, sorted, from 0 to n) nearest to the even split. Every rank computes the same.
@@ -29,9 +30,10 @@ inline int ring_send_index(int rank, int step, int p, bool reduce) {
 }
 
 // The elements ring rank `rank` sends at each of the p - 1 steps of a phase over n elements
-// (with `cuts`, in segments that end on them): the ring's messages, which the communicator
-// counts and paces whoever moves them, and which the collective plan sums.
+// (with `cuts`, in segments that end on them; else in segments of whole `align` blocks): the
+// ring's messages, which the communicator counts and paces whoever moves them, and which the
+// collective plan sums.
 std::vector<std::size_t> ring_sends(std::size_t n, int p, int rank, bool reduce,
-                                    const std::vector<std::size_t>* cuts = nullptr);
+                                    const std::vector<std::size_t>* cuts = nullptr, std::size_t align = 1);
 
 }  // namespace ft

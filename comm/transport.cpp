@@ -24,6 +24,20 @@ void Transport::on_backend_memory(Buffer buf, int slot, const std::function<void
   if (write_back) copy_bytes(buf.data, there.data, buf.bytes(), device);
 }
 
+void Transport::encode(Buffer dst, Buffer src, const WireFormat& wire) {
+  if (auto t = wire.dtype()) return convert(Buffer{dst.data, src.count, *t, dst.device}, src, false);
+  on_host_bytes(dst, src, [&wire, n = src.count](void* d, const void* s) {
+    wire.encode(static_cast<const float*>(s), n, static_cast<std::uint8_t*>(d));
+  });
+}
+
+void Transport::decode(Buffer dst, Buffer src, const WireFormat& wire, bool add) {
+  if (auto t = wire.dtype()) return convert(dst, Buffer{src.data, dst.count, *t, src.device}, add);
+  on_host_bytes(dst, src, [&wire, n = dst.count, add](void* d, const void* s) {
+    wire.decode(static_cast<const std::uint8_t*>(s), n, static_cast<float*>(d), add);
+  });
+}
+
 std::shared_ptr<void> Transport::snapshot(Buffer buf) {
   const std::size_t bytes = buf.bytes();
   const Device device = buf.device;

@@ -13,6 +13,7 @@
 
 #include "comm/device.h"
 #include "comm/stream.h"
+#include "comm/wire.h"
 
 namespace ft {
 
@@ -46,6 +47,11 @@ class Transport {
   // dst = convert(src), or dst += convert(src) when `add`: between fp32 and fp16/bf16
   // (round to nearest even; fp16 clamps at +-65504).
   virtual void convert(Buffer dst, Buffer src, bool add) = 0;
+  // dst (u8, wire.bytes(src.count)) = fp32 src in `wire`'s format; dst (fp32) = or += u8 src
+  // decoded. The 16-bit casts run as convert(), on the buffers' device; the other formats
+  // on the host, in this transport's order.
+  void encode(Buffer dst, Buffer src, const WireFormat& wire);
+  void decode(Buffer dst, Buffer src, const WireFormat& wire, bool add);
   // Bytes between host memory and a buffer on `device` (or host to host); done on return.
   virtual void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) = 0;
   // Scratch of at least `bytes` in this backend's memory, kept for reuse; one buffer per
@@ -87,6 +93,13 @@ class Transport {
   // A transport over the members of this group with the same `color`, ordered by `key`
   // (collective over the group).
   virtual std::unique_ptr<Transport> split(int color, int key) = 0;
+
+ protected:
+  // Runs `fn` on host pointers to dst's and src's bytes in this transport's order, dst's
+  // bytes (as they were) written back after: at once here, where memory is the host's.
+  virtual void on_host_bytes(Buffer dst, Buffer src, std::function<void(void* dst, const void* src)> fn) {
+    fn(dst.data, src.data);
+  }
 
  private:
   Stream* producer_ = nullptr;

@@ -39,15 +39,16 @@ void mul_t(const float* m, const float* p, float* q, std::size_t rows, std::size
 class PowerSgd final : public Codec {
  public:
   explicit PowerSgd(const CodecSpec& s)
-      : Codec(s), rank_(static_cast<int>(s.param("rank"))), start_(static_cast<int>(s.param("start"))) {}
+      : Codec(s), rank_(static_cast<int>(s.param("rank"))), start_(static_cast<int>(s.param("start"))),
+        feedback_(s.feedback, s.decay) {}
   void all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) override;
   // P, the vectors, then Q, each reduce-scattered and all-gathered in fp32.
   std::vector<RingPhase> phases(std::size_t n, int, const std::vector<Matrix>& tensors) const override {
     const Layout l = layout(n, tensors);
     std::vector<RingPhase> out;
     for (std::size_t count : {l.psize, l.vsize, l.qsize}) {
-      out.push_back({count, DType::f32, true});
-      out.push_back({count, DType::f32, false});
+      out.push_back({count, &fp32_wire(), true});
+      out.push_back({count, &fp32_wire(), false});
     }
     return out;
   }
@@ -63,15 +64,12 @@ class PowerSgd final : public Codec {
   }
 
   std::vector<std::pair<std::string, std::vector<float>*>> state() override {
-    std::vector<std::pair<std::string, std::vector<float>*>> out{{"residual", &residual_}};
+    std::vector<std::pair<std::string, std::vector<float>*>> out{{"residual", &feedback_.residual()}};
     for (std::size_t i = 0; i < q_.size(); ++i) out.emplace_back(fmt::format("q{}", i), &q_[i]);
     return out;
   }
   bool restore(const std::string& what, std::vector<float> values) override {
-    if (what == "residual") {
-      residual_ = std::move(values);
-      return true;
-    }
+    if (Codec::restore(what, values)) return true;
     if (what.size() < 2 || what[0] != 'q' || what.find_first_not_of("0123456789", 1) != std::string::npos) return false;
     std::size_t i = std::stoul(what.substr(1));
     if (q_.size() <= i) q_.resize(i + 1);
@@ -136,7 +134,7 @@ class PowerSgd final : public Codec {
   int rank_, start_;
   int steps_ = 0;  // steps taken, for `start`
   std::vector<std::vector<float>> q_;
-  std::vector<float> residual_;
+  ErrorFeedback feedback_;
 };
 
 }  // namespace
@@ -147,8 +145,8 @@ class PowerSgd final : public Codec {
 // all-reduces.
 void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matrix>& tensors) {
   if (steps_++ < start_) {  // dense for the first `start` steps
-    ring.reduce_scatter(region, Wire{DType::f32});
-    ring.all_gather(region, Wire{DType::f32});
+    ring.reduce_scatter(region, Wire{});
+    ring.all_gather(region, Wire{});
     return;
   }
   // PowerSGD's small products run on the host; device data makes a round trip.
@@ -160,15 +158,14 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
   const auto& mats = l.mats;
   const auto& ranks = l.ranks;
   const auto& vecs = l.vecs;
-  std::vector<float>& residual = residual_;
-  if (spec().feedback == Feedback::residual && residual.size() != region.count) residual.assign(region.count, 0.0f);
+  feedback_.add_to(x, region.count);
+  std::vector<float> sent;  // what this rank's part of P Q^T carries; the vectors go whole
+  if (feedback_.on()) sent.assign(x, x + region.count);
   std::vector<float> P(l.psize), Q(l.qsize), V(l.vsize);
   std::size_t pa = 0;
   for (std::size_t i = 0; i < mats.size(); ++i) {
     const Matrix& m = *mats[i];
     float* M = x + m.offset;
-    if (spec().feedback == Feedback::residual)
-      for (std::size_t e = 0; e < m.rows * m.cols; ++e) M[e] += residual[m.offset + e];
     mul(M, q(i, m).data(), P.data() + pa, m.rows, m.cols, ranks[i]);
     pa += m.rows * ranks[i];
   }
@@ -178,7 +175,7 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
     va += len;
   }
   ring.codec_time(now() - c0);
-  const Wire factors{DType::f32, l.factor_elems > 0 ? l.dense_elems / l.factor_elems : 1.0};
+  const Wire factors{nullptr, l.factor_elems > 0 ? l.dense_elems / l.factor_elems : 1.0};
   auto all_reduce_host = [&](std::vector<float>& v, Wire w) {
     Buffer b = ring.scratch(v.size() * sizeof(float), DType::f32);
     b.count = v.size();
@@ -188,7 +185,7 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
     ring.copy(v.data(), b.data, v.size() * sizeof(float), b.device);
   };
   all_reduce_host(P, factors);
-  all_reduce_host(V, Wire{DType::f32});
+  all_reduce_host(V, Wire{});
   c0 = now();
   std::size_t qa = 0;
   pa = 0;
@@ -196,18 +193,17 @@ void PowerSgd::all_reduce(Buffer region, TierRing& ring, const std::vector<Matri
     const Matrix& m = *mats[i];
     orthonormalize(P.data() + pa, m.rows, ranks[i]);
     mul_t(x + m.offset, P.data() + pa, Q.data() + qa, m.rows, m.cols, ranks[i]);
-    if (spec().feedback == Feedback::residual) {  // what this rank's part of P Q^T leaves out
-      std::vector<float> qt(Q.begin() + static_cast<std::ptrdiff_t>(qa), Q.begin() + static_cast<std::ptrdiff_t>(qa + m.cols * ranks[i]));
+    if (feedback_.on())  // this rank's part of P Q^T
       for (std::size_t a = 0; a < m.rows; ++a)
         for (std::size_t b = 0; b < m.cols; ++b) {
           float s = 0;
-          for (std::size_t c = 0; c < ranks[i]; ++c) s += P[pa + a * ranks[i] + c] * qt[b * ranks[i] + c];
-          residual[m.offset + a * m.cols + b] = x[m.offset + a * m.cols + b] - s;
+          for (std::size_t c = 0; c < ranks[i]; ++c) s += P[pa + a * ranks[i] + c] * Q[qa + b * ranks[i] + c];
+          sent[m.offset + a * m.cols + b] = s;
         }
-    }
     pa += m.rows * ranks[i];
     qa += m.cols * ranks[i];
   }
+  feedback_.keep(x, sent.data(), sent.size());
   ring.codec_time(now() - c0);
   all_reduce_host(Q, factors);
   c0 = now();

@@ -9,12 +9,16 @@
 namespace ft {
 namespace {
 
-class Sign final : public ElementCodec {
+class SignWire final : public WireFormat {
  public:
-  explicit Sign(const CodecSpec& s) : ElementCodec(s), block_(static_cast<std::size_t>(s.param("block"))) {}
-  std::size_t payload_bytes(std::size_t n) const override { return (n + 7) / 8 + 4 * blocks(n); }
+  explicit SignWire(const CodecSpec& s) : block_(static_cast<std::size_t>(s.param("block"))) {}
+  std::string_view name() const override { return "sign"; }
+  std::size_t bytes(std::size_t n) const override { return (n + 7) / 8 + 4 * blocks(n); }
+  std::size_t block() const override { return block_; }
+  bool reduces() const override { return false; }
 
-  void decode_add(const std::uint8_t* p, std::size_t n, float* out) const override {
+  void decode(const std::uint8_t* p, std::size_t n, float* out, bool add) const override {
+    if (!add) std::fill(out, out + n, 0.0f);
     const std::size_t nb = blocks(n);
     const std::uint8_t* bits = p + 4 * nb;
     for (std::size_t b = 0; b < nb; ++b) {
@@ -24,10 +28,10 @@ class Sign final : public ElementCodec {
     }
   }
 
- protected:
-  void encode_into(const float* work, std::size_t n, std::uint8_t* p) override {
+  void encode(const float* work, std::size_t n, std::uint8_t* p) const override {
     const std::size_t nb = blocks(n);
     std::uint8_t* bits = p + 4 * nb;
+    std::memset(bits, 0, (n + 7) / 8);
     for (std::size_t b = 0; b < nb; ++b) {
       std::size_t lo = b * block_, hi = std::min(n, lo + block_);
       double l1 = 0;
@@ -49,7 +53,7 @@ class Sign final : public ElementCodec {
 CodecInfo sign_codec() {
   return {"sign", "1 bit per element with an fp32 scale (mean |x|) per block",
           {{"block", "elements per scale", 256, 1, 1 << 24}}, false, "the host",
-          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<Sign>(s); },
+          make_element_codec<SignWire>,
           /*whole_tensors=*/false, /*gathered=*/true};
 }
 

@@ -1,5 +1,5 @@
 // topk: the k largest |x| as (u32 index, fp32 value) pairs, 8k bytes, k = count or
-// ratio x n. Gathered at the top level.
+// ratio x n. Gathered at the top level (sparse payloads do not add).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,14 +10,15 @@
 namespace ft {
 namespace {
 
-class TopK final : public ElementCodec {
+class TopKWire final : public WireFormat {
  public:
-  explicit TopK(const CodecSpec& s)
-      : ElementCodec(s), ratio_(s.param("ratio")), count_(static_cast<std::size_t>(s.param("count"))) {}
-  std::size_t payload_bytes(std::size_t n) const override { return 8 * kept(n); }
-  std::size_t decoded(std::size_t n) const override { return kept(n); }
+  explicit TopKWire(const CodecSpec& s) : ratio_(s.param("ratio")), count_(static_cast<std::size_t>(s.param("count"))) {}
+  std::string_view name() const override { return "topk"; }
+  std::size_t bytes(std::size_t n) const override { return 8 * kept(n); }
+  bool reduces() const override { return false; }
 
-  void decode_add(const std::uint8_t* p, std::size_t n, float* out) const override {
+  void decode(const std::uint8_t* p, std::size_t n, float* out, bool add) const override {
+    if (!add) std::fill(out, out + n, 0.0f);
     const std::size_t k = kept(n);
     for (std::size_t j = 0; j < k; ++j) {
       std::uint32_t i;
@@ -28,8 +29,7 @@ class TopK final : public ElementCodec {
     }
   }
 
- protected:
-  void encode_into(const float* work, std::size_t n, std::uint8_t* p) override {
+  void encode(const float* work, std::size_t n, std::uint8_t* p) const override {
     const std::size_t k = kept(n);
     std::vector<std::uint32_t> idx(n);
     std::iota(idx.begin(), idx.end(), 0u);
@@ -46,15 +46,26 @@ class TopK final : public ElementCodec {
     }
   }
 
- private:
   std::size_t kept(std::size_t n) const {
     if (n == 0) return 0;
     if (count_ > 0) return std::min(count_, n);
     auto k = static_cast<std::size_t>(std::llround(ratio_ * static_cast<double>(n)));
     return std::clamp<std::size_t>(k, 1, n);
   }
+
+ private:
   double ratio_;
   std::size_t count_;
+};
+
+// Decoding touches only the kept elements.
+class TopK final : public ElementCodec {
+ public:
+  explicit TopK(const CodecSpec& s) : ElementCodec(s, std::make_shared<TopKWire>(s)), wire_(s) {}
+  std::size_t decoded(std::size_t n) const override { return wire_.kept(n); }
+
+ private:
+  TopKWire wire_;
 };
 
 }  // namespace

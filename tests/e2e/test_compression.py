@@ -52,8 +52,11 @@ for extra, message in (
         (["compression.inter_node={codec: int8}"], "apply only to the top tier of the data-parallel sync (inter_pod here)"),
         (["compression.inter_pod={codec: fp16}", "parallel.zero=1"], "ZeRO-1"),
         (["compression.inter_pod={codec: fp16, feedback: difference}"],
-         "feedback difference applies to the gathered codecs (int8, int4, topk, sign), not fp16"),
+         "feedback difference applies to the gathered codecs (int8, int4, fp8, topk, sign, sparseloco), not fp16"),
         (["compression.inter_pod={codec: topk, rank: 3}"], "compression.inter_pod.rank applies to codec powersgd, not topk"),
+        (["compression.inter_pod={codec: topk, reduce: ring}"],
+         "compression.inter_pod.reduce applies to the codecs that reduce in the ring or gathered (int8, int4, fp8), not topk"),
+        (["compression.inter_pod={codec: int8, reduce: ring, feedback: difference}"], "it needs reduce gather"),
         (["compression.inter_pod={codec: zstd}"], "compression.inter_pod.codec must be one of none, fp16"),
         (["compression.inter_pod={codec: fp16}", "sync.algorithm=native"], "compression needs sync.algorithm ring or hierarchical")):
     p = train(extra, os.path.join(tmp, "x.h5"), steps=1)

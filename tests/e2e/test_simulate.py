@@ -47,6 +47,15 @@ CASES = {
                          "compression.intra_node={codec: fp16}", "compression.inter_node={codec: bf16}",
                          "compression.inter_pod={codec: int8}"],
     "powersgd": ["parallel.dp=4", "topology.ranks_per_node=2", "compression.inter_node={codec: powersgd}"],
+    # Quantizers reduced in the ring across 8 nodes (messages of whole blocks), and fp8 forced
+    # into the ring of 2 pods below bf16.
+    "int8 ring": ["parallel.dp=8", "topology.ranks_per_node=1", "compression.inter_node={codec: int8}"],
+    "fp8 ring below bf16": ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
+                            "compression.inter_node={codec: bf16}",
+                            "compression.inter_pod={codec: fp8, exponent: 5, reduce: ring}"],
+    "sparseloco outer": ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=1",
+                         "sync.outer={tier: inter_pod, every: 4, momentum: 0}",
+                         "compression.inter_pod={codec: sparseloco, chunk: 512, k: 16}"],
     "outer sync": ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
                    "sync.outer={tier: inter_pod, every: 4, fragments: 2, delay: 1}",
                    "compression.intra_node={codec: fp16}", "compression.inter_pod={codec: int8}"],
@@ -57,7 +66,7 @@ CASES = {
 }
 # The outer sync's bytes differ from step to step: its run covers two periods and the
 # simulated mean step is compared with their total.
-PERIOD = {"outer sync": 4, "demo, outer sync": 2}
+PERIOD = {"outer sync": 4, "demo, outer sync": 2, "sparseloco outer": 4}
 KINDS = {"bytes_tp": ["tensor"], "bytes_pp": ["pipeline", "embedding"], "bytes_dp": ["gradient", "parameter", "outer"]}
 for name, sets in CASES.items():
     log = os.path.join(tmp, f"{name.replace(', ', '-').replace(' ', '-')}.h5")

@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -106,14 +107,17 @@ TEST(Compression, TopkOfEverythingAndInt8OnIntegersAreExact) {
     Tier top = top_tier(topo);
     CodecSpec all = make("topk");
     all.params["ratio"] = 1.0;
-    for (const CodecSpec& s : {all, make("int8")}) {
+    CodecSpec ring = make("int8"), gathered = make("int8");
+    ring.reduce = Reduce::ring;  // partial sums of integers stay integers: every hop is exact too
+    gathered.reduce = Reduce::gather;
+    for (const CodecSpec& s : {all, ring, gathered}) {
       for (Algorithm a : {Algorithm::ring, Algorithm::hierarchical}) {
         BucketCodecs state(codecs_at({{top, s}}));
         std::vector<float> x(2049);
         for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>((i * 7 + static_cast<std::size_t>(world_rank()) * 3) % 21) - 10);
         std::vector<float> expect = dense_sum(x);
         c->all_reduce_compressed(host_buffer(x.data(), x.size()), ReduceOp::sum, a, state, {});
-        EXPECT_EQ(x, expect) << name << " " << algorithm_name(a) << " " << s.name;
+        EXPECT_EQ(x, expect) << name << " " << algorithm_name(a) << " " << s.name << " " << reduce_names()[static_cast<std::size_t>(s.reduce)];
       }
     }
   }
@@ -177,6 +181,7 @@ TEST(Compression, GatheredPayloadsCountWireBytesAgainstDenseLogicalBytes) {
   const int p = world_size();
   CodecSpec s = make("int8");
   s.params["block"] = 128;
+  s.reduce = Reduce::gather;
   BucketCodecs state(codecs_at({{Tier::inter_node, s}}));
   const std::size_t n = 128 * 64;
   std::vector<float> x = random_data(n, world_rank());
@@ -187,6 +192,58 @@ TEST(Compression, GatheredPayloadsCountWireBytesAgainstDenseLogicalBytes) {
   EXPECT_EQ(d.wire_at(Tier::inter_node), static_cast<std::uint64_t>(p - 1) * payload);
   double dense = 2.0 * (p - 1) / p * 4.0 * n;
   EXPECT_NEAR(static_cast<double>(d.logical_at(Tier::inter_node)), dense, dense * 1e-3 + 64);
+}
+
+// A quantizer reduced in the ring: 2 (p - 1) / p of its payload per member, counted message
+// by message (segments of whole blocks, messages of whole blocks of about the chunk), against
+// (p - 1) payloads gathered. At 8 members int8 sends a quarter of the dense ring's bytes.
+TEST(Compression, QuantizedRingSendsTwoPayloadsWhereGatheringSendsPMinusOne) {
+  auto c = world_comm(Topology::emulated(world_size(), 1, 0, 0));
+  const int p = world_size();
+  const std::size_t n = 4096 * static_cast<std::size_t>(p);  // 16 blocks of 256 per member
+  auto wire_bytes = [&](const CodecSpec& s) {
+    BucketCodecs state(codecs_at({{Tier::inter_node, s}}));
+    std::vector<float> x = random_data(n, world_rank());
+    TrafficSnapshot before = traffic().snapshot();
+    c->all_reduce_compressed(host_buffer(x.data(), n), ReduceOp::sum, Algorithm::ring, state, {});
+    EXPECT_TRUE(same_on_every_rank(x)) << s.name;
+    return (traffic().snapshot() - before).wire_at(Tier::inter_node);
+  };
+  CodecSpec ring = make("int8"), gathered = make("int8");
+  ring.reduce = Reduce::ring;
+  gathered.reduce = Reduce::gather;
+  // Chunks of 1024 bytes hold 3 blocks (3 x 260 bytes): a member's 4096 elements go as 5 such
+  // messages and one of a block, 4160 bytes, at each of the p - 1 steps of both phases.
+  EXPECT_EQ(wire_bytes(ring), 2 * static_cast<std::uint64_t>(p - 1) * (5 * 780 + 260));
+  EXPECT_EQ(wire_bytes(gathered), static_cast<std::uint64_t>(p - 1) * (n + 4 * n / 256));
+  const std::uint64_t dense = wire_bytes(make("none"));
+  EXPECT_EQ(dense, 2 * static_cast<std::uint64_t>(p - 1) * 4096 * 4);
+  if (p == 8) EXPECT_LE(static_cast<double>(wire_bytes(ring)), 0.3 * static_cast<double>(dense));
+}
+
+// The ring rounds the partial sums of its p - 2 middle hops and the reduced segments again,
+// which no member's feedback keeps; gathered, the only roundings are each member's own.
+TEST(Compression, QuantizedRingErrorIsTheMembersRoundingPlusTheHops) {
+  auto c = world_comm(Topology::emulated(world_size(), 1, 0, 0));
+  const std::size_t n = 8192;
+  for (std::string k : {"int8", "int4", "fp8"}) {
+    double err[2] = {};
+    for (Reduce r : {Reduce::gather, Reduce::ring}) {
+      CodecSpec s = make(k);
+      s.reduce = r;
+      s.feedback = Feedback::none;
+      BucketCodecs state(codecs_at({{Tier::inter_node, s}}));
+      std::vector<float> x = random_data(n, world_rank()), expect = dense_sum(x);
+      c->all_reduce_compressed(host_buffer(x.data(), n), ReduceOp::sum, Algorithm::ring, state, {});
+      err[r == Reduce::ring] = relative_error(x, expect);
+      EXPECT_TRUE(same_on_every_rank(x)) << k;
+    }
+    if (world_rank() == 0)
+      std::printf("%s at p = %d: relative error of one sum, gathered %.3g, ring %.3g\n", k.c_str(), world_size(), err[0],
+                  err[1]);
+    EXPECT_GT(err[0], 0.0) << k;
+    EXPECT_LT(err[1], 3.0 * err[0]) << k;
+  }
 }
 
 TEST(Compression, CastsHalveTheWireBytes) {

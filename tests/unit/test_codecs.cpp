@@ -61,6 +61,13 @@ TEST(Codecs, WireSizesAreExact) {
     int8.params["block"] = 64;
     CodecSpec int4 = spec("int4");
     int4.params["block"] = 64;
+    CodecSpec fp8 = spec("fp8");
+    fp8.params["block"] = 64;
+    CodecSpec sparse = spec("sparseloco");
+    sparse.params["chunk"] = 100;  // 7 index bits
+    sparse.params["k"] = 7;
+    std::size_t sparse_bytes = 0;
+    for (std::size_t lo = 0; lo < n; lo += 100) sparse_bytes += 4 + (std::min<std::size_t>(7, n - lo) * 9 + 7) / 8;
     const std::size_t k = std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(0.1 * static_cast<double>(n))));
     struct Case {
       CodecSpec s;
@@ -70,6 +77,8 @@ TEST(Codecs, WireSizesAreExact) {
                  {spec("bf16"), 2 * n},
                  {int8, n + 4 * ((n + 63) / 64)},
                  {int4, (n + 1) / 2 + 4 * ((n + 63) / 64)},
+                 {fp8, n + 4 * ((n + 63) / 64)},
+                 {sparse, sparse_bytes},
                  {topk, 8 * k},
                  {spec("sign"), (n + 7) / 8 + 4 * ((n + 255) / 256)}};
     for (auto& c : cases) {
@@ -83,14 +92,15 @@ TEST(Codecs, WireSizesAreExact) {
 
 // Per element: fp16 and bf16 are within half an ulp (2^-11, 2^-8 relative); int8 within
 // half its power-of-two step, which is at most 2 amax / 127 of its block; int4 within half
-// its step, amax / 14.
+// its step, amax / 14; fp8 (e4m3) within half an ulp, 2^-4 relative, or half its
+// subnormal step, 2^-10 of a scale at most 2 amax / 448.
 TEST(Codecs, RoundTripErrorIsWithinEachCodecsBound) {
   const std::size_t n = 5000;
   std::vector<float> x = random_data(n, 3, 4.0f);
-  for (std::string k : {"fp16", "bf16", "int8", "int4"}) {
+  for (std::string k : {"fp16", "bf16", "int8", "int4", "fp8"}) {
     CodecSpec s = spec(k.c_str());
     s.feedback = Feedback::none;
-    if (k == "int8" || k == "int4") s.params["block"] = 100;
+    if (k == "int8" || k == "int4" || k == "fp8") s.params["block"] = 100;
     auto codec = element(s);
     std::vector<std::uint8_t> payload;
     codec->encode(x.data(), n, payload);
@@ -103,7 +113,8 @@ TEST(Codecs, RoundTripErrorIsWithinEachCodecsBound) {
         float bound = k == "fp16" ? std::abs(x[i]) * 0x1.0p-11f + 0x1.0p-25f
                       : k == "bf16" ? std::abs(x[i]) * 0x1.0p-8f
                       : k == "int8" ? amax / 127.0f
-                                    : amax / 14.0f * (1 + 0x1.0p-20f);
+                      : k == "int4" ? amax / 14.0f * (1 + 0x1.0p-20f)
+                                    : std::abs(x[i]) * 0x1.0p-4f + amax / 448.0f * 0x1.0p-9f;  // e4m3: half an ulp; the subnormals' half step
         ASSERT_LE(std::abs(y[i] - x[i]), bound) << k << " at " << i;
       }
     }
@@ -159,9 +170,10 @@ TEST(Codecs, Int8OnIntegersAndTopkOfEverythingAreExact) {
 // inputs, up to fp32 rounding of the running sums.
 TEST(Codecs, ErrorFeedbackConservesMass) {
   const std::size_t n = 2000;
-  for (std::string k : {"fp16", "bf16", "int8", "int4", "topk", "sign"}) {
+  for (std::string k : {"fp16", "bf16", "int8", "int4", "fp8", "topk", "sign", "sparseloco"}) {
     CodecSpec s = spec(k.c_str());
     if (k == "topk") s.params["ratio"] = 0.05;
+    s.decay = 1;  // all of it kept
     auto codec = element(s);
     std::vector<double> inputs(n, 0.0), sent(n, 0.0);
     std::vector<std::uint8_t> payload;
@@ -169,8 +181,8 @@ TEST(Codecs, ErrorFeedbackConservesMass) {
       std::vector<float> x = random_data(n, 100 + static_cast<std::uint64_t>(step));
       for (std::size_t i = 0; i < n; ++i) inputs[i] += x[i];
       std::vector<float> y(n, 0.0f);
-      if (auto* cast = dynamic_cast<CastCodec*>(codec.get())) {
-        cast->round_in_place(x.data(), n);
+      if (codec->rings(4)) {  // as the ring rounds its input first
+        codec->round_in_place(x.data(), n);
         y = x;
       } else {
         codec->encode(x.data(), n, payload);
@@ -217,6 +229,66 @@ TEST(Codecs, DifferenceFeedbackTracksItsInput) {
   EXPECT_THROW(make_codec(cast), std::invalid_argument);
 }
 
+// fp8 rounds to nearest even within its format; a block whose largest value is the
+// format's largest takes scale 1.
+TEST(Codecs, Fp8RoundsToNearestEvenInE4m3AndE5m2) {
+  struct Case {
+    int exponent;
+    std::vector<float> in, out;
+  } cases[] = {
+      // e4m3: 3 mantissa bits, largest 448, smallest subnormal 2^-9.
+      {4,
+       {448.0f, 1.0f, 1.0625f, 1.1875f, 0x1.0p-9f, 0x1.8p-9f, -3.5f, 0.0f},
+       {448.0f, 1.0f, 1.0f, 1.25f, 0x1.0p-9f, 0x1.0p-8f, -3.5f, 0.0f}},
+      // e5m2: 2 mantissa bits, largest 57344, smallest subnormal 2^-16.
+      {5, {57344.0f, 1.125f, 1.375f, 0x1.0p-16f, -6.0f}, {57344.0f, 1.0f, 1.5f, 0x1.0p-16f, -6.0f}},
+  };
+  for (const Case& c : cases) {
+    CodecSpec s = spec("fp8");
+    s.params["exponent"] = c.exponent;
+    s.feedback = Feedback::none;
+    auto codec = element(s);
+    std::vector<std::uint8_t> payload;
+    codec->encode(c.in.data(), c.in.size(), payload);
+    std::vector<float> y(c.in.size(), 0.0f);
+    codec->decode_add(payload.data(), y.size(), y.data());
+    EXPECT_EQ(y, c.out) << "e" << c.exponent;
+  }
+}
+
+// SparseLoCo: per chunk the top k, at (j + 1) / 2^(bits-1) of the chunk's largest kept |x|.
+TEST(Codecs, SparseLoCoKeepsTheTopKPerChunkOnTwoBitLevels) {
+  CodecSpec s = spec("sparseloco");
+  s.params["chunk"] = 8;
+  s.params["k"] = 2;
+  s.feedback = Feedback::none;
+  auto codec = element(s);
+  std::vector<float> x = {0.1f, -4.0f, 0.2f, 3.0f, 0.0f, 0.0f, 0.0f, 0.5f, 1.0f, -0.5f, 0.25f};
+  std::vector<std::uint8_t> payload;
+  codec->encode(x.data(), x.size(), payload);
+  EXPECT_EQ(payload.size(), 12u);  // per chunk: a 4-byte scale and 2 x (3 index + 2 value) bits
+  std::vector<float> y(x.size(), 0.0f);
+  codec->decode_add(payload.data(), y.size(), y.data());
+  EXPECT_EQ(y, (std::vector<float>{0, -4.0f, 0, 4.0f, 0, 0, 0, 0, 1.0f, -0.5f, 0}));
+}
+
+// Residual feedback with a decay adds decay x the residual to the next input.
+TEST(Codecs, ErrorFeedbackDecays) {
+  const std::size_t n = 500;
+  CodecSpec s = spec("sparseloco");
+  EXPECT_DOUBLE_EQ(s.decay, 0.95);  // its default
+  s.decay = 0.5;
+  auto codec = element(s);
+  std::vector<std::uint8_t> payload;
+  std::vector<float> x1 = random_data(n, 21), x2 = random_data(n, 22);
+  codec->encode(x1.data(), n, payload);
+  const std::vector<float> r1 = codec->residual();
+  codec->encode(x2.data(), n, payload);
+  std::vector<float> sent(n, 0.0f);
+  codec->decode_add(payload.data(), n, sent.data());
+  for (std::size_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(codec->residual()[i] + sent[i], x2[i] + 0.5f * r1[i]) << i;
+}
+
 TEST(Codecs, OrthonormalizeGivesOrthonormalColumns) {
   std::vector<float> p = random_data(50 * 4, 9);
   orthonormalize(p.data(), 50, 4);
@@ -229,7 +301,7 @@ TEST(Codecs, OrthonormalizeGivesOrthonormalColumns) {
 }
 
 TEST(Codecs, NamesRoundTrip) {
-  for (const char* n : {"none", "fp16", "bf16", "int8", "int4", "topk", "sign", "powersgd"})
+  for (const char* n : {"none", "fp16", "bf16", "int8", "int4", "fp8", "topk", "sign", "sparseloco", "powersgd"})
     EXPECT_EQ(find_codec(n)->name, n);
   EXPECT_FALSE(find_codec("zstd"));
 }

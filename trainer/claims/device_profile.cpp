@@ -120,9 +120,9 @@ DeviceProfile from_step_log(const std::string& path) {
   // of the tiers no link emulation paces.
   double mm = 0, mb = 0, bb = 0, my = 0, by = 0;
   for (Tier t : kAllTiers) {
-    // Paced tiers, and those whose ring converts to a cast codec's wire (that time is codec time).
+    // Paced tiers, and those whose ring may code a codec's wire (that time is codec time).
     const auto& codec = cfg.compression.tier[t];
-    if (cfg.links.tier[t] || (codec && make_codec(default_spec(codec->codec))->wire() != DType::f32)) continue;
+    if (cfg.links.tier[t] || (codec && codec->codec != "none")) continue;
     const std::string tier(tier_name(t));
     auto busy = f.read<double>("/steps/busy/" + tier);
     auto msgs = f.read<double>("/steps/messages/" + tier);

@@ -72,6 +72,7 @@ bool lossy_anywhere(const Config& c) {
 std::string describe(const Config& c, Tier top) {
   const auto& codec = c.compression.tier[top];
   std::string on_top = codec && codec->codec != "none" ? " " + codec->codec : "";
+  if (!on_top.empty() && codec->reduce != "best") on_top += fmt::format(" {}", codec->reduce == "ring" ? "ring" : "gathered");
   if (!on_top.empty() && codec->feedback != "residual") on_top += fmt::format(" (feedback {})", codec->feedback);
   if (!c.sync.outer) return "sync" + on_top;
   const auto& o = *c.sync.outer;

@@ -164,10 +164,10 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
   const CollectivePlan& first = groups.front();
   auto size_of = [&](const CollectivePlan& g) { return sizes[static_cast<std::size_t>(&g - groups.data())]; };
   const int top = static_cast<int>(first.levels().size()) - 1;
-  // One ring phase at level l on a wire of `wsize`-byte elements, every group at once: member m
-  // of group g sends bytes(g, m) = {all its steps', one step's at most}. A phase no member
-  // sends in costs nothing (ring_phase sends no message).
-  auto phase = [&](int l, std::size_t wsize, const auto& bytes_of) {
+  // One ring phase at level l on `wire`, every group at once: member m of group g sends
+  // bytes(g, m) = {all its steps', one step's at most}. A phase no member sends in costs
+  // nothing (ring_phase sends no message).
+  auto phase = [&](int l, const WireFormat& wire, const auto& bytes_of) {
     const int k = first.levels()[static_cast<std::size_t>(l)].size;
     if (k < 2) return;
     Step step;
@@ -188,8 +188,7 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
       }
     }
     if (total <= 0) return;
-    const double chunk = static_cast<double>(std::max<std::size_t>(1, chunk_bytes_ / wsize));
-    const double messages = std::ceil(largest / static_cast<double>(wsize) / chunk);
+    const double messages = std::ceil(largest / static_cast<double>(wire.bytes(wire.chunk_elements(chunk_bytes_))));
     const double fixed = messages * dev_.message_seconds + copy_time(largest) + latency(step);
     const double seconds = (k - 1) * (link_time(step) + fixed - latency(step));
     tier_seconds[top_tier] += seconds;
@@ -208,14 +207,16 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
     cuts = tensor_cuts(*tensors, sizes.front());
   }
   const std::vector<std::size_t>* cut = cuts.empty() ? nullptr : &cuts;
-  auto wire = [&](int l) { return compressed ? dtype_size(codec(first.tier(l)).wire()) : kSimWireBytes; };
   auto ring = [&](int l, bool reducing) {
     const double k = first.levels()[static_cast<std::size_t>(l)].size;
-    phase(l, wire(l), [&](const CollectivePlan& g, int m) {
+    const WireFormat& wire = compressed ? codec(first.tier(l)).wire() : fp32_wire();
+    phase(l, wire, [&](const CollectivePlan& g, int m) {
       const std::size_t n = size_of(g);
-      const double bytes = static_cast<double>(g.sent(n, l, m, reducing, cut) * wire(l));
+      const double bytes = static_cast<double>(g.sent_bytes(n, l, m, reducing, wire, chunk_bytes_, cut));
       // Segments cut at tensor boundaries differ: each ring step lasts as long as the largest.
-      const double per_step = cut ? static_cast<double>(g.largest_segment(n, l, m, cut) * wire(l)) : bytes / (k - 1);
+      const double per_step =
+          cut ? static_cast<double>(wire.message_bytes(g.largest_segment(n, l, m, cut), wire.chunk_elements(chunk_bytes_)))
+              : bytes / (k - 1);
       return std::pair{bytes, per_step};
     });
   };
@@ -263,11 +264,14 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
     for (const CollectivePlan& g : groups)
       for (std::size_t m = 0; m < g.members().size(); ++m) most = std::max(most, phases_of(g, static_cast<int>(m)).size());
     for (std::size_t i = 0; i < most; ++i) {
-      // Messages of chunk bytes whatever the phase's type (it divides the chunk).
-      phase(top, 1, [&](const CollectivePlan& g, int m) {
+      const WireFormat* wire = nullptr;  // the phase's, the same for every member that runs it
+      for (const CollectivePlan& g : groups)
+        for (std::size_t m = 0; m < g.members().size() && !wire; ++m)
+          if (i < phases_of(g, static_cast<int>(m)).size()) wire = phases_of(g, static_cast<int>(m))[i].wire;
+      phase(top, *wire, [&](const CollectivePlan& g, int m) {
         const std::vector<RingPhase>& ph = phases_of(g, m);
         if (i >= ph.size()) return std::pair{0.0, 0.0};
-        const double bytes = static_cast<double>(g.sent_of(ph[i].count, top, m, ph[i].reduce) * dtype_size(ph[i].dtype));
+        const double bytes = static_cast<double>(g.sent_bytes_of(ph[i].count, top, m, ph[i].reduce, *ph[i].wire, chunk_bytes_));
         return std::pair{bytes, bytes / (k - 1)};
       });
     }

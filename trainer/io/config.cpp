@@ -323,6 +323,19 @@ void resolve_codec(const std::string& tier, CodecConfig& c) {
     double& v = c.params[std::string(k.name)];
     if (v == 0 && (k.excludes.empty() || c.params[std::string(k.excludes)] == 0)) v = k.default_value;
   }
+  if (c.reduce != "best" && !info.rings) {
+    std::vector<std::string_view> rings;
+    for (const CodecInfo& other : codec_registry())
+      if (other.rings) rings.push_back(other.name);
+    throw UserError(fmt::format("compression.{}.reduce applies to the codecs that reduce in the ring or gathered ({}), "
+                                "not {}",
+                                tier, fmt::join(rings, ", "), c.codec));
+  }
+  if (c.reduce == "ring" && c.feedback == "difference")
+    throw UserError(fmt::format("compression.{}: feedback difference sums every member's payloads as they were sent; "
+                                "it needs reduce gather (or best), not ring",
+                                tier));
+  if (c.decay == 0) c.decay = info.decay;
   if (c.feedback == "difference" && c.codec != "none" && !info.gathered) {
     std::vector<std::string_view> gathered;
     for (const CodecInfo& other : codec_registry())

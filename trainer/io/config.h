@@ -226,6 +226,8 @@ struct CodecConfig {
   std::string codec = "none";
   std::map<std::string, double> params;  // by key name
   std::string feedback = "residual";
+  double decay = 0;
+  std::string reduce = "best";
 };
 // The codec names and the union of their keys, from the registry, for the schema.
 struct CodecKeyDoc {
@@ -243,6 +245,15 @@ template <class V> void describe(V& v, CodecConfig& c) {
         "what a lossy codec did not send: residual (added to the next step's input), difference (gathered codecs: "
         "send the change from what was sent so far; every rank sums the changes), none (dropped)",
         one_of(feedback_names()));
+  v.key("decay", c.decay,
+        "residual feedback: the share of what was not sent that is added to the next input (SparseLoCo's decayed "
+        "accumulator); 0 = the codec's default (1, sparseloco 0.95)",
+        in_range(0.0, 1.0));
+  v.key("reduce", c.reduce,
+        "how int8, int4 and fp8 payloads reduce: ring (each hop decodes, adds and encodes again: 2 (p - 1) / p "
+        "payloads per member), gather (every member's payload to every member: p - 1), or best (the ring above 2 "
+        "members, where it sends less)",
+        one_of(reduce_names()));
 }
 
 // Compression per tier of the data-parallel all-reduce; an absent tier stays dense.

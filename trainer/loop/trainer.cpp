@@ -62,6 +62,8 @@ TierCodecs tier_codecs(const Config& cfg, const Topology& topo, const std::vecto
     s = default_spec(c->codec);
     for (auto& [key, value] : s.params) value = c->params.at(key);  // resolved: the codec's keys hold values
     s.feedback = feedback_from_name(c->feedback);
+    s.decay = c->decay;
+    s.reduce = reduce_from_name(c->reduce);
     s.seed = cfg.train.seed;
     any = true;
   }

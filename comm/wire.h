@@ -1,0 +1,65 @@
+// Wire formats: what one message of a collective carries for n fp32 elements, and how it is
+// made and read. The ring (comm/ring.cpp), the traffic counters, the collective plans and the
+// step simulator all count a message as bytes(n) of its format, so a block-scaled int8 hop
+// is counted as it is sent. A codec (codec.h) names its format; the formats that can be
+// decoded, added to and encoded again at every hop (the 16-bit casts, int8, int4, fp8) reduce
+// in the ring itself, the others (topk, sign, sparseloco) are gathered.
+//
+// Blocks: a format with per-block scales encodes a message block by block from its first
+// element. The ring cuts its segments and chunks at whole blocks (segment(n, p, i, block)),
+// so a chunk encodes exactly as the same elements rounded in place from the buffer's start.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "comm/device.h"
+
+namespace ft {
+
+class WireFormat {
+ public:
+  virtual ~WireFormat() = default;
+  virtual std::string_view name() const = 0;
+  // Bytes one message of n elements takes.
+  virtual std::size_t bytes(std::size_t n) const = 0;
+  // Elements per block: every message but a segment's last holds whole blocks.
+  virtual std::size_t block() const { return 1; }
+  // Whether a ring may reduce on it: decode, add in fp32, encode again at every hop.
+  virtual bool reduces() const { return true; }
+  // The element type it is when a backend converts it on the buffers' device (fp32, bytes,
+  // the 16-bit casts); none: encoded on the host.
+  virtual std::optional<DType> dtype() const { return std::nullopt; }
+  // out[0 .. bytes(n)) = x[0 .. n) encoded.
+  virtual void encode(const float* x, std::size_t n, std::uint8_t* out) const = 0;
+  // out[0 .. n) = decoded, or += decoded when `add`.
+  virtual void decode(const std::uint8_t* in, std::size_t n, float* out, bool add) const = 0;
+  // Elements per message for messages of about `chunk_bytes`: whole blocks, at least one.
+  std::size_t chunk_elements(std::size_t chunk_bytes) const;
+  // Bytes of `elems` elements sent as messages of `chunk` elements each (the last shorter).
+  std::size_t message_bytes(std::size_t elems, std::size_t chunk) const;
+};
+
+// Each element as the buffer holds it: fp32 (4 bytes), or raw bytes (a gathered codec's
+// payloads, which the ring forwards untouched).
+const WireFormat& fp32_wire();
+const WireFormat& bytes_wire();
+// IEEE half (clamped at +-65504) and bfloat16, 2 bytes, round to nearest even.
+const WireFormat& fp16_wire();
+const WireFormat& bf16_wire();
+
+// The smallest power of two s with amax / s <= top: a block's scale that keeps integers and
+// short binary fractions exact. 0 for a block of zeros (or NaN).
+float pow2_scale(float amax, float top);
+// The largest |x| of x[lo, hi).
+float block_amax(const float* x, std::size_t lo, std::size_t hi);
+
+// Bytes of each of a ring phase's steps (`step_elems`, from ring_sends) on `wire`, in
+// messages of about `chunk_bytes`: what the ring sends and the plans and simulator count.
+std::vector<std::size_t> ring_step_bytes(const std::vector<std::size_t>& step_elems, const WireFormat& wire,
+                                         std::size_t chunk_bytes);
+
+}  // namespace ft
