@@ -10,8 +10,10 @@
 // so a chunk encodes exactly as the same elements rounded in place from the buffer's start.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -56,6 +58,29 @@ const WireFormat& bf16_wire();
 float pow2_scale(float amax, float top);
 // The largest |x| of x[lo, hi).
 float block_amax(const float* x, std::size_t lo, std::size_t hi);
+
+// The quantizers' layout: an fp32 scale per block of `block` elements, then the elements' codes.
+// Encoding: per block, s = scale_of(its largest |x|), then put(i, x[i] / s) for each element
+// (0 for a block of zeros). Decoding: out[i] = (or +=) value(i) x its block's s.
+inline std::size_t scaled_blocks(std::size_t n, std::size_t block) { return (n + block - 1) / block; }
+template <class Scale, class Put>
+void encode_scaled_blocks(const float* x, std::size_t n, std::size_t block, std::uint8_t* p, Scale scale_of, Put put) {
+  for (std::size_t b = 0, nb = scaled_blocks(n, block); b < nb; ++b) {
+    const std::size_t lo = b * block, hi = std::min(n, lo + block);
+    const float s = scale_of(block_amax(x, lo, hi));
+    std::memcpy(p + 4 * b, &s, 4);
+    for (std::size_t i = lo; i < hi; ++i) put(i, s > 0 ? x[i] / s : 0.0f);
+  }
+}
+template <class Value>
+void decode_scaled_blocks(const std::uint8_t* p, std::size_t n, std::size_t block, float* out, bool add, Value value) {
+  for (std::size_t b = 0, nb = scaled_blocks(n, block); b < nb; ++b) {
+    float s;
+    std::memcpy(&s, p + 4 * b, 4);
+    for (std::size_t i = b * block, hi = std::min(n, i + block); i < hi; ++i)
+      out[i] = (add ? out[i] : 0.0f) + value(i) * s;
+  }
+}
 
 // Bytes of each of a ring phase's steps (`step_elems`, from ring_sends) on `wire`, in
 // messages of about `chunk_bytes`: what the ring sends and the plans and simulator count.

@@ -17,29 +17,18 @@ class Fp8Wire final : public WireFormat {
       : block_(static_cast<std::size_t>(s.param("block"))), e5m2_(s.param("exponent") == 5),
         mant_(e5m2_ ? 2 : 3), bias_(e5m2_ ? 15 : 7), top_(e5m2_ ? 57344.0f : 448.0f) {}
   std::string_view name() const override { return e5m2_ ? "fp8 e5m2" : "fp8 e4m3"; }
-  std::size_t bytes(std::size_t n) const override { return n + 4 * blocks(n); }
+  std::size_t bytes(std::size_t n) const override { return n + 4 * scaled_blocks(n, block_); }
   std::size_t block() const override { return block_; }
 
   void encode(const float* x, std::size_t n, std::uint8_t* p) const override {
-    const std::size_t nb = blocks(n);
-    std::uint8_t* q = p + 4 * nb;
-    for (std::size_t b = 0; b < nb; ++b) {
-      const std::size_t lo = b * block_, hi = std::min(n, lo + block_);
-      const float s = pow2_scale(block_amax(x, lo, hi), top_);
-      std::memcpy(p + 4 * b, &s, 4);
-      for (std::size_t i = lo; i < hi; ++i) q[i] = s > 0 ? to_fp8(x[i] / s) : 0;
-    }
+    std::uint8_t* q = p + 4 * scaled_blocks(n, block_);
+    encode_scaled_blocks(x, n, block_, p, [this](float amax) { return pow2_scale(amax, top_); },
+                         [this, q](std::size_t i, float v) { q[i] = to_fp8(v); });
   }
 
   void decode(const std::uint8_t* p, std::size_t n, float* out, bool add) const override {
-    const std::size_t nb = blocks(n);
-    const std::uint8_t* q = p + 4 * nb;
-    for (std::size_t b = 0; b < nb; ++b) {
-      float s;
-      std::memcpy(&s, p + 4 * b, 4);
-      for (std::size_t i = b * block_; i < std::min(n, (b + 1) * block_); ++i)
-        out[i] = (add ? out[i] : 0.0f) + from_fp8(q[i]) * s;
-    }
+    const std::uint8_t* q = p + 4 * scaled_blocks(n, block_);
+    decode_scaled_blocks(p, n, block_, out, add, [this, q](std::size_t i) { return from_fp8(q[i]); });
   }
 
   // |v| <= top_ (the scale sees to it; NaN becomes 0): sign, exponent, mantissa.
@@ -67,7 +56,6 @@ class Fp8Wire final : public WireFormat {
   }
 
  private:
-  std::size_t blocks(std::size_t n) const { return (n + block_ - 1) / block_; }
   std::size_t block_;
   bool e5m2_;
   int mant_, bias_;

@@ -13,35 +13,22 @@ class Int8Wire final : public WireFormat {
  public:
   explicit Int8Wire(const CodecSpec& s) : block_(static_cast<std::size_t>(s.param("block"))) {}
   std::string_view name() const override { return "int8"; }
-  std::size_t bytes(std::size_t n) const override { return n + 4 * blocks(n); }
+  std::size_t bytes(std::size_t n) const override { return n + 4 * scaled_blocks(n, block_); }
   std::size_t block() const override { return block_; }
 
   void encode(const float* x, std::size_t n, std::uint8_t* p) const override {
-    const std::size_t nb = blocks(n);
-    auto* q = reinterpret_cast<std::int8_t*>(p + 4 * nb);
-    for (std::size_t b = 0; b < nb; ++b) {
-      const std::size_t lo = b * block_, hi = std::min(n, lo + block_);
-      // Powers of two keep integers (and short binary fractions) exact.
-      const float s = pow2_scale(block_amax(x, lo, hi), 127.0f);
-      std::memcpy(p + 4 * b, &s, 4);
-      for (std::size_t i = lo; i < hi; ++i)
-        q[i] = s > 0 ? static_cast<std::int8_t>(std::clamp(std::nearbyint(x[i] / s), -127.0f, 127.0f)) : 0;
-    }
+    auto* q = reinterpret_cast<std::int8_t*>(p + 4 * scaled_blocks(n, block_));
+    // Powers of two keep integers (and short binary fractions) exact.
+    encode_scaled_blocks(x, n, block_, p, [](float amax) { return pow2_scale(amax, 127.0f); },
+                         [q](std::size_t i, float v) { q[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(v), -127.0f, 127.0f)); });
   }
 
   void decode(const std::uint8_t* p, std::size_t n, float* out, bool add) const override {
-    const std::size_t nb = blocks(n);
-    const auto* q = reinterpret_cast<const std::int8_t*>(p + 4 * nb);
-    for (std::size_t b = 0; b < nb; ++b) {
-      float s;
-      std::memcpy(&s, p + 4 * b, 4);
-      for (std::size_t i = b * block_; i < std::min(n, (b + 1) * block_); ++i)
-        out[i] = (add ? out[i] : 0.0f) + static_cast<float>(q[i]) * s;
-    }
+    const auto* q = reinterpret_cast<const std::int8_t*>(p + 4 * scaled_blocks(n, block_));
+    decode_scaled_blocks(p, n, block_, out, add, [q](std::size_t i) { return static_cast<float>(q[i]); });
   }
 
  private:
-  std::size_t blocks(std::size_t n) const { return (n + block_ - 1) / block_; }
   std::size_t block_;
 };
 
