@@ -326,7 +326,7 @@ void sgd_update(const Tensor& params, const Tensor& grads, const Tensor* momentu
   if (params.device() == Device::cuda) {
     if (params.dtype() != DType::f32) throw std::logic_error("CUDA kernels take f32 tensors");
     cuda::sgd_update(f(params), f(grads), with_m ? f(momentum) : nullptr, cuda_runs(runs), st.lr, st.momentum, st.nesterov,
-                     st.grad_scale);
+                     st.grad_scale, st.sign);
     return;
   }
 #endif
@@ -335,7 +335,7 @@ void sgd_update(const Tensor& params, const Tensor& grads, const Tensor* momentu
     for (const UpdateRun& r : runs)
       cpu::sgd_update<T>(params.data<T>() + r.range.begin, grads.data<T>() + r.range.begin,
                          with_m ? m.data<T>() + r.state : nullptr, r.range.size(), st.lr, st.momentum, st.nesterov,
-                         r.weight_decay, st.grad_scale);
+                         r.weight_decay, st.grad_scale, st.sign);
   });
 }
 

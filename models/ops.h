@@ -94,6 +94,7 @@ struct SgdStep {
   double momentum = 0;
   bool nesterov = false;
   double grad_scale = 1;
+  bool sign = false;  // step by the sign of each gradient (signum; before momentum)
 };
 void sgd_update(const Tensor& params, const Tensor& grads, const Tensor* momentum, const std::vector<UpdateRun>& runs,
                 const SgdStep& step);

@@ -13,12 +13,13 @@ CodecInfo fp8_codec();
 CodecInfo topk_codec();
 CodecInfo sign_codec();
 CodecInfo sparseloco_codec();
+CodecInfo demo_codec();
 CodecInfo powersgd_codec();
 
 const std::vector<CodecInfo>& codec_registry() {
   static const std::vector<CodecInfo> all = {none_codec(), fp16_codec(), bf16_codec(),      int8_codec(),
                                              int4_codec(), fp8_codec(),  topk_codec(),      sign_codec(),
-                                             sparseloco_codec(), powersgd_codec()};
+                                             sparseloco_codec(), demo_codec(),     powersgd_codec()};
   return all;
 }
 

@@ -71,7 +71,7 @@ void adamw_update(T* param, const T* grad, T* m, T* v, i64 n, double lr, double 
 // not touched (may be null). param -= lr * (step + weight_decay * param).
 template <class T>
 void sgd_update(T* param, const T* grad, T* m, i64 n, double lr, double mu, bool nesterov, double weight_decay,
-                double grad_scale);
+                double grad_scale, bool sign);
 
 // out[n, o] += bias[o]
 template <class T> void add_bias(T* out, const T* bias, i64 N, i64 OC);

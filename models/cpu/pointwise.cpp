@@ -133,12 +133,13 @@ void adamw_update(T* param, const T* grad, T* m, T* v, i64 n, double lr, double 
 
 template <class T>
 void sgd_update(T* param, const T* grad, T* m, i64 n, double lr, double mu, bool nesterov, double weight_decay,
-                double grad_scale) {
+                double grad_scale, bool sign) {
   const T s = static_cast<T>(grad_scale), lr_t = static_cast<T>(lr), mu_t = static_cast<T>(mu),
           wd = static_cast<T>(weight_decay);
   parallel_for(n, kGrain, [=](i64 i0, i64 i1) {
     for (i64 i = i0; i < i1; ++i) {
       T step = grad[i] * s;
+      if (sign) step = static_cast<T>((step > T(0)) - (step < T(0)));
       if (mu_t != T(0)) {
         m[i] = mu_t * m[i] + step;
         step = nesterov ? step + mu_t * m[i] : m[i];
@@ -160,7 +161,7 @@ void sgd_update(T* param, const T* grad, T* m, i64 n, double lr, double mu, bool
   template void add_bias<T>(T*, const T*, i64, i64);                                                   \
   template void adamw_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, double, double, double, \
                                 double);                                                                \
-  template void sgd_update<T>(T*, const T*, T*, i64, double, double, bool, double, double);
+  template void sgd_update<T>(T*, const T*, T*, i64, double, double, bool, double, double, bool);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(double)
 #undef FT_INSTANTIATE

@@ -331,7 +331,8 @@ __global__ void k_adamw(float* p, const float* g, float* m, float* v, UpdateTabl
 }
 
 // blockIdx.y picks the run; m is null when mu = 0.
-__global__ void k_sgd(float* p, const float* g, float* m, UpdateTable t, float lr, float mu, bool nesterov, float gs) {
+__global__ void k_sgd(float* p, const float* g, float* m, UpdateTable t, float lr, float mu, bool nesterov, float gs,
+                      bool sign) {
   const int r = blockIdx.y;
   float* pr = p + t.begin[r];
   const float* gr = g + t.begin[r];
@@ -340,6 +341,7 @@ __global__ void k_sgd(float* p, const float* g, float* m, UpdateTable t, float l
   for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < t.size[r];
        i += static_cast<i64>(gridDim.x) * blockDim.x) {
     float step = gr[i] * gs;
+    if (sign) step = static_cast<float>((step > 0.0f) - (step < 0.0f));
     if (mu != 0.0f) {
       mr[i] = mu * mr[i] + step;
       step = nesterov ? step + mu * mr[i] : mr[i];
@@ -561,11 +563,11 @@ void adamw_update(float* param, const float* grad, float* m, float* v, const std
 }
 
 void sgd_update(float* param, const float* grad, float* m, const std::vector<UpdateRun>& runs, double lr, double mu,
-                bool nesterov, double grad_scale) {
+                bool nesterov, double grad_scale, bool sign) {
   for_run_tables(runs, [&](const UpdateTable& t, i64 largest) {
     k_sgd<<<dim3(stride_blocks(largest), static_cast<unsigned>(t.count)), kThreads, 0, ctx().stream>>>(
         param, grad, mu > 0 ? m : nullptr, t, static_cast<float>(lr), static_cast<float>(mu), nesterov,
-        static_cast<float>(grad_scale));
+        static_cast<float>(grad_scale), sign);
     check_launch("sgd");
   });
 }

@@ -58,7 +58,7 @@ void adamw_update(float* param, const float* grad, float* m, float* v, const std
 
 // SGD over runs, as in cpu/kernels.h; m (at each run's state) only when mu > 0.
 void sgd_update(float* param, const float* grad, float* m, const std::vector<UpdateRun>& runs, double lr, double mu,
-                bool nesterov, double grad_scale);
+                bool nesterov, double grad_scale, bool sign);
 
 // The attention backward needs B * NH * T * T floats of scratch (one dS per head).
 inline i64 attention_scratch_elements(i64 B, i64 T, i64 NH) { return B * NH * T * T; }

@@ -157,6 +157,8 @@ TEST(CudaOps, SgdOverRunsAgreesWithCpu) {
     ops::sgd_update(gp, gg, &gm, runs, {0.7, 0.9, true, 0.5});
     ops::sgd_update(p, g, nullptr, runs, {0.01});
     ops::sgd_update(gp, gg, nullptr, runs, {0.01});
+    ops::sgd_update(p, g, nullptr, runs, {0.01, 0.0, false, 1.0, true});  // sign
+    ops::sgd_update(gp, gg, nullptr, runs, {0.01, 0.0, false, 1.0, true});
   }
   EXPECT_LT(rel_diff(gp, p), 1e-6);
   EXPECT_LT(rel_diff(gm, m), 1e-6);

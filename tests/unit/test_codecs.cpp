@@ -68,6 +68,12 @@ TEST(Codecs, WireSizesAreExact) {
     sparse.params["k"] = 7;
     std::size_t sparse_bytes = 0;
     for (std::size_t lo = 0; lo < n; lo += 100) sparse_bytes += 4 + (std::min<std::size_t>(7, n - lo) * 9 + 7) / 8;
+    CodecSpec demo = spec("demo");  // chunks of 128 (7 index bits), 2 coefficients each
+    std::size_t demo_bytes = 0;
+    for (std::size_t lo = 0; lo < n; lo += 128) {
+      const std::size_t k = std::min<std::size_t>(2, n - lo);
+      demo_bytes += 4 * k + (7 * k + 7) / 8;
+    }
     const std::size_t k = std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(0.1 * static_cast<double>(n))));
     struct Case {
       CodecSpec s;
@@ -79,6 +85,7 @@ TEST(Codecs, WireSizesAreExact) {
                  {int4, (n + 1) / 2 + 4 * ((n + 63) / 64)},
                  {fp8, n + 4 * ((n + 63) / 64)},
                  {sparse, sparse_bytes},
+                 {demo, demo_bytes},
                  {topk, 8 * k},
                  {spec("sign"), (n + 7) / 8 + 4 * ((n + 255) / 256)}};
     for (auto& c : cases) {
@@ -170,7 +177,7 @@ TEST(Codecs, Int8OnIntegersAndTopkOfEverythingAreExact) {
 // inputs, up to fp32 rounding of the running sums.
 TEST(Codecs, ErrorFeedbackConservesMass) {
   const std::size_t n = 2000;
-  for (std::string k : {"fp16", "bf16", "int8", "int4", "fp8", "topk", "sign", "sparseloco"}) {
+  for (std::string k : {"fp16", "bf16", "int8", "int4", "fp8", "topk", "sign", "sparseloco", "demo"}) {
     CodecSpec s = spec(k.c_str());
     if (k == "topk") s.params["ratio"] = 0.05;
     s.decay = 1;  // all of it kept
@@ -289,6 +296,45 @@ TEST(Codecs, ErrorFeedbackDecays) {
   for (std::size_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(codec->residual()[i] + sent[i], x2[i] + 0.5f * r1[i]) << i;
 }
 
+// DeMo: a chunk made of its k strongest DCT components is sent whole and leaves no
+// momentum; what is not sent stays, decayed into the next step's momentum.
+TEST(Codecs, DemoSendsTheStrongestDctComponentsAndKeepsTheRestAsMomentum) {
+  const std::size_t C = 16;
+  CodecSpec s = spec("demo");
+  s.params["dct"] = C;
+  s.params["coefficients"] = 2;
+  s.decay = 0.5;
+  auto codec = element(s);
+  auto basis = [&](std::size_t f, std::size_t i) {
+    return std::sqrt((f == 0 ? 1.0 : 2.0) / C) * std::cos(M_PI * (static_cast<double>(i) + 0.5) * f / C);
+  };
+  std::vector<float> x(C), weak(C);
+  for (std::size_t i = 0; i < C; ++i) {
+    x[i] = static_cast<float>(3 * basis(1, i) - 2 * basis(5, i));
+    weak[i] = static_cast<float>(0.1 * basis(9, i));
+  }
+  std::vector<std::uint8_t> payload;
+  codec->encode(x.data(), C, payload);
+  EXPECT_EQ(payload.size(), 2u * 4 + 1);  // two fp32 values, two 4-bit indices
+  std::vector<float> y(C, 0.0f);
+  codec->decode_add(payload.data(), C, y.data());
+  for (std::size_t i = 0; i < C; ++i) {
+    EXPECT_NEAR(y[i], x[i], 1e-5) << i;
+    EXPECT_NEAR(codec->residual()[i], 0.0f, 1e-5) << i;
+  }
+  // The weak component alongside two strong ones: it stays in the momentum, and the next
+  // step's momentum is the new gradient plus half of it.
+  std::vector<float> both(C);
+  for (std::size_t i = 0; i < C; ++i) both[i] = x[i] + weak[i];
+  codec->encode(both.data(), C, payload);
+  for (std::size_t i = 0; i < C; ++i) EXPECT_NEAR(codec->residual()[i], weak[i], 1e-5) << i;
+  std::vector<float> zero(C, 0.0f);
+  codec->encode(zero.data(), C, payload);  // now the weak component is the strongest there is
+  std::fill(y.begin(), y.end(), 0.0f);
+  codec->decode_add(payload.data(), C, y.data());
+  for (std::size_t i = 0; i < C; ++i) EXPECT_NEAR(y[i], 0.5f * weak[i], 1e-6) << i;
+}
+
 TEST(Codecs, OrthonormalizeGivesOrthonormalColumns) {
   std::vector<float> p = random_data(50 * 4, 9);
   orthonormalize(p.data(), 50, 4);
@@ -301,7 +347,7 @@ TEST(Codecs, OrthonormalizeGivesOrthonormalColumns) {
 }
 
 TEST(Codecs, NamesRoundTrip) {
-  for (const char* n : {"none", "fp16", "bf16", "int8", "int4", "fp8", "topk", "sign", "sparseloco", "powersgd"})
+  for (const char* n : {"none", "fp16", "bf16", "int8", "int4", "fp8", "topk", "sign", "sparseloco", "demo", "powersgd"})
     EXPECT_EQ(find_codec(n)->name, n);
   EXPECT_FALSE(find_codec("zstd"));
 }

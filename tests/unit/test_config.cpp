@@ -167,7 +167,7 @@ TEST(Config, FeedbackKeysAndTheirOldName) {
                 .find("give feedback, not error_feedback as well"),
             std::string::npos);
   EXPECT_NE(error_of("compression: {inter_pod: {codec: powersgd, feedback: difference}}\n")
-                .find("feedback difference applies to the gathered codecs (int8, int4, fp8, topk, sign, sparseloco), not powersgd"),
+                .find("feedback difference applies to the gathered codecs (int8, int4, fp8, topk, sign, sparseloco, demo), not powersgd"),
             std::string::npos);
   EXPECT_NE(error_of("sync: {outer: {tier: inter_pod, every: 4}}\n"
                      "compression: {inter_pod: {codec: int4, feedback: difference}}\n")

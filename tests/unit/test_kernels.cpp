@@ -228,15 +228,21 @@ TEST(SgdKernel, StepMatchesTheFormula) {
       double step = nesterov ? gi + mu * expect_m[i] : expect_m[i];
       expect[i] = p[i] - lr * (step + wd * p[i]);
     }
-    sgd_update(p.data(), grad.data(), m.data(), 2, lr, mu, nesterov == 1, wd, scale);
+    sgd_update(p.data(), grad.data(), m.data(), 2, lr, mu, nesterov == 1, wd, scale, false);
     for (int i = 0; i < 2; ++i) {
       EXPECT_DOUBLE_EQ(p[i], expect[i]);
       EXPECT_DOUBLE_EQ(m[i], expect_m[i]);
     }
   }
   Vec p = {1.0}, grad = {0.5};
-  sgd_update<double>(p.data(), grad.data(), nullptr, 1, 0.1, 0.0, false, 0.0, 1.0);  // plain: no state
+  sgd_update<double>(p.data(), grad.data(), nullptr, 1, 0.1, 0.0, false, 0.0, 1.0, false);  // plain: no state
   EXPECT_DOUBLE_EQ(p[0], 1.0 - 0.1 * 0.5);
+  // Sign: the gradient's sign (0 for 0), then decoupled weight decay.
+  Vec q = {1.0, -2.0, 3.0}, g = {0.25, -7.0, 0.0};
+  sgd_update<double>(q.data(), g.data(), nullptr, 3, 0.1, 0.0, false, 0.5, 2.0, true);
+  EXPECT_DOUBLE_EQ(q[0], 1.0 - 0.1 * (1.0 + 0.5 * 1.0));
+  EXPECT_DOUBLE_EQ(q[1], -2.0 - 0.1 * (-1.0 + 0.5 * -2.0));
+  EXPECT_DOUBLE_EQ(q[2], 3.0 - 0.1 * (0.0 + 0.5 * 3.0));
 }
 
 // The float kernels' exp (GELU, softmaxes) against the double-precision one.

@@ -279,9 +279,19 @@ void validate_relations(const Config& c) {
     require(!c.data.path.empty(), fmt::format("data.path is required when data.kind is {}", c.data.kind));
   if (c.data.kind == "text")
     require(m.vocab >= 256, fmt::format("model.vocab ({}) must be at least 256 for data.kind text (one token per byte)", m.vocab));
+  bool demo = false;
+  for (Tier t : kAllTiers) demo = demo || (c.compression.tier[t] && c.compression.tier[t]->codec == "demo");
+  require(!demo || c.train.optimizer == "sign",
+          fmt::format("codec demo is DeMo's synchronisation, whose update is the sign of what it returns: set "
+                      "train.optimizer: sign, not {}",
+                      c.train.optimizer));
   if (const auto& o = c.sync.outer) {
     for (Tier t : kAllTiers) {
       const auto& codec = c.compression.tier[t];
+      require(!codec || codec->codec != "demo" || t < *tier_from_name(o->tier),
+              fmt::format("compression.{}.codec demo synchronises every step; the outer sync across {} averages the "
+                          "change of the parameters: give it another codec",
+                          tier_name(t), o->tier));
       require(!codec || codec->feedback != "difference" || t < *tier_from_name(o->tier),
               fmt::format("compression.{}.feedback difference is for the per-step sync; the outer sync across {} "
                           "takes residual or none",

@@ -50,7 +50,8 @@ Optimizer::Optimizer(const ParamSet& params, const TrainConfig& cfg, std::vector
 void Optimizer::step(const ParamSet& params, double lr, double grad_scale) {
   ++t_;
   if (!has_moments()) {
-    ops::sgd_update(params.flat_values(), params.flat_grads(), nullptr, runs_, {lr, 0.0, false, grad_scale});
+    ops::sgd_update(params.flat_values(), params.flat_grads(), nullptr, runs_,
+                    {lr, 0.0, false, grad_scale, cfg_.optimizer == "sign"});
     return;
   }
   double c1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t_));

@@ -1,4 +1,4 @@
-// The inner optimizer (AdamW, or plain SGD) over ranges of the flat parameter buffer (the
+// The inner optimizer (AdamW, plain SGD, or the sign of the gradient) over ranges of the flat parameter buffer (the
 // whole buffer, or this rank's ZeRO shard), the learning-rate schedule and gradient
 // clipping.
 #pragma once
@@ -29,7 +29,7 @@ class Optimizer {
 
   std::int64_t steps_taken() const { return t_; }
   void set_steps_taken(std::int64_t t) { t_ = t; }
-  // AdamW's moments; false for SGD, whose m and v are empty.
+  // AdamW's moments; false for SGD and sign, whose m and v are empty.
   bool has_moments() const { return cfg_.optimizer == "adamw"; }
   const Tensor& m() const { return m_; }
   const Tensor& v() const { return v_; }
