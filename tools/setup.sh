@@ -5,6 +5,9 @@
 #   tools/setup.sh demo    install + build + the demo job (writes runs/demo.h5)
 #   tools/setup.sh test    install + build + every test (ctest), as CI runs it
 #   tools/setup.sh build   install + build only
+#   tools/setup.sh experiments   install + build, and the text the experiments train on:
+#                                the Python 3.11 documentation's reStructuredText sources
+#                                (python3.11-doc, /usr/share/doc/python3.11/html/_sources)
 #
 # Idempotent: a second run installs nothing, says nothing about packages, and rebuilds only
 # what changed. BUILD_DIR (default build) and CMAKE_ARGS pass through to CMake.
@@ -12,7 +15,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 what=${1:-build}
-case "$what" in demo|test|build) ;; *) echo "usage: tools/setup.sh demo|test|build" >&2; exit 2 ;; esac
+case "$what" in demo|test|build|experiments) ;; *) echo "usage: tools/setup.sh demo|test|build|experiments" >&2; exit 2 ;; esac
 build_dir=${BUILD_DIR:-build}
 
 packages=(
@@ -25,6 +28,7 @@ packages=(
   python3 python3-h5py python3-matplotlib python3-yaml
   iproute2 slurm-wlm munge
 )
+[ "$what" = experiments ] && packages+=(python3.11-doc)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -61,7 +65,7 @@ if ! cmake --build "$build_dir" -j "$(nproc)" >"$log" 2>&1; then
 fi
 
 case "$what" in
-  build) echo "[setup] built $build_dir/trainer/fibertrain" ;;
+  build|experiments) echo "[setup] built $build_dir/trainer/fibertrain" ;;
   demo) exec launch/demo.sh "$build_dir/trainer/fibertrain" ;;
   test) exec ctest --test-dir "$build_dir" --output-on-failure --timeout 900 ;;
 esac

@@ -93,6 +93,41 @@ TEST_F(Data, TextFileBytesAreTheTokens) {
   EXPECT_EQ(tg, (std::vector<std::int32_t>{'f', 'g', 'h', 'i'}));
 }
 
+// A glob of text files, whole files held out: the held-out split reads only those, the
+// training split only the others. File i of 10 is held out at 0.2 where floor(0.2 (i + 1))
+// steps up: files 4 and 9.
+TEST_F(Data, WholeTextFilesAreHeldOut) {
+  for (int i = 0; i < 10; ++i) {
+    std::ofstream(path(("doc" + std::to_string(i) + ".txt").c_str())) << std::string(20 + i, static_cast<char>('a' + i));
+  }
+  DataConfig d;
+  d.kind = "text";
+  d.path = path("doc*.txt");
+  d.held_out = "files";
+  ModelConfig m;
+  m.vocab = 256;
+  m.context = 8;
+  auto train = open_batches(d, m, 2, 1, Split::train, 0.2), eval = open_batches(d, m, 2, 1, Split::eval, 0.2);
+  EXPECT_EQ(eval->tokens(), 24 + 29);
+  EXPECT_EQ(train->tokens(), 10 * 20 + 45 - 24 - 29);
+  std::vector<std::int32_t> in(16), target(16);
+  for (int step = 0; step < 20; ++step) {
+    eval->fill(step, 0, 2, in.data(), target.data());
+    for (std::int32_t t : in) EXPECT_TRUE(t == 'e' || t == 'j') << step;
+    train->fill(step, 0, 2, in.data(), target.data());
+    for (std::int32_t t : in) EXPECT_TRUE(t != 'e' && t != 'j') << step;
+  }
+  EXPECT_NE(eval->describe().find("2 of its 10 files held out whole"), std::string::npos) << eval->describe();
+  // Too few files to hold one out.
+  d.path = path("doc1.txt");
+  try {
+    open_batches(d, m, 2, 1, Split::eval, 0.2);
+    ADD_FAILURE() << "one file held out and trained on";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds out 0 and trains on 1"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(Data, BadFilesAreRefusedWithTheirProblem) {
   EXPECT_EQ(error_of({"text", path("none.txt")}), "data file '" + path("none.txt") + "' cannot be opened: No such file or directory");
   EXPECT_EQ(error_of({"tokens", path("*.bin")}), "data.path '" + path("*.bin") + "' matches no file");

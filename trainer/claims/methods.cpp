@@ -55,10 +55,10 @@ std::optional<Log> read_log(const std::string& path) {
 // the same tokens by the same cluster, evaluated the same way.
 std::string experiment_of(const Config& c) {
   const auto& t = c.topology;
-  return fmt::format("model {}x{}x{} vocab {} context {}, {} steps of batch {}, seed {}, data {} {}, eval every {} "
-                     "over {}, {} ranks in {}/{}/{}",
+  return fmt::format("model {}x{}x{} vocab {} context {}, {} steps of batch {}, seed {}, data {} {} held out by {}, "
+                     "eval every {} over {}, {} ranks in {}/{}/{}",
                      c.model.layers, c.model.heads, c.model.width, c.model.vocab, c.model.context, c.train.steps,
-                     c.train.batch, c.train.seed, c.data.kind, c.data.path, c.eval.every, c.eval.batches,
+                     c.train.batch, c.train.seed, c.data.kind, c.data.path, c.data.held_out, c.eval.every, c.eval.batches,
                      c.parallel.tp * c.parallel.pp * c.parallel.dp, t.ranks_per_node, t.nodes_per_pod,
                      t.pods_per_site);
 }

@@ -147,8 +147,9 @@ template <class V> void describe(V& v, TrainConfig& c) {
   v.key("batch", c.batch, "global batch in sequences, summed over data-parallel ranks and micro-batches",
         in_range(1, 1 << 24));
   v.key("optimizer", c.optimizer,
-        "adamw, or sgd (plain: no momentum; decoupled weight decay as AdamW's; for tests of the outer sync)",
-        one_of({"adamw", "sgd"}));
+        "adamw; sgd (plain: no momentum; decoupled weight decay as AdamW's; for tests of the outer sync); or sign "
+        "(lr times the sign of each synchronised gradient, decoupled weight decay: DeMo's update, with codec demo)",
+        one_of({"adamw", "sgd", "sign"}));
   v.key("lr", c.lr, "peak learning rate", in_range(0.0, 10.0));
   v.key("min_lr_ratio", c.min_lr_ratio, "learning rate at the last step, as a fraction of lr (cosine decay)",
         in_range(0.0, 1.0));
@@ -175,12 +176,19 @@ template <class V> void describe(V& v, TrainConfig& c) {
 struct DataConfig {
   std::string kind = "synthetic";
   std::string path;
+  std::string held_out = "tail";
 };
 template <class V> void describe(V& v, DataConfig& c) {
   using namespace config;
-  v.key("kind", c.kind, "synthetic (seeded, learnable), text (bytes of a file), tokens (llm.c .bin shards)",
+  v.key("kind", c.kind, "synthetic (seeded, learnable), text (bytes of files), tokens (llm.c .bin shards)",
         one_of({"synthetic", "text", "tokens"}));
-  v.key("path", c.path, "file for text; file or glob for tokens; relative to the working directory");
+  v.key("path", c.path,
+        "a file or a glob of files (read in sorted order, one after another); relative to the working directory");
+  v.key("held_out", c.held_out,
+        "with eval.every set, what the held-out loss reads: tail (the last eval.holdout of the tokens) or files (whole "
+        "files never trained on: of the sorted files, those where the running count of eval.holdout x files steps up, "
+        "so about that share of the files, spread over the list)",
+        one_of({"tail", "files"}));
 }
 
 struct TopologyConfig {

@@ -222,26 +222,39 @@ class SyntheticBatches final : public BatchSource {
 
 }  // namespace
 
+bool file_held_out(std::size_t i, double holdout) {
+  const double step = holdout * static_cast<double>(i + 1), before = holdout * static_cast<double>(i);
+  return std::floor(step + 1e-9) > std::floor(before + 1e-9);
+}
+
 std::unique_ptr<BatchSource> open_batches(const DataConfig& data, const ModelConfig& model, int global_batch,
                                           std::uint64_t seed, Split split, double holdout) {
   if (data.kind == "synthetic")
     return std::make_unique<SyntheticBatches>(model.vocab, model.context, global_batch, seed, split == Split::eval);
-  std::vector<Shard> shards;
-  if (data.kind == "text") {
-    shards.push_back(open_text(data.path));
-    return std::make_unique<FileBatches>(std::move(shards), fmt::format("text '{}'", data.path), model.context,
-                                         global_batch, split, holdout);
-  }
   std::vector<std::string> files = expand(data.path);
   if (files.empty()) {
-    struct stat st{};
-    if (::stat(data.path.c_str(), &st) != 0)
+    // A pattern that matches nothing is refused as such; a plain name is opened, to say why not.
+    if (data.path.find_first_of("*?[") != std::string::npos)
       throw UserError(fmt::format("data.path '{}' matches no file", data.path));
     files.push_back(data.path);
   }
-  for (const auto& f : files) shards.push_back(open_token_shard(f, model.vocab));
-  return std::make_unique<FileBatches>(std::move(shards), fmt::format("tokens '{}'", data.path), model.context,
-                                       global_batch, split, holdout);
+  std::string what = fmt::format("{} '{}'", data.kind, data.path);
+  if (data.held_out == "files" && split != Split::all) {
+    // Whole files: the split is the files' own, each read whole.
+    std::vector<std::string> held, trained;
+    for (std::size_t i = 0; i < files.size(); ++i) (file_held_out(i, holdout) ? held : trained).push_back(files[i]);
+    if (held.empty() || trained.empty())
+      throw UserError(fmt::format("data.held_out files: eval.holdout {} of the {} files of '{}' holds out {} and "
+                                  "trains on {}; give more files or another eval.holdout",
+                                  holdout, files.size(), data.path, held.size(), trained.size()));
+    what += fmt::format(", {} of its {} files {}", split == Split::eval ? held.size() : trained.size(), files.size(),
+                        split == Split::eval ? "held out whole" : "trained on");
+    files = split == Split::eval ? held : trained;
+    split = Split::all;
+  }
+  std::vector<Shard> shards;
+  for (const auto& f : files) shards.push_back(data.kind == "text" ? open_text(f) : open_token_shard(f, model.vocab));
+  return std::make_unique<FileBatches>(std::move(shards), what, model.context, global_batch, split, holdout);
 }
 
 void write_token_shard(const std::string& path, const std::vector<std::uint16_t>& tokens) {

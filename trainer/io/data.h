@@ -28,12 +28,14 @@ class BatchSource {
 };
 
 // Which part of the data: all of it (no evaluation), or, with held-out evaluation, the
-// training part or the held-out one (file data: the last `holdout` of its tokens; synthetic:
-// sequences drawn from a stream of their own).
+// training part or the held-out one (file data: the last `holdout` of its tokens, or with
+// data.held_out files, whole files, about `holdout` of them; synthetic: sequences drawn from
+// a stream of their own).
 enum class Split { all, train, eval };
 
 // Throws UserError naming the file and the problem: missing, bad magic or version,
-// truncated, a token >= vocab, fewer tokens than one sequence needs (in either split).
+// truncated, a token >= vocab, fewer tokens than one sequence needs (in either split), no
+// file held out or none left to train on.
 std::unique_ptr<BatchSource> open_batches(const DataConfig& data, const ModelConfig& model, int global_batch,
                                           std::uint64_t seed, Split split = Split::all, double holdout = 0);
 
@@ -41,6 +43,10 @@ std::unique_ptr<BatchSource> open_batches(const DataConfig& data, const ModelCon
 inline constexpr std::int32_t kShardMagic = 20240520;
 inline constexpr std::int32_t kShardVersion = 1;
 inline constexpr std::size_t kShardHeaderInts = 256;
+
+// Whether file i of `count` (sorted) is held out when a share `holdout` of whole files is:
+// where the running count floor(holdout x files) steps up.
+bool file_held_out(std::size_t i, double holdout);
 
 // Writes an llm.c shard (for tests and tools).
 void write_token_shard(const std::string& path, const std::vector<std::uint16_t>& tokens);
