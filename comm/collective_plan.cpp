@@ -54,23 +54,45 @@ Segment CollectivePlan::region(std::size_t n, int level, int m, const std::vecto
   return at;
 }
 
+namespace {
+
+// What ring rank `rank` of p sends in one phase over n elements on `wire`: every segment's
+// messages but the one it never passes on (its own in a reduce-scatter, its successor's in
+// an all-gather), the sum of ring_step_bytes(ring_sends(...)) without walking the segments:
+// they take at most three sizes (segment(n, p, i, block): whole blocks, the last one short).
+std::size_t ring_phase_bytes(std::size_t n, int p, int rank, bool reduce, const WireFormat& wire, std::size_t chunk_bytes) {
+  const std::size_t chunk = wire.chunk_elements(chunk_bytes), align = wire.block();
+  const auto k = static_cast<std::size_t>(p);
+  const std::size_t blocks = (n + align - 1) / align, base = blocks / k, extra = blocks % k;
+  auto bytes = [&](std::size_t elems) { return wire.message_bytes(elems, chunk); };
+  std::size_t total = 0;
+  if (blocks < k) {  // a block each, the last one short, the rest empty
+    if (blocks > 0) total = (blocks - 1) * bytes(align) + bytes(n - (blocks - 1) * align);
+  } else {  // extra segments of base + 1 blocks, then base; the last holds the short block
+    total = extra * bytes((base + 1) * align) + (k - 1 - extra) * bytes(base * align) +
+            bytes(segment(n, p, p - 1, align).count);
+  }
+  const int skipped = reduce ? rank : (rank + 1) % p;
+  return total - bytes(segment(n, p, skipped, align).count);
+}
+
+}  // namespace
+
 std::size_t CollectivePlan::sent_bytes(std::size_t n, int level, int m, bool reduce, const WireFormat& wire,
                                        std::size_t chunk_bytes, const std::vector<std::size_t>* cuts) const {
   const RingLevel& r = levels_[static_cast<std::size_t>(level)];
   const Segment at = region(n, level, m, cuts);
-  const std::vector<std::size_t> local = cuts ? cuts_within(*cuts, at.offset, at.count) : std::vector<std::size_t>{};
-  const std::vector<std::size_t> steps = ring_step_bytes(
-      ring_sends(at.count, r.size, r.key[static_cast<std::size_t>(m)], reduce, cuts ? &local : nullptr, wire.block()),
-      wire, chunk_bytes);
+  if (!cuts) return ring_phase_bytes(at.count, r.size, r.key[static_cast<std::size_t>(m)], reduce, wire, chunk_bytes);
+  const std::vector<std::size_t> local = cuts_within(*cuts, at.offset, at.count);
+  const std::vector<std::size_t> steps =
+      ring_step_bytes(ring_sends(at.count, r.size, r.key[static_cast<std::size_t>(m)], reduce, &local), wire, chunk_bytes);
   return std::accumulate(steps.begin(), steps.end(), std::size_t{0});
 }
 
 std::size_t CollectivePlan::sent_bytes_of(std::size_t whole, int level, int m, bool reduce, const WireFormat& wire,
                                           std::size_t chunk_bytes) const {
   const RingLevel& r = levels_[static_cast<std::size_t>(level)];
-  const std::vector<std::size_t> steps = ring_step_bytes(
-      ring_sends(whole, r.size, r.key[static_cast<std::size_t>(m)], reduce, nullptr, wire.block()), wire, chunk_bytes);
-  return std::accumulate(steps.begin(), steps.end(), std::size_t{0});
+  return ring_phase_bytes(whole, r.size, r.key[static_cast<std::size_t>(m)], reduce, wire, chunk_bytes);
 }
 
 std::size_t CollectivePlan::largest_segment(std::size_t n, int level, int m, const std::vector<std::size_t>* cuts) const {

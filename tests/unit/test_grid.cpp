@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "comm/codec.h"
+#include "comm/collective_plan.h"
 #include "comm/grid.h"
 #include "comm/topology.h"
 
@@ -99,6 +101,33 @@ TEST(Hierarchy, UnevenGroupsAreFlagged) {
   HierarchyPlan p = plan_hierarchy(t, {0, 1, 2, 3, 4, 5, 6, 7});
   EXPECT_FALSE(p.even);
   EXPECT_NE(p.why_uneven.find("nodes"), std::string::npos);
+}
+
+// The plan's bytes per phase, worked out from the segments' three sizes, equal the ring's
+// own messages step by step (ring_sends in messages of the wire's chunk), for blocked and
+// plain wires, members with no share, and every rank.
+TEST(CollectivePlanBytes, EqualTheRingsMessagesStepByStep) {
+  const Topology topo = Topology::emulated(8, 1, 0, 0);
+  CodecSpec int8 = default_spec("int8");
+  int8.params["block"] = 64;
+  auto quantizer = make_codec(int8);
+  for (int p : {2, 3, 8}) {
+    std::vector<int> members(static_cast<std::size_t>(p));
+    for (int i = 0; i < p; ++i) members[static_cast<std::size_t>(i)] = i;
+    const CollectivePlan plan(topo, members, false);
+    for (const WireFormat* wire : {&fp32_wire(), &fp16_wire(), &quantizer->wire()})
+      for (std::size_t n : {0u, 1u, 5u, 63u, 64u, 65u, 200u, 1000u, 4099u})
+        for (std::size_t chunk : {64u, 1024u})
+          for (bool reduce : {true, false})
+            for (int m = 0; m < p; ++m) {
+              const auto steps = ring_step_bytes(ring_sends(n, p, m, reduce, nullptr, wire->block()), *wire, chunk);
+              std::size_t expect = 0;
+              for (std::size_t b : steps) expect += b;
+              ASSERT_EQ(plan.sent_bytes(n, 0, m, reduce, *wire, chunk), expect)
+                  << wire->name() << " p " << p << " n " << n << " chunk " << chunk << " reduce " << reduce << " m " << m;
+              ASSERT_EQ(plan.sent_bytes_of(n, 0, m, reduce, *wire, chunk), expect);
+            }
+  }
 }
 
 }  // namespace

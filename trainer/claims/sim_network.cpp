@@ -21,7 +21,12 @@ SimNetwork::SimNetwork(const Config& cfg, const Topology& topo, const Grid& grid
 
 SimCost SimNetwork::collective(int d, int stage, bool hierarchical, std::size_t n, bool reduce, bool gather, SimKind kind,
                 double times, const std::vector<Matrix>* tensors) {
-  auto key = std::make_tuple(d, stage, hierarchical, n, reduce, gather, static_cast<const void*>(tensors));
+  // Compressed collectives of one size cost the same unless the top codec reads the tensors
+  // inside (whole matrices): only then do the bucket's tensors tell them apart.
+  const bool reads_tensors = std::any_of(kAllTiers.begin(), kAllTiers.end(),
+                                         [&](Tier t) { return find_codec(codec(t).spec().name)->whole_tensors; });
+  const void* which = tensors && !reads_tensors ? static_cast<const void*>(&codecs_) : tensors;
+  auto key = std::make_tuple(d, stage, hierarchical, n, reduce, gather, which);
   auto it = done_.find(key);
   if (it == done_.end()) {
     const std::vector<CollectivePlan>& groups = plans(d, stage, hierarchical);
@@ -221,20 +226,27 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
     });
   };
   // The tensors inside each part a member's ring works on at a level, by (offset, count).
+  // Only a codec that needs whole matrices reads them; for the others a part is its size,
+  // and the few sizes among hundreds of thousands of members are worked out once each.
   std::map<std::pair<std::size_t, std::size_t>, std::vector<Matrix>> inside;
+  auto part = [&](const Segment& r) { return cut ? std::pair{r.offset, r.count} : std::pair{std::size_t{0}, r.count}; };
   auto tensors_in = [&](const Segment& r) -> const std::vector<Matrix>& {
-    auto [it, fresh] = inside.try_emplace({r.offset, r.count});
-    if (fresh) it->second = tensors_within(*tensors, r.offset, r.count);
+    auto [it, fresh] = inside.try_emplace(part(r));
+    if (fresh && cut) it->second = tensors_within(*tensors, r.offset, r.count);
     return it->second;
   };
   // Codec time: the busiest member's work at each level, on the data-parallel worker.
   auto codec_work = [&](int l, const Codec& c) {
     const int k = first.levels()[static_cast<std::size_t>(l)].size;
     double most = 0;
+    std::map<std::pair<std::size_t, std::size_t>, double> work;
     for (const CollectivePlan& g : groups)
       for (std::size_t m = 0; m < g.members().size(); ++m) {
         const Segment r = g.region(size_of(g), l, static_cast<int>(m), cut);
-        if (r.count > 0) most = std::max(most, c.work(r.count, k, tensors_in(r)));
+        if (r.count == 0) continue;
+        auto [it, fresh] = work.try_emplace(part(r));
+        if (fresh) it->second = c.work(r.count, k, tensors_in(r));
+        most = std::max(most, it->second);
       }
     if (most <= 0) return;
     const Tier t = first.tier(l);
@@ -255,7 +267,7 @@ SimNetwork::Worked SimNetwork::work_out(const std::vector<CollectivePlan>& group
     const int k = first.levels()[static_cast<std::size_t>(top)].size;
     auto phases_of = [&](const CollectivePlan& g, int m) -> const std::vector<RingPhase>& {
       const Segment r = g.region(size_of(g), top, m, cut);
-      auto [it, fresh] = by_region.try_emplace({r.offset, r.count});
+      auto [it, fresh] = by_region.try_emplace(part(r));
       if (fresh && r.count > 0) it->second = top_codec.phases(r.count, k, tensors_in(r));  // an empty part runs none
       return it->second;
     };
