@@ -28,10 +28,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("FIBERTRAIN_BIN", os.path.join(ROOT, "build", "trainer", "fibertrain"))
 
 # Device profiles, each a run of its own: the layouts below are simulated from "dense"; those
-# with codecs from "int8", the same run with int8 across its nodes, which measures its cost.
+# with codecs from a run with that codec across its nodes, which measures its cost: int8
+# gathered (2 nodes) or in the ring (4 nodes), DeMo's, SparseLoCo's under an outer sync.
+NODES2 = ["parallel.dp=2", "topology.ranks_per_node=1"]
 PROFILES = {
-    "dense": ["parallel.dp=2", "topology.ranks_per_node=1"],
-    "int8": ["parallel.dp=2", "topology.ranks_per_node=1", "compression.inter_node={codec: int8}"],
+    "dense": NODES2,
+    "int8": NODES2 + ["compression.inter_node={codec: int8}"],
+    "int8-ring": ["parallel.dp=4", "topology.ranks_per_node=1", "compression.inter_node={codec: int8, reduce: ring}"],
+    "demo": NODES2 + ["compression.inter_node={codec: demo}", "train.optimizer=sign"],
+    "sparseloco": NODES2 + ["sync.outer={tier: inter_node, every: 2, momentum: 0}",
+                            "compression.inter_node={codec: sparseloco}"],
 }
 # name: overrides of configs/tiny.yaml (V 256, T 64, C 128, 4 blocks, batch 16).
 CONFIGS = [
@@ -69,12 +75,25 @@ CONFIGS = [
     ("dp8, outer across pods every 4, 2 fragments, delay 1, 50 Mbit/s",
      ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
       "sync.outer={tier: inter_pod, every: 4, fragments: 2, delay: 1}", "links.inter_pod.bandwidth=50Mbit"]),
+    ("dp8, int8 ring across 8 nodes at 50 Mbit/s", ["parallel.dp=8", "topology.ranks_per_node=1",
+                                                    "compression.inter_node={codec: int8, reduce: ring}",
+                                                    "links.inter_node.bandwidth=50Mbit"]),
+    ("dp4, DeMo across nodes at 50 Mbit/s", ["parallel.dp=4", "topology.ranks_per_node=2",
+                                             "compression.inter_node={codec: demo}", "train.optimizer=sign",
+                                             "links.inter_node.bandwidth=50Mbit"]),
+    ("dp4, SparseLoCo outer across nodes every 4, 50 Mbit/s",
+     ["parallel.dp=4", "topology.ranks_per_node=2", "sync.outer={tier: inter_node, every: 4, momentum: 0}",
+      "compression.inter_node={codec: sparseloco}", "links.inter_node.bandwidth=50Mbit"]),
 ]
 
 
 def profile_of(sets):
-    """The profile a layout is simulated from: "int8" when it compresses."""
-    return "int8" if any(s.startswith("compression.") for s in sets) else "dense"
+    """The profile a layout is simulated from: its codec's run when it compresses."""
+    for s in sets:
+        if s.startswith("compression."):
+            codec = s.split("codec: ")[1].split(",")[0].rstrip("}")
+            return "int8-ring" if codec == "int8" and "reduce: ring" in s else codec
+    return "dense"
 
 
 def ranks(sets):

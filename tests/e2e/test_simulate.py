@@ -4,8 +4,9 @@
    own plan (comm/collective_plan.h) and the codecs' own phases (Codec::phases); they must
    equal, byte for byte, what the traffic counters measure: the demo layout's
    (tensor-parallel, pipeline with the tied embedding, gradients), ZeRO-3's gradient and
-   parameter bytes, casts below an int8 top level, PowerSGD's factors, and an outer sync's
-   (streamed, delayed, int8 across the pods) over its periods.
+   parameter bytes, casts below an int8 top level, PowerSGD's factors, quantizers reduced in
+   the ring, DeMo's payloads, and an outer sync's (streamed, delayed, int8 across the pods;
+   SparseLoCo's) over its periods.
 2. Step time: five fixed configurations of tools/simulator_validation.py (one with int8, one
    with an outer sync),
    simulated from device profiles measured here; each must be within 25% of its measured
@@ -53,6 +54,8 @@ CASES = {
     "fp8 ring below bf16": ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
                             "compression.inter_node={codec: bf16}",
                             "compression.inter_pod={codec: fp8, exponent: 5, reduce: ring}"],
+    "DeMo": ["parallel.dp=4", "topology.ranks_per_node=1", "compression.inter_node={codec: demo}",
+             "train.optimizer=sign"],
     "sparseloco outer": ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=1",
                          "sync.outer={tier: inter_pod, every: 4, momentum: 0}",
                          "compression.inter_pod={codec: sparseloco, chunk: 512, k: 16}"],
