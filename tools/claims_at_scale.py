@@ -11,7 +11,13 @@ prints, as markdown tables:
   - the step as the top tier's latency grows (C8: "latency does not matter");
   - the top tier's rate needed for the step to keep 90% of its pace with that tier free.
 
-  tools/claims_at_scale.py [--utilisation 0.9]
+With --methods, instead: per sync method across the top tier at the system's own p (8 pods,
+4 sites), each with its codec's exact bytes (the quantized ring's, SparseLoCo's, DeMo's),
+the bytes through the busiest top-level uplink per step and the rate for 90% of the pace.
+The per-step methods run without ZeRO (compression applies to the all-reduce), the outer
+syncs with ZeRO-1 inside each pod or site.
+
+  tools/claims_at_scale.py [--utilisation 0.9] [--methods]
 """
 import argparse
 import os
@@ -29,6 +35,38 @@ SYSTEMS = [
 LAYOUTS = [("ZeRO-3 (FSDP)", ["parallel.zero=3"]), ("ZeRO-1", ["parallel.zero=1"]),
            ("outer sync every 50, ZeRO-1 inside", ["parallel.zero=1", "sync.outer={{tier: {top}, every: 50}}"])]
 KINDS = ["gradient", "parameter", "pipeline", "outer"]
+# name: overrides ({top}: the system's top tier)
+METHODS = [
+    ("sync, fp32", ["parallel.zero=0"]),
+    ("sync, int8 gathered", ["parallel.zero=0", "compression.{top}={{codec: int8, reduce: gather}}"]),
+    ("sync, int8 ring", ["parallel.zero=0", "compression.{top}={{codec: int8, reduce: ring}}"]),
+    ("sync, fp8 ring", ["parallel.zero=0", "compression.{top}={{codec: fp8, reduce: ring}}"]),
+    ("sync, int4 ring", ["parallel.zero=0", "compression.{top}={{codec: int4, reduce: ring}}"]),
+    ("sync, sign (gathered)", ["parallel.zero=0", "compression.{top}={{codec: sign}}"]),
+    ("sync, DeMo", ["parallel.zero=0", "compression.{top}={{codec: demo}}", "train.optimizer=sign"]),
+    ("outer every 50", ["parallel.zero=1", "sync.outer={{tier: {top}, every: 50}}"]),
+    ("outer every 50, int4 ring", ["parallel.zero=1", "sync.outer={{tier: {top}, every: 50}}",
+                                   "compression.{top}={{codec: int4, reduce: ring}}"]),
+    ("outer every 50, SparseLoCo", ["parallel.zero=1", "sync.outer={{tier: {top}, every: 50, momentum: 0, lr: 1}}",
+                                    "compression.{top}={{codec: sparseloco}}"]),
+]
+
+
+def methods_table(u):
+    for name, config, profile, top, _ in SYSTEMS:
+        print(f"\n### {name} ({config}, {profile}): per method across {top}\n")
+        print(f"| method | step, {top} free | {top} bytes per step, busiest uplink | vs sync fp32 | {top} rate for {100 * u:.0f}% |")
+        print("|---" * 5 + "|")
+        base = None
+        for method, sets in METHODS:
+            sets = [x.format(top=top) for x in sets]
+            s = simulate(sets, profile, config)
+            busiest = s["tiers"][top]["busiest_uplink_bytes"]
+            base = base or busiest
+            need = simulate(sets, profile, config, "--utilisation", str(u), "--tier", top)
+            rate = (f"{need['bits_per_second'] / 1e12:.3g} Tbit/s" if need["reachable"] else
+                    f"none: latency alone gives {100 * need['free_step'] / need['latency_step']:.0f}%")
+            print(f"| {method} | {need['free_step']:.3g} s | {tb(busiest)} | {busiest / base:.3g} | {rate} |")
 
 
 def tb(b):
@@ -38,8 +76,11 @@ def tb(b):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--utilisation", type=float, default=0.9)
+    ap.add_argument("--methods", action="store_true", help="the per-method table instead")
     a = ap.parse_args()
     u = a.utilisation
+    if a.methods:
+        return methods_table(u)
     for name, config, profile, top, latencies in SYSTEMS:
         print(f"\n### {name} ({config}, {profile})\n")
         print(f"| layout | step | compute | MFU | {top} bytes: " + ", ".join(KINDS) +
