@@ -109,6 +109,29 @@ float block_amax(const float* x, std::size_t lo, std::size_t hi) {
   return amax;
 }
 
+void largest_k(const float* x, std::size_t n, std::size_t k, std::vector<std::uint32_t>& idx) {
+  idx.resize(n);
+  for (std::size_t i = 0; i < n; ++i) idx[i] = static_cast<std::uint32_t>(i);
+  auto larger = [x](std::uint32_t a, std::uint32_t b) {
+    const float fa = std::abs(x[a]), fb = std::abs(x[b]);
+    return fa > fb || (fa == fb && a < b);
+  };
+  std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), larger);
+  idx.resize(k);
+  std::sort(idx.begin(), idx.end());
+}
+
+void BitStream::put(std::uint32_t v, int width) {
+  for (int b = 0; b < width; ++b, ++at)
+    if ((v >> b) & 1u) p[at / 8] = static_cast<std::uint8_t>(p[at / 8] | (1u << (at % 8)));
+}
+
+std::uint32_t BitStream::get(int width) {
+  std::uint32_t v = 0;
+  for (int b = 0; b < width; ++b, ++at) v |= static_cast<std::uint32_t>((p[at / 8] >> (at % 8)) & 1u) << b;
+  return v;
+}
+
 std::vector<std::size_t> ring_step_bytes(const std::vector<std::size_t>& step_elems, const WireFormat& wire,
                                          std::size_t chunk_bytes) {
   const std::size_t chunk = wire.chunk_elements(chunk_bytes);

@@ -82,6 +82,17 @@ void decode_scaled_blocks(const std::uint8_t* p, std::size_t n, std::size_t bloc
   }
 }
 
+// The sparse formats' parts: the k largest |x[0 .. n)| in index order (ties go to the lower
+// index, so every rank picks alike), and a little-endian bit stream for packed indices and
+// codes (write into zeroed bytes).
+void largest_k(const float* x, std::size_t n, std::size_t k, std::vector<std::uint32_t>& idx);
+struct BitStream {
+  std::uint8_t* p;
+  std::size_t at = 0;
+  void put(std::uint32_t v, int width);
+  std::uint32_t get(int width);
+};
+
 // Bytes of each of a ring phase's steps (`step_elems`, from ring_sends) on `wire`, in
 // messages of about `chunk_bytes`: what the ring sends and the plans and simulator count.
 std::vector<std::size_t> ring_step_bytes(const std::vector<std::size_t>& step_elems, const WireFormat& wire,

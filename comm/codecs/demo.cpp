@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "comm/codec.h"
 
@@ -42,20 +41,12 @@ class DctTopKWire final : public WireFormat {
         for (std::size_t i = 0; i < len; ++i) sum += static_cast<double>(basis[f * len + i]) * x[lo + i];
         coef[f] = static_cast<float>(sum);
       }
-      idx.resize(len);
-      std::iota(idx.begin(), idx.end(), 0u);
-      // Largest magnitudes first; ties go to the lower frequency, so every rank picks alike.
-      auto larger = [&](std::uint32_t a, std::uint32_t b) {
-        return std::abs(coef[a]) > std::abs(coef[b]) || (std::abs(coef[a]) == std::abs(coef[b]) && a < b);
-      };
-      std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), larger);
-      std::sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k));
+      largest_k(coef.data(), len, k, idx);
       const std::size_t index_bytes = (k * static_cast<std::size_t>(index_bits_) + 7) / 8;
       std::memset(p, 0, index_bytes);
-      std::size_t at = 0;
+      BitStream out{p};
       for (std::size_t j = 0; j < k; ++j) {
-        for (int b = 0; b < index_bits_; ++b, ++at)
-          if ((idx[j] >> b) & 1u) p[at / 8] = static_cast<std::uint8_t>(p[at / 8] | (1u << (at % 8)));
+        out.put(idx[j], index_bits_);
         std::memcpy(p + index_bytes + 4 * j, &coef[idx[j]], 4);
       }
       p += chunk_bytes(len);
@@ -68,10 +59,9 @@ class DctTopKWire final : public WireFormat {
       const std::size_t len = std::min(chunk_, n - lo), k = std::min(k_, len);
       const std::vector<float>& basis = len == chunk_ ? basis_ : cosines(len);
       const std::size_t index_bytes = (k * static_cast<std::size_t>(index_bits_) + 7) / 8;
-      std::size_t at = 0;
+      BitStream in{const_cast<std::uint8_t*>(p)};
       for (std::size_t j = 0; j < k; ++j) {
-        std::uint32_t f = 0;
-        for (int b = 0; b < index_bits_; ++b, ++at) f |= static_cast<std::uint32_t>((p[at / 8] >> (at % 8)) & 1u) << b;
+        const std::uint32_t f = in.get(index_bits_);
         float c;
         std::memcpy(&c, p + index_bytes + 4 * j, 4);
         for (std::size_t i = 0; i < len; ++i) out[lo + i] += c * basis[f * len + i];  // the inverse is the transpose

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "comm/codec.h"
 
@@ -37,20 +36,12 @@ class SparseLoCoWire final : public WireFormat {
     std::vector<std::uint32_t> idx;
     for (std::size_t lo = 0; lo < n; lo += chunk_) {
       const std::size_t len = std::min(chunk_, n - lo), k = std::min(k_, len);
-      idx.resize(len);
-      std::iota(idx.begin(), idx.end(), 0u);
-      // Largest magnitudes first; ties go to the lower index, so every rank picks alike.
-      auto larger = [&](std::uint32_t a, std::uint32_t b) {
-        const float fa = std::abs(x[lo + a]), fb = std::abs(x[lo + b]);
-        return fa > fb || (fa == fb && a < b);
-      };
-      std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), larger);
-      std::sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k));
+      largest_k(x + lo, len, k, idx);
       float amax = 0;
       for (std::size_t j = 0; j < k; ++j) amax = std::max(amax, std::abs(x[lo + idx[j]]));
       std::memcpy(p, &amax, 4);
       std::memset(p + 4, 0, chunk_bytes(len) - 4);
-      Bits out{p + 4};
+      BitStream out{p + 4};
       const int levels = 1 << (bits_ - 1);
       for (std::size_t j = 0; j < k; ++j) {
         const float v = x[lo + idx[j]];
@@ -71,7 +62,7 @@ class SparseLoCoWire final : public WireFormat {
       const std::size_t len = std::min(chunk_, n - lo), k = std::min(k_, len);
       float amax;
       std::memcpy(&amax, p, 4);
-      Bits in{const_cast<std::uint8_t*>(p + 4)};
+      BitStream in{const_cast<std::uint8_t*>(p + 4)};
       for (std::size_t j = 0; j < k; ++j) {
         const std::uint32_t i = in.get(index_bits_);
         const bool negative = in.get(1) != 0;
@@ -83,20 +74,6 @@ class SparseLoCoWire final : public WireFormat {
   }
 
  private:
-  // A little-endian bit stream.
-  struct Bits {
-    std::uint8_t* p;
-    std::size_t at = 0;
-    void put(std::uint32_t v, int width) {
-      for (int b = 0; b < width; ++b, ++at)
-        if ((v >> b) & 1u) p[at / 8] = static_cast<std::uint8_t>(p[at / 8] | (1u << (at % 8)));
-    }
-    std::uint32_t get(int width) {
-      std::uint32_t v = 0;
-      for (int b = 0; b < width; ++b, ++at) v |= static_cast<std::uint32_t>((p[at / 8] >> (at % 8)) & 1u) << b;
-      return v;
-    }
-  };
   std::size_t chunk_bytes(std::size_t len) const {
     return 4 + (std::min(k_, len) * static_cast<std::size_t>(index_bits_ + bits_) + 7) / 8;
   }

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "comm/codec.h"
 
@@ -31,15 +30,8 @@ class TopKWire final : public WireFormat {
 
   void encode(const float* work, std::size_t n, std::uint8_t* p) const override {
     const std::size_t k = kept(n);
-    std::vector<std::uint32_t> idx(n);
-    std::iota(idx.begin(), idx.end(), 0u);
-    // Largest magnitudes first; ties go to the lower index, so every rank picks alike.
-    auto larger = [&](std::uint32_t a, std::uint32_t b) {
-      float fa = std::abs(work[a]), fb = std::abs(work[b]);
-      return fa > fb || (fa == fb && a < b);
-    };
-    std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), larger);
-    std::sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k));
+    std::vector<std::uint32_t> idx;
+    largest_k(work, n, k, idx);
     for (std::size_t j = 0; j < k; ++j) {
       std::memcpy(p + 8 * j, &idx[j], 4);
       std::memcpy(p + 8 * j + 4, &work[idx[j]], 4);
