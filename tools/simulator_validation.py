@@ -2,7 +2,7 @@
 """Validates `fibertrain simulate` against measured runs on this machine's emulated cluster.
 
 Measures a device profile (a 2-rank data-parallel run of configs/tiny.yaml; for the layouts
-with codecs, the same run with int8 across its nodes), then runs each configuration below and
+with a codec, a run with that codec across its nodes), then runs each configuration below and
 simulates it from that profile: the median measured step time (the slowest rank's, after two
 warm-up steps; under an outer sync, the median of its periods' mean steps) against the
 prediction. The whole round repeats

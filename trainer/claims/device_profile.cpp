@@ -25,7 +25,9 @@ namespace {
 
 // Per rank, the median over steps [skip, steps) of a [step, rank] dataset (`busy_only`: of
 // the steps where it is above 0; 0 when none is).
-std::vector<double> rank_medians(const h5::File& f, const std::string& name, std::size_t skip, bool busy_only = false) {
+// `left_out`, by step: steps whose values stand for something else.
+std::vector<double> rank_medians(const h5::File& f, const std::string& name, std::size_t skip, bool busy_only = false,
+                                 const std::vector<bool>& left_out = {}) {
   auto shape = f.shape("/steps/" + name);
   auto data = f.read<double>("/steps/" + name);
   const std::size_t ranks = shape.size() > 1 ? shape[1] : 1;
@@ -33,7 +35,7 @@ std::vector<double> rank_medians(const h5::File& f, const std::string& name, std
   for (std::size_t r = 0; r < ranks; ++r) {
     std::vector<double> v;
     for (std::size_t s = skip; s < shape[0]; ++s)
-      if (!busy_only || data[s * ranks + r] > 0) v.push_back(data[s * ranks + r]);
+      if ((!busy_only || data[s * ranks + r] > 0) && !(s < left_out.size() && left_out[s])) v.push_back(data[s * ranks + r]);
     out.push_back(v.empty() ? 0 : median(v));
   }
   return out;
@@ -99,8 +101,17 @@ DeviceProfile from_step_log(const std::string& path) {
   } catch (const UserError&) {
     // a run placed by its hosts: no outer split to follow
   }
+  // A step that runs an outer sync books its outer step as optimizer time: the inner
+  // optimizer's cost is read from the steps without one (when any are left).
+  std::vector<bool> outer_steps;
+  if (f.exists("/steps/outer_sync")) {
+    for (double v : f.read<double>("/steps/outer_sync")) outer_steps.push_back(v > 0);
+    if (std::count(outer_steps.begin() + static_cast<std::ptrdiff_t>(std::min(skip, outer_steps.size())), outer_steps.end(),
+                   false) == 0)
+      outer_steps.clear();
+  }
   const auto fwd = rank_medians(f, "forward_time", skip), bwd = rank_medians(f, "backward_time", skip),
-             opt = rank_medians(f, "optimizer_time", skip);
+             opt = rank_medians(f, "optimizer_time", skip, false, outer_steps);
   const double tokens = static_cast<double>(cfg.train.batch) / p.dp * cfg.model.context;
   std::vector<double> fwd_rate, bwd_rate, opt_cost;
   for (int r = 0; r < grid.world(); ++r) {
