@@ -181,7 +181,7 @@ class ElementCodec : public Codec {
   // out[0..n) += decode(payload).
   void decode_add(const std::uint8_t* payload, std::size_t n, float* out) const { wire_->decode(payload, n, out, true); }
   // The elements a decode touches (topk: only those it kept).
-  virtual std::size_t decoded(std::size_t n) const { return n; }
+  std::size_t decoded(std::size_t n) const { return wire_->decoded(n); }
   // Whether it reduces in the ring over p members (else its payloads are gathered).
   bool rings(int p) const;
   // Replaces x by what survives the wire, keeping the rest as residual.

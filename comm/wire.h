@@ -30,6 +30,8 @@ class WireFormat {
   virtual std::size_t bytes(std::size_t n) const = 0;
   // Elements per block: every message but a segment's last holds whole blocks.
   virtual std::size_t block() const { return 1; }
+  // The elements a decode of n touches (a sparse format: only those it kept).
+  virtual std::size_t decoded(std::size_t n) const { return n; }
   // Whether a ring may reduce on it: decode, add in fp32, encode again at every hop.
   virtual bool reduces() const { return true; }
   // The element type it is when a backend converts it on the buffers' device (fp32, bytes,

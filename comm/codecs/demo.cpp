@@ -28,6 +28,8 @@ class DctTopKWire final : public WireFormat {
     return n / chunk_ * chunk_bytes(chunk_) + (n % chunk_ ? chunk_bytes(n % chunk_) : 0);
   }
   bool reduces() const override { return false; }
+  // Decoding adds k basis vectors of C elements per chunk.
+  std::size_t decoded(std::size_t n) const override { return n * std::min(k_, chunk_); }
 
   void encode(const float* x, std::size_t n, std::uint8_t* p) const override {
     std::vector<float> coef;
@@ -91,20 +93,18 @@ class DctTopKWire final : public WireFormat {
   std::vector<float> basis_;
 };
 
-// Decoding adds k basis vectors of C elements per chunk.
+// The forward transform's work beside the element codecs'.
 class Demo final : public ElementCodec {
  public:
   explicit Demo(const CodecSpec& s)
-      : ElementCodec(s, std::make_shared<DctTopKWire>(s)), chunk_(static_cast<std::size_t>(s.param("dct"))),
-        k_(static_cast<std::size_t>(s.param("coefficients"))) {}
-  std::size_t decoded(std::size_t n) const override { return n * std::min(k_, chunk_); }
+      : ElementCodec(s, std::make_shared<DctTopKWire>(s)), chunk_(static_cast<std::size_t>(s.param("dct"))) {}
   // The forward transform: C multiply-adds per element, beyond what every element codec does.
   double work(std::size_t n, int p, const std::vector<Matrix>& tensors) const override {
     return ElementCodec::work(n, p, tensors) + static_cast<double>(chunk_) * static_cast<double>(n);
   }
 
  private:
-  std::size_t chunk_, k_;
+  std::size_t chunk_;
 };
 
 }  // namespace

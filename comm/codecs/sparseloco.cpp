@@ -28,6 +28,7 @@ class SparseLoCoWire final : public WireFormat {
     return total;
   }
   bool reduces() const override { return false; }
+  std::size_t decoded(std::size_t n) const override { return kept(n); }
   std::size_t kept(std::size_t n) const {
     return n / chunk_ * std::min(k_, chunk_) + std::min(k_, n % chunk_);
   }
@@ -82,15 +83,6 @@ class SparseLoCoWire final : public WireFormat {
   int bits_, index_bits_ = 0;
 };
 
-// Decoding touches only the kept elements.
-class SparseLoCo final : public ElementCodec {
- public:
-  explicit SparseLoCo(const CodecSpec& s) : ElementCodec(s, std::make_shared<SparseLoCoWire>(s)), wire_(s) {}
-  std::size_t decoded(std::size_t n) const override { return wire_.kept(n); }
-
- private:
-  SparseLoCoWire wire_;
-};
 
 }  // namespace
 
@@ -100,7 +92,7 @@ CodecInfo sparseloco_codec() {
            {"k", "elements kept per chunk", 64, 1, 1 << 24},
            {"bits", "bits per kept value: a sign and bits - 1 of magnitude", 2, 1, 8}},
           false, "the host",
-          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<SparseLoCo>(s); },
+          make_element_codec<SparseLoCoWire>,
           /*whole_tensors=*/false, /*gathered=*/true, /*rings=*/false, /*decay=*/0.95};
 }
 

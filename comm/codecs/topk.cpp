@@ -38,6 +38,7 @@ class TopKWire final : public WireFormat {
     }
   }
 
+  std::size_t decoded(std::size_t n) const override { return kept(n); }
   std::size_t kept(std::size_t n) const {
     if (n == 0) return 0;
     if (count_ > 0) return std::min(count_, n);
@@ -50,15 +51,6 @@ class TopKWire final : public WireFormat {
   std::size_t count_;
 };
 
-// Decoding touches only the kept elements.
-class TopK final : public ElementCodec {
- public:
-  explicit TopK(const CodecSpec& s) : ElementCodec(s, std::make_shared<TopKWire>(s)), wire_(s) {}
-  std::size_t decoded(std::size_t n) const override { return wire_.kept(n); }
-
- private:
-  TopKWire wire_;
-};
 
 }  // namespace
 
@@ -67,7 +59,7 @@ CodecInfo topk_codec() {
           {{"ratio", "fraction of each bucket's elements sent", 0.01, 0, 1, false, "count"},
            {"count", "elements sent per bucket, instead of a ratio", 0, 0, 1e15, true, "ratio"}},
           false, "the host",
-          [](const CodecSpec& s) -> std::unique_ptr<Codec> { return std::make_unique<TopK>(s); },
+          make_element_codec<TopKWire>,
           /*whole_tensors=*/false, /*gathered=*/true};
 }
 
