@@ -16,7 +16,7 @@ void GridComms::set_producer_stream(Stream* stream) {
     if (c) c->set_producer_stream(stream);
 }
 
-TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier) {
+TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier, std::string_view key) {
   // Checked alike on every rank before any communicator exists.
   const int world = grid.world();
   for (int r = 0; r < world; ++r) {
@@ -24,9 +24,9 @@ TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier) {
     root.tp = root.pp = 0;
     const int first = grid.rank(root);
     if (topo.uplink(r, tier) != topo.uplink(first, tier))
-      throw UserError(fmt::format("sync.outer: model replica {} spans several {}s (ranks {} and {}); the outer sync "
+      throw UserError(fmt::format("{}: model replica {} spans several {}s (ranks {} and {}); the split at {} "
                                   "needs each replica inside one: change parallel.order or the topology",
-                                  root.dp, tier_unit(tier), first, r));
+                                  key, root.dp, tier_unit(tier), first, r, tier_name(tier)));
   }
   TierSplit split;
   for (const std::vector<int>& g : grid.groups(Dim::dp)) {
@@ -35,9 +35,9 @@ TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier) {
     const std::size_t n = by_unit.begin()->second.size();
     for (const auto& [unit, members] : by_unit)
       if (members.size() != n)
-        throw UserError(fmt::format("sync.outer: the data-parallel replicas are spread unevenly over the {}s ({} in "
-                                    "one, {} in another); the outer sync needs as many in each",
-                                    tier_unit(tier), n, members.size()));
+        throw UserError(fmt::format("{}: the data-parallel replicas are spread unevenly over the {}s ({} in "
+                                    "one, {} in another); the split at {} needs as many in each",
+                                    key, tier_unit(tier), n, members.size(), tier_name(tier)));
     for (std::size_t pos = 0; pos < n; ++pos) {
       std::vector<int> across;
       for (const auto& [unit, members] : by_unit) across.push_back(members[pos]);
@@ -49,14 +49,14 @@ TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier) {
 }
 
 GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo, std::shared_ptr<NcclApi> nccl,
-                          std::optional<Tier> outer) {
+                          std::optional<Tier> split_tier, std::string_view split_key) {
   int rank = 0, world = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   std::vector<int> all(static_cast<std::size_t>(world));
   for (int r = 0; r < world; ++r) all[static_cast<std::size_t>(r)] = r;
   std::optional<TierSplit> split;
-  if (outer) split = split_at_tier(grid, *topo, *outer);  // before any communicator exists
+  if (split_tier) split = split_at_tier(grid, *topo, *split_tier, split_key);  // before any communicator exists
   // Every NCCL communicator of the process issues from one lane (communicator.h).
   std::shared_ptr<WorkQueue> nccl_lane = nccl ? std::make_shared<WorkQueue>() : nullptr;
   // A group of the world's ranks with the same `color`, ordered by `key`, over MPI or NCCL.
@@ -102,8 +102,8 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
       MPI_Comm_split(MPI_COMM_WORLD, MPI_UNDEFINED, rank, &none);
     }
   }
-  if (outer) {
-    const int unit = topo->uplink(rank, *outer);
+  if (split_tier) {
+    const int unit = topo->uplink(rank, *split_tier);
     auto containing = [&](const std::vector<std::vector<int>>& groups) -> const std::vector<int>& {
       return *std::find_if(groups.begin(), groups.end(), [&](const std::vector<int>& g) {
         return std::find(g.begin(), g.end(), rank) != g.end();
@@ -118,7 +118,7 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
     c.dp_outer = group(across.front(), position(across), across, Traffic::dp);
     std::vector<int> island;
     for (int r = 0; r < world; ++r)
-      if (topo->uplink(r, *outer) == unit) island.push_back(r);
+      if (topo->uplink(r, *split_tier) == unit) island.push_back(r);
     const int island_rank = static_cast<int>(std::find(island.begin(), island.end(), rank) - island.begin());
     c.island = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, unit, island_rank, island, topo, Traffic::other);
     c.dp_inner->prepare_hierarchy();

@@ -18,9 +18,10 @@ struct GridComms {
   // The first and last pipeline stages of one (tp, dp) position, which both hold the tied
   // token embedding; null elsewhere and when pp == 1.
   std::unique_ptr<Communicator> embed;
-  // With an outer tier (sync.outer), the data-parallel group split at it: dp_inner holds the
-  // members in this rank's unit below the tier (its node, pod or site), dp_outer the members
-  // at this rank's position in every unit; `island` is every rank of this unit. Null without.
+  // With a split tier (sync.outer, parallel.shard_within), the data-parallel group split at
+  // it: dp_inner holds the members in this rank's unit below the tier (its node, pod or
+  // site), dp_outer the members at this rank's position in every unit; `island` is every
+  // rank of this unit. Null without.
   std::unique_ptr<Communicator> dp_inner, dp_outer;
   std::unique_ptr<MpiCommunicator> island;
   // The compute stream whose work produces and consumes the buffers the grid's
@@ -30,21 +31,23 @@ struct GridComms {
 
 class Grid;
 
-// The data-parallel groups split at `tier` (sync.outer): every DP group's members in each unit
-// below the tier, in DP order (the islands), and across its units the members at each
-// position in them. Throws UserError when a model replica spans several units or a DP group
-// is spread unevenly over them. The trainer's communicators and the step simulator's groups.
+// The data-parallel groups split at `tier` (sync.outer's islands, parallel.shard_within's
+// shard groups): every DP group's members in each unit below the tier, in DP order, and
+// across its units the members at each position in them. Throws UserError, naming `key`,
+// when a model replica spans several units or a DP group is spread unevenly over them. The
+// trainer's communicators and the step simulator's groups.
 struct TierSplit {
   std::vector<std::vector<int>> inner;   // per DP group and unit
   std::vector<std::vector<int>> across;  // per DP group and position in a unit
 };
-TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier);
+TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier, std::string_view key);
 
 // Collective over MPI_COMM_WORLD: tp, pp, dp and embed over MPI, or over `nccl` when given
 // (NCCL on the current device, one GPU per rank; or the CPU model of its rules). The DP group's hierarchy is prepared. With
-// `outer`, also the split at that tier; throws UserError (on every rank alike) when a model
-// replica spans several units or the DP group is spread unevenly over them.
+// `split`, also the split at that tier, asked for by `split_key`; throws UserError (on every
+// rank alike) when a model replica spans several units or the DP group is spread unevenly.
 GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo,
-                          std::shared_ptr<NcclApi> nccl = nullptr, std::optional<Tier> outer = std::nullopt);
+                          std::shared_ptr<NcclApi> nccl = nullptr, std::optional<Tier> split = std::nullopt,
+                          std::string_view split_key = "sync.outer");
 
 }  // namespace ft

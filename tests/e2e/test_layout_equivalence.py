@@ -1,5 +1,6 @@
 """Parallel layouts change who computes, not what: data parallelism (dp = 2 and 4, also
-with ZeRO-1, 2 and 3, also hierarchical over an emulated 2-pod cluster), tensor parallelism (tp = 2
+with ZeRO-1, 2 and 3, ZeRO-3 keeping units gathered for the step, HSDP sharded inside nodes or
+pods, also hierarchical over an emulated 2-pod cluster), tensor parallelism (tp = 2
 and 4, and tp = 2 x dp = 2), pipeline parallelism (pp = 2 and 4, GPipe and 1F1B, 2 to 8
 micro-batches) and the 8-rank 3-D layout in both rank orders (and with ZeRO-3) reach the weights, optimizer
 moments, losses and gradient norms of one rank on the same global batch after 5 steps.
@@ -89,6 +90,24 @@ LAYOUTS = {
     "pp2-dp2-zero3-m2": (4, ["parallel.pp=2", "parallel.dp=2", "parallel.microbatches=2", "parallel.zero=3"]),
     "3d-tp2-pp2-dp2-zero3": (8, ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=2",
                                  "parallel.zero=3", "topology.ranks_per_node=2", "topology.nodes_per_pod=2"]),
+    # ZeRO-3 that keeps each unit gathered from its first use to the step's end.
+    "dp4-zero3-reshard-step-m2": (4, ["parallel.dp=4", "parallel.zero=3", "parallel.microbatches=2",
+                                      "parallel.reshard=step"]),
+    # HSDP: sharded inside each node of 2 ranks, replicated across the 2 nodes; across 2 pods
+    # of 2 nodes of 2 ranks, each shard group a pod spanning its nodes hierarchically; and
+    # pipeline stages in the node beside it.
+    "hsdp-dp4-node-zero1": (4, ["parallel.dp=4", "parallel.zero=1", "topology.ranks_per_node=2",
+                                "parallel.shard_within=node", "sync.bucket=64KiB"]),
+    "hsdp-dp4-node-zero2-m2": (4, ["parallel.dp=4", "parallel.zero=2", "parallel.microbatches=2",
+                                   "topology.ranks_per_node=2", "parallel.shard_within=node", "sync.bucket=64KiB"]),
+    "hsdp-dp4-node-zero3-m2": (4, ["parallel.dp=4", "parallel.zero=3", "parallel.microbatches=2",
+                                   "topology.ranks_per_node=2", "parallel.shard_within=node"]),
+    "hsdp-dp8-pod-hierarchical-zero3": (8, ["parallel.dp=8", "parallel.zero=3", "topology.ranks_per_node=2",
+                                            "topology.nodes_per_pod=2", "parallel.shard_within=pod",
+                                            "sync.algorithm=hierarchical"]),
+    "hsdp-pp2-dp4-node-zero1-m2": (8, ["parallel.pp=2", "parallel.dp=4", "parallel.microbatches=2", "parallel.zero=1",
+                                       "parallel.order=pp-dp-tp", "topology.ranks_per_node=4",
+                                       "parallel.shard_within=node"]),
 }
 
 # Every codec on the data-parallel all-reduce across two nodes, and a cast below int8 on
@@ -98,6 +117,10 @@ CODECS = {f"dp2-{c}": (2, ["parallel.dp=2", "topology.ranks_per_node=1", f"compr
 CODECS["dp4-2pods-fp16-int8"] = (4, ["parallel.dp=4", "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
                                      "sync.algorithm=hierarchical", "compression.inter_node.codec=fp16",
                                      "compression.inter_pod.codec=int8"])
+# HSDP with int8 on the shard's all-reduce across the nodes (ZeRO-2, 2 micro-batches).
+CODECS["hsdp-dp4-node-zero2-int8"] = (4, ["parallel.dp=4", "parallel.zero=2", "parallel.microbatches=2",
+                                          "topology.ranks_per_node=2", "parallel.shard_within=node",
+                                          "compression.inter_node.codec=int8"])
 # DiLoCo across 2 pods, every 2 steps, each outer sync landing a step late.
 CODECS["dp4-2pods-outer-delay"] = (4, ["parallel.dp=4", "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
                                        "sync.outer.tier=inter_pod", "sync.outer.every=2", "sync.outer.delay=1"])
@@ -106,12 +129,14 @@ if DEVICE == "cuda":  # the rows the GPU runs
                                        "pp2-gpipe-m4", "pp2-dp2-zero3-m2", "3d-tp2-pp2-dp2")}
     CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd")}
 if NCCL_MODEL:
-    CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd", "dp4-2pods-fp16-int8", "dp4-2pods-outer-delay")}
+    CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd", "dp4-2pods-fp16-int8", "dp4-2pods-outer-delay",
+                                     "hsdp-dp4-node-zero2-int8")}
 if DEVICE == "nccl":  # strict runs every layout; without it, one of each kind, for time
     LAYOUTS = {k: LAYOUTS[k] for k in ("tp2-dp2", "pp2-gpipe-m4", "pp2-1f1b-m2", "pp4-1f1b-m8", "3d-tp2-pp2-dp2",
                                        "dp4-zero1", "dp4-zero2-m2", "3d-tp2-pp2-dp2-zero3",
-                                       "dp4-2pods-hierarchical-zero3-m2")}
-    CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd", "dp4-2pods-outer-delay")}
+                                       "dp4-2pods-hierarchical-zero3-m2", "dp4-zero3-reshard-step-m2",
+                                       "hsdp-dp4-node-zero3-m2")}
+    CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd", "dp4-2pods-outer-delay", "hsdp-dp4-node-zero2-int8")}
 
 
 def train(name, ranks, sets, device=None, env=None):
@@ -170,11 +195,13 @@ for name, got, reference in pairs:
                 a, b = rl[f"steps/{col}"][:], fl[f"steps/{col}"][:]
                 rel = float(np.abs(a - b).max() / np.abs(a).max())
                 check(rel <= 1e-5, f"{name}: {col} differs by {rel:.3g} relative (> 1e-5)")
-            if name.startswith("dp4-") and "zero" in name:
+            # ZeRO's state per rank: 1/dp of one rank's, or under HSDP 1/(replicas in a node).
+            shards = 4 if name.startswith("dp4-") else 2 if name.startswith("hsdp-dp4-") else 0
+            if "zero" in name and shards and reference is ref:
                 state = fl.attrs["optimizer_state_bytes"]
                 full = rl.attrs["optimizer_state_bytes"][0]
-                check(all(abs(s * 4 - full) <= 0.01 * full for s in state),
-                      f"{name}: ZeRO state per rank {list(state)} is not a quarter of {full}")
+                check(all(abs(s * shards - full) <= 0.01 * full for s in state),
+                      f"{name}: ZeRO state per rank {list(state)} is not 1/{shards} of {full}")
             print(f"{name}: weights within {worst_w:.2g} ({rel_w:.2g} relative), first moments within "
                   f"{worst_m:.2g} of scale")
 

@@ -4,8 +4,9 @@
    own plan (comm/collective_plan.h) and the codecs' own phases (Codec::phases); they must
    equal, byte for byte, what the traffic counters measure: the demo layout's
    (tensor-parallel, pipeline with the tied embedding, gradients), ZeRO-3's gradient and
-   parameter bytes, casts below an int8 top level, PowerSGD's factors, quantizers reduced in
-   the ring, DeMo's payloads, and an outer sync's (streamed, delayed, int8 across the pods;
+   parameter bytes (also kept gathered for the step), casts below an int8 top level, PowerSGD's
+   factors, quantizers reduced in the ring, DeMo's payloads, HSDP's shards reduced inside a
+   unit and all-reduced across it (with int8), and an outer sync's (streamed, delayed, int8 across the pods;
    SparseLoCo's) over its periods.
 2. Step time: six fixed configurations of tools/simulator_validation.py (one with int8, one
    with an outer sync, one with SparseLoCo's),
@@ -62,6 +63,14 @@ CASES = {
     "outer sync": ["parallel.dp=8", "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
                    "sync.outer={tier: inter_pod, every: 4, fragments: 2, delay: 1}",
                    "compression.intra_node={codec: fp16}", "compression.inter_pod={codec: int8}"],
+    # HSDP: ZeRO-1 sharded inside each pod (hierarchically over its 2 nodes), int8 across the
+    # 2 pods; ZeRO-3 inside nodes, keeping units gathered for the step, with pipeline stages.
+    "hsdp zero1, int8 across pods": ["parallel.dp=8", "parallel.zero=1", "topology.ranks_per_node=2",
+                                     "topology.nodes_per_pod=2", "parallel.shard_within=pod",
+                                     "sync.algorithm=hierarchical", "compression.inter_pod={codec: int8}"],
+    "hsdp zero3, reshard step": ["parallel.pp=2", "parallel.dp=4", "parallel.microbatches=2", "parallel.zero=3",
+                                 "parallel.order=pp-dp-tp", "topology.ranks_per_node=4",
+                                 "parallel.shard_within=node", "parallel.reshard=step"],
     # A replica per pod: islands of one, whose fragments differ by stage.
     "demo, outer sync": ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=4",
                          "topology.ranks_per_node=2", "topology.nodes_per_pod=2",

@@ -1,7 +1,8 @@
 """The ZeRO stages beyond what test_layout_equivalence checks (that each equals one rank):
 the data-parallel bytes each stage sends per step, exactly as it must (ZeRO-2 reduce-scatters
 every micro-batch; ZeRO-3 also all-gathers every unit before its forward, the embedding again
-for the tied head, and every unit before its backward); checkpoints that resume under
+for the tied head, and every unit before its backward, or once per step when it keeps them,
+at the memory it reports); HSDP's bytes inside and across nodes; checkpoints that resume under
 another stage; the paths without overlap, through GPipe and evaluation; and the
 combinations that are refused."""
 import os
@@ -45,7 +46,10 @@ EXPECTED = {
     "zero2-m2": (["parallel.zero=2", "parallel.microbatches=2"], 3 * X),     # two reduce-scatters, one all-gather
     "zero3": (["parallel.zero=3"], 3 * X + X * E / N),                       # + forward, head's wte, backward
     "zero3-m2": (["parallel.zero=3", "parallel.microbatches=2"], 2 * (3 * X + X * E / N)),
+    # Units kept gathered from their first use to the step's end: one all-gather of each.
+    "zero3-m2-reshard-step": (["parallel.zero=3", "parallel.microbatches=2", "parallel.reshard=step"], 3 * X),
 }
+held = {}
 for name, (sets, want) in EXPECTED.items():
     out = os.path.join(tmp, f"{name}.h5")
     p = train(sets, out)
@@ -55,6 +59,31 @@ for name, (sets, want) in EXPECTED.items():
         # Segments are whole elements: a few bytes per collective from (p - 1) / p exactly.
         check(np.all(np.abs(got - want) <= 1e-4 * want), f"{name}: {got} data-parallel bytes per step, expected {want:.0f}")
         print(f"{name}: {got[0]:.0f} bytes per step and rank ({got[0] / (2 * X):.3f} x ZeRO-1's)")
+        if name.startswith("zero3-m2"):
+            with h5py.File(out) as f:
+                held[name] = f.attrs["parameters_held_peak"]
+# What keeping units costs: every parameter of the stage held at once, where dropping after
+# each use holds this rank's parts, the unit in use and the one fetched meanwhile.
+if len(held) == 2:
+    kept, dropped = held["zero3-m2-reshard-step"], held["zero3-m2"]
+    check(np.all(kept == N), f"reshard step: {kept} parameters held at the peak, expected all {N}")
+    check(np.all(dropped < 0.8 * N), f"reshard use: {dropped} parameters held at the peak of {N}")
+    print(f"parameters held at the peak per rank: {dropped[0]} dropping after use, {kept[0]} keeping them for the step")
+
+# HSDP (parallel.shard_within node, 2 nodes of 2 ranks): ZeRO-1 inside each node, and each
+# rank's half all-reduced with its peer in the other node. Inside: a reduce-scatter and an
+# all-gather of the whole model in rings of 2 (4 N / 2 bytes each); across: an all-reduce of
+# the half in a ring of 2 (2 x 4 (N / 2) / 2 bytes).
+out = os.path.join(tmp, "hsdp.h5")
+p = train(["parallel.zero=1", "topology.ranks_per_node=2", "parallel.shard_within=node"], out)
+check(p.returncode == 0, f"hsdp failed:\n{p.stderr}")
+if p.returncode == 0:
+    with h5py.File(out) as f:
+        intra, inter = f["steps/bytes_dp/intra_node"][:], f["steps/bytes_dp/inter_node"][:]
+    check(np.all(np.abs(intra - 4 * N) <= 16) and np.all(np.abs(inter - 2 * N) <= 16),
+          f"hsdp: {intra[0]} bytes per rank inside a node and {inter[0]} across, expected {4 * N} and {2 * N}")
+    print(f"hsdp inside nodes, replicated across: {intra[0, 0]:.0f} bytes per rank inside a node, {inter[0, 0]:.0f} "
+          f"across (ZeRO-1 over all 4 ranks sends {2 * X:.0f} across)")
 
 # 2. A checkpoint holds whole parameters and optimizer state under every stage: a run
 # resumed under another stage repeats the uninterrupted one.
@@ -94,7 +123,16 @@ for zero in (2, 3):
 for sets, message in ((["parallel.zero=3", "compression.inter_node={codec: int8}", "topology.ranks_per_node=2"],
                        "ZeRO-3 (parallel.zero: 3) reduce-scatters, uncompressed"),
                       (["parallel.zero=2", "topology.ranks_per_node=1", "topology.nodes_per_pod=2",
-                        "sync.outer={tier: inter_pod, every: 4}"], "parallel.zero 2 with sync.outer")):
+                        "sync.outer={tier: inter_pod, every: 4}"], "parallel.zero 2 with sync.outer"),
+                      (["parallel.shard_within=node"], "parallel.shard_within node shards ZeRO's state"),
+                      (["parallel.zero=2", "parallel.reshard=step"], "parallel.reshard step is when ZeRO-3 drops"),
+                      (["parallel.zero=1", "parallel.order=dp-tp-pp", "parallel.dp=2", "parallel.tp=2",
+                        "topology.ranks_per_node=1", "parallel.shard_within=node"],
+                       "parallel.shard_within: model replica 0 spans several nodes"),
+                      (["parallel.zero=1", "topology.ranks_per_node=2", "parallel.shard_within=node",
+                        "compression.inter_node={codec: powersgd}"], "HSDP's all-reduce sends a segment"),
+                      (["parallel.zero=1", "topology.ranks_per_node=2", "parallel.shard_within=node",
+                        "compression.intra_node={codec: fp16}"], "only the all-reduce across the nodes takes a codec")):
     p = train(sets, os.path.join(tmp, "refused.h5"))
     check(p.returncode == 2 and message in p.stderr, f"{sets}: exit {p.returncode}\n{p.stderr}")
 finish()

@@ -94,10 +94,10 @@ DeviceProfile from_step_log(const std::string& path) {
   const int host_ranks = f.has_attr("/", "host_ranks") ? static_cast<int>(f.attr_int("/", "host_ranks")) : grid.world();
   // The rate a rank would have had with a core to itself.
   const double crowding = host_crowding(d, host_ranks);
-  // ZeRO shards the update over the group that syncs every step (an island's, under sync.outer).
+  // ZeRO shards the update over the group inside one unit of the split tier, if any.
   int sharded = p.dp;
   try {
-    sharded = every_step_dp(cfg);
+    sharded = sharded_dp(cfg);
   } catch (const UserError&) {
     // a run placed by its hosts: no outer split to follow
   }

@@ -45,12 +45,12 @@ Topology make_topo(const Config& cfg, int world) {
   }
 }
 
-// sync.outer's split of the DP groups at its tier, when replicas sit in several units of it
-// (as the trainer splits them).
-std::optional<TierSplit> outer_split(const Config& cfg, const Grid& grid, const Topology& topo) {
-  if (!cfg.sync.outer || cfg.parallel.dp < 2) return std::nullopt;
-  const Tier tier = *tier_from_name(cfg.sync.outer->tier);
-  TierSplit split = split_at_tier(grid, topo, tier);
+// The split of the DP groups at sync.outer's or parallel.shard_within's tier, when replicas
+// sit in several units of it (as the trainer splits them).
+std::optional<TierSplit> dp_split(const Config& cfg, const Grid& grid, const Topology& topo) {
+  const std::optional<Tier> tier = dp_split_tier(cfg);
+  if (!tier || cfg.parallel.dp < 2) return std::nullopt;
+  TierSplit split = split_at_tier(grid, topo, *tier, dp_split_key(cfg));
   if (split.across.front().size() > 1) return split;
   return std::nullopt;  // every replica in one unit: plain data parallelism
 }
@@ -58,7 +58,8 @@ std::optional<TierSplit> outer_split(const Config& cfg, const Grid& grid, const 
 struct Op {
   enum Kind { input, compute, tp, done, launch, use } kind;
   double seconds;  // compute: at a whole core's (or device's) rate; tp: the blocking all-reduces
-  int a, b;        // input and done: (forward?, micro-batch); launch: the bucket; use: (unit, next unit)
+  int a, b;        // input and done: (forward?, micro-batch); launch: (bucket, of the last micro-batch?);
+                   // use: (unit, next unit)
   double demand = 1;  // compute: the share of the stage's ranks computing at any moment
 };
 
@@ -101,20 +102,38 @@ class StepSimulator {
         dev_(dev),
         grid_(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.order),
         topo_(make_topo(cfg, grid_.world())),
-        split_(outer_split(cfg, grid_, topo_)),
+        split_(dp_split(cfg, grid_, topo_)),
         dp_groups_(split_ ? split_->inner : grid_.groups(Dim::dp)),
         algo_(resolve_sync_algorithm(cfg.sync.algorithm, plan_hierarchy(topo_, dp_groups_.front()))),
         codecs_(sync_codecs()),
         net_(cfg, topo_, grid_, dev, codecs_, dp_groups_, out_) {
     out_.world = grid_.world();
     const auto& p = cfg.parallel;
-    if (cfg.sync.outer && p.dp > 1 && !split_) log::warn("{}", outer_in_one_unit(cfg));
+    if (dp_split_tier(cfg) && p.dp > 1 && !split_)
+      log::warn("{}", cfg.sync.outer ? outer_in_one_unit(cfg) : shard_in_one_unit(cfg));
+    hsdp_ = split_ && !cfg.sync.outer;
+    keep_gathered_ = p.zero == 3 && p.reshard == "step";
     zero_ = p.zero;
     m_ = p.microbatches;
     micro_batch_ = cfg.train.batch / (p.dp * p.microbatches);
     hierarchical_ = algo_ == Algorithm::hierarchical;  // native runs as a ring here
     dp_size_ = static_cast<int>(dp_groups_.front().size());
-    for (Tier t : kAllTiers) (split_ && t >= outer_tier() ? outer_compressed_ : compressed_) |= codecs_[t].lossy();
+    for (Tier t : kAllTiers) (split_ && t >= *dp_split_tier(cfg) ? across_compressed_ : compressed_) |= codecs_[t].lossy();
+    if (hsdp_) {
+      // Per stage, its groups across the tier and the size of the shard each carries: the
+      // shard of its members' position in their groups inside the units.
+      std::map<int, std::pair<const std::vector<int>*, int>> inner_of;  // rank -> (its group inside, position)
+      for (const std::vector<int>& g : split_->inner)
+        for (std::size_t i = 0; i < g.size(); ++i) inner_of[g[i]] = {&g, static_cast<int>(i)};
+      across_.resize(static_cast<std::size_t>(p.pp));
+      for (const std::vector<int>& g : split_->across) {
+        Across& a = across_[static_cast<std::size_t>(grid_.coord(g.front()).pp)];
+        a.plans.emplace_back(topo_, g, across_algo_ == Algorithm::hierarchical);
+        const auto& [inner, position] = inner_of.at(g.front());
+        a.inner.emplace_back(topo_, *inner, hierarchical_);
+        a.position.push_back(position);
+      }
+    }
     // The emulated cluster runs on the profiled machine: its ranks share its cores.
     cores_ = dev.host_cores;
   }
@@ -142,11 +161,11 @@ class StepSimulator {
     }
     run_pipeline();
     after_pipeline();
-    if (split_) {
+    if (split_ && !hsdp_) {
       std::vector<std::vector<FlatRange>> fragments;
       for (const StageSim& st : stages_) fragments.push_back(cut_fragments(st.params, cfg_.sync.outer->fragments));
       simulate_outer_periods(*cfg_.sync.outer, dev_, grid_, topo_, *split_, fragments,
-                             outer_algo_ == Algorithm::hierarchical, outer_compressed_, net_, out_);
+                             across_algo_ == Algorithm::hierarchical, across_compressed_, net_, out_);
     }
     net_.finish();
     out_.model_flops = model_flops_per_token(cfg_.model) * cfg_.train.batch * cfg_.model.context;
@@ -155,19 +174,17 @@ class StepSimulator {
   }
 
  private:
-  Tier outer_tier() const { return *tier_from_name(cfg_.sync.outer->tier); }
-
-  // As the trainer takes them: the every-step sync's codecs (below the outer tier, under
-  // sync.outer) and the outer all-reduce's (its tier and above).
+  // As the trainer takes them: the every-step sync's codecs (below the split tier, when the
+  // groups are split) and those of the all-reduce across it (its tier and above).
   TierCodecs sync_codecs() {
     if (!split_) return step_tier_codecs(cfg_, topo_, dp_groups_.front(), algo_, std::nullopt);
-    const Tier outer = outer_tier();
-    TierCodecs codecs = step_tier_codecs(cfg_, topo_, dp_groups_.front(), algo_, outer);
+    const Tier tier = *dp_split_tier(cfg_);
+    TierCodecs codecs = step_tier_codecs(cfg_, topo_, dp_groups_.front(), algo_, tier);
     const std::vector<int>& across = split_->across.front();
-    outer_algo_ = resolve_sync_algorithm(cfg_.sync.algorithm, plan_hierarchy(topo_, across));
-    const TierCodecs above = outer_tier_codecs(cfg_, topo_, across, outer_algo_);
+    across_algo_ = resolve_sync_algorithm(cfg_.sync.algorithm, plan_hierarchy(topo_, across));
+    const TierCodecs above = split_tier_codecs(cfg_, topo_, across, across_algo_);
     for (Tier t : kAllTiers)
-      if (t >= outer) codecs[t] = above[t];
+      if (t >= tier) codecs[t] = above[t];
     return codecs;
   }
 
@@ -257,18 +274,32 @@ class StepSimulator {
                            kind, 1, through_codecs ? &st.tensors[static_cast<std::size_t>(b)] : nullptr);
   }
 
-  // A bucket's gradients are complete at `now`: its sync starts. Returns when the compute
-  // thread may go on (ZeRO-2 and 3: once a staging buffer is free).
-  double launch(StageSim& st, int b, double now) {
-    if (dp_size_ < 2) return now;
+  // HSDP: every group across the split tier of stage `st` all-reduces its shard of bucket b.
+  SimCost shard_sync(const StageSim& st, int b) {
+    const Across& a = across_[static_cast<std::size_t>(st.stage)];
+    std::vector<std::size_t> sizes;
+    for (std::size_t g = 0; g < a.plans.size(); ++g) {
+      const CollectivePlan& inner = a.inner[g];
+      sizes.push_back(inner.region(bucket_elements(st, b), static_cast<int>(inner.levels().size()), a.position[g]).count);
+    }
+    return net_.collective(a.plans, sizes, true, true, SimKind::gradient, 1, across_compressed_);
+  }
+
+  // A bucket's gradients are complete at `now` (of the step's last micro-batch: `last`): its
+  // sync starts. Returns when the compute thread may go on (ZeRO-2 and 3: once a staging
+  // buffer is free).
+  double launch(StageSim& st, int b, bool last, double now) {
+    if (dp_size_ < 2 && !hsdp_) return now;
     if (zero_ <= 1) {
-      enqueue(st, now, bucket_sync(st, b, true, zero_ == 0, SimKind::gradient));
+      const double done = enqueue(st, now, bucket_sync(st, b, true, zero_ == 0, SimKind::gradient));
+      if (hsdp_) enqueue(st, done, shard_sync(st, b));
       return now;
     }
     double& slot = st.staging[st.staged++ % 2];
     const double go = std::max(now, slot);
     if (go > now) out_.exposed[st.worker_tier] += (go - now) / static_cast<double>(stages_.size());
     slot = enqueue(st, go, bucket_sync(st, b, true, false, SimKind::gradient));
+    if (hsdp_ && last) enqueue(st, slot, shard_sync(st, b));
     return go;
   }
 
@@ -283,7 +314,7 @@ class StepSimulator {
     if (landed < 0) landed = gather(unit, now);
     const double there = landed;
     if (there > now) out_.exposed[st.worker_tier] += (there - now) / static_cast<double>(stages_.size());
-    landed = -1;  // dropped after this use
+    if (!keep_gathered_) landed = -1;  // dropped after this use (parallel.reshard: use)
     if (next >= 0 && st.gathered[static_cast<std::size_t>(next)] < 0) st.gathered[static_cast<std::size_t>(next)] = gather(next, now);
     return there;
   }
@@ -301,7 +332,7 @@ class StepSimulator {
     int last = -1;
     for (const PipeAction& a : st.actions)
       if (a.kind == PipeAction::backward) last = a.microbatch;
-    auto uses = [&](const std::vector<StageSim::Use>& order, bool syncs) {
+    auto uses = [&](const std::vector<StageSim::Use>& order, bool syncs, int completes) {
       for (std::size_t i = 0; i < order.size(); ++i) {
         if (order[i].reads) st.program.push_back({Op::use, 0, order[i].unit, order[i].next});
         // A use's tensor-parallel all-reduces interleave with its compute, each rank waiting for
@@ -312,17 +343,17 @@ class StepSimulator {
         if (syncs && cfg_.sync.overlap)
           for (std::size_t b = 0; b < st.buckets.size(); ++b)
             if (st.ready_after[b] == static_cast<int>(i) && static_cast<int>(b) != st.deferred)
-              st.program.push_back({Op::launch, 0, static_cast<int>(b), 0});
+              st.program.push_back({Op::launch, 0, static_cast<int>(b), completes});
       }
       if (syncs && !cfg_.sync.overlap)
         for (std::size_t b = 0; b < st.buckets.size(); ++b)
-          if (static_cast<int>(b) != st.deferred) st.program.push_back({Op::launch, 0, static_cast<int>(b), 0});
+          if (static_cast<int>(b) != st.deferred) st.program.push_back({Op::launch, 0, static_cast<int>(b), completes});
     };
     for (const PipeAction& a : st.actions) {
       const bool fwd = a.kind == PipeAction::forward;
       if (fwd ? st.stage > 0 : st.stage + 1 < pp) st.program.push_back({Op::input, 0, fwd, a.microbatch});
       // The step's last backward on this stage reports gradients (ZeRO-2 and 3: every one).
-      uses(fwd ? st.forward : st.backward, !fwd && (zero_ >= 2 || a.microbatch == last));
+      uses(fwd ? st.forward : st.backward, !fwd && (zero_ >= 2 || a.microbatch == last), a.microbatch == last);
       st.program.push_back({Op::done, 0, fwd, a.microbatch});
     }
   }
@@ -357,7 +388,7 @@ class StepSimulator {
         case Op::done:
           ((op.a != 0) ? st.forward_done : st.backward_done)[static_cast<std::size_t>(op.b)] = now;
           break;
-        case Op::launch: st.blocked_until = launch(st, op.a, now); break;
+        case Op::launch: st.blocked_until = launch(st, op.a, op.b != 0, now); break;
         case Op::use: st.blocked_until = use(st, op.a, op.b, now); break;
       }
       ++st.pc;
@@ -422,7 +453,7 @@ class StepSimulator {
       for (StageSim* st : {&first, &last}) {
         out_.exposed[c.tier] += (done - st->clock) / p.pp;
         st->clock = done;
-        if (st->deferred >= 0) st->clock = launch(*st, st->deferred, st->clock);
+        if (st->deferred >= 0) st->clock = launch(*st, st->deferred, true, st->clock);
       }
     }
     double aligned = 0;
@@ -455,13 +486,21 @@ class StepSimulator {
   std::optional<TierSplit> split_;
   std::vector<std::vector<int>> dp_groups_;  // the every-step sync's: the grid's, or the islands
   Algorithm algo_;
-  Algorithm outer_algo_ = Algorithm::ring;
+  Algorithm across_algo_ = Algorithm::ring;  // of the all-reduce across the split tier
+  bool hsdp_ = false, keep_gathered_ = false;
+  // HSDP, per stage: the groups across the split tier, each member's group inside its unit
+  // and position there (whose shard the group carries).
+  struct Across {
+    std::vector<CollectivePlan> plans, inner;
+    std::vector<int> position;
+  };
+  std::vector<Across> across_;
   TierCodecs codecs_;
   Simulation out_;
   SimNetwork net_;
   int zero_ = 0, m_ = 1, micro_batch_ = 1;
   int dp_size_ = 1;
-  bool hierarchical_ = false, compressed_ = false, outer_compressed_ = false;
+  bool hierarchical_ = false, compressed_ = false, across_compressed_ = false;
   double cores_ = 0;
   Tier tp_tier_ = Tier::intra_node;
   std::vector<StageSim> stages_;
@@ -470,10 +509,10 @@ class StepSimulator {
 
 }  // namespace
 
-int every_step_dp(const Config& cfg) {
+int sharded_dp(const Config& cfg) {
   const auto& p = cfg.parallel;
   const Grid grid(p.tp, p.pp, p.dp, p.order);
-  const std::optional<TierSplit> split = outer_split(cfg, grid, make_topo(cfg, grid.world()));
+  const std::optional<TierSplit> split = dp_split(cfg, grid, make_topo(cfg, grid.world()));
   return split ? static_cast<int>(split->inner.front().size()) : p.dp;
 }
 

@@ -92,9 +92,9 @@ struct Simulation {
 
 // Throws UserError for what it cannot simulate.
 Simulation simulate(const Config& cfg, const DeviceProfile& device);
-// The ranks of a data-parallel group that syncs every step in the simulated layout:
-// parallel.dp, or an island's under sync.outer. Throws UserError as simulate does.
-int every_step_dp(const Config& cfg);
+// The ranks ZeRO shards over in the simulated layout: parallel.dp, or those of one unit of the
+// split tier (sync.outer's islands, parallel.shard_within's). Throws UserError as simulate does.
+int sharded_dp(const Config& cfg);
 
 // The slowest rate of `tier`'s links (its latency as configured) at which the step takes at
 // most 1/utilisation of its time with the tier free (no bandwidth limit, no latency), by

@@ -192,6 +192,22 @@ void Decoder::fail(const std::string& where, const std::string& key, const std::
 
 }  // namespace config
 
+std::vector<std::string> shard_units() {
+  std::vector<std::string> out{"none"};
+  for (Tier t : kAllTiers)
+    if (t != Tier::intra_node) out.emplace_back(tier_unit(t));
+  return out;
+}
+
+std::optional<Tier> dp_split_tier(const Config& c) {
+  if (c.sync.outer) return tier_from_name(c.sync.outer->tier);
+  for (Tier t : kAllTiers)
+    if (t != Tier::intra_node && tier_unit(t) == c.parallel.shard_within) return t;
+  return std::nullopt;
+}
+
+std::string_view dp_split_key(const Config& c) { return c.sync.outer ? "sync.outer" : "parallel.shard_within"; }
+
 Override parse_override(const std::string& text) {
   auto eq = text.find('=');
   if (eq == std::string::npos || eq == 0)
@@ -285,6 +301,20 @@ void validate_relations(const Config& c) {
           fmt::format("codec demo is DeMo's synchronisation, whose update is the sign of what it returns: set "
                       "train.optimizer: sign, not {}",
                       c.train.optimizer));
+  if (p.shard_within != "none") {
+    require(p.zero > 0, fmt::format("parallel.shard_within {} shards ZeRO's state inside each {}: set parallel.zero 1, "
+                                    "2 or 3 (with zero 0 every replica keeps everything)",
+                                    p.shard_within, p.shard_within));
+    if (c.sync.outer)
+      require(tier_unit(*tier_from_name(c.sync.outer->tier)) == p.shard_within,
+              fmt::format("parallel.shard_within {} with sync.outer across {}: under an outer sync ZeRO shards inside "
+                          "its islands (each {}); leave shard_within none or set it to {}",
+                          p.shard_within, c.sync.outer->tier, tier_unit(*tier_from_name(c.sync.outer->tier)),
+                          tier_unit(*tier_from_name(c.sync.outer->tier))));
+  }
+  if (p.reshard != "use")
+    require(p.zero == 3, fmt::format("parallel.reshard {} is when ZeRO-3 drops gathered parameters; parallel.zero is {}",
+                                     p.reshard, p.zero));
   if (const auto& o = c.sync.outer) {
     for (Tier t : kAllTiers) {
       const auto& codec = c.compression.tier[t];

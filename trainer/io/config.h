@@ -36,7 +36,11 @@ struct ParallelConfig {
   int microbatches = 1;
   std::string schedule = "1f1b";
   int zero = 0;
+  std::string shard_within = "none";
+  std::string reshard = "use";
 };
+// What parallel.shard_within takes: none, or the unit of a tier above the node's ranks.
+std::vector<std::string> shard_units();
 template <class V> void describe(V& v, ParallelConfig& c) {
   using namespace config;
   v.key("tp", c.tp, "tensor-parallel ranks per model replica", in_range(1, 1 << 16));
@@ -59,6 +63,16 @@ template <class V> void describe(V& v, ParallelConfig& c) {
         "prefetched meanwhile, and dropped after use). What each rank updates and sends is sharded; the model's "
         "buffers stay whole (docs/zero.md)",
         in_range(0, 3));
+  v.key("shard_within", c.shard_within,
+        "HSDP: with parallel.zero 1 to 3, shard over the data-parallel replicas inside one node, pod or site and "
+        "replicate across them (gradients reduce-scattered inside, the shard all-reduced across the tier with its "
+        "codec, parameters all-gathered inside); none shards over every replica",
+        config::one_of(shard_units()));
+  v.key("reshard", c.reshard,
+        "with parallel.zero 3, when a unit's gathered parameters are dropped: use (after each forward or backward "
+        "that uses them, FSDP's default) or step (kept from their first use to the step's end: one all-gather per "
+        "unit per step, the whole stage's parameters held)",
+        one_of({"use", "step"}));
 }
 
 // Low-communication training across one tier (DiLoCo): replicas below the tier synchronise
@@ -403,6 +417,13 @@ Config load_config_text(const std::string& yaml, const std::string& origin);
 
 // Checks the config against the job it runs in (world size). Throws UserError.
 void validate_launch(const Config& c, int world_size);
+
+// The tier the data-parallel group is split at, if any: sync.outer's (replicas inside a unit
+// below it sync every step, across it every `every` steps) or parallel.shard_within's (ZeRO
+// shards inside a unit, and the shard is all-reduced across the tier every step).
+std::optional<Tier> dp_split_tier(const Config& c);
+// The key that asks for the split, for messages: "sync.outer" or "parallel.shard_within".
+std::string_view dp_split_key(const Config& c);
 
 // The fully resolved config as YAML text (every key, defaults included).
 std::string to_yaml(const Config& c);

@@ -42,15 +42,24 @@ std::vector<Matrix> bucket_tensors(const std::vector<ParamInfo>& infos, const Fl
   return out;
 }
 
+namespace {
+bool any_lossy(const TierCodecs& codecs) {
+  return std::any_of(codecs.begin(), codecs.end(), [](const CodecSpec& c) { return c.lossy(); });
+}
+}  // namespace
+
 GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, int zero,
-                   bool overlap, const TierCodecs& codecs, bool measure_error, const std::vector<int>& units)
+                   bool overlap, const TierCodecs& codecs, bool measure_error, const std::vector<int>& units,
+                   bool keep_gathered, const ShardReplicas& replicas)
     : dp_(dp),
       params_(params),
       algo_(algo),
       zero_(zero),
       overlap_(overlap),
-      compressed_(std::any_of(codecs.begin(), codecs.end(), [](const CodecSpec& c) { return c.lossy(); })),
-      measure_error_(measure_error && compressed_) {
+      keep_gathered_(keep_gathered && zero == 3),
+      replicas_(zero > 0 && replicas.comm && replicas.comm->size() > 1 ? replicas : ShardReplicas{}),
+      compressed_(any_lossy(codecs) || (replicas_.comm && any_lossy(replicas_.codecs))),
+      measure_error_(measure_error && compressed_ && zero == 0) {
   const auto& infos = params.infos();
   bucket_of_.assign(infos.size(), -1);
   for (const FlatRange& r : cut_buckets(infos, dtype_size(params.flat_grads().dtype()), bucket_bytes, zero == 3 ? &units : nullptr)) {
@@ -69,7 +78,7 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
   for (Bucket& b : buckets_) {
     largest = std::max(largest, b.end - b.begin);
     if (compressed_) {
-      b.codecs = std::make_unique<BucketCodecs>(codecs);
+      b.codecs = std::make_unique<BucketCodecs>(replicas_.comm ? replicas_.codecs : codecs);
       b.tensors = bucket_tensors(infos, {b.begin, b.end});
     }
     Segment mine = dp.owned(static_cast<std::size_t>(b.end - b.begin), algo);
@@ -97,14 +106,17 @@ std::vector<std::int64_t> GradSync::bucket_elements() const {
 void GradSync::begin_step() {
   for (Bucket& b : buckets_) {
     b.work = Work();
+    b.across = Work();
     b.err_num = b.err_den = 0;
     if (zero_ >= 2) ops::zero(b.shard);
   }
   first_start_ = 0;
   busy_ = 0;
+  peak_held_ = 0;
 }
 
-void GradSync::begin_backward() {
+void GradSync::begin_backward(bool last) {
+  last_backward_ = last;
   for (Bucket& b : buckets_) {
     b.pending = b.params;
     b.launched = false;
@@ -132,6 +144,7 @@ void GradSync::launch(Bucket& b) {
   Algorithm algo = algo_;
   if (zero_ == 1) {
     b.work = dp_.enqueue([dp, grads, algo] { dp->reduce_scatter(grads, ReduceOp::avg, algo); });
+    if (replicas_.comm) b.across = reduce_across(b, slice(params_.flat_grads(), b.owned.begin, b.owned.end), b.work);
   } else if (compressed_) {
     Bucket* bucket = &b;
     bool measure = measure_error_;
@@ -161,6 +174,21 @@ void GradSync::launch(Bucket& b) {
   }
 }
 
+Work GradSync::reduce_across(Bucket& b, Buffer shard, Work after) {
+  Communicator* across = replicas_.comm;
+  const Algorithm algo = replicas_.algo;
+  BucketCodecs* codecs = b.codecs.get();
+  // On the replicas' lane, once `after` (the reduce-scatter on the shard's own lane) is done:
+  // a call on another communicator inside that lane would not be ordered after it.
+  return across->enqueue([across, shard, algo, codecs, after] {
+    after.wait();
+    if (codecs)
+      across->all_reduce_compressed(shard, ReduceOp::avg, algo, *codecs, {Matrix{0, shard.count, 0}});
+    else
+      across->all_reduce(shard, ReduceOp::avg, algo);
+  });
+}
+
 void GradSync::stage(Bucket& b) {
   Staging& st = staging_[next_staging_];
   next_staging_ ^= 1;
@@ -175,6 +203,7 @@ void GradSync::stage(Bucket& b) {
   const Buffer wire = buf.buffer();
   st.work = dp_.enqueue([dp, wire, algo] { dp->reduce_scatter(wire, ReduceOp::avg, algo); });
   st.bucket = static_cast<int>(&b - buckets_.data());
+  st.last = last_backward_;
 }
 
 void GradSync::fold(Staging& st) {
@@ -184,6 +213,8 @@ void GradSync::fold(Staging& st) {
   account(st.work, true);
   const std::int64_t n = b.owned.end - b.owned.begin;
   ops::add_into(b.shard, Tensor::view_of(st.buffer, b.owned.begin - b.begin, {n}), n);
+  // The step's sum of the shard is complete; the replicas' lane waits for the add itself.
+  if (st.last && replicas_.comm) b.across = reduce_across(b, b.shard.buffer(), Work());
   st.bucket = -1;
   st.work = Work();
 }
@@ -230,12 +261,21 @@ double GradSync::finish() {
   if (zero_ >= 2) {
     fold(staging_[next_staging_]);  // the older first: shards sum in launch order
     fold(staging_[next_staging_ ^ 1]);
-    for (const Bucket& b : buckets_)
+    for (const Bucket& b : buckets_) {
+      if (replicas_.comm) {
+        b.across.wait();
+        account(b.across, true);
+      }
       ops::copy(Tensor::view_of(params_.flat_grads(), b.owned.begin, {b.owned.end - b.owned.begin}), b.shard);
+    }
   } else {
     for (Bucket& b : buckets_) {
       b.work.wait();
       account(b.work, true);
+      if (replicas_.comm) {
+        b.across.wait();
+        account(b.across, true);
+      }
     }
   }
   return now_seconds() - t0;
@@ -276,11 +316,18 @@ void GradSync::use_unit(int unit, int next) {
   arrive(b);
   ++b.users;
   if (next >= 0) start_gather(buckets_[static_cast<std::size_t>(unit_bucket_[static_cast<std::size_t>(next)])]);
+  count_held();
 }
 
 void GradSync::done_unit(int unit) {
   Bucket& b = buckets_[static_cast<std::size_t>(unit_bucket_[static_cast<std::size_t>(unit)])];
-  if (--b.users == 0) drop(b);
+  if (--b.users == 0 && !keep_gathered_) drop(b);
+}
+
+void GradSync::count_held() {
+  std::int64_t held = 0;
+  for (const Bucket& b : buckets_) held += b.held == Held::part ? b.owned.end - b.owned.begin : b.end - b.begin;
+  peak_held_ = std::max(peak_held_, held);
 }
 
 // The parts other ranks own become NaN, so that a use without its gather cannot pass

@@ -16,7 +16,12 @@
 //           goes on into the zeroed bucket while the last one is on the wire.
 //   zero 3: as 2, and no rank keeps whole parameters: each unit is all-gathered before the
 //           model computes with it (use_unit, the next unit fetched meanwhile) and dropped
-//           after (done_unit), in forward and again in backward.
+//           after (done_unit), in forward and again in backward; or, with reshard `step`,
+//           kept from its first use to the step's end.
+// HSDP (parallel.shard_within): the communicator shards over the replicas inside one unit of
+// a tier, and `ShardReplicas` holds this rank's peers in the other units, which own the same
+// shard: once a bucket's shard is reduced for the step (zero 1: its reduce-scatter; 2 and 3:
+// the last micro-batch's), it is all-reduced across them, on the tier's codecs.
 #pragma once
 
 #include <cstdint>
@@ -38,14 +43,23 @@ std::vector<FlatRange> cut_buckets(const std::vector<ParamInfo>& infos, std::uin
 // The tensors of a bucket, from its start: what a codec that works on matrices is given.
 std::vector<Matrix> bucket_tensors(const std::vector<ParamInfo>& infos, const FlatRange& bucket);
 
+// HSDP: the members that hold this rank's shard in the other units of the split tier.
+struct ShardReplicas {
+  Communicator* comm = nullptr;
+  Algorithm algo = Algorithm::ring;
+  TierCodecs codecs{};  // of the split tier and above
+};
+
 class GradSync {
  public:
   // `zero`: the ZeRO stage. `codecs`: each tier's codec (all none: dense; zero 0 only).
   // `measure_error`: also all-reduce each bucket densely (the library's native algorithm,
   // uncounted per tier) to measure the compressed sum's relative error. `units`: with zero
-  // 3, the index of each unit's first parameter (GptStage::units()).
+  // 3, the index of each unit's first parameter (GptStage::units()). `keep_gathered`: zero 3
+  // keeps a gathered unit until the step's end. `replicas`: HSDP's (comm null: none).
   GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, int zero,
-           bool overlap, const TierCodecs& codecs, bool measure_error, const std::vector<int>& units = {});
+           bool overlap, const TierCodecs& codecs, bool measure_error, const std::vector<int>& units = {},
+           bool keep_gathered = false, const ShardReplicas& replicas = {});
 
   // The flat ranges whose optimizer update is this rank's: everything, or with ZeRO this
   // rank's part of each bucket.
@@ -57,8 +71,9 @@ class GradSync {
   bool every_microbatch() const { return zero_ >= 2; }
 
   void begin_step();
-  // Around each backward that reports its gradients (every_microbatch(), or the last).
-  void begin_backward();
+  // Around each backward that reports its gradients (every_microbatch(), or the last);
+  // `last`: the step's last micro-batch, which completes each gradient.
+  void begin_backward(bool last);
   void end_backward();
   // A parameter's gradient is complete (called from backward).
   void grad_ready(int param);
@@ -72,6 +87,9 @@ class GradSync {
   // ZeRO-3 (the model's hooks): unit `unit` is gathered, waited for, and `next` started.
   void use_unit(int unit, int next);
   void done_unit(int unit);
+  // ZeRO-3: the most parameter elements this rank held whole at once during the step (its
+  // own parts included), for the memory the gather policy costs.
+  std::int64_t peak_held() const { return peak_held_; }
   // ZeRO-3: every parameter whole (for a checkpoint), and dropped again. No-ops otherwise.
   void gather_all();
   void drop_all();
@@ -96,6 +114,7 @@ class GradSync {
     int params = 0;
     int pending = 0;
     Work work;
+    Work across;  // HSDP: the shard's all-reduce across the replicas
     bool launched = false;
     std::unique_ptr<BucketCodecs> codecs;  // when compressed
     std::vector<Matrix> tensors;           // its parameters, relative to begin
@@ -111,8 +130,11 @@ class GradSync {
     Tensor buffer;
     Work work;
     int bucket = -1;
+    bool last = false;  // of the step's last micro-batch
   };
   void launch(Bucket& b);
+  // HSDP: the all-reduce of `shard` (the bucket's reduced part) across the replicas, after `after`.
+  Work reduce_across(Bucket& b, Buffer shard, Work after);
   void stage(Bucket& b);
   void fold(Staging& s);  // waits for its reduce-scatter and adds this rank's part into the bucket's shard
   void account(const Work& w, bool gradients);
@@ -120,12 +142,16 @@ class GradSync {
   void start_gather(Bucket& b);
   void arrive(Bucket& b);  // waits for its all-gather, if one is in flight
   void drop(Bucket& b);
+  void count_held();
 
   Communicator& dp_;
   const ParamSet& params_;
   Algorithm algo_;
   int zero_;
-  bool overlap_;
+  bool overlap_, keep_gathered_;
+  ShardReplicas replicas_;
+  bool last_backward_ = false;
+  std::int64_t peak_held_ = 0;
   bool compressed_, measure_error_;
   std::vector<Bucket> buckets_;  // in launch order: the end of the buffer first
   std::vector<int> bucket_of_;   // by parameter index

@@ -67,11 +67,12 @@ Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<con
   const auto& p = cfg.parallel;
   Grid grid(p.tp, p.pp, p.dp, p.order);
   GridCoord coord = grid.coord(mpi.rank());
-  std::optional<Tier> outer;
-  if (cfg.sync.outer && p.dp > 1) outer = *tier_from_name(cfg.sync.outer->tier);
-  if (cfg.sync.outer && p.dp == 1 && mpi.rank() == 0)
-    log::warn("sync.outer has no effect: parallel.dp is 1, so there are no replicas to synchronise");
-  GridComms comms = make_grid_comms(grid, topo, nccl_api(cfg), outer);
+  std::optional<Tier> split;
+  if (p.dp > 1) split = dp_split_tier(cfg);
+  if (dp_split_tier(cfg) && p.dp == 1 && mpi.rank() == 0)
+    log::warn("{} has no effect: parallel.dp is 1, so there are no replicas to {}", dp_split_key(cfg),
+              cfg.sync.outer ? "synchronise" : "shard");
+  GridComms comms = make_grid_comms(grid, topo, nccl_api(cfg), split, dp_split_key(cfg));
   std::shared_ptr<Pacer> pacer = Pacer::create(MPI_COMM_WORLD, topo, link_specs(cfg.links));
   for (Communicator* c : {static_cast<Communicator*>(comms.world.get()), comms.tp.get(), comms.pp.get(), comms.dp.get(),
                           comms.embed.get(), comms.dp_inner.get(), comms.dp_outer.get()})

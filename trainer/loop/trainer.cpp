@@ -70,8 +70,14 @@ TierCodecs tier_codecs(const Config& cfg, const Topology& topo, const std::vecto
   if (!any) return codecs;
   if (cfg.parallel.zero > 0 && zero_applies)
     throw UserError(fmt::format("compression applies to the gradient all-reduce; ZeRO-{} (parallel.zero: {}) "
-                                "reduce-scatters, uncompressed: set parallel.zero: 0 or remove the compression section",
-                                cfg.parallel.zero, cfg.parallel.zero));
+                                "reduce-scatters, uncompressed: set parallel.zero: 0 or remove the compression section{}",
+                                cfg.parallel.zero, cfg.parallel.zero,
+                                cfg.parallel.shard_within == "none"
+                                    ? ""
+                                    : fmt::format(" below {} (parallel.shard_within {}: only the all-reduce across "
+                                                  "the {}s takes a codec)",
+                                                  tier_name(*dp_split_tier(cfg)), cfg.parallel.shard_within,
+                                                  cfg.parallel.shard_within)));
   if (algo == Algorithm::native)
     throw UserError("compression needs sync.algorithm ring or hierarchical: the library's native all-reduce cannot "
                     "carry codecs");
@@ -117,13 +123,19 @@ std::string outer_in_one_unit(const Config& cfg) {
                      tier_unit(*tier_from_name(cfg.sync.outer->tier)), cfg.sync.outer->tier);
 }
 
-TierCodecs outer_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& across, Algorithm algo) {
-  TierCodecs codecs = tier_codecs(cfg, topo, across, algo, *tier_from_name(cfg.sync.outer->tier), Tier::inter_site, false);
+std::string shard_in_one_unit(const Config& cfg) {
+  return fmt::format("parallel.shard_within {}: every data-parallel replica is in one {}; ZeRO shards over all of them",
+                     cfg.parallel.shard_within, cfg.parallel.shard_within);
+}
+
+TierCodecs split_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& across, Algorithm algo) {
+  TierCodecs codecs = tier_codecs(cfg, topo, across, algo, *dp_split_tier(cfg), Tier::inter_site, false);
   for (Tier t : kAllTiers)
     if (codecs[t].lossy() && find_codec(codecs[t].name)->whole_tensors)
-      throw UserError(fmt::format("compression.{}.codec {}: the outer sync sends a segment of the flat parameters, "
-                                  "not whole matrices; use another codec across {}",
-                                  tier_name(t), codecs[t].name, tier_name(t)));
+      throw UserError(fmt::format("compression.{}.codec {}: {} sends a segment of the flat {}, not whole matrices; "
+                                  "use another codec across {}",
+                                  tier_name(t), codecs[t].name, cfg.sync.outer ? "the outer sync" : "HSDP's all-reduce",
+                                  cfg.sync.outer ? "parameters" : "gradients", tier_name(t)));
   return codecs;
 }
 
@@ -158,11 +170,14 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     : cfg_(cfg), opts_(opts), mpi_(mpi), layout_(std::move(layout)), pipeline_(cfg, layout_.coord, compute_device(cfg)) {
   set_cpu_threads(cpu_threads_for(cfg, mpi));
   const auto& p = cfg.parallel;
-  // With an outer sync across several islands, the every-step sync runs within the island.
+  // Split at a tier (sync.outer, parallel.shard_within), the every-step sync runs inside the
+  // unit: the island of an outer sync, or HSDP's shard group.
   GridComms& comms = layout_.comms;
-  const bool outer = comms.dp_outer && comms.dp_outer->size() > 1;
-  if (cfg.sync.outer && p.dp > 1 && !outer && mpi.rank() == 0) log::warn("{}", outer_in_one_unit(cfg));
-  step_dp_ = outer ? comms.dp_inner.get() : comms.dp.get();
+  const bool split = comms.dp_outer && comms.dp_outer->size() > 1;
+  const bool outer = split && cfg.sync.outer;
+  if (dp_split_tier(cfg) && p.dp > 1 && !split && mpi.rank() == 0)
+    log::warn("{}", cfg.sync.outer ? outer_in_one_unit(cfg) : shard_in_one_unit(cfg));
+  step_dp_ = split ? comms.dp_inner.get() : comms.dp.get();
   if (p.zero > 0 && p.dp == 1 && mpi.rank() == 0)
     log::warn("parallel.zero {} with parallel.dp 1: one data-parallel replica has nothing to shard", p.zero);
   Communicator& dp = *step_dp_;
@@ -181,12 +196,20 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   model_->init(cfg.train.seed);
   if (p.pp > 1) wte_ = model_->params().index("wte");
   std::vector<FlatRange> owned{{0, model_->params().numel()}};
-  const Tier outer_tier = outer ? *tier_from_name(cfg.sync.outer->tier) : Tier::inter_site;
   const TierCodecs codecs = step_tier_codecs(cfg, dp.topology(), dp.members(), sync_algo_,
-                                             outer ? std::optional<Tier>(outer_tier) : std::nullopt);
-  if (dp.size() > 1) {
+                                             split ? dp_split_tier(cfg) : std::nullopt);
+  ShardReplicas replicas;  // HSDP
+  if (split && !outer) {
+    Communicator& across = *comms.dp_outer;
+    across.set_chunk_bytes(cfg.sync.chunk.value);
+    replicas.comm = &across;
+    replicas.algo = resolve_sync_algorithm(cfg.sync.algorithm, across.hierarchy());
+    replicas.codecs = split_tier_codecs(cfg, across.topology(), across.members(), replicas.algo);
+  }
+  if (dp.size() > 1 || replicas.comm) {
     sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero,
-                                       cfg.sync.overlap, codecs, cfg.metrics.compression_error, model_->units());
+                                       cfg.sync.overlap, codecs, cfg.metrics.compression_error, model_->units(),
+                                       p.reshard == "step", replicas);
     owned = sync_->owned();
   }
   StageHooks hooks;
@@ -217,7 +240,9 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     across.set_chunk_bytes(cfg.sync.chunk.value);
     const Algorithm algo = resolve_sync_algorithm(cfg.sync.algorithm, across.hierarchy());
     outer_ = std::make_unique<OuterSync>(*cfg.sync.outer, dp, across, model_->params(), algo,
-                                         outer_tier_codecs(cfg, across.topology(), across.members(), algo));
+                                         split_tier_codecs(cfg, across.topology(), across.members(), algo));
+  }
+  if (split) {
     island_ = comms.island->handle();
     first_island_ = std::find(dp.members().begin(), dp.members().end(), comms.dp->members().front()) != dp.members().end();
   }
@@ -320,7 +345,7 @@ void Trainer::train_step(int step, StepStats& s) {
     if (!sync_ || !(last || sync_->every_microbatch())) return;
     arm_sync_ = before;
     if (before)
-      sync_->begin_backward();
+      sync_->begin_backward(last);
     else
       blocking([&] { sync_->end_backward(); });  // without overlap, ZeRO-2 and 3 start the micro-batch's syncs here
   });
@@ -384,6 +409,7 @@ double Trainer::evaluate(int steps_done) {
   double mine = 0;
   for (int k = 0; k < cfg_.eval.batches; ++k)
     mine += pipeline_.evaluate(k, *model_, *eval_data_, *layout_.comms.pp);
+  if (sync_) sync_->drop_all();  // ZeRO-3 that keeps units gathered: the next step gathers its own
   const bool speaks = last_stage_ && layout_.coord.tp == 0;
   const double loss = sum_over(MPI_COMM_WORLD, speaks ? mine / p.microbatches / p.dp / cfg_.eval.batches : 0.0);
   if (mpi_.rank() == 0 && !log::quiet()) log::info("eval after step {}: held-out loss {:.4f}", steps_done, loss);
@@ -453,6 +479,11 @@ void Trainer::run() {
     train_step(step, s);
     s.step_time = now_seconds() - s.start;
     watchdog_->step_end(s.step_time);
+    if (step == first_step_ && cfg_.parallel.zero == 3) {
+      // What the gather policy costs: the parameters each rank held whole at once.
+      auto held = gather_to_root(MPI_COMM_WORLD, {static_cast<double>(sync_ ? sync_->peak_held() : 0)});
+      log_->set_attr("parameters_held_peak", std::vector<std::int64_t>(held.begin(), held.end()));
+    }
     bool last = step + 1 == cfg_.train.steps;
     if (eval_data_ && ((step + 1) % cfg_.eval.every == 0 || last)) {
       watchdog_->phase("the held-out evaluation");

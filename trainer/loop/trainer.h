@@ -129,11 +129,13 @@ TierCodecs tier_codecs(const Config& cfg, const Topology& topo, const std::vecto
 // `outer`, of the tiers below it.
 TierCodecs step_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& members, Algorithm algo,
                             std::optional<Tier> outer);
-// Under sync.outer: the outer all-reduce's codecs, of its tier and above, for the members
-// `across` the islands; it sends a segment of the flat parameters, so codecs that need whole
-// matrices are refused.
-TierCodecs outer_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& across, Algorithm algo);
-// Why sync.outer changes nothing when every data-parallel replica sits in one unit of its tier.
+// Split at a tier (dp_split_tier): the codecs of the all-reduce across it, of the tier and
+// above, for the members `across` the units: the outer sync's, or HSDP's all-reduce of each
+// shard. It sends a segment of a flat buffer, so codecs that need whole matrices are refused.
+TierCodecs split_tier_codecs(const Config& cfg, const Topology& topo, const std::vector<int>& across, Algorithm algo);
+// Why sync.outer, or parallel.shard_within, changes nothing when every data-parallel replica
+// sits in one unit of its tier.
 std::string outer_in_one_unit(const Config& cfg);
+std::string shard_in_one_unit(const Config& cfg);
 
 }  // namespace ft
