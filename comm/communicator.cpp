@@ -184,27 +184,51 @@ void Communicator::barrier() {
 }
 
 Work Communicator::exchange(Buffer send, int to, Buffer recv, int from) {
-  if (send.count == 0) to = -1;
-  if (recv.count == 0) from = -1;
-  // Rule 3: the snapshot is issued on the producer stream before enqueue() records the
-  // event the lane waits for, so what goes out is what the buffer held now.
-  std::shared_ptr<void> copy = to >= 0 ? transport_->snapshot(send) : nullptr;
-  const Buffer staged{copy.get(), to >= 0 ? send.count : 0, send.dtype, send.device};
-  return enqueue([this, copy, staged, to, recv, from] {
-    auto run = [&] {
-      transport_->on_backend_memory(staged, Transport::kScratchHost, [&](Buffer out) {
-        transport_->on_backend_memory(from >= 0 ? recv : Buffer{}, Transport::kScratchRecv, [&](Buffer in) {
-          transport_->finish_exchange(transport_->start_exchange(out, to, in, from));
-        });
-      }, false);
+  std::vector<Message> sends, recvs;
+  if (to >= 0 && send.count) sends.push_back({send, to});
+  if (from >= 0 && recv.count) recvs.push_back({recv, from});
+  return exchange(std::move(sends), std::move(recvs));
+}
+
+Work Communicator::exchange(std::vector<Message> sends, std::vector<Message> recvs) {
+  std::erase_if(sends, [](const Message& m) { return m.peer < 0 || m.buf.count == 0; });
+  std::erase_if(recvs, [](const Message& m) { return m.peer < 0 || m.buf.count == 0; });
+  if (sends.size() > Transport::kExchangeMessages || recvs.size() > Transport::kExchangeMessages)
+    throw std::logic_error("Communicator::exchange: more messages than it stages");
+  // Rule 3: the snapshots are issued on the producer stream before enqueue() records the
+  // event the lane waits for, so what goes out is what the buffers held now.
+  std::vector<std::shared_ptr<void>> copies;
+  for (Message& m : sends) {
+    copies.push_back(transport_->snapshot(m.buf));
+    m.buf.data = copies.back().get();
+  }
+  return enqueue([this, copies, sends, recvs] {
+    // Each buffer in backend memory (its own scratch when it is not), then one group.
+    std::vector<Message> out = sends, in = recvs;
+    std::function<void(std::size_t)> stage = [&](std::size_t i) {
+      if (i == out.size() + in.size()) return transport_->finish_exchange(transport_->start_exchanges(out, in));
+      const bool sending = i < out.size();
+      const std::size_t k = sending ? i : i - out.size();
+      Message& m = sending ? out[k] : in[k];
+      const int slot = (sending ? Transport::kScratchHost : Transport::kScratchRecv) + 2 * static_cast<int>(k);
+      transport_->on_backend_memory(m.buf, slot, [&, i](Buffer there) {
+        m.buf = there;
+        stage(i + 1);
+      }, !sending);
     };
-    if (to < 0) return run();
-    // The send is this rank's message on the link; the receive is its peer's.
-    const Tier tier = tier_to(to);
-    busy_while(tier, [&] {
-      hold(book(tier, {{staged.bytes(), staged.bytes()}}), 0);
-      run();
-    });
+    // A send is this rank's message on its link (a receive is its peer's): each tier's link
+    // is booked for what goes out on it, and busy until the group has run.
+    std::vector<Tier> tiers;
+    for (const Message& m : sends)
+      if (std::find(tiers.begin(), tiers.end(), tier_to(m.peer)) == tiers.end()) tiers.push_back(tier_to(m.peer));
+    std::function<void(std::size_t)> paced = [&](std::size_t t) {
+      if (t < tiers.size()) return busy_while(tiers[t], [&] { paced(t + 1); });
+      std::vector<Booking> booked;
+      for (const Message& m : sends) booked.push_back(book(tier_to(m.peer), {{m.buf.bytes(), m.buf.bytes()}}));
+      for (const Booking& b : booked) hold(b, 0);
+      stage(0);
+    };
+    paced(0);
   });
 }
 

@@ -113,6 +113,11 @@ class Communicator {
   // until the compute issued before has run (tensors the model owns do); `recv` is in place
   // when the Work is.
   Work exchange(Buffer send, int to, Buffer recv, int from);
+  // ... every send to its group rank while every receive from its own, in one group (up to
+  // Transport::kExchangeMessages of each): a stage's exchange around a forward and backward
+  // that run back to back (the interleaved schedule's steady state).
+  using Message = Transport::Message;
+  Work exchange(std::vector<Message> sends, std::vector<Message> recvs);
 
   // Runs `fn` on the lane after everything issued before it.
   Work enqueue(std::function<void()> fn);

@@ -108,11 +108,11 @@ void MpiTransport::broadcast(Buffer buf, int root) {
 
 void MpiTransport::barrier() { MPI_Barrier(comm_); }
 
-int MpiTransport::start_exchange(Buffer send, int to, Buffer recv, int from) {
-  check_host(send);
-  check_host(recv);
+int MpiTransport::start_exchanges(const std::vector<Message>& sends, const std::vector<Message>& recvs) {
+  for (const Message& m : sends) check_host(m.buf);
+  for (const Message& m : recvs) check_host(m.buf);
   int ticket;
-  std::array<MPI_Request, 2>* slot;
+  std::vector<MPI_Request>* slot;
   {
     std::lock_guard lock(exchanges_mutex_);
     if (!free_tickets_.empty()) {
@@ -120,25 +120,28 @@ int MpiTransport::start_exchange(Buffer send, int to, Buffer recv, int from) {
       free_tickets_.pop_back();
     } else {
       ticket = static_cast<int>(exchanges_.size());
-      exchanges_.push_back({MPI_REQUEST_NULL, MPI_REQUEST_NULL});
+      exchanges_.emplace_back();
     }
     slot = &exchanges_[static_cast<std::size_t>(ticket)];
   }
   auto& req = *slot;
-  req = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-  // Receive first, so the matching send finds it posted.
-  if (from >= 0 && recv.count) MPI_Irecv(recv.data, mpi_count(recv.bytes()), MPI_BYTE, from, 0, comm_, &req[0]);
-  if (to >= 0 && send.count) MPI_Isend(send.data, mpi_count(send.bytes()), MPI_BYTE, to, 0, comm_, &req[1]);
+  req.assign(sends.size() + recvs.size(), MPI_REQUEST_NULL);
+  // Receives first, so the matching sends find them posted.
+  std::size_t r = 0;
+  for (const Message& m : recvs)
+    if (m.peer >= 0 && m.buf.count) MPI_Irecv(m.buf.data, mpi_count(m.buf.bytes()), MPI_BYTE, m.peer, 0, comm_, &req[r++]);
+  for (const Message& m : sends)
+    if (m.peer >= 0 && m.buf.count) MPI_Isend(m.buf.data, mpi_count(m.buf.bytes()), MPI_BYTE, m.peer, 0, comm_, &req[r++]);
   return ticket;
 }
 
 void MpiTransport::finish_exchange(int ticket) {
-  std::array<MPI_Request, 2>* req;
+  std::vector<MPI_Request>* req;
   {
     std::lock_guard lock(exchanges_mutex_);
     req = &exchanges_.at(static_cast<std::size_t>(ticket));
   }
-  wait_politely(2, req->data());
+  wait_politely(static_cast<int>(req->size()), req->data());
   std::lock_guard lock(exchanges_mutex_);
   free_tickets_.push_back(ticket);
 }

@@ -37,7 +37,7 @@ class MpiTransport final : public Transport {
   void all_gather(Buffer buf) override;
   void broadcast(Buffer buf, int root) override;
   void barrier() override;
-  int start_exchange(Buffer send, int to, Buffer recv, int from) override;
+  int start_exchanges(const std::vector<Message>& sends, const std::vector<Message>& recvs) override;
   void finish_exchange(int ticket) override;
   void add(Buffer dst, Buffer src) override;
   void scale(Buffer buf, double factor) override;
@@ -50,7 +50,7 @@ class MpiTransport final : public Transport {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int size_ = 1, rank_ = 0;
   std::mutex exchanges_mutex_;  // the worker sends while the caller receives
-  std::deque<std::array<MPI_Request, 2>> exchanges_;  // by ticket; a deque keeps them in place
+  std::deque<std::vector<MPI_Request>> exchanges_;  // by ticket; a deque keeps them in place
   std::vector<int> free_tickets_;
   std::vector<std::unique_ptr<char[]>> scratch_;       // by slot, grown on demand
   std::vector<std::size_t> scratch_bytes_;

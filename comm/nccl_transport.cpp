@@ -99,10 +99,12 @@ void NcclTransport::barrier() {
 
 // One group, on the one stream: whatever the stream does next (the ring's add of what
 // arrived, the next chunk into the slot) is ordered after it, so finishing needs no wait.
-int NcclTransport::start_exchange(Buffer send, int to, Buffer recv, int from) {
+int NcclTransport::start_exchanges(const std::vector<Message>& sends, const std::vector<Message>& recvs) {
   grouped([&] {
-    if (to >= 0 && send.count) comm_->send(send.data, send.bytes(), to, *stream_);
-    if (from >= 0 && recv.count) comm_->recv(recv.data, recv.bytes(), from, *stream_);
+    for (const Message& m : sends)
+      if (m.peer >= 0 && m.buf.count) comm_->send(m.buf.data, m.buf.bytes(), m.peer, *stream_);
+    for (const Message& m : recvs)
+      if (m.peer >= 0 && m.buf.count) comm_->recv(m.buf.data, m.buf.bytes(), m.peer, *stream_);
   });
   return 0;
 }

@@ -33,7 +33,7 @@ class NcclTransport final : public Transport {
   void broadcast(Buffer buf, int root) override;
   void barrier() override;
   bool collectives_in_library() const override { return true; }
-  int start_exchange(Buffer send, int to, Buffer recv, int from) override;
+  int start_exchanges(const std::vector<Message>& sends, const std::vector<Message>& recvs) override;
   void finish_exchange(int ticket) override;
   void add(Buffer dst, Buffer src) override;
   void scale(Buffer buf, double factor) override;

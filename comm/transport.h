@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "comm/device.h"
 #include "comm/stream.h"
@@ -35,11 +36,22 @@ class Transport {
   virtual bool collectives_in_library() const { return false; }
 
   // ---- point to point ----
-  // Starts sending `send` to `to` while receiving `recv` from `from` (either may be empty),
-  // in one group: neither waits for the other. finish_exchange(ticket): after it, this
-  // transport's later work may use both buffers, and the host may once complete() has.
-  virtual int start_exchange(Buffer send, int to, Buffer recv, int from) = 0;
+  // Starts sending each of `sends` to its peer while receiving each of `recvs` from its
+  // peer, in one group: none waits for another. finish_exchange(ticket): after it, this
+  // transport's later work may use the buffers, and the host may once complete() has.
+  struct Message {
+    Buffer buf;
+    int peer = -1;
+  };
+  virtual int start_exchanges(const std::vector<Message>& sends, const std::vector<Message>& recvs) = 0;
   virtual void finish_exchange(int ticket) = 0;
+  // One send and one receive (either may be empty, or its peer -1): a ring's step.
+  int start_exchange(Buffer send, int to, Buffer recv, int from) {
+    std::vector<Message> out, in;
+    if (to >= 0 && send.count) out.push_back({send, to});
+    if (from >= 0 && recv.count) in.push_back({recv, from});
+    return start_exchanges(out, in);
+  }
 
   // ---- element-wise, in this transport's order ----
   virtual void add(Buffer dst, Buffer src) = 0;  // dst += src
@@ -56,8 +68,10 @@ class Transport {
   virtual void copy_bytes(void* dst, const void* src, std::size_t bytes, Device device) = 0;
   // Scratch of at least `bytes` in this backend's memory, kept for reuse; one buffer per
   // slot, so that users on different threads never share one.
+  // An exchange stages its i-th send in kScratchHost + 2 i and its i-th receive in
+  // kScratchRecv + 2 i (kExchangeMessages of each at most).
   static constexpr int kScratchLanding = 0, kScratchStaging = 1, kScratchCodec = 2, kScratchHost = 3,
-                       kScratchRecv = 4, kScratchSlots = 5;
+                       kScratchRecv = 4, kExchangeMessages = 2, kScratchSlots = 3 + 2 * kExchangeMessages;
   virtual Buffer scratch(int slot, std::size_t bytes, DType dtype) = 0;
   // Where its buffers live: host memory (MPI, the CPU model of NCCL) or the GPU (NCCL).
   virtual Device memory() const { return Device::cpu; }

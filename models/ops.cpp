@@ -243,19 +243,21 @@ void add_into(const Tensor& dst, const Tensor& src, i64 N) {
   on_cpu(dst, [=]<class T>() { cpu::add_into<T>(dst.data<T>(), src.data<T>(), N); });
 }
 
-void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe, i64 B, i64 T,
-                       i64 C) {
-  FT_ON_CUDA(out, cuda::embedding_forward(f(out), ints(tokens), f(wte), f(wpe), B, T, C));
-  on_cpu(out, [=]<class E>() {
-    cpu::embedding_forward<E>(out.data<E>(), tokens.data<std::int32_t>(), wte.data<E>(), wpe.data<E>(), B, T, C);
+void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor* wpe, i64 B, i64 T,
+                       i64 C, i64 v0) {
+  const i64 Vl = wte.shape()[0];
+  FT_ON_CUDA(out, cuda::embedding_forward(f(out), ints(tokens), f(wte), f(wpe), B, T, C, v0, Vl));
+  on_cpu(out, [=, wpe = opt(wpe)]<class E>() {
+    cpu::embedding_forward<E>(out.data<E>(), tokens.data<std::int32_t>(), wte.data<E>(), ptr<E>(wpe), B, T, C, v0, Vl);
   });
 }
 
 void embedding_backward(const Tensor* dwte, const Tensor* dwpe, const Tensor& dout, const Tensor& tokens, i64 B, i64 T,
-                        i64 C) {
-  FT_ON_CUDA(dout, cuda::embedding_backward(f(dwte), f(dwpe), f(dout), ints(tokens), B, T, C));
+                        i64 C, i64 v0) {
+  const i64 Vl = dwte ? dwte->shape()[0] : 0;
+  FT_ON_CUDA(dout, cuda::embedding_backward(f(dwte), f(dwpe), f(dout), ints(tokens), B, T, C, v0, Vl));
   on_cpu(dout, [=, dwte = opt(dwte), dwpe = opt(dwpe)]<class E>() {
-    cpu::embedding_backward<E>(ptr<E>(dwte), ptr<E>(dwpe), dout.data<E>(), tokens.data<std::int32_t>(), B, T, C);
+    cpu::embedding_backward<E>(ptr<E>(dwte), ptr<E>(dwpe), dout.data<E>(), tokens.data<std::int32_t>(), B, T, C, v0, Vl);
   });
 }
 
@@ -267,12 +269,29 @@ void crossentropy_forward(const Tensor& losses, const Tensor& probs, const Tenso
   });
 }
 
+void crossentropy_shard_stats(const Tensor& stats, const Tensor& logits, const Tensor& targets, i64 N, i64 Vl, i64 v0) {
+  FT_ON_CUDA(stats, cuda::crossentropy_shard_stats(f(stats), f(logits), ints(targets), N, Vl, v0));
+  on_cpu(stats, [=]<class T>() {
+    cpu::crossentropy_shard_stats<T>(stats.data<T>(), logits.data<T>(), targets.data<std::int32_t>(), N, Vl, v0);
+  });
+}
+
+void crossentropy_shard_finish(const Tensor& losses, const Tensor& probs, const Tensor& logits, const Tensor& all_stats,
+                               int ranks, i64 N, i64 Vl) {
+  FT_ON_CUDA(losses, cuda::crossentropy_shard_finish(f(losses), f(probs), f(logits), f(all_stats), ranks, N, Vl));
+  on_cpu(losses, [=]<class T>() {
+    cpu::crossentropy_shard_finish<T>(losses.data<T>(), probs.data<T>(), logits.data<T>(), all_stats.data<T>(), ranks, N,
+                                      Vl);
+  });
+}
+
 void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss, i64 N,
-                           i64 V) {
-  FT_ON_CUDA(dlogits, cuda::crossentropy_backward(f(dlogits), f(probs), ints(targets), static_cast<float>(dloss), N, V));
+                           i64 Vl, i64 v0) {
+  FT_ON_CUDA(dlogits,
+             cuda::crossentropy_backward(f(dlogits), f(probs), ints(targets), static_cast<float>(dloss), N, Vl, v0));
   on_cpu(dlogits, [=]<class T>() {
     cpu::crossentropy_backward<T>(dlogits.data<T>(), probs.data<T>(), targets.data<std::int32_t>(), static_cast<T>(dloss),
-                                  N, V);
+                                  N, Vl, v0);
   });
 }
 

@@ -58,17 +58,25 @@ void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout, i6
 void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b, i64 N);
 void add_into(const Tensor& dst, const Tensor& src, i64 N);
 
-void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe, i64 B, i64 T,
-                       i64 C);
+// wte holds the vocabulary's rows from v0 on (all of them: v0 = 0); a token outside them
+// looks up zeros, and its gradient goes nowhere. wpe may be null (nothing added).
+void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor* wpe, i64 B, i64 T,
+                       i64 C, i64 v0 = 0);
 void embedding_backward(const Tensor* dwte, const Tensor* dwpe, const Tensor& dout, const Tensor& tokens, i64 B, i64 T,
-                        i64 C);
+                        i64 C, i64 v0 = 0);
 
 // probs may be logits (in place). The backward writes dlogits rather than adding to them, so
 // dlogits may be probs; dloss is one value for every position (the mean-loss scale).
 void crossentropy_forward(const Tensor& losses, const Tensor& probs, const Tensor& logits, const Tensor& targets, i64 N,
                           i64 V);
+// Over a vocabulary split across ranks (cpu/kernels.h): stats [3, N] of this rank's Vl logits
+// from v0 on; then, from every rank's stats gathered [ranks, 3, N], the losses and probs.
+void crossentropy_shard_stats(const Tensor& stats, const Tensor& logits, const Tensor& targets, i64 N, i64 Vl, i64 v0);
+void crossentropy_shard_finish(const Tensor& losses, const Tensor& probs, const Tensor& logits, const Tensor& all_stats,
+                               int ranks, i64 N, i64 Vl);
+// Over Vl logits per row from v0 on (the whole vocabulary: v0 = 0).
 void crossentropy_backward(const Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss, i64 N,
-                           i64 V);
+                           i64 Vl, i64 v0 = 0);
 
 // AdamW on runs of the flat buffers: params and grads over each run's range, m and v from
 // its `state` offset on, with the run's weight decay; see cpu/kernels.h. On a GPU the runs

@@ -44,20 +44,32 @@ template <class T> void gelu_backward(T* dinp, const T* inp, const T* dout, i64 
 template <class T> void residual_forward(T* out, const T* a, const T* b, i64 N);
 template <class T> void add_into(T* dst, const T* src, i64 N);
 
-// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
-template <class T> void embedding_forward(T* out, const std::int32_t* tokens, const T* wte, const T* wpe, i64 B, i64 T_, i64 C);
-// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:]  (either may be null)
+// out[b,t,:] = wte[tokens[b,t] - v0,:] + wpe[t,:]: wte holds the Vl rows of the vocabulary from
+// v0 on (all of it: v0 = 0, Vl = V), and a token outside them contributes zeros; wpe may be null.
 template <class T>
-void embedding_backward(T* dwte, T* dwpe, const T* dout, const std::int32_t* tokens, i64 B, i64 T_, i64 C);
+void embedding_forward(T* out, const std::int32_t* tokens, const T* wte, const T* wpe, i64 B, i64 T_, i64 C, i64 v0,
+                       i64 Vl);
+// dwte[tokens[b,t] - v0,:] += dout[b,t,:] (within its Vl rows); dwpe[t,:] += dout[b,t,:]  (either may be null)
+template <class T>
+void embedding_backward(T* dwte, T* dwpe, const T* dout, const std::int32_t* tokens, i64 B, i64 T_, i64 C, i64 v0, i64 Vl);
 
 // Softmax over V logits per row, then cross-entropy against targets: losses [N], probs [N,V].
 // probs may be logits: the softmax then replaces them, and the [N,V] array is held once.
 template <class T> void crossentropy_forward(T* losses, T* probs, const T* logits, const std::int32_t* targets, i64 N, i64 V);
-// dlogits = (probs - onehot(target)) * dloss, the fused softmax + cross-entropy backward;
-// dloss is the same for every position (1 / tokens for a mean loss). Written, not added,
-// so that dlogits may be probs.
+// The same over a vocabulary split across ranks, each holding Vl logits per row from v0 on,
+// in two halves around an all-gather of each rank's [3, N] statistics: (1) per row its
+// largest logit, the sum of exp(logit - that), and the target's logit where this rank holds
+// it (else 0); (2) from every rank's, the row's largest logit M, its softmax sum S and the
+// target's logit, whence losses = M + log S - z_target and probs = exp(logits - M) / S.
 template <class T>
-void crossentropy_backward(T* dlogits, const T* probs, const std::int32_t* targets, T dloss, i64 N, i64 V);
+void crossentropy_shard_stats(T* stats, const T* logits, const std::int32_t* targets, i64 N, i64 Vl, i64 v0);
+template <class T>
+void crossentropy_shard_finish(T* losses, T* probs, const T* logits, const T* all_stats, int ranks, i64 N, i64 Vl);
+// dlogits = (probs - onehot(target - v0)) * dloss, the fused softmax + cross-entropy
+// backward over Vl logits per row from v0 on; dloss is the same for every position (1 /
+// tokens for a mean loss). Written, not added, so that dlogits may be probs.
+template <class T>
+void crossentropy_backward(T* dlogits, const T* probs, const std::int32_t* targets, T dloss, i64 N, i64 Vl, i64 v0);
 
 // One AdamW step (decoupled weight decay) on n elements: g = grad * grad_scale;
 // m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m/c1 / (sqrt(v/c2) + eps) + wd p),

@@ -53,22 +53,26 @@ template <class T> void add_into(T* dst, const T* src, i64 N) {
 }
 
 template <class T>
-void embedding_forward(T* out, const std::int32_t* tokens, const T* wte, const T* wpe, i64 B, i64 T_, i64 C) {
+void embedding_forward(T* out, const std::int32_t* tokens, const T* wte, const T* wpe, i64 B, i64 T_, i64 C, i64 v0,
+                       i64 Vl) {
   for (i64 b = 0; b < B; ++b)
     for (i64 t = 0; t < T_; ++t) {
-      const T* e = wte + static_cast<i64>(tokens[b * T_ + t]) * C;
-      const T* p = wpe + t * C;
+      const i64 row = static_cast<i64>(tokens[b * T_ + t]) - v0;
+      const T* e = row >= 0 && row < Vl ? wte + row * C : nullptr;
+      const T* p = wpe ? wpe + t * C : nullptr;
       T* o = out + (b * T_ + t) * C;
-      for (i64 c = 0; c < C; ++c) o[c] = e[c] + p[c];
+      for (i64 c = 0; c < C; ++c) o[c] = (e ? e[c] : T(0)) + (p ? p[c] : T(0));
     }
 }
 
 template <class T>
-void embedding_backward(T* dwte, T* dwpe, const T* dout, const std::int32_t* tokens, i64 B, i64 T_, i64 C) {
+void embedding_backward(T* dwte, T* dwpe, const T* dout, const std::int32_t* tokens, i64 B, i64 T_, i64 C, i64 v0,
+                        i64 Vl) {
   for (i64 b = 0; b < B; ++b)
     for (i64 t = 0; t < T_; ++t) {
       const T* d = dout + (b * T_ + t) * C;
-      if (dwte) add_into(dwte + static_cast<i64>(tokens[b * T_ + t]) * C, d, C);
+      const i64 row = static_cast<i64>(tokens[b * T_ + t]) - v0;
+      if (dwte && row >= 0 && row < Vl) add_into(dwte + row * C, d, C);
       if (dwpe) add_into(dwpe + t * C, d, C);
     }
 }
@@ -93,16 +97,54 @@ void crossentropy_forward(T* losses, T* probs, const T* logits, const std::int32
       losses[n] = mx + std::log(sum) - z_target;
     }
   });
-  }
+}
 
 template <class T>
-void crossentropy_backward(T* dlogits, const T* probs, const std::int32_t* targets, T dloss, i64 N, i64 V) {
-  parallel_for(N, kGrain / V + 1, [=](i64 n0, i64 n1) {
+void crossentropy_shard_stats(T* stats, const T* logits, const std::int32_t* targets, i64 N, i64 Vl, i64 v0) {
+  parallel_for(N, kGrain / Vl + 1, [=](i64 n0, i64 n1) {
     for (i64 n = n0; n < n1; ++n) {
-      const T* p = probs + n * V;
-      T* d = dlogits + n * V;
-      for (i64 v = 0; v < V; ++v) d[v] = p[v] * dloss;
-      d[targets[n]] -= dloss;
+      const T* z = logits + n * Vl;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (i64 v = 0; v < Vl; ++v) mx = std::max(mx, z[v]);
+      T sum = 0;
+      for (i64 v = 0; v < Vl; ++v) sum += vexp(z[v] - mx);
+      const i64 target = static_cast<i64>(targets[n]) - v0;
+      stats[n] = mx;
+      stats[N + n] = sum;
+      stats[2 * N + n] = target >= 0 && target < Vl ? z[target] : T(0);
+    }
+  });
+}
+
+template <class T>
+void crossentropy_shard_finish(T* losses, T* probs, const T* logits, const T* all_stats, int ranks, i64 N, i64 Vl) {
+  parallel_for(N, kGrain / Vl + 1, [=](i64 n0, i64 n1) {
+    for (i64 n = n0; n < n1; ++n) {
+      T mx = -std::numeric_limits<T>::infinity(), sum = 0, z_target = 0;
+      for (int r = 0; r < ranks; ++r) mx = std::max(mx, all_stats[3 * N * r + n]);
+      for (int r = 0; r < ranks; ++r) {
+        const T* s = all_stats + 3 * N * r;
+        sum += s[N + n] * vexp(s[n] - mx);
+        z_target += s[2 * N + n];
+      }
+      const T* z = logits + n * Vl;
+      T* p = probs + n * Vl;
+      const T inv = T(1) / sum;
+      for (i64 v = 0; v < Vl; ++v) p[v] = vexp(z[v] - mx) * inv;
+      losses[n] = mx + std::log(sum) - z_target;
+    }
+  });
+}
+
+template <class T>
+void crossentropy_backward(T* dlogits, const T* probs, const std::int32_t* targets, T dloss, i64 N, i64 Vl, i64 v0) {
+  parallel_for(N, kGrain / Vl + 1, [=](i64 n0, i64 n1) {
+    for (i64 n = n0; n < n1; ++n) {
+      const T* p = probs + n * Vl;
+      T* d = dlogits + n * Vl;
+      for (i64 v = 0; v < Vl; ++v) d[v] = p[v] * dloss;
+      const i64 target = static_cast<i64>(targets[n]) - v0;
+      if (target >= 0 && target < Vl) d[target] -= dloss;
     }
   });
 }
@@ -154,10 +196,12 @@ void sgd_update(T* param, const T* grad, T* m, i64 n, double lr, double mu, bool
   template void gelu_backward<T>(T*, const T*, const T*, i64);                                          \
   template void residual_forward<T>(T*, const T*, const T*, i64);                                       \
   template void add_into<T>(T*, const T*, i64);                                                         \
-  template void embedding_forward<T>(T*, const std::int32_t*, const T*, const T*, i64, i64, i64);       \
-  template void embedding_backward<T>(T*, T*, const T*, const std::int32_t*, i64, i64, i64);            \
+  template void embedding_forward<T>(T*, const std::int32_t*, const T*, const T*, i64, i64, i64, i64, i64); \
+  template void embedding_backward<T>(T*, T*, const T*, const std::int32_t*, i64, i64, i64, i64, i64);      \
   template void crossentropy_forward<T>(T*, T*, const T*, const std::int32_t*, i64, i64);               \
-  template void crossentropy_backward<T>(T*, const T*, const std::int32_t*, T, i64, i64);             \
+  template void crossentropy_shard_stats<T>(T*, const T*, const std::int32_t*, i64, i64, i64);          \
+  template void crossentropy_shard_finish<T>(T*, T*, const T*, const T*, int, i64, i64);              \
+  template void crossentropy_backward<T>(T*, const T*, const std::int32_t*, T, i64, i64, i64);        \
   template void add_bias<T>(T*, const T*, i64, i64);                                                   \
   template void adamw_update<T>(T*, const T*, T*, T*, i64, double, double, double, double, double, double, double, \
                                 double);                                                                \

@@ -257,20 +257,33 @@ __global__ void k_residual(float* out, const float* a, const float* b, i64 n) {
 }
 
 __global__ void k_embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B,
-                                    i64 T, i64 C) {
+                                    i64 T, i64 C, i64 v0, i64 Vl) {
   i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i >= B * T * C) return;
   i64 c = i % C, bt = i / C, t = bt % T;
-  out[i] = wte[static_cast<i64>(tokens[bt]) * C + c] + wpe[t * C + c];
+  const i64 row = static_cast<i64>(tokens[bt]) - v0;
+  out[i] = (row >= 0 && row < Vl ? wte[row * C + c] : 0.0f) + (wpe ? wpe[t * C + c] : 0.0f);
 }
 
 __global__ void k_embedding_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens, i64 B, i64 T,
-                                     i64 C) {
+                                     i64 C, i64 v0, i64 Vl) {
   i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i >= B * T * C) return;
   i64 c = i % C, bt = i / C, t = bt % T;
-  if (dwte) atomicAdd(&dwte[static_cast<i64>(tokens[bt]) * C + c], dout[i]);
+  const i64 row = static_cast<i64>(tokens[bt]) - v0;
+  if (dwte && row >= 0 && row < Vl) atomicAdd(&dwte[row * C + c], dout[i]);
   if (dwpe) atomicAdd(&dwpe[t * C + c], dout[i]);
+}
+
+// A warp's row of V logits: its largest, and the sum of exp(z - largest), in every lane.
+__device__ void row_softmax_stats(const float* z, i64 V, int lane, float* mx, float* sum) {
+  float m = -INFINITY;
+  for (i64 v = lane; v < V; v += 32) m = fmaxf(m, z[v]);
+  m = warp_max(m);
+  float s = 0;
+  for (i64 v = lane; v < V; v += 32) s += __expf(z[v] - m);
+  *mx = m;
+  *sum = warp_sum(s);
 }
 
 // One warp per row of V logits.
@@ -281,12 +294,8 @@ __global__ void k_crossentropy_forward(float* losses, float* probs, const float*
   if (row >= N) return;
   const float* z = logits + row * V;
   const float z_target = z[targets[row]];  // before probs (which may be logits) are written
-  float mx = -INFINITY;
-  for (i64 v = lane; v < V; v += 32) mx = fmaxf(mx, z[v]);
-  mx = warp_max(mx);
-  float sum = 0;
-  for (i64 v = lane; v < V; v += 32) sum += __expf(z[v] - mx);
-  sum = warp_sum(sum);
+  float mx, sum;
+  row_softmax_stats(z, V, lane, &mx, &sum);
   float inv = 1.0f / sum;
   float* p = probs + row * V;
   __syncwarp();  // every lane has read z_target before any lane overwrites it
@@ -294,12 +303,48 @@ __global__ void k_crossentropy_forward(float* losses, float* probs, const float*
   if (lane == 0) losses[row] = mx + logf(sum) - z_target;
 }
 
+// One warp per row of a rank's Vl logits.
+__global__ void k_crossentropy_shard_stats(float* stats, const float* logits, const std::int32_t* targets, i64 N, i64 Vl,
+                                           i64 v0) {
+  i64 row = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= N) return;
+  const float* z = logits + row * Vl;
+  float mx, sum;
+  row_softmax_stats(z, Vl, lane, &mx, &sum);
+  if (lane == 0) {
+    const i64 target = static_cast<i64>(targets[row]) - v0;
+    stats[row] = mx;
+    stats[N + row] = sum;
+    stats[2 * N + row] = target >= 0 && target < Vl ? z[target] : 0.0f;
+  }
+}
+
+__global__ void k_crossentropy_shard_finish(float* losses, float* probs, const float* logits, const float* all_stats,
+                                            int ranks, i64 N, i64 Vl) {
+  i64 row = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= N) return;
+  float mx = -INFINITY, sum = 0, z_target = 0;
+  for (int r = 0; r < ranks; ++r) mx = fmaxf(mx, all_stats[3 * N * r + row]);
+  for (int r = 0; r < ranks; ++r) {
+    const float* s = all_stats + 3 * N * r;
+    sum += s[N + row] * __expf(s[row] - mx);
+    z_target += s[2 * N + row];
+  }
+  const float* z = logits + row * Vl;
+  float* p = probs + row * Vl;
+  const float inv = 1.0f / sum;
+  for (i64 v = lane; v < Vl; v += 32) p[v] = __expf(z[v] - mx) * inv;
+  if (lane == 0) losses[row] = mx + logf(sum) - z_target;
+}
+
 __global__ void k_crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N,
-                                        i64 V) {
+                                        i64 Vl, i64 v0) {
   i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (i >= N * V) return;
-  i64 n = i / V, v = i % V;
-  dlogits[i] = (probs[i] - (v == targets[n] ? 1.0f : 0.0f)) * dloss;
+  if (i >= N * Vl) return;
+  i64 n = i / Vl, v = i % Vl;
+  dlogits[i] = (probs[i] - (v + v0 == targets[n] ? 1.0f : 0.0f)) * dloss;
 }
 
 struct UpdateTable {
@@ -513,13 +558,15 @@ void add_into(float* dst, const float* src, i64 N) {
                     ctx().stream);
 }
 
-void embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B, i64 T, i64 C) {
-  k_embedding_forward<<<blocks_for(B * T * C), kThreads, 0, ctx().stream>>>(out, tokens, wte, wpe, B, T, C);
+void embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B, i64 T, i64 C,
+                       i64 v0, i64 Vl) {
+  k_embedding_forward<<<blocks_for(B * T * C), kThreads, 0, ctx().stream>>>(out, tokens, wte, wpe, B, T, C, v0, Vl);
   check_launch("embedding_forward");
 }
 
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens, i64 B, i64 T, i64 C) {
-  k_embedding_backward<<<blocks_for(B * T * C), kThreads, 0, ctx().stream>>>(dwte, dwpe, dout, tokens, B, T, C);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens, i64 B, i64 T, i64 C,
+                        i64 v0, i64 Vl) {
+  k_embedding_backward<<<blocks_for(B * T * C), kThreads, 0, ctx().stream>>>(dwte, dwpe, dout, tokens, B, T, C, v0, Vl);
   check_launch("embedding_backward");
 }
 
@@ -528,8 +575,21 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
   check_launch("crossentropy_forward");
 }
 
-void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N, i64 V) {
-  k_crossentropy_backward<<<blocks_for(N * V), kThreads, 0, ctx().stream>>>(dlogits, probs, targets, dloss, N, V);
+void crossentropy_shard_stats(float* stats, const float* logits, const std::int32_t* targets, i64 N, i64 Vl, i64 v0) {
+  k_crossentropy_shard_stats<<<warp_blocks(N), kThreads, 0, ctx().stream>>>(stats, logits, targets, N, Vl, v0);
+  check_launch("crossentropy_shard_stats");
+}
+
+void crossentropy_shard_finish(float* losses, float* probs, const float* logits, const float* all_stats, int ranks, i64 N,
+                               i64 Vl) {
+  k_crossentropy_shard_finish<<<warp_blocks(N), kThreads, 0, ctx().stream>>>(losses, probs, logits, all_stats, ranks, N,
+                                                                               Vl);
+  check_launch("crossentropy_shard_finish");
+}
+
+void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N, i64 Vl,
+                           i64 v0) {
+  k_crossentropy_backward<<<blocks_for(N * Vl), kThreads, 0, ctx().stream>>>(dlogits, probs, targets, dloss, N, Vl, v0);
   check_launch("crossentropy_backward");
 }
 

@@ -42,11 +42,17 @@ void gelu_forward(float* out, const float* inp, i64 N);
 void gelu_backward(float* dinp, const float* inp, const float* dout, i64 N);
 void residual_forward(float* out, const float* a, const float* b, i64 N);
 void add_into(float* dst, const float* src, i64 N);
-void embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B, i64 T, i64 C);
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens, i64 B, i64 T, i64 C);
+void embedding_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe, i64 B, i64 T, i64 C,
+                       i64 v0, i64 Vl);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens, i64 B, i64 T, i64 C,
+                        i64 v0, i64 Vl);
 // As in cpu/kernels.h: probs may be logits; dlogits are written, and may be probs.
 void crossentropy_forward(float* losses, float* probs, const float* logits, const std::int32_t* targets, i64 N, i64 V);
-void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N, i64 V);
+void crossentropy_shard_stats(float* stats, const float* logits, const std::int32_t* targets, i64 N, i64 Vl, i64 v0);
+void crossentropy_shard_finish(float* losses, float* probs, const float* logits, const float* all_stats, int ranks, i64 N,
+                               i64 Vl);
+void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, float dloss, i64 N, i64 Vl,
+                           i64 v0);
 // AdamW over runs of flat arrays: param and grad at [begin, begin + size), m and v at
 // [state, state + size), each run with its own weight decay; one launch for many runs.
 struct UpdateRun {

@@ -33,6 +33,13 @@ expect_error(["train", TINY, "--dry-run", "--set", "parallel.pp=4", "--set", "mo
              "model.layers (2) must be at least parallel.pp (4)")
 expect_error(["train", TINY, "--dry-run", "--set", "parallel.dp=4", "--set", "train.batch=10"],
              "train.batch (10) must divide by parallel.dp x parallel.microbatches")
+expect_error(["train", TINY, "--dry-run", "--set", "parallel.dp=4", "--set", "parallel.virtual_stages=2"],
+             "parallel.virtual_stages 2 interleaves pipeline stages: set parallel.pp above 1")
+expect_error(["train", TINY, "--dry-run", "--set", "parallel.pp=4", "--set", "parallel.virtual_stages=2"],
+             "model.layers (4) must be at least parallel.pp x parallel.virtual_stages (4 x 2)")
+expect_error(["train", TINY, "--dry-run", "--set", "parallel.pp=2", "--set", "parallel.dp=2", "--set",
+              "parallel.virtual_stages=2", "--set", "parallel.microbatches=3", "--set", "train.batch=12"],
+             "parallel.microbatches (3) must divide by parallel.pp (2) with parallel.virtual_stages 2")
 # Keys: unknown (with a suggestion), wrong type, out of range, not a section.
 expect_error(["train", write("typo.yaml", "model:\n  layres: 4\n"), "--dry-run"],
              "unknown key 'model.layres' (did you mean 'model.layers'?)")

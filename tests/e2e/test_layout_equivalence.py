@@ -1,8 +1,8 @@
 """Parallel layouts change who computes, not what: data parallelism (dp = 2 and 4, also
 with ZeRO-1, 2 and 3, ZeRO-3 keeping units gathered for the step, HSDP sharded inside nodes or
 pods, also hierarchical over an emulated 2-pod cluster), tensor parallelism (tp = 2
-and 4, and tp = 2 x dp = 2), pipeline parallelism (pp = 2 and 4, GPipe and 1F1B, 2 to 8
-micro-batches) and the 8-rank 3-D layout in both rank orders (and with ZeRO-3) reach the weights, optimizer
+and 4, and tp = 2 x dp = 2, also with the vocabulary split), pipeline parallelism (pp = 2 and 4, GPipe and 1F1B, 2 to 8
+micro-batches, interleaved with 2 chunks per stage) and the 8-rank 3-D layout in both rank orders (and with ZeRO-3) reach the weights, optimizer
 moments, losses and gradient norms of one rank on the same global batch after 5 steps.
 
 Tolerance. Every layout sums the same products in fp32, in different orders (one big
@@ -90,6 +90,25 @@ LAYOUTS = {
     "pp2-dp2-zero3-m2": (4, ["parallel.pp=2", "parallel.dp=2", "parallel.microbatches=2", "parallel.zero=3"]),
     "3d-tp2-pp2-dp2-zero3": (8, ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=2",
                                  "parallel.zero=3", "topology.ranks_per_node=2", "topology.nodes_per_pod=2"]),
+    # Interleaved pipelines: 2 stages of 2 chunks (one block each), 1F1B with a steady state and
+    # GPipe, with ZeRO-3, and in the 3-D layout.
+    "pp2-v2-1f1b-m4": (2, ["parallel.pp=2", "parallel.virtual_stages=2", "parallel.microbatches=4"]),
+    "pp2-v2-gpipe-m2": (2, ["parallel.pp=2", "parallel.virtual_stages=2", "parallel.microbatches=2",
+                            "parallel.schedule=gpipe"]),
+    "pp2-v2-dp2-zero3-m4": (4, ["parallel.pp=2", "parallel.virtual_stages=2", "parallel.dp=2",
+                                "parallel.microbatches=4", "parallel.zero=3"]),
+    "3d-tp2-pp2-v2-dp2-zero2-m4": (8, ["parallel.tp=2", "parallel.pp=2", "parallel.virtual_stages=2", "parallel.dp=2",
+                                       "parallel.microbatches=4", "parallel.zero=2", "sync.bucket=64KiB",
+                                       "topology.ranks_per_node=2", "topology.nodes_per_pod=2"]),
+    # The vocabulary split over tensor-parallel ranks (embedding, head and loss), alone, with the
+    # tied embedding across 2 stages, and in the 3-D layout with ZeRO-3.
+    "tp2-vocab": (2, ["parallel.tp=2", "parallel.vocab_parallel=true"]),
+    "tp4-vocab": (4, ["parallel.tp=4", "parallel.vocab_parallel=true"]),
+    "tp2-pp2-vocab-m2": (4, ["parallel.tp=2", "parallel.pp=2", "parallel.microbatches=2",
+                             "parallel.vocab_parallel=true"]),
+    "3d-tp2-pp2-v2-dp2-vocab-zero3-m4": (8, ["parallel.tp=2", "parallel.pp=2", "parallel.virtual_stages=2",
+                                             "parallel.dp=2", "parallel.microbatches=4", "parallel.zero=3",
+                                             "parallel.vocab_parallel=true", "topology.ranks_per_node=2"]),
     # ZeRO-3 that keeps each unit gathered from its first use to the step's end.
     "dp4-zero3-reshard-step-m2": (4, ["parallel.dp=4", "parallel.zero=3", "parallel.microbatches=2",
                                       "parallel.reshard=step"]),
@@ -126,7 +145,8 @@ CODECS["dp4-2pods-outer-delay"] = (4, ["parallel.dp=4", "topology.ranks_per_node
                                        "sync.outer.tier=inter_pod", "sync.outer.every=2", "sync.outer.delay=1"])
 if DEVICE == "cuda":  # the rows the GPU runs
     LAYOUTS = {k: LAYOUTS[k] for k in ("dp1", "tp2", "dp2", "dp4-zero1", "dp4-zero2-m2", "pp2-1f1b-m2",
-                                       "pp2-gpipe-m4", "pp2-dp2-zero3-m2", "3d-tp2-pp2-dp2")}
+                                       "pp2-gpipe-m4", "pp2-dp2-zero3-m2", "3d-tp2-pp2-dp2", "tp2-vocab",
+                                       "pp2-v2-1f1b-m4")}
     CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd")}
 if NCCL_MODEL:
     CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd", "dp4-2pods-fp16-int8", "dp4-2pods-outer-delay",
@@ -135,7 +155,8 @@ if DEVICE == "nccl":  # strict runs every layout; without it, one of each kind, 
     LAYOUTS = {k: LAYOUTS[k] for k in ("tp2-dp2", "pp2-gpipe-m4", "pp2-1f1b-m2", "pp4-1f1b-m8", "3d-tp2-pp2-dp2",
                                        "dp4-zero1", "dp4-zero2-m2", "3d-tp2-pp2-dp2-zero3",
                                        "dp4-2pods-hierarchical-zero3-m2", "dp4-zero3-reshard-step-m2",
-                                       "hsdp-dp4-node-zero3-m2")}
+                                       "hsdp-dp4-node-zero3-m2", "pp2-v2-1f1b-m4", "pp2-v2-dp2-zero3-m4",
+                                       "tp2-pp2-vocab-m2")}
     CODECS = {k: CODECS[k] for k in ("dp2-int8", "dp2-powersgd", "dp4-2pods-outer-delay", "hsdp-dp4-node-zero2-int8")}
 
 

@@ -1,7 +1,7 @@
 """Pipeline schedules in a real job: activation memory per stage, and the measured bubble.
 
-Activation slots: 1F1B keeps at most pp - stage micro-batches alive, GPipe all m (the
-executor also asserts it while running).
+Activation slots: 1F1B keeps at most pp - stage micro-batches alive, GPipe all m, the
+interleaved schedule each chunk's most in flight (the executor also asserts it while running).
 
 Bubble: two stages, one rank per core (threads = 1), a balanced split (2 blocks each).
 Theory: (pp - 1) / (m + pp - 1). The measurement is each rank's idle share of the slowest
@@ -17,10 +17,12 @@ from ftest import check, finish, run, tempdir
 
 tmp = tempdir()
 
-for schedule, slots in (("1f1b", [4, 3, 2, 1]), ("gpipe", [8, 8, 8, 8])):
-    out = os.path.join(tmp, f"slots-{schedule}.h5")
-    p = run(["train", "configs/tiny.yaml", "--set", "parallel.pp=4", "--set", "parallel.microbatches=8",
-             "--set", f"parallel.schedule={schedule}", "--set", "train.steps=2", "--out", out, "-q"], ranks=4)
+# Interleaved with 2 chunks of one block on each of 2 stages: each chunk's slots (4 and 3), summed.
+for schedule, pp, v, slots in (("1f1b", 4, 1, [4, 3, 2, 1]), ("gpipe", 4, 1, [8, 8, 8, 8]), ("1f1b", 2, 2, [8, 6])):
+    out = os.path.join(tmp, f"slots-{schedule}-{v}.h5")
+    p = run(["train", "configs/tiny.yaml", "--set", f"parallel.pp={pp}", "--set", "parallel.microbatches=8" if v == 1
+             else "parallel.microbatches=4", "--set", f"parallel.virtual_stages={v}",
+             "--set", f"parallel.schedule={schedule}", "--set", "train.steps=2", "--out", out, "-q"], ranks=pp)
     check(p.returncode == 0, f"pp=4 {schedule} failed:\n{p.stderr}")
     with h5py.File(out) as f:
         got = list(f.attrs["activation_slots"])

@@ -71,6 +71,12 @@ CASES = {
     "hsdp zero3, reshard step": ["parallel.pp=2", "parallel.dp=4", "parallel.microbatches=2", "parallel.zero=3",
                                  "parallel.order=pp-dp-tp", "topology.ranks_per_node=4",
                                  "parallel.shard_within=node", "parallel.reshard=step"],
+    # Interleaved: 2 chunks per stage, whose messages go round the ring of stages; with the
+    # vocabulary split over tensor-parallel pairs across nodes.
+    "interleaved, vocab-parallel": ["parallel.tp=2", "parallel.pp=2", "parallel.virtual_stages=2", "parallel.dp=2",
+                                    "parallel.microbatches=4", "parallel.zero=3", "parallel.vocab_parallel=true",
+                                    "parallel.order=dp-tp-pp", "topology.ranks_per_node=2",
+                                    "topology.nodes_per_pod=2"],
     # A replica per pod: islands of one, whose fragments differ by stage.
     "demo, outer sync": ["parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.microbatches=4",
                          "topology.ranks_per_node=2", "topology.nodes_per_pod=2",
@@ -109,6 +115,22 @@ ROWS = [sv.CONFIGS[i] for i in (2, 1, 6, 12, 14, 18)]
 for name, n, measured, simulated, error in sv.validate(ROWS, 12, 3, tmp):
     print(f"{name}: measured {measured * 1e3:.1f} ms, simulated {simulated * 1e3:.1f} ms ({100 * error:+.1f}%)")
     check(abs(error) <= 0.25, f"{name}: simulated step time {100 * error:+.1f}% from the measured one (bound 25%)")
+
+# The pipeline's bubble, at a stated device with free links: (pp - 1) / (v m + pp - 1) of the
+# step, but for the head's and embedding's share of the stages' compute and the messages.
+PIPE = os.path.join(tmp, "pipe.yaml")
+with open(PIPE, "w") as f:
+    f.write("model: {vocab: 1024, context: 1024, layers: 32, heads: 16, width: 2048}\n"
+            "parallel: {pp: 4, microbatches: 8}\ntrain: {steps: 1, batch: 8}\ntopology: {ranks_per_node: 4}\n"
+            "device: cuda\n")
+for v in (1, 2, 4):
+    p = run(["simulate", PIPE, "--profile", "configs/profiles/h100-claims.yaml", "--format", "json", "--set",
+             f"parallel.virtual_stages={v}"])
+    check(p.returncode == 0, f"simulate pp 4, v {v} failed:\n{p.stderr}")
+    if p.returncode == 0:
+        bubble, theory = json.loads(p.stdout)["bubble"], 3 / (v * 8 + 3)
+        check(theory <= bubble <= theory + 0.015, f"pp 4, v {v}: simulated bubble {bubble:.4f}, theory {theory:.4f}")
+        print(f"pp 4, m 8, {v} chunk{'s' if v > 1 else ''} per stage: bubble {bubble:.4f} (theory {theory:.4f})")
 
 # 3. The rate a tier needs, at the scale of the claims: the step at that rate keeps 90% of the
 # pace with the tier free.

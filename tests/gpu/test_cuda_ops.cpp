@@ -180,6 +180,28 @@ TEST(CudaOps, CrossEntropyInPlaceAgreesWithCpu) {
   EXPECT_LT(rel_diff(gz, z), 1e-5);
 }
 
+// A rank's share of a split vocabulary (rows 300 to 699 of 1000): the statistics, the
+// cross-entropy from two ranks' of them, and its backward, as the CPU computes them.
+TEST(CudaOps, VocabularyShardCrossEntropyMatchesTheCpu) {
+  REQUIRE_GPU();
+  const std::int64_t N = 70, Vl = 400, v0 = 300;
+  Tensor z = random_tensor({N, Vl}, 29, 3.0), tgt({N}, DType::i32), stats({2, 3, N}), losses({N});
+  for (std::int64_t i = 0; i < N; ++i) tgt.data<std::int32_t>()[i] = static_cast<std::int32_t>((i * 37) % 1000);
+  Tensor gz = on_gpu(z), gt = on_gpu(tgt), gstats = on_gpu(stats), gl({N}, DType::f32, Device::cuda);
+  ops::crossentropy_shard_stats(Tensor::view_of(stats, 0, {3 * N}), z, tgt, N, Vl, v0);
+  ops::crossentropy_shard_stats(Tensor::view_of(gstats, 0, {3 * N}), gz, gt, N, Vl, v0);
+  EXPECT_LT(rel_diff(Tensor::view_of(gstats, 0, {3 * N}), Tensor::view_of(stats, 0, {3 * N})), 1e-5);
+  ops::copy(Tensor::view_of(stats, 3 * N, {3 * N}), Tensor::view_of(stats, 0, {3 * N}));  // the other rank's, alike
+  ops::copy(Tensor::view_of(gstats, 3 * N, {3 * N}), Tensor::view_of(gstats, 0, {3 * N}));
+  ops::crossentropy_shard_finish(losses, z, z, stats, 2, N, Vl);
+  ops::crossentropy_shard_finish(gl, gz, gz, gstats, 2, N, Vl);
+  EXPECT_LT(rel_diff(gl, losses), 1e-5);
+  EXPECT_LT(rel_diff(gz, z), 1e-5);
+  ops::crossentropy_backward(z, z, tgt, 0.25, N, Vl, v0);
+  ops::crossentropy_backward(gz, gz, gt, 0.25, N, Vl, v0);
+  EXPECT_LT(rel_diff(gz, z), 1e-5);
+}
+
 // More ranges than one launch takes, of uneven sizes.
 TEST(CudaOps, SumOfSquaresOverRangesAgreesWithCpu) {
   REQUIRE_GPU();

@@ -167,11 +167,11 @@ TEST_F(Kernels, EmbeddingBackwardMatchesFiniteDifferences) {
   std::vector<std::int32_t> tokens = {1, 4, 1, 0, 2, 4};  // repeats must accumulate
   Vec wte = random_vec(V * C, g), wpe = random_vec(T * C, g), R = random_vec(B * T * C, g), out(B * T * C);
   auto L = [&] {
-    embedding_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
+    embedding_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C, 0, V);
     return dot(out, R);
   };
   Vec dwte(V * C, 0.0), dwpe(T * C, 0.0);
-  embedding_backward(dwte.data(), dwpe.data(), R.data(), tokens.data(), B, T, C);
+  embedding_backward(dwte.data(), dwpe.data(), R.data(), tokens.data(), B, T, C, 0, V);
   expect_matches_finite_differences("dwte", wte, dwte, L);
   expect_matches_finite_differences("dwpe", wpe, dwpe, L);
 }
@@ -189,8 +189,50 @@ TEST_F(Kernels, CrossEntropyBackwardMatchesFiniteDifferences) {
   };
   L();
   Vec dlogits(N * V, 0.0);
-  crossentropy_backward(dlogits.data(), probs.data(), targets.data(), dloss, N, V);
+  crossentropy_backward(dlogits.data(), probs.data(), targets.data(), dloss, N, V, 0);
   expect_matches_finite_differences("dlogits", logits, dlogits, L);
+}
+
+// The vocabulary split in two (rows 0-2 and 3-6), as tensor-parallel ranks hold it: the
+// lookups summed, and the cross-entropy from both halves' statistics, are the whole's.
+TEST_F(Kernels, VocabularyShardsMakeTheWholeEmbeddingAndCrossEntropy) {
+  const i64 B = 2, T = 2, C = 3, V = 7, N = B * T, cut = 3;
+  std::vector<std::int32_t> tokens = {1, 4, 6, 0};
+  Vec wte = random_vec(V * C, g), wpe = random_vec(T * C, g), whole(N * C), lo(N * C), hi(N * C);
+  embedding_forward(whole.data(), tokens.data(), wte.data(), wpe.data(), B, T, C, 0, V);
+  embedding_forward(lo.data(), tokens.data(), wte.data(), wpe.data(), B, T, C, 0, cut);
+  embedding_forward(hi.data(), tokens.data(), wte.data() + cut * C, static_cast<const double*>(nullptr), B, T, C, cut, V - cut);
+  for (i64 i = 0; i < N * C; ++i) EXPECT_NEAR(lo[i] + hi[i], whole[i], 1e-15);
+  Vec dwhole(V * C, 0.0), dshards(V * C, 0.0), R = random_vec(N * C, g);
+  embedding_backward(dwhole.data(), static_cast<double*>(nullptr), R.data(), tokens.data(), B, T, C, 0, V);
+  embedding_backward(dshards.data(), static_cast<double*>(nullptr), R.data(), tokens.data(), B, T, C, 0, cut);
+  embedding_backward(dshards.data() + cut * C, static_cast<double*>(nullptr), R.data(), tokens.data(), B, T, C, cut, V - cut);
+  for (i64 i = 0; i < V * C; ++i) EXPECT_NEAR(dshards[i], dwhole[i], 1e-15);
+
+  std::vector<std::int32_t> targets = {0, 6, 3, 2};
+  Vec logits = random_vec(N * V, g, 3.0), losses(N), probs(N * V);
+  crossentropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), N, V);
+  const i64 widths[2] = {cut, V - cut}, firsts[2] = {0, cut};
+  Vec part[2], stats(2 * 3 * N);
+  for (int r = 0; r < 2; ++r) {
+    part[r].resize(static_cast<std::size_t>(N * widths[r]));
+    for (i64 n = 0; n < N; ++n)
+      for (i64 v = 0; v < widths[r]; ++v) part[r][n * widths[r] + v] = logits[n * V + firsts[r] + v];
+    crossentropy_shard_stats(stats.data() + 3 * N * r, part[r].data(), targets.data(), N, widths[r], firsts[r]);
+  }
+  for (int r = 0; r < 2; ++r) {
+    Vec shard_losses(N), shard_probs(part[r].size()), dshard(part[r].size()), dref(N * V);
+    crossentropy_shard_finish(shard_losses.data(), shard_probs.data(), part[r].data(), stats.data(), 2, N, widths[r]);
+    crossentropy_backward(dshard.data(), shard_probs.data(), targets.data(), 0.37, N, widths[r], firsts[r]);
+    crossentropy_backward(dref.data(), probs.data(), targets.data(), 0.37, N, V, 0);
+    for (i64 n = 0; n < N; ++n) {
+      EXPECT_NEAR(shard_losses[n], losses[n], 1e-12);
+      for (i64 v = 0; v < widths[r]; ++v) {
+        EXPECT_NEAR(shard_probs[n * widths[r] + v], probs[n * V + firsts[r] + v], 1e-12);
+        EXPECT_NEAR(dshard[n * widths[r] + v], dref[n * V + firsts[r] + v], 1e-12);
+      }
+    }
+  }
 }
 
 TEST_F(Kernels, CrossEntropyOfUniformLogitsIsLogV) {
@@ -291,7 +333,7 @@ TEST(KernelThreads, TwoThreadsGiveTheBitsOfOne) {
     residual_forward(res.data(), big.data(), dbig.data(), E);
     F losses(N), probs(N * V), dlogits(N * V, 0.f);
     crossentropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), N, V);
-    crossentropy_backward(dlogits.data(), probs.data(), targets.data(), 0.01f, N, V);
+    crossentropy_backward(dlogits.data(), probs.data(), targets.data(), 0.01f, N, V, 0);
     F mm(N * C), mdx(N * C, 0.f), mdw(C * C, 0.f), mdb(C, 0.f), p = big, m(E, 0.f), v(E, 0.f);
     matmul_forward(mm.data(), x.data(), wmat.data(), b.data(), N, C, C);
     add_bias(mm.data(), b.data(), N, C);

@@ -61,6 +61,7 @@ struct Op {
   int a, b;        // input and done: (forward?, micro-batch); launch: (bucket, of the last micro-batch?);
                    // use: (unit, next unit)
   double demand = 1;  // compute: the share of the stage's ranks computing at any moment
+  int chunk = 0;      // input and done: the action's chunk
 };
 
 // One stage, as the rank that stands for it sees the step.
@@ -78,7 +79,9 @@ struct StageSim {
   std::vector<int> units;
   std::vector<FlatRange> buckets;
   std::vector<std::vector<Matrix>> tensors;  // per bucket, when compressed: its tensors, from its start
-  std::vector<Use> forward, backward;  // per micro-batch, in the order the model runs them
+  // Per chunk and micro-batch, in the order the model runs them.
+  std::vector<std::vector<Use>> forward, backward;
+  std::vector<int> bucket_chunk;       // per bucket: its chunk's
   std::vector<int> ready_after;        // per bucket: the backward use after which its gradients are complete
   int deferred = -1;                   // the bucket that waits for the tied embedding's all-reduce
   std::vector<PipeAction> actions;
@@ -87,7 +90,7 @@ struct StageSim {
   double remaining = 0;       // compute left of the current use, at a whole core's rate
   double demand = 1;          // the share of its ranks that compute at once (see compile)
   double blocked_until = 0;   // waiting for communication until then
-  std::vector<double> forward_done, backward_done;
+  std::vector<std::vector<double>> forward_done, backward_done;  // per chunk and micro-batch
   double clock = 0, worker = 0, compute = 0;
   Tier worker_tier = Tier::intra_node;
   double staging[2] = {0, 0};
@@ -109,6 +112,7 @@ class StepSimulator {
         net_(cfg, topo_, grid_, dev, codecs_, dp_groups_, out_) {
     out_.world = grid_.world();
     const auto& p = cfg.parallel;
+    for (const std::string& w : idle_settings(cfg)) log::warn("{}", w);
     if (dp_split_tier(cfg) && p.dp > 1 && !split_)
       log::warn("{}", cfg.sync.outer ? outer_in_one_unit(cfg) : shard_in_one_unit(cfg));
     hsdp_ = split_ && !cfg.sync.outer;
@@ -142,23 +146,14 @@ class StepSimulator {
     const auto& p = cfg_.parallel;
     const double tokens = static_cast<double>(micro_batch_) * cfg_.model.context;
     const std::size_t activations = static_cast<std::size_t>(micro_batch_) * cfg_.model.context * cfg_.model.width;
-    for (int s = 0; s < p.pp; ++s) {
-      // Tensor parallelism: 2 all-reduces of the activations per block forward and 2 backward.
-      SimCost tp;
-      if (p.tp > 1) {
-        const StagePlan plan = stage_plan(cfg_, GridCoord{0, s, 0});
-        tp = net_.collective(static_cast<int>(Dim::tp), s, false, activations, true, true, SimKind::tensor,
-                             4.0 * plan.num_layers * m_);
-        tp_tier_ = std::max(tp_tier_, tp.tier);
-      }
-      stages_.push_back(make_stage(s, tokens, tp.seconds));
-    }
-    fwd_p2p_.resize(static_cast<std::size_t>(p.pp));
-    bwd_p2p_.resize(static_cast<std::size_t>(p.pp));
-    for (int s = 0; s + 1 < p.pp; ++s) {
-      fwd_p2p_[static_cast<std::size_t>(s)] = net_.transfer(s, s + 1, activations, m_);
-      bwd_p2p_[static_cast<std::size_t>(s + 1)] = net_.transfer(s + 1, s, activations, m_);
-    }
+    for (int s = 0; s < p.pp; ++s) stages_.push_back(make_stage(s, tokens, activations));
+    // Each pair of stages' messages per step, as the schedules send them (pipe_destination).
+    std::map<std::pair<int, int>, int> messages;
+    for (const StageSim& st : stages_)
+      for (const PipeAction& a : st.actions)
+        if (const PipePeer to = pipe_destination(p.pp, p.virtual_stages, st.stage, a); to.stage >= 0)
+          ++messages[{st.stage, to.stage}];
+    for (const auto& [pair, count] : messages) p2p_[pair] = net_.transfer(pair.first, pair.second, activations, count);
     run_pipeline();
     after_pipeline();
     if (split_ && !hsdp_) {
@@ -188,7 +183,8 @@ class StepSimulator {
     return codecs;
   }
 
-  StageSim make_stage(int s, double tokens, double tp) {
+  // `activations`: the elements of a micro-batch's activations, what tensor parallelism all-reduces.
+  StageSim make_stage(int s, double tokens, std::size_t activations) {
     const auto& p = cfg_.parallel;
     StageSim st;
     st.stage = s;
@@ -196,28 +192,53 @@ class StepSimulator {
     st.params = gpt_stage_params(cfg_.model, st.plan);
     st.units = gpt_units(st.params);
     const bool by_unit = zero_ == 3;
-    st.buckets = cut_buckets(st.params.infos(), kSimWireBytes, cfg_.sync.bucket.value, by_unit ? &st.units : nullptr);
+    const std::vector<int> chunks = gpt_param_chunks(st.params, st.plan);
+    st.buckets = cut_buckets(st.params.infos(), kSimWireBytes, cfg_.sync.bucket.value, by_unit ? &st.units : nullptr,
+                             &chunks);
     const GptShape& shape = cfg_.model;
-    const double block = gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, 0, 1, false, false}, tokens);
-    const double head = gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, 0, 0, false, true}, tokens);
-    // The model's own sequence of uses (gpt_unit_uses), each with the compute that follows
-    // it: a block's; the head's product after the second of its two uses (LayerNorm and wte).
-    const int first_block = st.plan.has_embedding || st.plan.has_head ? 1 : 0;
-    for (bool backward : {false, true}) {
-      const double rate = backward ? dev_.backward_flops / 2 : dev_.forward_flops;
-      auto& uses = backward ? st.backward : st.forward;
-      int head_uses = 0;
-      for (const UnitUse& u : gpt_unit_uses(st.plan, backward)) {
-        const bool is_block = u.unit >= first_block && u.unit < first_block + st.plan.num_layers;
-        const bool lookup = !backward && st.plan.has_embedding && uses.empty();
-        double flops = 0;
-        if (is_block) flops = block;
-        else if (!lookup && ++head_uses == 2) flops = head;
-        uses.push_back({u.unit, u.next, flops / rate, is_block ? 2 * tp : 0});
-      }
+    const double block = gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, {{0, 1}}, false, false}, tokens);
+    const double head =
+        gpt_stage_forward_flops(shape, StagePlan{p.tp, 0, {{0, 0}}, false, true, st.plan.vocab_parallel}, tokens);
+    // Tensor parallelism, as the model's uses say it (gpt_unit_uses): all-reduces of the
+    // activations, and the vocabulary-parallel loss's all-gather of 3 values per token.
+    SimCost reduce, gather;
+    if (p.tp > 1) {
+      int reduces = 0, gathers = 0;
+      for (int c = 0; c < st.plan.num_chunks(); ++c)
+        for (bool backward : {false, true})
+          for (const UnitUse& u : gpt_unit_uses(st.plan, c, backward)) {
+            reduces += u.tp_reduces;
+            gathers += u.tp_gathers_stats;
+          }
+      reduce = net_.collective(static_cast<int>(Dim::tp), s, false, activations, true, true, SimKind::tensor,
+                               static_cast<double>(reduces) * m_);
+      tp_tier_ = std::max(tp_tier_, reduce.tier);
+      if (gathers > 0)
+        gather = net_.collective(static_cast<int>(Dim::tp), s, false,
+                                 static_cast<std::size_t>(3 * tokens) * static_cast<std::size_t>(p.tp), false, true,
+                                 SimKind::tensor, static_cast<double>(gathers) * m_);
     }
+    // The model's own sequence of uses (gpt_unit_uses) per chunk, each with the compute that
+    // follows it: a block's; the head's product after the second of its two uses (LayerNorm and wte).
+    const int first_block = st.plan.has_embedding || st.plan.has_head ? 1 : 0;
+    st.forward.resize(st.plan.chunks.size());
+    st.backward.resize(st.plan.chunks.size());
+    for (int c = 0; c < st.plan.num_chunks(); ++c)
+      for (bool backward : {false, true}) {
+        const double rate = backward ? dev_.backward_flops / 2 : dev_.forward_flops;
+        auto& uses = (backward ? st.backward : st.forward)[static_cast<std::size_t>(c)];
+        int head_uses = 0;
+        for (const UnitUse& u : gpt_unit_uses(st.plan, c, backward)) {
+          const bool is_block = u.unit >= first_block && u.unit < first_block + st.plan.num_layers();
+          const bool lookup = !backward && st.plan.has_embedding && c == 0 && uses.empty();
+          double flops = 0;
+          if (is_block) flops = block;
+          else if (!lookup && ++head_uses == 2) flops = head;
+          uses.push_back({u.unit, u.next, flops / rate, u.tp_reduces * reduce.seconds + u.tp_gathers_stats * gather.seconds});
+        }
+      }
     // The lookup's backward reads no parameters and only scatters into the gradient.
-    if (st.plan.has_embedding) st.backward.push_back({0, -1, 0, 0, false});
+    if (st.plan.has_embedding) st.backward.front().push_back({0, -1, 0, 0, false});
     // A bucket's gradients are complete after the last backward use of any unit it touches.
     auto unit_of = [&](std::int64_t offset) {
       int u = 0;
@@ -227,13 +248,17 @@ class StepSimulator {
     };
     const int wte = st.params.index("wte");
     for (std::size_t b = 0; b < st.buckets.size(); ++b) {
-      int after = -1;
-      for (const ParamInfo& info : st.params.infos()) {
+      int after = -1, chunk = 0;
+      for (std::size_t k = 0; k < st.params.infos().size(); ++k) {
+        const ParamInfo& info = st.params.infos()[k];
         if (info.offset < st.buckets[b].begin || info.offset >= st.buckets[b].end) continue;
         const int u = unit_of(info.offset);
-        for (std::size_t i = 0; i < st.backward.size(); ++i)
-          if (st.backward[i].unit == u) after = std::max(after, static_cast<int>(i));
+        chunk = chunks[k];  // one per bucket (cut_buckets)
+        const auto& order = st.backward[static_cast<std::size_t>(chunk)];
+        for (std::size_t i = 0; i < order.size(); ++i)
+          if (order[i].unit == u) after = std::max(after, static_cast<int>(i));
       }
+      st.bucket_chunk.push_back(chunk);
       st.ready_after.push_back(after);
       if (p.pp > 1 && wte >= 0 && st.params.infos()[static_cast<std::size_t>(wte)].offset >= st.buckets[b].begin &&
           st.params.infos()[static_cast<std::size_t>(wte)].offset < st.buckets[b].end)
@@ -241,9 +266,9 @@ class StepSimulator {
     }
     if (compressed_)
       for (const FlatRange& b : st.buckets) st.tensors.push_back(bucket_tensors(st.params.infos(), b));
-    st.actions = make_schedule(p.schedule, p.pp, s, m_);
-    st.forward_done.assign(static_cast<std::size_t>(m_), -1);
-    st.backward_done.assign(static_cast<std::size_t>(m_), -1);
+    st.actions = make_schedule(p.schedule, p.pp, s, m_, p.virtual_stages);
+    st.forward_done.assign(st.plan.chunks.size(), std::vector<double>(static_cast<std::size_t>(m_), -1));
+    st.backward_done.assign(st.plan.chunks.size(), std::vector<double>(static_cast<std::size_t>(m_), -1));
     st.gathered.assign(st.units.size(), -1);
     return st;
   }
@@ -328,11 +353,13 @@ class StepSimulator {
 
   // The stage's step as a program: its schedule's actions, each the model's uses of its units.
   void compile(StageSim& st) {
-    const int pp = cfg_.parallel.pp;
-    int last = -1;
-    for (const PipeAction& a : st.actions)
-      if (a.kind == PipeAction::backward) last = a.microbatch;
-    auto uses = [&](const std::vector<StageSim::Use>& order, bool syncs, int completes) {
+    const auto& p = cfg_.parallel;
+    auto uses = [&](const std::vector<StageSim::Use>& order, int chunk, bool syncs, bool completes) {
+      auto launches = [&](int after) {
+        for (std::size_t b = 0; b < st.buckets.size(); ++b)
+          if (st.bucket_chunk[b] == chunk && static_cast<int>(b) != st.deferred && (after < 0 || st.ready_after[b] == after))
+            st.program.push_back({Op::launch, 0, static_cast<int>(b), completes});
+      };
       for (std::size_t i = 0; i < order.size(); ++i) {
         if (order[i].reads) st.program.push_back({Op::use, 0, order[i].unit, order[i].next});
         // A use's tensor-parallel all-reduces interleave with its compute, each rank waiting for
@@ -340,21 +367,24 @@ class StepSimulator {
         const double demand = order[i].seconds > 0 ? order[i].seconds / (order[i].seconds + order[i].tp) : 1;
         st.program.push_back({Op::compute, order[i].seconds, 0, 0, demand});
         if (order[i].tp > 0) st.program.push_back({Op::tp, order[i].tp, 0, 0});
-        if (syncs && cfg_.sync.overlap)
-          for (std::size_t b = 0; b < st.buckets.size(); ++b)
-            if (st.ready_after[b] == static_cast<int>(i) && static_cast<int>(b) != st.deferred)
-              st.program.push_back({Op::launch, 0, static_cast<int>(b), completes});
+        if (syncs && cfg_.sync.overlap) launches(static_cast<int>(i));
       }
-      if (syncs && !cfg_.sync.overlap)
-        for (std::size_t b = 0; b < st.buckets.size(); ++b)
-          if (static_cast<int>(b) != st.deferred) st.program.push_back({Op::launch, 0, static_cast<int>(b), completes});
+      if (syncs && !cfg_.sync.overlap) launches(-1);
     };
-    for (const PipeAction& a : st.actions) {
+    for (std::size_t k = 0; k < st.actions.size(); ++k) {
+      const PipeAction& a = st.actions[k];
       const bool fwd = a.kind == PipeAction::forward;
-      if (fwd ? st.stage > 0 : st.stage + 1 < pp) st.program.push_back({Op::input, 0, fwd, a.microbatch});
-      // The step's last backward on this stage reports gradients (ZeRO-2 and 3: every one).
-      uses(fwd ? st.forward : st.backward, !fwd && (zero_ >= 2 || a.microbatch == last), a.microbatch == last);
-      st.program.push_back({Op::done, 0, fwd, a.microbatch});
+      // The inputs of this action and of those joined to it arrive in one exchange before it.
+      for (std::size_t j = k; !a.joined && j < st.actions.size() && (j == k || st.actions[j].joined); ++j) {
+        const PipeAction& b = st.actions[j];
+        if (pipe_source(p.pp, p.virtual_stages, st.stage, b).stage >= 0)
+          st.program.push_back({Op::input, 0, b.kind == PipeAction::forward, b.microbatch, 1, b.chunk});
+      }
+      const auto& order = (fwd ? st.forward : st.backward)[static_cast<std::size_t>(a.chunk)];
+      // The step's last backward through a chunk reports its gradients (ZeRO-2 and 3: every one).
+      const bool last = a.microbatch == m_ - 1;
+      uses(order, a.chunk, !fwd && (zero_ >= 2 || last), last);
+      st.program.push_back({Op::done, 0, fwd, a.microbatch, 1, a.chunk});
     }
   }
 
@@ -366,10 +396,13 @@ class StepSimulator {
       switch (op.kind) {
         case Op::input: {
           const bool fwd = op.a != 0;
-          const StageSim& from = stages_[static_cast<std::size_t>(st.stage + (fwd ? -1 : 1))];
-          const double done = (fwd ? from.forward_done : from.backward_done)[static_cast<std::size_t>(op.b)];
+          const PipeAction a{fwd ? PipeAction::forward : PipeAction::backward, op.b, op.chunk};
+          const PipePeer source = pipe_source(pp, cfg_.parallel.virtual_stages, st.stage, a);
+          const StageSim& from = stages_[static_cast<std::size_t>(source.stage)];
+          const double done =
+              (fwd ? from.forward_done : from.backward_done)[static_cast<std::size_t>(source.chunk)][static_cast<std::size_t>(op.b)];
           if (done < 0) return;  // not computed yet
-          const SimCost& link = fwd ? fwd_p2p_[static_cast<std::size_t>(st.stage - 1)] : bwd_p2p_[static_cast<std::size_t>(st.stage + 1)];
+          const SimCost& link = p2p_.at({source.stage, st.stage});
           const double arrives = done + link.seconds;
           if (arrives > now) {
             out_.exposed[link.tier] += std::min(arrives - now, link.seconds) / pp;
@@ -386,7 +419,7 @@ class StepSimulator {
           out_.exposed[tp_tier_] += op.seconds / pp;
           break;
         case Op::done:
-          ((op.a != 0) ? st.forward_done : st.backward_done)[static_cast<std::size_t>(op.b)] = now;
+          ((op.a != 0) ? st.forward_done : st.backward_done)[static_cast<std::size_t>(op.chunk)][static_cast<std::size_t>(op.b)] = now;
           break;
         case Op::launch: st.blocked_until = launch(st, op.a, op.b != 0, now); break;
         case Op::use: st.blocked_until = use(st, op.a, op.b, now); break;
@@ -447,7 +480,8 @@ class StepSimulator {
       // The tied embedding: first and last stage sum wte's gradient, then sync its bucket.
       StageSim& first = stages_.front();
       StageSim& last = stages_.back();
-      const std::size_t n = static_cast<std::size_t>(cfg_.model.vocab) * cfg_.model.width;
+      const std::size_t n = static_cast<std::size_t>(cfg_.model.vocab / (first.plan.vocab_parallel ? p.tp : 1)) *
+                            static_cast<std::size_t>(cfg_.model.width);
       const SimCost c = net_.collective(-1, -1, false, n, true, true, SimKind::embedding, 1);
       const double done = std::max(first.clock, last.clock) + c.seconds;
       for (StageSim* st : {&first, &last}) {
@@ -504,7 +538,7 @@ class StepSimulator {
   double cores_ = 0;
   Tier tp_tier_ = Tier::intra_node;
   std::vector<StageSim> stages_;
-  std::vector<SimCost> fwd_p2p_, bwd_p2p_;
+  std::map<std::pair<int, int>, SimCost> p2p_;  // a message from one stage to another
 };
 
 }  // namespace

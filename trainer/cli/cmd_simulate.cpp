@@ -42,8 +42,13 @@ void print_table(const SimulateArgs& a, const Config& cfg, const DeviceProfile& 
               dev.host_cores > 0 ? fmt::format(", {} cores shared by the ranks", dev.host_cores).c_str() : "");
   for (const auto& [name, seconds] : dev.codec_seconds)
     std::printf("  codec          %s: %s per element handled\n", name.c_str(), human_si(seconds, "s").c_str());
-  std::printf("  layout         %d ranks = tp %d x pp %d x dp %d (%s), zero %d, %d micro-batches, %s\n", s.world, p.tp,
-              p.pp, p.dp, p.order.c_str(), p.zero, p.microbatches, p.schedule.c_str());
+  std::string extras;
+  if (p.virtual_stages > 1) extras += fmt::format(", {} chunks per stage", p.virtual_stages);
+  if (p.vocab_parallel && p.tp > 1) extras += ", vocabulary split over tp";
+  if (p.shard_within != "none") extras += fmt::format(", sharded within each {}", p.shard_within);
+  if (p.zero == 3 && p.reshard == "step") extras += ", units kept for the step";
+  std::printf("  layout         %d ranks = tp %d x pp %d x dp %d (%s), zero %d, %d micro-batches, %s%s\n", s.world, p.tp,
+              p.pp, p.dp, p.order.c_str(), p.zero, p.microbatches, p.schedule.c_str(), extras.c_str());
   std::printf("  step time      %s (compute %s, idle %.0f%% of the pipeline's span, optimizer %s)\n",
               human_si(s.step_time, "s").c_str(), human_si(s.compute, "s").c_str(), 100 * s.bubble,
               human_si(s.optimizer, "s").c_str());

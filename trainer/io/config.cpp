@@ -208,6 +208,22 @@ std::optional<Tier> dp_split_tier(const Config& c) {
 
 std::string_view dp_split_key(const Config& c) { return c.sync.outer ? "sync.outer" : "parallel.shard_within"; }
 
+std::vector<std::string> idle_settings(const Config& c) {
+  const auto& p = c.parallel;
+  std::vector<std::string> out;
+  if (p.shard_within != "none" && p.zero == 0)
+    out.push_back(fmt::format("parallel.shard_within {} has no effect: with parallel.zero 0 every replica keeps "
+                              "everything and the gradients are all-reduced over all of them",
+                              p.shard_within));
+  if (p.reshard != "use" && p.zero != 3)
+    out.push_back(fmt::format("parallel.reshard {} has no effect: it is when ZeRO-3 drops gathered parameters, and "
+                              "parallel.zero is {}",
+                              p.reshard, p.zero));
+  if (p.vocab_parallel && p.tp == 1)
+    out.push_back("parallel.vocab_parallel has no effect: parallel.tp is 1, so one rank holds the whole vocabulary");
+  return out;
+}
+
 Override parse_override(const std::string& text) {
   auto eq = text.find('=');
   if (eq == std::string::npos || eq == 0)
@@ -283,6 +299,23 @@ void validate_relations(const Config& c) {
   require(m.layers >= p.pp,
           fmt::format("model.layers ({}) must be at least parallel.pp ({}): every pipeline stage needs a block",
                       m.layers, p.pp));
+  if (p.vocab_parallel)
+    require(m.vocab % p.tp == 0,
+            fmt::format("model.vocab ({}) must divide by parallel.tp ({}) with parallel.vocab_parallel: each "
+                        "tensor-parallel rank holds as many rows of the embedding",
+                        m.vocab, p.tp));
+  if (p.virtual_stages > 1) {
+    require(p.pp > 1, fmt::format("parallel.virtual_stages {} interleaves pipeline stages: set parallel.pp above 1",
+                                  p.virtual_stages));
+    require(m.layers >= p.pp * p.virtual_stages,
+            fmt::format("model.layers ({}) must be at least parallel.pp x parallel.virtual_stages ({} x {}): every "
+                        "virtual stage needs a block",
+                        m.layers, p.pp, p.virtual_stages));
+    require(p.microbatches % p.pp == 0,
+            fmt::format("parallel.microbatches ({}) must divide by parallel.pp ({}) with parallel.virtual_stages {}: the "
+                        "interleaved schedule takes the micro-batches in groups of pp",
+                        p.microbatches, p.pp, p.virtual_stages));
+  }
   require(c.train.batch % (p.dp * p.microbatches) == 0,
           fmt::format("train.batch ({}) must divide by parallel.dp x parallel.microbatches ({} x {}): every "
                       "micro-batch on every data-parallel rank holds the same number of sequences",
@@ -302,9 +335,6 @@ void validate_relations(const Config& c) {
                       "train.optimizer: sign, not {}",
                       c.train.optimizer));
   if (p.shard_within != "none") {
-    require(p.zero > 0, fmt::format("parallel.shard_within {} shards ZeRO's state inside each {}: set parallel.zero 1, "
-                                    "2 or 3 (with zero 0 every replica keeps everything)",
-                                    p.shard_within, p.shard_within));
     if (c.sync.outer)
       require(tier_unit(*tier_from_name(c.sync.outer->tier)) == p.shard_within,
               fmt::format("parallel.shard_within {} with sync.outer across {}: under an outer sync ZeRO shards inside "
@@ -312,9 +342,6 @@ void validate_relations(const Config& c) {
                           p.shard_within, c.sync.outer->tier, tier_unit(*tier_from_name(c.sync.outer->tier)),
                           tier_unit(*tier_from_name(c.sync.outer->tier))));
   }
-  if (p.reshard != "use")
-    require(p.zero == 3, fmt::format("parallel.reshard {} is when ZeRO-3 drops gathered parameters; parallel.zero is {}",
-                                     p.reshard, p.zero));
   if (const auto& o = c.sync.outer) {
     for (Tier t : kAllTiers) {
       const auto& codec = c.compression.tier[t];

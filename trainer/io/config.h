@@ -35,6 +35,8 @@ struct ParallelConfig {
   std::string order = "tp-pp-dp";
   int microbatches = 1;
   std::string schedule = "1f1b";
+  int virtual_stages = 1;
+  bool vocab_parallel = false;
   int zero = 0;
   std::string shard_within = "none";
   std::string reshard = "use";
@@ -55,6 +57,15 @@ template <class V> void describe(V& v, ParallelConfig& c) {
   v.key("schedule", c.schedule,
         "pipeline schedule: gpipe (all forwards, then all backwards) or 1f1b (one forward, one backward)",
         one_of({"gpipe", "1f1b"}));
+  v.key("virtual_stages", c.virtual_stages,
+        "model chunks per pipeline stage (interleaved schedule): the blocks are cut into pp x virtual_stages chunks "
+        "dealt round-robin over the stages, shrinking the bubble to (pp - 1) / (virtual_stages x microbatches + "
+        "pp - 1) for virtual_stages times the pipeline messages; needs microbatches to divide by pp",
+        in_range(1, 1 << 12));
+  v.key("vocab_parallel", c.vocab_parallel,
+        "with parallel.tp above 1, split the tied embedding and the head over the tensor-parallel ranks by "
+        "vocabulary (Megatron's vocab-parallel embedding and cross-entropy): no rank computes the whole "
+        "vocabulary's logits; false computes the head whole on every tensor-parallel rank");
   v.key("zero", c.zero,
         "ZeRO stage: 0 = every data-parallel rank keeps all optimizer state; 1 = each keeps and updates its "
         "part (one reduce-scatter of gradients per step, an all-gather of parameters after the update); 2 = also "
@@ -424,6 +435,9 @@ void validate_launch(const Config& c, int world_size);
 std::optional<Tier> dp_split_tier(const Config& c);
 // The key that asks for the split, for messages: "sync.outer" or "parallel.shard_within".
 std::string_view dp_split_key(const Config& c);
+// Keys set to something that changes nothing in this config (a gather policy without ZeRO-3,
+// say), as warnings: valid, since another key's override may be what makes them idle.
+std::vector<std::string> idle_settings(const Config& c);
 
 // The fully resolved config as YAML text (every key, defaults included).
 std::string to_yaml(const Config& c);

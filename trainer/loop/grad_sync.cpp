@@ -14,7 +14,8 @@ Buffer slice(const Tensor& flat, std::int64_t begin, std::int64_t end) {
 }  // namespace
 
 std::vector<FlatRange> cut_buckets(const std::vector<ParamInfo>& infos, std::uint64_t element_bytes,
-                                   std::uint64_t bucket_bytes, const std::vector<int>* units) {
+                                   std::uint64_t bucket_bytes, const std::vector<int>* units,
+                                   const std::vector<int>* chunks) {
   std::vector<bool> unit_start(infos.size() + 1, false);
   if (units)
     for (int u : *units) unit_start[static_cast<std::size_t>(u)] = true;
@@ -24,7 +25,8 @@ std::vector<FlatRange> cut_buckets(const std::vector<ParamInfo>& infos, std::uin
                                  (i + 1 == infos.size() || infos[i + 1].kind != ParamKind::embedding);
     const bool full = static_cast<std::uint64_t>(out.empty() ? 0 : out.back().end - out.back().begin) * element_bytes >=
                       bucket_bytes;
-    if (out.empty() || (units ? unit_start[i + 1] : first_embedding || full))
+    const bool new_chunk = chunks && i + 1 < infos.size() && (*chunks)[i] != (*chunks)[i + 1];
+    if (out.empty() || new_chunk || (units ? unit_start[i + 1] : first_embedding || full))
       out.push_back({infos[i].offset + infos[i].numel(), infos[i].offset + infos[i].numel()});
     out.back().begin = infos[i].offset;
   }
@@ -48,21 +50,24 @@ bool any_lossy(const TierCodecs& codecs) {
 }
 }  // namespace
 
-GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, int zero,
-                   bool overlap, const TierCodecs& codecs, bool measure_error, const std::vector<int>& units,
-                   bool keep_gathered, const ShardReplicas& replicas)
+GradSync::GradSync(Communicator& dp, const ParamSet& params, GradSyncOptions o)
     : dp_(dp),
       params_(params),
-      algo_(algo),
-      zero_(zero),
-      overlap_(overlap),
-      keep_gathered_(keep_gathered && zero == 3),
-      replicas_(zero > 0 && replicas.comm && replicas.comm->size() > 1 ? replicas : ShardReplicas{}),
-      compressed_(any_lossy(codecs) || (replicas_.comm && any_lossy(replicas_.codecs))),
-      measure_error_(measure_error && compressed_ && zero == 0) {
+      algo_(o.algo),
+      zero_(o.zero),
+      overlap_(o.overlap),
+      keep_gathered_(o.keep_gathered && o.zero == 3),
+      replicas_(o.zero > 0 && o.replicas.comm && o.replicas.comm->size() > 1 ? o.replicas : ShardReplicas{}),
+      compressed_(any_lossy(o.codecs) || (replicas_.comm && any_lossy(replicas_.codecs))),
+      measure_error_(o.measure_error && compressed_ && o.zero == 0) {
+  const int zero = o.zero;
+  const TierCodecs& codecs = o.codecs;
+  const std::vector<int>& units = o.units;
   const auto& infos = params.infos();
   bucket_of_.assign(infos.size(), -1);
-  for (const FlatRange& r : cut_buckets(infos, dtype_size(params.flat_grads().dtype()), bucket_bytes, zero == 3 ? &units : nullptr)) {
+  const std::vector<int>* chunks = o.param_chunks.empty() ? nullptr : &o.param_chunks;
+  for (const FlatRange& r : cut_buckets(infos, dtype_size(params.flat_grads().dtype()), o.bucket_bytes,
+                                        zero == 3 ? &units : nullptr, chunks)) {
     buckets_.emplace_back();
     buckets_.back().begin = r.begin;
     buckets_.back().end = r.end;
@@ -72,6 +77,7 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
       if (infos[i].offset >= buckets_[b].begin && infos[i].offset < buckets_[b].end) {
         bucket_of_[i] = static_cast<int>(b);
         ++buckets_[b].params;
+        if (chunks) buckets_[b].chunk = (*chunks)[i];
       }
   for (int u : units) unit_bucket_.push_back(bucket_of_[static_cast<std::size_t>(u)]);
   std::int64_t largest = 0;
@@ -81,7 +87,7 @@ GradSync::GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std
       b.codecs = std::make_unique<BucketCodecs>(replicas_.comm ? replicas_.codecs : codecs);
       b.tensors = bucket_tensors(infos, {b.begin, b.end});
     }
-    Segment mine = dp.owned(static_cast<std::size_t>(b.end - b.begin), algo);
+    Segment mine = dp.owned(static_cast<std::size_t>(b.end - b.begin), o.algo);
     b.owned = zero ? FlatRange{b.begin + static_cast<std::int64_t>(mine.offset),
                                b.begin + static_cast<std::int64_t>(mine.offset + mine.count)}
                    : FlatRange{b.begin, b.end};
@@ -115,9 +121,10 @@ void GradSync::begin_step() {
   peak_held_ = 0;
 }
 
-void GradSync::begin_backward(bool last) {
+void GradSync::begin_backward(bool last, int chunk) {
   last_backward_ = last;
   for (Bucket& b : buckets_) {
+    if (b.chunk != chunk) continue;
     b.pending = b.params;
     b.launched = false;
   }

@@ -37,9 +37,11 @@
 namespace ft {
 
 // The buckets, in launch order (the end of the flat buffer first), as flat ranges of whole
-// parameters: cut by `bucket_bytes` with the embeddings alone, or at `units`' starts (ZeRO-3).
+// parameters: cut by `bucket_bytes` with the embeddings alone, or at `units`' starts (ZeRO-3);
+// and, with `chunks` (each parameter's, gpt_param_chunks), where the chunk changes.
 std::vector<FlatRange> cut_buckets(const std::vector<ParamInfo>& infos, std::uint64_t element_bytes,
-                                   std::uint64_t bucket_bytes, const std::vector<int>* units);
+                                   std::uint64_t bucket_bytes, const std::vector<int>* units,
+                                   const std::vector<int>* chunks = nullptr);
 // The tensors of a bucket, from its start: what a codec that works on matrices is given.
 std::vector<Matrix> bucket_tensors(const std::vector<ParamInfo>& infos, const FlatRange& bucket);
 
@@ -50,16 +52,24 @@ struct ShardReplicas {
   TierCodecs codecs{};  // of the split tier and above
 };
 
+struct GradSyncOptions {
+  Algorithm algo = Algorithm::ring;
+  std::uint64_t bucket_bytes = 0;
+  int zero = 0;  // the ZeRO stage
+  bool overlap = true;
+  TierCodecs codecs{};  // each tier's codec (all none: dense; zero 0 only)
+  // Also all-reduce each bucket densely (the library's native algorithm, uncounted per
+  // tier) to measure the compressed sum's relative error.
+  bool measure_error = false;
+  std::vector<int> units;          // zero 3: the index of each unit's first parameter (GptStage::units())
+  std::vector<int> param_chunks;   // each parameter's chunk (gpt_param_chunks); empty: one chunk
+  bool keep_gathered = false;      // zero 3: keep a gathered unit until the step's end
+  ShardReplicas replicas;          // HSDP's (comm null: none)
+};
+
 class GradSync {
  public:
-  // `zero`: the ZeRO stage. `codecs`: each tier's codec (all none: dense; zero 0 only).
-  // `measure_error`: also all-reduce each bucket densely (the library's native algorithm,
-  // uncounted per tier) to measure the compressed sum's relative error. `units`: with zero
-  // 3, the index of each unit's first parameter (GptStage::units()). `keep_gathered`: zero 3
-  // keeps a gathered unit until the step's end. `replicas`: HSDP's (comm null: none).
-  GradSync(Communicator& dp, const ParamSet& params, Algorithm algo, std::uint64_t bucket_bytes, int zero,
-           bool overlap, const TierCodecs& codecs, bool measure_error, const std::vector<int>& units = {},
-           bool keep_gathered = false, const ShardReplicas& replicas = {});
+  GradSync(Communicator& dp, const ParamSet& params, GradSyncOptions options);
 
   // The flat ranges whose optimizer update is this rank's: everything, or with ZeRO this
   // rank's part of each bucket.
@@ -71,9 +81,9 @@ class GradSync {
   bool every_microbatch() const { return zero_ >= 2; }
 
   void begin_step();
-  // Around each backward that reports its gradients (every_microbatch(), or the last);
-  // `last`: the step's last micro-batch, which completes each gradient.
-  void begin_backward(bool last);
+  // Around each backward through `chunk` that reports its gradients (every_microbatch(), or
+  // the last); `last`: the step's last micro-batch, which completes the chunk's gradients.
+  void begin_backward(bool last, int chunk = 0);
   void end_backward();
   // A parameter's gradient is complete (called from backward).
   void grad_ready(int param);
@@ -113,6 +123,7 @@ class GradSync {
     FlatRange owned;          // this rank's part (ZeRO)
     int params = 0;
     int pending = 0;
+    int chunk = 0;
     Work work;
     Work across;  // HSDP: the shard's all-reduce across the replicas
     bool launched = false;

@@ -69,6 +69,8 @@ Layout make_layout(const Config& cfg, const MpiRuntime& mpi, std::shared_ptr<con
   GridCoord coord = grid.coord(mpi.rank());
   std::optional<Tier> split;
   if (p.dp > 1) split = dp_split_tier(cfg);
+  if (mpi.rank() == 0)
+    for (const std::string& w : idle_settings(cfg)) log::warn("{}", w);
   if (dp_split_tier(cfg) && p.dp == 1 && mpi.rank() == 0)
     log::warn("{} has no effect: parallel.dp is 1, so there are no replicas to {}", dp_split_key(cfg),
               cfg.sync.outer ? "synchronise" : "shard");

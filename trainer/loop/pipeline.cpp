@@ -1,5 +1,6 @@
 #include "trainer/loop/pipeline.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "models/ops.h"
@@ -8,10 +9,14 @@ namespace ft {
 
 StagePlan stage_plan(const Config& cfg, const GridCoord& coord) {
   const auto& p = cfg.parallel;
-  StagePlan plan{p.tp, coord.tp, 0, 0, coord.pp == 0, coord.pp == p.pp - 1};
-  for (int s = 0; s <= coord.pp; ++s) {
-    plan.first_layer += plan.num_layers;
-    plan.num_layers = cfg.model.layers / p.pp + (s < cfg.model.layers % p.pp ? 1 : 0);
+  const int chunks = p.pp * p.virtual_stages, layers = cfg.model.layers;
+  StagePlan plan{p.tp, coord.tp, {}, coord.pp == 0, coord.pp == p.pp - 1, p.vocab_parallel && p.tp > 1};
+  // Virtual stage g holds layers / chunks blocks, one more for the first layers % chunks;
+  // this stage's chunks are g = c pp + stage.
+  auto first = [&](int g) { return g * (layers / chunks) + std::min(g, layers % chunks); };
+  for (int c = 0; c < p.virtual_stages; ++c) {
+    const int g = c * p.pp + coord.pp;
+    plan.chunks.push_back({first(g), first(g + 1) - first(g)});
   }
   return plan;
 }
@@ -20,10 +25,11 @@ PipelineRunner::PipelineRunner(const Config& cfg, const GridCoord& coord, Device
     : cfg_(cfg),
       stage_(coord.pp),
       dp_rank_(coord.dp),
-      first_(coord.pp == 0),
       last_(coord.pp == cfg.parallel.pp - 1),
       micro_batch_(cfg.train.batch / (cfg.parallel.dp * cfg.parallel.microbatches)),
-      schedule_(make_schedule(cfg.parallel.schedule, cfg.parallel.pp, coord.pp, cfg.parallel.microbatches)),
+      chunks_(cfg.parallel.virtual_stages),
+      schedule_(make_schedule(cfg.parallel.schedule, cfg.parallel.pp, coord.pp, cfg.parallel.microbatches,
+                              cfg.parallel.virtual_stages)),
       slots_(max_live(schedule_)) {
   const std::int64_t B = micro_batch_, T = cfg.model.context, C = cfg.model.width;
   tokens_ = Tensor({B, T}, DType::i32, device);
@@ -34,22 +40,24 @@ PipelineRunner::PipelineRunner(const Config& cfg, const GridCoord& coord, Device
   targets_host_.resize(tokens_host_.size());
 }
 
-void PipelineRunner::forward(std::int64_t index, int microbatch, int slot, GptStage& model, BatchSource& data, Times& t) {
-  const int first = dp_rank_ * (cfg_.train.batch / cfg_.parallel.dp) + microbatch * micro_batch_;
+void PipelineRunner::forward(std::int64_t index, const PipeAction& a, int slot, GptStage& model, BatchSource& data,
+                             Times& t) {
+  const int first = dp_rank_ * (cfg_.train.batch / cfg_.parallel.dp) + a.microbatch * micro_batch_;
   data.fill(index, first, micro_batch_, tokens_host_.data(), targets_host_.data());
   ops::upload(tokens_, tokens_host_.data());
   ops::upload(targets_, targets_host_.data());
   const double t0 = now_seconds();
-  const double loss = model.forward(slot, &tokens_, &recv_act_, &targets_);
+  const double loss = model.forward(slot, &tokens_, &recv_act_, &targets_, a.chunk);
   t.forward += now_seconds() - t0;
-  if (last_) t.loss_sum += loss;
+  if (last_ && a.chunk == chunks_ - 1) t.loss_sum += loss;
 }
 
-void PipelineRunner::exchange(Communicator& pp, Buffer out, int to, Buffer in, int from, Times& t) {
-  if (to < 0 && from < 0) return;
+void PipelineRunner::exchange(Communicator& pp, std::vector<Message> out, std::vector<Message> in, Times& t) {
+  if (out.empty() && in.empty()) return;
   const double t0 = now_seconds();
-  Work w = pp.exchange(out, to, in, from);  // `out` is a snapshot: its slot may be reused at once
-  if (from >= 0)
+  const bool receives = !in.empty();
+  Work w = pp.exchange(std::move(out), std::move(in));  // what goes out is a snapshot: its slot may be reused at once
+  if (receives)
     w.wait();
   else
     sent_.push_back(std::move(w));
@@ -63,56 +71,76 @@ void PipelineRunner::finish_sends(Times& t) {
   t.wait += now_seconds() - t0;
 }
 
+PipePeer PipelineRunner::source(const PipeAction& a) const { return pipe_source(cfg_.parallel.pp, chunks_, stage_, a); }
+PipePeer PipelineRunner::destination(const PipeAction& a) const {
+  return pipe_destination(cfg_.parallel.pp, chunks_, stage_, a);
+}
+
 double PipelineRunner::evaluate(int index, GptStage& model, BatchSource& data, Communicator& pp) {
+  // Forward only, chunk by chunk, each micro-batch into slot 0 and sent on at the next exchange.
   Times t;
-  for (int m = 0; m < cfg_.parallel.microbatches; ++m) {
-    exchange(pp, m > 0 && !last_ ? model.output(0).buffer() : Buffer{}, m > 0 && !last_ ? stage_ + 1 : -1,
-             first_ ? Buffer{} : recv_act_.buffer(), first_ ? -1 : stage_ - 1, t);
-    forward(index, m, 0, model, data, t);
-  }
-  exchange(pp, last_ ? Buffer{} : model.output(0).buffer(), last_ ? -1 : stage_ + 1, Buffer{}, -1, t);
+  std::vector<Message> out;
+  for (int c = 0; c < chunks_; ++c)
+    for (int m = 0; m < cfg_.parallel.microbatches; ++m) {
+      const PipeAction a{PipeAction::forward, m, c};
+      const PipePeer from = source(a), to = destination(a);
+      std::vector<Message> in;
+      if (from.stage >= 0) in.push_back({recv_act_.buffer(), from.stage});
+      exchange(pp, std::move(out), std::move(in), t);
+      out.clear();
+      forward(index, a, 0, model, data, t);
+      if (to.stage >= 0) out.push_back({model.output(0, c).buffer(), to.stage});
+    }
+  exchange(pp, std::move(out), {}, t);
   finish_sends(t);
   return t.loss_sum;
 }
 
 PipelineRunner::Times PipelineRunner::run(int step, GptStage& model, BatchSource& data, Communicator& pp,
-                                          const std::function<void(bool before, bool last)>& around_backward) {
+                                          const std::function<void(bool before, bool last, int chunk)>& around_backward) {
   const auto& p = cfg_.parallel;
   // Each micro-batch's loss is a mean over its tokens; the step's loss is their mean over
   // the micro-batches here and, through the averaging all-reduce, over data-parallel ranks.
   const double loss_scale = 1.0 / p.microbatches;
   Times t;
-  int live = 0;
+  std::vector<int> live(static_cast<std::size_t>(chunks_), 0);
   const double start = now_seconds();
-  Buffer out;  // what the last computation produced for a neighbour, and which
-  int to = -1;
-  for (const PipeAction& a : schedule_) {
+  std::vector<Message> out;  // what the computations since the last exchange produced for neighbours
+  for (std::size_t i = 0; i < schedule_.size(); ++i) {
+    const PipeAction& a = schedule_[i];
+    if (!a.joined) {
+      // This computation's input, and those of the ones joined to it, in one group with `out`.
+      std::vector<Message> in;
+      for (std::size_t j = i; j < schedule_.size() && (j == i || schedule_[j].joined); ++j) {
+        const PipeAction& b = schedule_[j];
+        const bool fwd = b.kind == PipeAction::forward;
+        if (const PipePeer from = source(b); from.stage >= 0) in.push_back({(fwd ? recv_act_ : recv_grad_).buffer(), from.stage});
+      }
+      exchange(pp, std::move(out), std::move(in), t);
+      out.clear();
+    }
     const int slot = a.microbatch % slots_;
-    const bool fwd = a.kind == PipeAction::forward;
-    const bool receives = fwd ? !first_ : !last_;
-    exchange(pp, out, to, receives ? (fwd ? recv_act_ : recv_grad_).buffer() : Buffer{},
-             receives ? (fwd ? stage_ - 1 : stage_ + 1) : -1, t);
-    if (fwd) {
-      if (++live > slots_) throw std::logic_error("pipeline holds more micro-batches than it has slots");
-      forward(step, a.microbatch, slot, model, data, t);
-      out = last_ ? Buffer{} : model.output(slot).buffer();
-      to = last_ ? -1 : stage_ + 1;
+    const PipePeer to = destination(a);
+    if (a.kind == PipeAction::forward) {
+      if (++live[static_cast<std::size_t>(a.chunk)] > slots_)
+        throw std::logic_error("pipeline holds more micro-batches than it has slots");
+      forward(step, a, slot, model, data, t);
+      if (to.stage >= 0) out.push_back({model.output(slot, a.chunk).buffer(), to.stage});
     } else {
-      --live;
+      --live[static_cast<std::size_t>(a.chunk)];
       const double t0 = now_seconds();
       const bool completes = a.microbatch == p.microbatches - 1;
-      around_backward(true, completes);
-      model.backward(slot, &recv_grad_, loss_scale);
-      around_backward(false, completes);
+      around_backward(true, completes, a.chunk);
+      model.backward(slot, &recv_grad_, loss_scale, a.chunk);
+      around_backward(false, completes, a.chunk);
       // A GPU's backward is timed whole. cpu-async is left queued: it is for finding
       // missing waits, and a drain here would hide them.
       if (tokens_.device() == Device::cuda) ops::synchronize(Device::cuda);
       t.backward += now_seconds() - t0;
-      out = first_ ? Buffer{} : model.input_grad().buffer();
-      to = first_ ? -1 : stage_ - 1;
+      if (to.stage >= 0) out.push_back({model.input_grad().buffer(), to.stage});
     }
   }
-  exchange(pp, out, to, Buffer{}, -1, t);
+  exchange(pp, std::move(out), {}, t);
   finish_sends(t);
   t.backward_end = now_seconds();
   t.span = t.backward_end - start;

@@ -10,7 +10,9 @@
 //   stage 0:          F0 | send a0 | F1 | send a1, recv g0 | B0 | recv g1 | B1
 //   stage 1: recv a0 | F0 |         B0 | send g0, recv a1 | F1 |    B1    | send g1
 // The two middle groups meet: above NCCL's eager size, a send alone would wait for a
-// receive its peer issues only after its own send, and both would wait for ever.
+// receive its peer issues only after its own send, and both would wait for ever. With
+// interleaved stages a forward and the backward joined to it (schedule.h) share one group:
+// both their outputs leave and both their inputs arrive in it.
 #pragma once
 
 #include <functional>
@@ -25,8 +27,10 @@
 
 namespace ft {
 
-// Contiguous, balanced block ranges: the first stages hold one more when the layers do
-// not divide by pp. The first stage holds the embedding, the last the head.
+// Balanced block ranges, one per virtual stage of this stage (Megatron's round-robin deal:
+// chunk c of stage s is virtual stage c pp + s); the first virtual stages hold one more when
+// the layers do not divide by pp x virtual_stages. The first stage holds the embedding, the
+// last the head.
 StagePlan stage_plan(const Config& cfg, const GridCoord& coord);
 
 class PipelineRunner {
@@ -41,32 +45,36 @@ class PipelineRunner {
     double backward_end = 0;                                // now_seconds() when the last backward ended
     double loss_sum = 0;  // the last stage's micro-batch losses (0 elsewhere)
   };
-  // Runs step `step`'s schedule. `around_backward(true, last)` is called before each
-  // micro-batch's backward and `around_backward(false, last)` after it; `last` for the last
-  // micro-batch, whose backward completes each gradient.
+  // Runs step `step`'s schedule. `around_backward(true, last, chunk)` is called before each
+  // micro-batch's backward through a chunk and `around_backward(false, last, chunk)` after
+  // it; `last` for the last micro-batch, whose backward completes the chunk's gradients.
   Times run(int step, GptStage& model, BatchSource& data, Communicator& pp,
-            const std::function<void(bool before, bool last)>& around_backward);
+            const std::function<void(bool before, bool last, int chunk)>& around_backward);
   // Forward only, micro-batch after micro-batch through the stages, over this replica's
   // share of global batch `index` of `data`: the last stage's sum of the micro-batches'
   // mean losses (0 elsewhere). No gradient is touched.
   double evaluate(int index, GptStage& model, BatchSource& data, Communicator& pp);
 
  private:
-  // Micro-batch `microbatch` of global batch `index` of `data` forward through this stage
-  // into `slot` (its input received already, on a middle or last stage); adds the last
-  // stage's loss and the forward time to `t`.
-  void forward(std::int64_t index, int microbatch, int slot, GptStage& model, BatchSource& data, Times& t);
-  // The exchange before a computation: `out` (what the one before produced, to `to`) and
-  // `in` (what the next needs, from `from`), in one group; waits for `in`, and keeps an
-  // exchange that only sends in `sent_`. Adds the wait to `t`.
-  void exchange(Communicator& pp, Buffer out, int to, Buffer in, int from, Times& t);
+  using Message = Communicator::Message;
+  // Forward `a` of global batch `index` of `data` through its chunk into `slot` (its input
+  // received already, but on the first virtual stage); adds the head's loss and the forward
+  // time to `t`.
+  void forward(std::int64_t index, const PipeAction& a, int slot, GptStage& model, BatchSource& data, Times& t);
+  // The exchange before a computation: `out` (what the ones before produced) and `in` (what
+  // the next ones need), in one group; waits for `in`, and keeps an exchange that only sends
+  // in `sent_`. Adds the wait to `t`.
+  void exchange(Communicator& pp, std::vector<Message> out, std::vector<Message> in, Times& t);
+  PipePeer source(const PipeAction& a) const;
+  PipePeer destination(const PipeAction& a) const;
   // Waits for the sends still in flight (rethrowing their errors); adds the wait to `t`.
   void finish_sends(Times& t);
 
   const Config& cfg_;
   int stage_, dp_rank_;
-  bool first_, last_;
+  bool last_;
   int micro_batch_;
+  int chunks_;
   std::vector<PipeAction> schedule_;
   int slots_;
   Tensor tokens_, targets_, recv_act_, recv_grad_;

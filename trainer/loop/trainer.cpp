@@ -207,9 +207,18 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     replicas.codecs = split_tier_codecs(cfg, across.topology(), across.members(), replicas.algo);
   }
   if (dp.size() > 1 || replicas.comm) {
-    sync_ = std::make_unique<GradSync>(dp, model_->params(), sync_algo_, cfg.sync.bucket.value, p.zero,
-                                       cfg.sync.overlap, codecs, cfg.metrics.compression_error, model_->units(),
-                                       p.reshard == "step", replicas);
+    GradSyncOptions o;
+    o.algo = sync_algo_;
+    o.bucket_bytes = cfg.sync.bucket.value;
+    o.zero = p.zero;
+    o.overlap = cfg.sync.overlap;
+    o.codecs = codecs;
+    o.measure_error = cfg.metrics.compression_error;
+    o.units = model_->units();
+    o.param_chunks = gpt_param_chunks(model_->params(), plan);
+    o.keep_gathered = p.reshard == "step";
+    o.replicas = replicas;
+    sync_ = std::make_unique<GradSync>(dp, model_->params(), std::move(o));
     owned = sync_->owned();
   }
   StageHooks hooks;
@@ -221,6 +230,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
     hooks.tp_all_reduce = [this, tp](const Tensor& t) {
       blocking([&] { tp->all_reduce(t.buffer(), ReduceOp::sum, Algorithm::ring); });
     };
+    hooks.tp_all_gather = [this, tp](const Tensor& t) { blocking([&] { tp->all_gather(t.buffer(), Algorithm::ring); }); };
   }
   // The tied embedding's gradient is complete only once the first and last stages have
   // summed theirs, after the schedule; its bucket is released then. With ZeRO-2 and 3 a
@@ -290,9 +300,9 @@ void Trainer::write_run_attributes() {
   log_->set_attr("version", std::string(FIBERTRAIN_VERSION));
   log_->set_attr("git_commit", std::string(FIBERTRAIN_GIT_COMMIT));
   log_->set_attr("world_size", std::int64_t{mpi_.size()});
-  log_->set_attr("layout", fmt::format("tp={} pp={} dp={} order={} microbatches={} schedule={} zero={}", p.tp, p.pp, p.dp,
-                                       p.order, p.microbatches, p.schedule, p.zero));
-  log_->set_attr("bubble_theory", bubble_fraction(p.pp, p.microbatches));
+  log_->set_attr("layout", fmt::format("tp={} pp={} dp={} order={} microbatches={} schedule={} virtual_stages={} zero={}",
+                                       p.tp, p.pp, p.dp, p.order, p.microbatches, p.schedule, p.virtual_stages, p.zero));
+  log_->set_attr("bubble_theory", bubble_fraction(p.pp, p.microbatches, p.virtual_stages));
   log_->set_attr("topology", layout_.topo->describe());
   std::vector<std::string> tiers;
   for (Tier t : kAllTiers) tiers.emplace_back(tier_name(t));
@@ -341,11 +351,11 @@ void Trainer::train_step(int step, StepStats& s) {
   if (sync_) sync_->begin_step();
   blocking_comm_ = 0;
   watchdog_->phase("forward and backward, with their tensor- and pipeline-parallel exchanges");
-  PipelineRunner::Times pt = pipeline_.run(step, *model_, *data_, *layout_.comms.pp, [this](bool before, bool last) {
+  PipelineRunner::Times pt = pipeline_.run(step, *model_, *data_, *layout_.comms.pp, [this](bool before, bool last, int chunk) {
     if (!sync_ || !(last || sync_->every_microbatch())) return;
     arm_sync_ = before;
     if (before)
-      sync_->begin_backward(last);
+      sync_->begin_backward(last, chunk);
     else
       blocking([&] { sync_->end_backward(); });  // without overlap, ZeRO-2 and 3 start the micro-batch's syncs here
   });
@@ -452,7 +462,7 @@ void Trainer::run() {
   // Per-rank figures known at start-up, as root attributes.
   auto state = gather_to_root(MPI_COMM_WORLD, {static_cast<double>(opt_->state_bytes())});
   log_->set_attr("optimizer_state_bytes", std::vector<std::int64_t>(state.begin(), state.end()));
-  auto slots = gather_to_root(MPI_COMM_WORLD, {static_cast<double>(pipeline_.slots())});
+  auto slots = gather_to_root(MPI_COMM_WORLD, {static_cast<double>(pipeline_.slots() * cfg_.parallel.virtual_stages)});
   log_->set_attr("activation_slots", std::vector<std::int64_t>(slots.begin(), slots.end()));
   if (!log::quiet()) {
     log::info("fibertrain {}: {} parameters, {} rank{}, {}", FIBERTRAIN_VERSION, format_count(parameter_count(cfg_.model)),
