@@ -126,16 +126,17 @@ class StepSimulator {
     if (hsdp_) {
       // Per stage, its groups across the tier and the size of the shard each carries: the
       // shard of its members' position in their groups inside the units.
-      std::map<int, std::pair<const std::vector<int>*, int>> inner_of;  // rank -> (its group inside, position)
-      for (const std::vector<int>& g : split_->inner)
-        for (std::size_t i = 0; i < g.size(); ++i) inner_of[g[i]] = {&g, static_cast<int>(i)};
+      std::map<int, std::pair<int, int>> inner_of;  // rank -> (its group inside, position there)
+      for (std::size_t k = 0; k < split_->inner.size(); ++k) {
+        const std::vector<int>& g = split_->inner[k];
+        inner_plans_.emplace_back(topo_, g, hierarchical_);
+        for (std::size_t i = 0; i < g.size(); ++i) inner_of[g[i]] = {static_cast<int>(k), static_cast<int>(i)};
+      }
       across_.resize(static_cast<std::size_t>(p.pp));
       for (const std::vector<int>& g : split_->across) {
         Across& a = across_[static_cast<std::size_t>(grid_.coord(g.front()).pp)];
         a.plans.emplace_back(topo_, g, across_algo_ == Algorithm::hierarchical);
-        const auto& [inner, position] = inner_of.at(g.front());
-        a.inner.emplace_back(topo_, *inner, hierarchical_);
-        a.position.push_back(position);
+        a.inner.push_back(inner_of.at(g.front()));
       }
     }
     // The emulated cluster runs on the profiled machine: its ranks share its cores.
@@ -154,6 +155,7 @@ class StepSimulator {
         if (const PipePeer to = pipe_destination(p.pp, p.virtual_stages, st.stage, a); to.stage >= 0)
           ++messages[{st.stage, to.stage}];
     for (const auto& [pair, count] : messages) p2p_[pair] = net_.transfer(pair.first, pair.second, activations, count);
+    if (hsdp_) prepare_shard_syncs();
     run_pipeline();
     after_pipeline();
     if (split_ && !hsdp_) {
@@ -300,14 +302,25 @@ class StepSimulator {
   }
 
   // HSDP: every group across the split tier of stage `st` all-reduces its shard of bucket b.
-  SimCost shard_sync(const StageSim& st, int b) {
-    const Across& a = across_[static_cast<std::size_t>(st.stage)];
-    std::vector<std::size_t> sizes;
-    for (std::size_t g = 0; g < a.plans.size(); ++g) {
-      const CollectivePlan& inner = a.inner[g];
-      sizes.push_back(inner.region(bucket_elements(st, b), static_cast<int>(inner.levels().size()), a.position[g]).count);
+  // HSDP: each bucket's shard is all-reduced across once per step. Buckets of one size cost
+  // the same, so each size is worked out once per stage (the groups are many: C10 has 124,416).
+  void prepare_shard_syncs() {
+    for (const StageSim& st : stages_) {
+      Across& a = across_[static_cast<std::size_t>(st.stage)];
+      std::map<std::size_t, int> buckets;  // by size
+      for (std::size_t b = 0; b < st.buckets.size(); ++b) ++buckets[bucket_elements(st, static_cast<int>(b))];
+      for (const auto& [n, count] : buckets) {
+        std::vector<std::size_t> sizes;
+        for (const auto& [group, position] : a.inner) {
+          const CollectivePlan& inner = inner_plans_[static_cast<std::size_t>(group)];
+          sizes.push_back(inner.region(n, static_cast<int>(inner.levels().size()), position).count);
+        }
+        a.done[n] = net_.collective(a.plans, sizes, true, true, SimKind::gradient, count, across_compressed_);
+      }
     }
-    return net_.collective(a.plans, sizes, true, true, SimKind::gradient, 1, across_compressed_);
+  }
+  SimCost shard_sync(const StageSim& st, int b) {
+    return across_[static_cast<std::size_t>(st.stage)].done.at(bucket_elements(st, b));
   }
 
   // A bucket's gradients are complete at `now` (of the step's last micro-batch: `last`): its
@@ -525,10 +538,12 @@ class StepSimulator {
   // HSDP, per stage: the groups across the split tier, each member's group inside its unit
   // and position there (whose shard the group carries).
   struct Across {
-    std::vector<CollectivePlan> plans, inner;
-    std::vector<int> position;
+    std::vector<CollectivePlan> plans;
+    std::vector<std::pair<int, int>> inner;  // per group: its members' group inside (inner_plans_) and position
+    std::map<std::size_t, SimCost> done;     // by bucket elements
   };
   std::vector<Across> across_;
+  std::vector<CollectivePlan> inner_plans_;  // split_->inner's
   TierCodecs codecs_;
   Simulation out_;
   SimNetwork net_;
