@@ -2,8 +2,10 @@
 """The claims' systems simulated (docs/claims.md, "What the claims become at scale").
 
 Runs `fibertrain simulate` on Llama 3 405B's layout (configs/llama3-405b-16k.yaml, H100 as
-C4 states it) and on C10's 500K-B200 system (configs/c10-500k-b200.yaml), each under ZeRO-3
-(FSDP, as laid out), ZeRO-1 (C8's premise: the averaged gradient, once per step) and an
+C4 states it: FSDP keeping a step's parameters, interleaved stages, the vocabulary split over
+TP) and on C10's 500K-B200 system (configs/c10-500k-b200.yaml: HSDP, sharded inside each
+site and replicated across the 4), each also as fibertrain could lay it out before those
+features, under ZeRO-1 (C8's premise: the averaged gradient, once per step) and with an
 outer sync across the top tier every 50 steps (DiLoCo; ZeRO-1 inside each pod or site), and
 prints, as markdown tables:
 
@@ -26,14 +28,27 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from simulator_validation import simulate  # noqa: E402
 
+# Each system: its name, config (laid out as its runs lay it out), device profile, top tier,
+# the top tier's latencies to try, and its layouts: (name, overrides; {top}: the top tier).
+# `reshard=use` and `shard_within=none` undo the configs' gather policy and HSDP where a row
+# asks for another ZeRO stage or the whole-group sharding.
+PLAIN = ["parallel.reshard=use", "parallel.shard_within=none"]
 SYSTEMS = [
     ("Llama 3 405B, 16K H100", "configs/llama3-405b-16k.yaml", "configs/profiles/h100-claims.yaml", "inter_pod",
-     ["20us", "200us", "2ms"]),
+     ["20us", "200us", "2ms"],
+     [("FSDP keeping a step's units, 4 chunks per stage, vocabulary split", []),
+      ("FSDP regathering per micro-batch, no chunks, whole head", PLAIN + ["parallel.virtual_stages=1",
+                                                                             "parallel.vocab_parallel=false"]),
+      ("ZeRO-1, 4 chunks per stage, vocabulary split", PLAIN + ["parallel.zero=1"]),
+      ("outer sync every 50, ZeRO-1 inside", PLAIN + ["parallel.zero=1", "sync.outer={{tier: {top}, every: 50}}"])]),
     ("C10: 3.5T, 500K B200, 4 sites", "configs/c10-500k-b200.yaml", "configs/profiles/b200-claims.yaml", "inter_site",
-     ["0.5ms", "5ms", "20ms"]),
+     ["0.5ms", "5ms", "20ms"],
+     [("HSDP: FSDP inside each site keeping a step's units, replicated across, vocabulary split", []),
+      ("HSDP with ZeRO-1 inside each site", PLAIN + ["parallel.zero=1", "parallel.shard_within=site"]),
+      ("FSDP over every replica, whole head", PLAIN + ["parallel.vocab_parallel=false"]),
+      ("ZeRO-1 over every replica", PLAIN + ["parallel.zero=1"]),
+      ("outer sync every 50, ZeRO-1 inside", PLAIN + ["parallel.zero=1", "sync.outer={{tier: {top}, every: 50}}"])]),
 ]
-LAYOUTS = [("ZeRO-3 (FSDP)", ["parallel.zero=3"]), ("ZeRO-1", ["parallel.zero=1"]),
-           ("outer sync every 50, ZeRO-1 inside", ["parallel.zero=1", "sync.outer={{tier: {top}, every: 50}}"])]
 KINDS = ["gradient", "parameter", "pipeline", "outer"]
 # name: overrides ({top}: the system's top tier)
 METHODS = [
@@ -53,13 +68,13 @@ METHODS = [
 
 
 def methods_table(u):
-    for name, config, profile, top, _ in SYSTEMS:
+    for name, config, profile, top, _, _ in SYSTEMS:
         print(f"\n### {name} ({config}, {profile}): per method across {top}\n")
         print(f"| method | step, {top} free | {top} bytes per step, busiest uplink | vs sync fp32 | {top} rate for {100 * u:.0f}% |")
         print("|---" * 5 + "|")
         base = None
         for method, sets in METHODS:
-            sets = [x.format(top=top) for x in sets]
+            sets = [x.format(top=top) for x in PLAIN + sets]
             s = simulate(sets, profile, config)
             busiest = s["tiers"][top]["busiest_uplink_bytes"]
             base = base or busiest
@@ -81,13 +96,13 @@ def main():
     u = a.utilisation
     if a.methods:
         return methods_table(u)
-    for name, config, profile, top, latencies in SYSTEMS:
+    for name, config, profile, top, latencies, layouts in SYSTEMS:
         print(f"\n### {name} ({config}, {profile})\n")
         print(f"| layout | step | compute | MFU | {top} bytes: " + ", ".join(KINDS) +
               " (all ranks) | busiest uplink | " + " | ".join(f"step at {l}" for l in latencies) +
               f" | {top} rate for {100 * u:.0f}% |")
         print("|---" * (7 + len(latencies)) + "|")
-        for layout, sets in LAYOUTS:
+        for layout, sets in layouts:
             sets = [x.format(top=top) for x in sets]
             s = simulate(sets, profile, config)
             t = s["tiers"][top]

@@ -62,9 +62,10 @@ TEST(Simulator, TheRateNeededIsTheSlowestThatKeepsTheUtilisation) {
 }
 
 TEST(Simulator, LatencyAloneCanPutTheUtilisationOutOfReach) {
-  // ZeRO-3 gathers every unit across the pods for every micro-batch: 2 ms per ring step
+  // ZeRO-3 regathering every unit across the pods for every micro-batch: 2 ms per ring step
   // costs more than a tenth of the step whatever the rate.
-  const RateNeeded r = rate_needed(llama({"links.inter_pod.latency=2ms"}), load_device_profile(kH100), Tier::inter_pod, 0.9);
+  const RateNeeded r = rate_needed(llama({"parallel.reshard=use", "links.inter_pod.latency=2ms"}), load_device_profile(kH100),
+                                   Tier::inter_pod, 0.9);
   EXPECT_FALSE(r.reachable);
   EXPECT_GT(r.latency_step, r.free_step / 0.9);
 }
