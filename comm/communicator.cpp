@@ -89,6 +89,8 @@ Work Communicator::enqueue(std::function<void()> fn) {
   });
 }
 
+void Communicator::after(const Work& w) { transport_->wait_ready(w.ran()); }
+
 void Communicator::synchronize() {
   if (!lane_->on_worker()) lane_->synchronize();
   transport_->complete().synchronize();

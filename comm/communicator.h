@@ -121,6 +121,10 @@ class Communicator {
 
   // Runs `fn` on the lane after everything issued before it.
   Work enqueue(std::function<void()> fn);
+  // From inside one of this communicator's lane items: what it issues next runs after `w`
+  // (another communicator's work), without holding the host where the backend's stream can
+  // wait instead (NCCL); over MPI the host waits. `w`'s item must run first or on another lane.
+  void after(const Work& w);
   Work all_reduce_async(Buffer buf, ReduceOp op, Algorithm algo);
   // Blocks until every operation issued on this communicator has finished (from inside a
   // lane item: what this communicator's transport issued so far).

@@ -36,6 +36,14 @@ void Work::wait() const {
   state_->settled = true;
 }
 
+Event Work::ran() const {
+  if (!state_) return {};
+  std::unique_lock lock(state_->mutex);
+  state_->cv.wait(lock, [&] { return state_->done; });
+  if (state_->error) std::rethrow_exception(state_->error);
+  return state_->issued;
+}
+
 bool Work::done() const {
   if (!state_) return true;
   std::lock_guard lock(state_->mutex);

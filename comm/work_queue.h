@@ -26,6 +26,9 @@ class Work {
   void wait() const;
   // Whether its item has run (what the item issued on a stream may still be running).
   bool done() const;
+  // Waits for its item to have run (rethrowing its error) and returns the event marking what
+  // it left running, for another stream to wait on.
+  Event ran() const;
   // now_seconds() when the work began, and when it was seen to end (its issuing returned, or
   // a wait() found what it issued done).
   double started() const;

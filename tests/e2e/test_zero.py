@@ -133,9 +133,20 @@ for sets, message in ((["parallel.zero=3", "compression.inter_node={codec: int8}
                         "compression.intra_node={codec: fp16}"], "only the all-reduce across the nodes takes a codec")):
     p = train(sets, os.path.join(tmp, "refused.h5"))
     check(p.returncode == 2 and message in p.stderr, f"{sets}: exit {p.returncode}\n{p.stderr}")
-# Idle, not wrong (another key's override may be what makes them so): a warning, and the run goes on.
-for sets, message in ((["parallel.shard_within=node"], "parallel.shard_within node has no effect"),
-                      (["parallel.zero=2", "parallel.reshard=step"], "parallel.reshard step has no effect")):
-    p = train(sets, os.path.join(tmp, f"idle-{len(sets)}.h5"), steps=1)
+# Idle, not wrong (another key's override may be what makes them so): a warning, and the run
+# goes on as without the key (with ZeRO-0 every replica still averages with every other).
+plain = os.path.join(tmp, "plain.h5")
+check(train(["topology.ranks_per_node=2"], plain).returncode == 0, "plain dp 4 failed")
+for i, (sets, message) in enumerate(((["topology.ranks_per_node=2", "parallel.shard_within=node"],
+                                      "parallel.shard_within node has no effect"),
+                                     (["parallel.zero=2", "parallel.reshard=step"],
+                                      "parallel.reshard step has no effect"))):
+    out = os.path.join(tmp, f"idle-{i}.h5")
+    p = train(sets, out)
     check(p.returncode == 0 and message in p.stderr, f"{sets}: exit {p.returncode}\n{p.stderr}")
+    if p.returncode == 0 and "parallel.zero=2" not in sets:
+        with h5py.File(plain) as a, h5py.File(out) as b:
+            for col in ("loss", "grad_norm"):
+                check(np.array_equal(a[f"steps/{col}"][:], b[f"steps/{col}"][:]),
+                      f"{sets}: {col} {b[f'steps/{col}'][:]} against plain dp 4's {a[f'steps/{col}'][:]}")
 finish()

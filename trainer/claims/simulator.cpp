@@ -95,6 +95,7 @@ struct StageSim {
   Tier worker_tier = Tier::intra_node;
   double staging[2] = {0, 0};
   int staged = 0;
+  int folds[2] = {-1, -1};  // HSDP: the last micro-batch's bucket in each staging buffer, whose shard goes across once folded
   std::vector<double> gathered;  // ZeRO-3: when each unit's all-gather lands (-1: not issued)
 };
 
@@ -333,12 +334,22 @@ class StepSimulator {
       if (hsdp_) enqueue(st, done, shard_sync(st, b));
       return now;
     }
-    double& slot = st.staging[st.staged++ % 2];
+    const int k = st.staged++ % 2;
+    double& slot = st.staging[k];
     const double go = std::max(now, slot);
     if (go > now) out_.exposed[st.worker_tier] += (go - now) / static_cast<double>(stages_.size());
+    fold(st, k, go);
     slot = enqueue(st, go, bucket_sync(st, b, true, false, SimKind::gradient));
-    if (hsdp_ && last) enqueue(st, slot, shard_sync(st, b));
+    if (hsdp_ && last) st.folds[k] = b;
     return go;
+  }
+
+  // HSDP with ZeRO-2 and 3: as the trainer does, a bucket's shard goes across once its staging
+  // buffer is folded, when the buffer is taken again or the step's syncs finish.
+  void fold(StageSim& st, int k, double at) {
+    if (st.folds[k] < 0) return;
+    enqueue(st, at, shard_sync(st, st.folds[k]));
+    st.folds[k] = -1;
   }
 
   // ZeRO-3, at `now`: `unit` gathered (issued now if it was not prefetched) and `next`
@@ -384,9 +395,16 @@ class StepSimulator {
       }
       if (syncs && !cfg_.sync.overlap) launches(-1);
     };
+    // What an action produces leaves in the exchange before the next action not joined to
+    // it: `done` then, after any joined action's compute.
+    std::vector<Op> produced;
     for (std::size_t k = 0; k < st.actions.size(); ++k) {
       const PipeAction& a = st.actions[k];
       const bool fwd = a.kind == PipeAction::forward;
+      if (!a.joined) {
+        st.program.insert(st.program.end(), produced.begin(), produced.end());
+        produced.clear();
+      }
       // The inputs of this action and of those joined to it arrive in one exchange before it.
       for (std::size_t j = k; !a.joined && j < st.actions.size() && (j == k || st.actions[j].joined); ++j) {
         const PipeAction& b = st.actions[j];
@@ -397,8 +415,9 @@ class StepSimulator {
       // The step's last backward through a chunk reports its gradients (ZeRO-2 and 3: every one).
       const bool last = a.microbatch == m_ - 1;
       uses(order, a.chunk, !fwd && (zero_ >= 2 || last), last);
-      st.program.push_back({Op::done, 0, fwd, a.microbatch, 1, a.chunk});
+      produced.push_back({Op::done, 0, fwd, a.microbatch, 1, a.chunk});
     }
+    st.program.insert(st.program.end(), produced.begin(), produced.end());
   }
 
   // Runs the stage's program from `now` until it computes, waits or ends.
@@ -505,6 +524,8 @@ class StepSimulator {
     }
     double aligned = 0;
     for (StageSim& st : stages_) {
+      fold(st, st.staged % 2, st.clock);  // the older first, as GradSync::finish folds them
+      fold(st, (st.staged + 1) % 2, st.clock);
       wait(st, st.worker, st.worker_tier);
       aligned = std::max(aligned, st.clock);
     }

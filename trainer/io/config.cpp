@@ -201,6 +201,7 @@ std::vector<std::string> shard_units() {
 
 std::optional<Tier> dp_split_tier(const Config& c) {
   if (c.sync.outer) return tier_from_name(c.sync.outer->tier);
+  if (c.parallel.zero == 0) return std::nullopt;  // nothing sharded: one all-reduce over every replica
   for (Tier t : kAllTiers)
     if (t != Tier::intra_node && tier_unit(t) == c.parallel.shard_within) return t;
   return std::nullopt;

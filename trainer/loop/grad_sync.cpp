@@ -123,6 +123,7 @@ void GradSync::begin_step() {
 
 void GradSync::begin_backward(bool last, int chunk) {
   last_backward_ = last;
+  chunk_ = chunk;
   for (Bucket& b : buckets_) {
     if (b.chunk != chunk) continue;
     b.pending = b.params;
@@ -135,7 +136,7 @@ void GradSync::end_backward() {
   // Without overlap the micro-batch's buckets go now. (A bucket with the tied embedding
   // between pipeline stages is not complete: it goes once the trainer has summed it.)
   for (Bucket& b : buckets_)
-    if (b.pending == 0 && !b.launched) launch(b);
+    if (b.chunk == chunk_ && b.pending == 0 && !b.launched) launch(b);
 }
 
 void GradSync::account(const Work& w, bool gradients) {
@@ -185,10 +186,11 @@ Work GradSync::reduce_across(Bucket& b, Buffer shard, Work after) {
   Communicator* across = replicas_.comm;
   const Algorithm algo = replicas_.algo;
   BucketCodecs* codecs = b.codecs.get();
-  // On the replicas' lane, once `after` (the reduce-scatter on the shard's own lane) is done:
-  // a call on another communicator inside that lane would not be ordered after it.
+  // On the replicas' lane, ordered after `after` (the reduce-scatter on the shard's own
+  // communicator): a call on another communicator inside that lane would not be. On NCCL's
+  // one lane its item has run already, and only the stream waits for it.
   return across->enqueue([across, shard, algo, codecs, after] {
-    after.wait();
+    across->after(after);
     if (codecs)
       across->all_reduce_compressed(shard, ReduceOp::avg, algo, *codecs, {Matrix{0, shard.count, 0}});
     else

@@ -162,6 +162,7 @@ class GradSync {
   bool overlap_, keep_gathered_;
   ShardReplicas replicas_;
   bool last_backward_ = false;
+  int chunk_ = 0;  // of the backward under way
   std::int64_t peak_held_ = 0;
   bool compressed_, measure_error_;
   std::vector<Bucket> buckets_;  // in launch order: the end of the buffer first

@@ -77,20 +77,22 @@ PipePeer PipelineRunner::destination(const PipeAction& a) const {
 }
 
 double PipelineRunner::evaluate(int index, GptStage& model, BatchSource& data, Communicator& pp) {
-  // Forward only, chunk by chunk, each micro-batch into slot 0 and sent on at the next exchange.
+  // Forward only, in the order GPipe's schedule runs the forwards (with chunks, Megatron's
+  // groups of pp micro-batches: every chunk's micro-batches first would leave the last stage
+  // sending back to the first while the first still sends on), each micro-batch into slot 0
+  // and sent on at the next exchange.
   Times t;
   std::vector<Message> out;
-  for (int c = 0; c < chunks_; ++c)
-    for (int m = 0; m < cfg_.parallel.microbatches; ++m) {
-      const PipeAction a{PipeAction::forward, m, c};
-      const PipePeer from = source(a), to = destination(a);
-      std::vector<Message> in;
-      if (from.stage >= 0) in.push_back({recv_act_.buffer(), from.stage});
-      exchange(pp, std::move(out), std::move(in), t);
-      out.clear();
-      forward(index, a, 0, model, data, t);
-      if (to.stage >= 0) out.push_back({model.output(0, c).buffer(), to.stage});
-    }
+  for (const PipeAction& a : make_schedule("gpipe", cfg_.parallel.pp, stage_, cfg_.parallel.microbatches, chunks_)) {
+    if (a.kind != PipeAction::forward) break;
+    const PipePeer from = source(a), to = destination(a);
+    std::vector<Message> in;
+    if (from.stage >= 0) in.push_back({recv_act_.buffer(), from.stage});
+    exchange(pp, std::move(out), std::move(in), t);
+    out.clear();
+    forward(index, a, 0, model, data, t);
+    if (to.stage >= 0) out.push_back({model.output(0, a.chunk).buffer(), to.stage});
+  }
   exchange(pp, std::move(out), {}, t);
   finish_sends(t);
   return t.loss_sum;
