@@ -51,6 +51,18 @@ expect_error(["train", TINY, "--dry-run", "--set", "parallel.dp=4", "--set", "da
              "data.kind must be one of synthetic, text, tokens, got csv")
 expect_error(["train", "configs/missing.yaml"], "config file 'configs/missing.yaml' does not exist")
 expect_error(["train", write("syntax.yaml", "model: {width: 64\n")], "YAML syntax error")
+# A key given twice: YAML readers differ on which value wins, so neither does.
+expect_error(["train", write("twice.yaml", "train:\n  steps: 3\n  batch: 8\n  steps: 5\n"), "--dry-run"],
+             "twice.yaml:4: key 'steps' given twice in 'train'")
+expect_error(["train", write("twice-top.yaml", "train: {steps: 3}\nmodel: {width: 64, width: 32}\ntrain: {}\n"),
+              "--dry-run"], "twice-top.yaml:2: key 'width' given twice in 'model'")
+# An unknown key inside a section a --set made is the --set's.
+expect_error(["train", TINY, "--dry-run", "--set", "parallel.dp=4", "--set", "links.fiber.bandwidth=1Gbit"],
+             "--set links.fiber.bandwidth=1Gbit: unknown key 'links.fiber' (known keys of links: intra_node, "
+             "inter_node, inter_pod, inter_site)")
+# A misspelt command is named.
+expect_error(["trian", TINY], "unknown command 'trian' (did you mean 'train'?)")
+expect_error(["bench", "modle"], "unknown bench command 'modle' (did you mean 'model'?)")
 # A bad command line, once, not once per rank.
 p = run(["train", TINY, "--no-such-flag"], ranks=4)
 check(p.returncode == 2, f"bad flag: exit code {p.returncode}")
@@ -95,6 +107,15 @@ if os.geteuid() == 0:
                           f"checkpoint.path={os.path.join(disk, 'ck.h5')}", "--out", "none"],
                          "No space left on device", ranks=1)
             check(os.listdir(disk) == ["filler"], f"full disk: files left {os.listdir(disk)}")
+            # A checkpoint that fails after steps were logged: the step log (elsewhere,
+            # flushed every 10 steps) still holds them, readable.
+            log = os.path.join(tmp, "before-full.h5")
+            expect_error(["train", TINY, "-q", "--set", "train.steps=6", "--set", "checkpoint.every=3", "--set",
+                          f"checkpoint.path={os.path.join(disk, 'ck.h5')}", "--out", log],
+                         "No space left on device", ranks=1)
+            with h5py.File(log, "r") as f:
+                logged = list(f["steps/step"][:])
+            check(logged == [0, 1, 2], f"a checkpoint failing at step 3: the log holds steps {logged}")
         finally:
             subprocess.run(["umount", disk])
     else:

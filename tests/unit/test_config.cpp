@@ -5,6 +5,8 @@
 #include <fstream>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "trainer/io/config.h"
 
 namespace ft {
@@ -116,6 +118,44 @@ TEST(Config, OverridesApplyAndAreNamedInErrors) {
             "--set device.kind=cpu: 'device' is a value, not a section");
   EXPECT_THROW(parse_override("parallel.dp"), UserError);
   EXPECT_EQ(parse_override("data.path=a=b.txt").value, "a=b.txt");
+}
+
+TEST(Config, AKeyGivenTwiceIsRefusedWithItsLine) {
+  EXPECT_EQ(error_of("train:\n  steps: 3\n  batch: 8\n  steps: 5\n"), "FILE:4: key 'steps' given twice in 'train'");
+  EXPECT_EQ(error_of("train: {steps: 3}\nmodel: {}\ntrain: {batch: 8}\n"), "FILE:3: key 'train' given twice");
+  EXPECT_EQ(error_of("compression:\n  inter_pod: {codec: int8, codec: int4}\n"),
+            "FILE:2: key 'codec' given twice in 'compression.inter_pod'");
+  // Equal keys in different maps, and equal values, are fine.
+  EXPECT_EQ(error_of("model: {width: 64}\ntrain: {steps: 64}\nlinks:\n  inter_node: {bandwidth: 1Gbit}\n"
+                     "  inter_pod: {bandwidth: 1Gbit}\n"),
+            "");
+  try {
+    load_config_text("train: {steps: 1, steps: 2}\n", "a step log's config");
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_STREQ(e.what(), "a step log's config:1: key 'steps' given twice in 'train'");
+  }
+}
+
+TEST(Config, AnUnknownKeyInASectionASetMadeIsTheSets) {
+  EXPECT_EQ(error_of("", {{"links.fiber.bandwidth", "1Gbit"}}),
+            "--set links.fiber.bandwidth=1Gbit: unknown key 'links.fiber' (known keys of links: intra_node, "
+            "inter_node, inter_pod, inter_site)");
+  EXPECT_EQ(error_of("links:\n  fiber: {bandwidth: 1Gbit}\n", {{"links.inter_node.bandwidth", "1Gbit"}}),
+            "FILE:2: unknown key 'links.fiber' (known keys of links: intra_node, inter_node, inter_pod, inter_site)");
+}
+
+TEST(Config, TheOuterSyncTakesItsTiersFromTheTierTable) {
+  std::vector<std::string> above_node;
+  for (Tier t : kAllTiers)
+    if (t != Tier::intra_node) above_node.emplace_back(tier_name(t));
+  EXPECT_EQ(outer_sync_tiers(), above_node);
+  for (const std::string& tier : above_node)
+    EXPECT_EQ(error_of("sync:\n  outer: {tier: " + tier + "}\n"), "") << tier;
+  EXPECT_EQ(error_of("sync:\n  outer: {tier: intra_node}\n"),
+            "FILE:2: sync.outer.tier must be one of " + fmt::format("{}", fmt::join(above_node, ", ")) +
+                ", got intra_node");
+  EXPECT_EQ(OuterSyncConfig{}.tier, tier_name(Tier::inter_pod));
 }
 
 TEST(Config, SyntaxErrorsAndMissingFilesAreNamed) {

@@ -156,7 +156,8 @@ TEST(Fuzz, OverridesLoadOrFailWithOneLine) {
 
 TEST(Fuzz, CommandLinesParseOrFailWithOneLine) {
   const std::vector<std::string> words = {
-      "train", "bench", "model", "collectives", "claims", "--set", "--out", "--resume", "--dry-run", "-q", "--keys",
+      "train", "bench", "model", "collectives", "claims", "simulate", "--profile", "--utilisation", "--tier",
+      "configs/profiles/b200-claims.yaml", "trian", "--set", "--out", "--resume", "--dry-run", "-q", "--keys",
       "--overwrite", "--config", "--min", "--max", "--factor", "--chunk", "--warmup", "--iters", "--op", "--algos",
       "--params", "--tokens", "--flops", "--latency", "--format", "--calibrate", "--predict", "--threads", "--help",
       "configs/tiny.yaml", "parallel.dp=2", "-n", "--", "-", "--set=", "=",
@@ -168,13 +169,11 @@ TEST(Fuzz, CommandLinesParseOrFailWithOneLine) {
     std::string what = "case " + std::to_string(i) + ": fibertrain";
     for (const auto& a : argv) what += " '" + a + "'";
     CLI::App app{"fibertrain"};
-    app.require_subcommand(1);
     Action action;
-    add_train_command(app, action);
-    add_bench_command(app, action);
-    add_claims_command(app, action);
+    add_commands(app, action);
     std::vector<std::string> reversed(argv.rbegin(), argv.rend());
     try {
+      check_command_names(app, argv);
       app.parse(reversed);
     } catch (const CLI::CallForHelp&) {
     } catch (const CLI::CallForAllHelp&) {

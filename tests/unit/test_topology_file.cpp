@@ -68,6 +68,9 @@ TEST(TopologyFile, RefusesUnknownHostsAndBadEntries) {
   EXPECT_NE(error_of("- {hosts: n1}\n", {"n1"}).find("an entry needs hosts and pod"), std::string::npos);
   EXPECT_NE(error_of("- {hosts: n1, pod: a, rack: 3}\n", {"n1"}).find("unknown key 'rack'"), std::string::npos);
   EXPECT_NE(error_of("hosts: n1\n", {"n1"}).find("expected a list"), std::string::npos);
+  EXPECT_NE(error_of("- {hosts: n1, pod: a}\n- hosts: n2\n  pod: b\n  pod: c\n", {"n1", "n2"})
+                .find(":4: key 'pod' given twice"),
+            std::string::npos);
   try {
     topology_from_file("/nonexistent/topo.yaml", {"n1"});
     FAIL();

@@ -18,6 +18,7 @@
 #include "trainer/io/h5.h"
 #include "trainer/io/metrics.h"
 #include "trainer/loop/outer_sync.h"
+#include "trainer/io/yaml_file.h"
 #include "trainer/loop/pipeline.h"
 
 namespace ft {
@@ -165,12 +166,7 @@ DeviceProfile from_step_log(const std::string& path) {
 }
 
 DeviceProfile from_yaml(const std::string& path) {
-  YAML::Node n;
-  try {
-    n = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw UserError(fmt::format("cannot read device profile '{}': {}", path, e.what()));
-  }
+  const YAML::Node n = read_yaml_file(path, "device profile");
   DeviceProfile d;
   d.source = path;
   auto number = [&](const char* key, double& out, bool required) {

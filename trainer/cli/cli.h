@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -47,6 +48,12 @@ inline CLI::Validator positive_number() {
       },
       "POSITIVE");
 }
+
+// Every command of the binary, one of which is required.
+void add_commands(CLI::App& app, Action& action);
+// Throws CLI::ParseError naming a word where a command belongs that names none
+// ("unknown command 'trian' (did you mean 'train'?)"); `args` without the program's name.
+void check_command_names(const CLI::App& app, const std::vector<std::string>& args);
 
 void add_train_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);

@@ -147,9 +147,13 @@ int run_simulate(const SimulateArgs& a) {
     const DeviceProfile dev = load_device_profile(a.profile);
     if (!a.tier.empty() && !a.utilisation) throw UserError("--tier names the tier whose rate --utilisation finds");
     if (a.utilisation) {
-      const std::string name = a.tier.empty() ? "inter_site" : a.tier;
+      const std::string name = a.tier.empty() ? std::string(tier_name(kAllTiers.back())) : a.tier;
       std::optional<Tier> tier = tier_from_name(name);
-      if (!tier) throw UserError(fmt::format("--tier '{}': expected intra_node, inter_node, inter_pod or inter_site", name));
+      if (!tier) {
+        std::vector<std::string_view> names;
+        for (Tier t : kAllTiers) names.push_back(tier_name(t));
+        throw UserError(fmt::format("--tier '{}': expected one of {}", name, fmt::join(names, ", ")));
+      }
       const RateNeeded r = rate_needed(cfg, dev, *tier, *a.utilisation);
       if (!r.reachable && !a.out.empty())
         throw UserError(fmt::format("--out {}: no rate of {} keeps the step's pace, so there is no step to write", a.out, name));

@@ -48,15 +48,12 @@ int main(int argc, char** argv) {
   settle_blas_threads(argv);
   CLI::App app{"fibertrain: a distributed GPT trainer that measures the bandwidth training needs "
                "between nodes, pods and sites."};
-  app.require_subcommand(1);
   app.set_version_flag("--version", [] { return version_text(); }, "Print version and build details");
   for (int i = 0; i < argc; ++i) ft::command_line() += (i ? " " : "") + std::string(argv[i]);
   ft::Action action;
-  ft::add_train_command(app, action);
-  ft::add_bench_command(app, action);
-  ft::add_claims_command(app, action);
-  ft::add_simulate_command(app, action);
+  ft::add_commands(app, action);
   try {
+    ft::check_command_names(app, std::vector<std::string>(argv + 1, argv + argc));
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // Under mpirun every rank parses the same arguments; rank 0 speaks and carries the exit code.

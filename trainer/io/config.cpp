@@ -1,13 +1,12 @@
 #include "trainer/io/config.h"
 
-#include "comm/codec.h"
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <limits>
+
+#include "comm/codec.h"
+#include "trainer/io/yaml_file.h"
 
 namespace ft {
 namespace config {
@@ -17,9 +16,6 @@ Check<std::string> one_of(std::vector<std::string> choices) {
   return {text, [choices](const std::string& v) {
             return std::find(choices.begin(), choices.end(), v) != choices.end();
           }};
-}
-Check<BitRate> positive_rate() {
-  return {"above 0", [](const BitRate& r) { return r.bits_per_second > 0; }};
 }
 Check<Bytes> at_least_bytes(std::uint64_t lo) {
   return {fmt::format("at least {}", format_bytes(Bytes{lo})), [lo](const Bytes& b) { return b.value >= lo; }};
@@ -138,8 +134,11 @@ std::optional<std::string> closest(const std::string& word, const std::vector<st
 }
 
 std::string Origins::locate(const std::string& path, const YAML::Node& node) const {
+  // The key itself, a key inside a section set whole, or a section that a --set of a key
+  // inside it created.
   for (const auto& [key, value] : overrides_) {
-    if (path == key || path.rfind(key + ".", 0) == 0) return fmt::format("--set {}={}", key, value);
+    if (path == key || path.rfind(key + ".", 0) == 0 || key.rfind(path + ".", 0) == 0)
+      return fmt::format("--set {}={}", key, value);
   }
   std::string file = file_.empty() ? "config" : file_;
   if (node.Mark().line >= 0) return fmt::format("{}:{}", file, node.Mark().line + 1);
@@ -196,6 +195,13 @@ std::vector<std::string> shard_units() {
   std::vector<std::string> out{"none"};
   for (Tier t : kAllTiers)
     if (t != Tier::intra_node) out.emplace_back(tier_unit(t));
+  return out;
+}
+
+std::vector<std::string> outer_sync_tiers() {
+  std::vector<std::string> out;
+  for (Tier t : kAllTiers)
+    if (t != Tier::intra_node) out.emplace_back(tier_name(t));
   return out;
 }
 
@@ -266,20 +272,10 @@ void apply_override(YAML::Node node, const std::vector<std::string>& parts, std:
 }
 
 YAML::Node load_yaml_file(const std::string& file) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(file, ec)) throw UserError(fmt::format("config file '{}' does not exist", file));
-  if (fs::is_directory(file, ec)) throw UserError(fmt::format("config file '{}' is a directory", file));
-  std::ifstream in(file);
-  if (!in) throw UserError(fmt::format("config file '{}' cannot be read", file));
-  try {
-    YAML::Node root = YAML::Load(in);
-    if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
-    if (!root.IsMap()) throw UserError(fmt::format("{}: expected a map of sections at the top level", file));
-    return root;
-  } catch (const YAML::ParserException& e) {
-    throw UserError(fmt::format("{}:{}:{}: YAML syntax error: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
-  }
+  YAML::Node root = read_yaml_file(file, "config file");
+  if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) throw UserError(fmt::format("{}: expected a map of sections at the top level", file));
+  return root;
 }
 
 void require(bool ok, const std::string& message) {
@@ -484,12 +480,7 @@ Config decode(YAML::Node root, const config::Origins& origins) {
 }  // namespace
 
 Config load_config_text(const std::string& yaml, const std::string& origin) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml);
-  } catch (const YAML::ParserException& e) {
-    throw UserError(fmt::format("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg));
-  }
+  YAML::Node root = parse_yaml(yaml, origin);
   if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) throw UserError(fmt::format("{}: expected a map of sections at the top level", origin));
   return decode(root, config::Origins(origin, {}));

@@ -43,6 +43,8 @@ struct ParallelConfig {
 };
 // What parallel.shard_within takes: none, or the unit of a tier above the node's ranks.
 std::vector<std::string> shard_units();
+// The tiers an outer sync may run across: every tier above a node's own links.
+std::vector<std::string> outer_sync_tiers();
 template <class V> void describe(V& v, ParallelConfig& c) {
   using namespace config;
   v.key("tp", c.tp, "tensor-parallel ranks per model replica", in_range(1, 1 << 16));
@@ -90,7 +92,7 @@ template <class V> void describe(V& v, ParallelConfig& c) {
 // every step; across it, every `every` steps, by an outer optimizer step on the averaged
 // change of the parameters since the last outer sync.
 struct OuterSyncConfig {
-  std::string tier = "inter_pod";
+  std::string tier{tier_name(Tier::inter_pod)};
   int every = 50;
   double lr = 0.7;
   double momentum = 0.9;
@@ -104,7 +106,7 @@ template <class V> void describe(V& v, OuterSyncConfig& c) {
   v.key("tier", c.tier,
         "the tier the outer sync runs across; data-parallel replicas within one unit below it (a node, pod or site) "
         "sync every step",
-        one_of({"inter_node", "inter_pod", "inter_site"}));
+        one_of(outer_sync_tiers()));
   v.key("every", c.every, "inner optimizer steps between outer syncs", in_range(1, 1 << 30));
   v.key("lr", c.lr, "outer learning rate; 1 with momentum 0 makes every outer sync a plain parameter average",
         in_range(0.0, 10.0));

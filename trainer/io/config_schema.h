@@ -31,7 +31,6 @@ template <class T> Check<T> in_range(T lo, T hi) {
   return {fmt::format("between {} and {}", lo, hi), [lo, hi](const T& v) { return v >= lo && v <= hi; }};
 }
 Check<std::string> one_of(std::vector<std::string> choices);
-Check<BitRate> positive_rate();
 Check<Bytes> at_least_bytes(std::uint64_t lo);
 Check<double> positive();
 

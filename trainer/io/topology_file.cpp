@@ -3,13 +3,13 @@
 #include <fnmatch.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <map>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include "comm/error.h"
+#include "trainer/io/yaml_file.h"
 
 namespace ft {
 
@@ -55,13 +55,7 @@ struct Entry {
 };
 
 std::vector<Entry> read_entries(const std::string& path) {
-  if (!std::filesystem::exists(path)) throw UserError(fmt::format("topology.file '{}' does not exist", path));
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw UserError(fmt::format("{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.msg));
-  }
+  YAML::Node root = read_yaml_file(path, "topology.file");
   if (!root.IsSequence())
     throw UserError(fmt::format("{}: expected a list of {{hosts, pod, site}} entries", path));
   std::vector<Entry> out;
