@@ -5,9 +5,13 @@
 #include <csignal>
 #include <cstdint>
 #include <ctime>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -28,10 +32,26 @@ std::int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
   return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
 }
 
+// The signals a launcher relays a stop as, indexed by the relay: the signal the user sent
+// (filled before the handlers are installed, then only read).
+int g_relayed_from[NSIG] = {};
+
+constexpr struct {
+  int sig;
+  const char* name;
+} kSignalNames[] = {{SIGTERM, "SIGTERM"}, {SIGINT, "SIGINT"},   {SIGHUP, "SIGHUP"},   {SIGUSR1, "SIGUSR1"},
+                    {SIGUSR2, "SIGUSR2"}, {SIGALRM, "SIGALRM"}, {SIGQUIT, "SIGQUIT"}, {SIGXCPU, "SIGXCPU"}};
+
+int signal_number(std::string_view name) {
+  for (const auto& s : kSignalNames)
+    if (name == s.name) return s.sig;
+  return 0;
+}
+
 extern "C" void on_stop_signal(int sig) {
   if (g_stop_signal.load() == 0) {
     g_stop_at_ns = monotonic_ns();
-    g_stop_signal = sig;
+    g_stop_signal = g_relayed_from[sig] ? g_relayed_from[sig] : sig;
     return;
   }
   if (monotonic_ns() - g_stop_at_ns.load() < 2000000000) return;  // the same stop, delivered twice
@@ -65,7 +85,12 @@ void install_stop_handlers() {
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;  // MPI's and HDF5's system calls go on; the flag is read between steps
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) {
+  std::vector<int> stops = {SIGTERM, SIGINT, SIGUSR1};
+  for (const auto& [relay, from] : relayed_stop_signals(std::getenv("FIBERTRAIN_STOP_RELAY"))) {
+    g_relayed_from[relay] = from;
+    stops.push_back(relay);
+  }
+  for (int sig : stops) {
     // A signal ignored at start stays ignored, as shells leave Ctrl-C to background jobs.
     struct sigaction old {};
     if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
@@ -76,13 +101,25 @@ void install_stop_handlers() {
 int stop_signal() { return g_stop_signal.load(); }
 
 std::string signal_name(int sig) {
-  switch (sig) {
-    case SIGTERM: return "SIGTERM";
-    case SIGINT: return "SIGINT";
-    case SIGUSR1: return "SIGUSR1";
-    case SIGHUP: return "SIGHUP";
-    default: return fmt::format("signal {}", sig);
+  for (const auto& s : kSignalNames)
+    if (sig == s.sig) return s.name;
+  return fmt::format("signal {}", sig);
+}
+
+std::vector<std::pair<int, int>> relayed_stop_signals(const char* spec) {
+  std::vector<std::pair<int, int>> out;
+  if (!spec) return out;
+  std::string_view rest(spec);
+  while (!rest.empty()) {
+    const std::size_t comma = rest.find(',');
+    const std::string_view pair = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    const std::size_t eq = pair.find('=');
+    const int relay = eq == std::string_view::npos ? 0 : signal_number(pair.substr(0, eq));
+    const int from = eq == std::string_view::npos ? 0 : signal_number(pair.substr(eq + 1));
+    if (relay > 0 && relay < NSIG && from > 0) out.emplace_back(relay, from);
   }
+  return out;
 }
 
 struct Watchdog::State {

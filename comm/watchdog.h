@@ -1,8 +1,8 @@
 // How a training job ends when something outside the code goes wrong: a stop asked for by
 // a signal, a rank that died or stopped answering, a step that hangs.
 //
-// Stop signals (SIGTERM, SIGINT, and SIGUSR1, which launch/mpirun.sh forwards because
-// mpirun kills its ranks a second after it is itself signalled) only set a flag; the
+// Stop signals (SIGTERM, SIGINT, SIGUSR1, and those launch/mpirun.sh relays them as,
+// because mpirun kills its ranks a second after it is itself signalled) only set a flag; the
 // trainer agrees on it across ranks at the next step boundary and stops there. Another
 // stop signal two seconds or more later ends the process at once (sooner, it is the same
 // stop delivered twice, as Slurm may: to the step and through srun).
@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <mpi.h>
@@ -35,6 +36,11 @@ void install_stop_handlers();
 int stop_signal();
 // "SIGTERM", "SIGINT", ...
 std::string signal_name(int sig);
+// A launcher whose own launcher (mpirun) would kill the ranks on SIGINT, SIGTERM or SIGHUP
+// relays each as a signal that mpirun forwards instead, and names the pairs in the ranks'
+// FIBERTRAIN_STOP_RELAY: "SIGUSR1=SIGINT,SIGUSR2=SIGTERM". The ranks stop on the relay and
+// name the signal the user sent. (relay, sent) pairs of `spec`; unknown names are skipped.
+std::vector<std::pair<int, int>> relayed_stop_signals(const char* spec);
 
 struct WatchdogLimits {
   double factor = 20;    // times the median step time; 0 = no step limit

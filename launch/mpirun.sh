@@ -11,11 +11,13 @@
 # lifted when running as root. OPENBLAS_CORETYPE, LD_LIBRARY_PATH and NCCL_* variables are
 # passed to every rank.
 #
-# Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGHUP to this script reaches every rank as SIGUSR1,
-# which mpirun forwards; the ranks stop after their current step, save a checkpoint when
-# checkpointing is on, and this script exits 128 + the signal it got. (Signalled itself,
-# mpirun would kill the ranks a second later and drop their output.) A second signal stops
-# them at once. mpirun runs in a session of its own, so Ctrl-C reaches this script only.
+# Stopping: SIGINT (Ctrl-C), SIGTERM or SIGHUP to this script reaches every rank as a signal
+# that mpirun forwards (SIGUSR1, SIGUSR2 or SIGALRM), which FIBERTRAIN_STOP_RELAY tells the
+# ranks to read as the one sent; they stop after their current step, save a checkpoint when
+# checkpointing is on, say which signal stopped them, and this script exits 128 + that
+# signal. (Signalled itself, mpirun would kill the ranks a second later and drop their
+# output.) A second signal stops them at once. mpirun runs in a session of its own, so
+# Ctrl-C reaches this script only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage() {
@@ -41,7 +43,7 @@ for v in "$ranks" "$per_node"; do
   [ -z "$v" ] || [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "'$v' is not a positive number of ranks"
 done
 
-args=(-q)
+args=(-q -x FIBERTRAIN_STOP_RELAY=SIGUSR1=SIGINT,SIGUSR2=SIGTERM,SIGALRM=SIGHUP)
 [ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
 for v in OPENBLAS_CORETYPE LD_LIBRARY_PATH $(compgen -v NCCL_ || true); do
   [ -n "${!v:-}" ] && args+=(-x "$v")
@@ -49,24 +51,24 @@ done
 
 # Runs mpirun with these arguments and the binary; exits as described at the top.
 run_mpirun() {
-  local stop="" rc=0 pid=""
+  local stop="" relay="" rc=0 pid=""
   on_signal() {
     if [ -z "$stop" ]; then
-      stop=$1
-      [ -z "$pid" ] || kill -USR1 "$pid" 2>/dev/null || true
+      stop=$1 relay=$2
+      [ -z "$pid" ] || kill "-$relay" "$pid" 2>/dev/null || true
     elif [ -n "$pid" ]; then
       kill -TERM "$pid" 2>/dev/null || true
     fi
   }
-  trap 'on_signal 15' TERM
-  trap 'on_signal 2' INT
-  trap 'on_signal 1' HUP
+  trap 'on_signal 2 USR1' INT
+  trap 'on_signal 15 USR2' TERM
+  trap 'on_signal 1 ALRM' HUP
   # If this script is killed outright, mpirun gets SIGTERM and takes the ranks down.
   local guard=()
   command -v setpriv >/dev/null && guard=(setpriv --pdeathsig TERM)
   setsid "${guard[@]}" mpirun "$@" &
   pid=$!
-  [ -z "$stop" ] || kill -USR1 "$pid" 2>/dev/null || true  # a stop that came while starting
+  [ -z "$stop" ] || kill "-$relay" "$pid" 2>/dev/null || true  # a stop that came while starting
   while :; do
     wait "$pid" && rc=0 || rc=$?
     kill -0 "$pid" 2>/dev/null || break  # else a trap interrupted the wait
@@ -75,7 +77,6 @@ run_mpirun() {
   local last=0
   wait "$pid" 2>/dev/null && last=0 || last=$?
   [ "$last" -ne 127 ] && rc=$last
-  [ -n "$stop" ] && [ "$rc" -eq $((128 + 10)) ] && exit $((128 + stop))
   exit "$rc"
 }
 

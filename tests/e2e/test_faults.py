@@ -133,7 +133,7 @@ for sig in (signal.SIGTERM, signal.SIGINT):
     rc, err = ended(job, 10, name)
     lines = error_lines(err)
     check(rc == 128 + sig, f"{name}: exit {rc}, want {128 + sig}\n{err}")
-    check(len(lines) == 1 and "stopped by SIGUSR1 after step" in lines[0] and f"--resume {ck}" in lines[0],
+    check(len(lines) == 1 and f"stopped by {name} after step" in lines[0] and f"--resume {ck}" in lines[0],
           f"{name}: {lines}")
     if rc != 128 + sig or not os.path.exists(ck):
         continue

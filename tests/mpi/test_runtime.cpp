@@ -1,9 +1,12 @@
 // run_phase: a failure on any rank stops every rank with one message and one exit code.
+#include <csignal>
+
 #include <gtest/gtest.h>
 #include <mpi.h>
 
 #include "comm/error.h"
 #include "comm/runtime.h"
+#include "comm/watchdog.h"
 #include "tests/mpi/mpi_world.h"
 
 namespace ft {
@@ -51,6 +54,16 @@ TEST(GatherToRoot, RootGetsEveryRanksValuesRankMajor) {
   } else {
     EXPECT_TRUE(all.empty());
   }
+}
+
+TEST(StopSignals, ALaunchersRelaysAreReadAsTheSignalsTheyStandFor) {
+  using Pairs = std::vector<std::pair<int, int>>;
+  EXPECT_EQ(relayed_stop_signals(nullptr), Pairs{});
+  EXPECT_EQ(relayed_stop_signals("SIGUSR1=SIGINT,SIGUSR2=SIGTERM,SIGALRM=SIGHUP"),
+            (Pairs{{SIGUSR1, SIGINT}, {SIGUSR2, SIGTERM}, {SIGALRM, SIGHUP}}));
+  EXPECT_EQ(relayed_stop_signals("SIGUSR1=SIGNOPE,junk,=SIGINT,SIGUSR2=SIGTERM"), (Pairs{{SIGUSR2, SIGTERM}}));
+  EXPECT_EQ(signal_name(SIGINT), "SIGINT");
+  EXPECT_EQ(signal_name(SIGHUP), "SIGHUP");
 }
 
 }  // namespace
