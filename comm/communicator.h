@@ -74,13 +74,11 @@ class Communicator {
   const std::vector<int>& members() const { return members_; }
   Traffic kind() const { return kind_; }
   const Topology& topology() const { return *topo_; }
-  const std::shared_ptr<const Topology>& shared_topology() const { return topo_; }
   const Transport& transport() const { return *transport_; }
   // The tier a message from this rank to group rank `peer` crosses.
   Tier tier_to(int peer) const { return topo_->tier(members_[static_cast<std::size_t>(rank_)], members_[static_cast<std::size_t>(peer)]); }
   // Ring and hierarchical transfers are pipelined in chunks of this many bytes.
   void set_chunk_bytes(std::size_t bytes);
-  std::size_t chunk_bytes() const { return chunk_bytes_; }
   const HierarchyPlan& hierarchy() const { return plan_; }
   // Emulated links for this group's ring, hierarchical and point-to-point messages (and
   // its hierarchy's levels); null = none.

@@ -87,7 +87,7 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
   };
   c.tp = make(Dim::tp, Traffic::tp);
   c.pp = make(Dim::pp, Traffic::pp);
-  c.dp = make(Dim::dp, Traffic::dp);
+  if (!split_tier) c.dp = make(Dim::dp, Traffic::dp);  // split, dp_inner and dp_outer stand for it
   if (grid.size(Dim::pp) > 1) {
     GridCoord me = grid.coord(rank);
     int last = grid.size(Dim::pp) - 1;
@@ -124,7 +124,7 @@ GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo
     c.dp_inner->prepare_hierarchy();
     c.dp_outer->prepare_hierarchy();
   }
-  c.dp->prepare_hierarchy();
+  if (c.dp) c.dp->prepare_hierarchy();
   c.world->prepare_hierarchy();
   return c;
 }

@@ -14,7 +14,9 @@ namespace ft {
 // checkpoints, benchmarks).
 struct GridComms {
   std::unique_ptr<MpiCommunicator> world;
-  std::unique_ptr<Communicator> tp, pp, dp;
+  std::unique_ptr<Communicator> tp, pp;
+  // The data-parallel group; null when split at a tier (dp_inner and dp_outer below).
+  std::unique_ptr<Communicator> dp;
   // The first and last pipeline stages of one (tp, dp) position, which both hold the tied
   // token embedding; null elsewhere and when pp == 1.
   std::unique_ptr<Communicator> embed;
@@ -44,7 +46,7 @@ TierSplit split_at_tier(const Grid& grid, const Topology& topo, Tier tier, std::
 
 // Collective over MPI_COMM_WORLD: tp, pp, dp and embed over MPI, or over `nccl` when given
 // (NCCL on the current device, one GPU per rank; or the CPU model of its rules). The DP group's hierarchy is prepared. With
-// `split`, also the split at that tier, asked for by `split_key`; throws UserError (on every
+// `split`, the split at that tier instead of the DP group, asked for by `split_key`; throws UserError (on every
 // rank alike) when a model replica spans several units or the DP group is spread unevenly.
 GridComms make_grid_comms(const Grid& grid, std::shared_ptr<const Topology> topo,
                           std::shared_ptr<NcclApi> nccl = nullptr, std::optional<Tier> split = std::nullopt,

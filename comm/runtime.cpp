@@ -50,7 +50,6 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
     std::memcpy(name, slurm, static_cast<std::size_t>(len));
     name[len] = '\0';
   }
-  hostname_.assign(name, static_cast<std::size_t>(len));
   std::vector<char> all(static_cast<std::size_t>(size_) * (MPI_MAX_PROCESSOR_NAME + 1), '\0');
   MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME + 1, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME + 1,
                 MPI_CHAR, MPI_COMM_WORLD);

@@ -27,13 +27,11 @@ class MpiRuntime {
   // Position among the ranks sharing this machine's memory (MPI's shared-memory split).
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }
-  const std::string& hostname() const { return hostname_; }
   // Every rank's host name, indexed by world rank (under Slurm, its Slurm node name).
   const std::vector<std::string>& hostnames() const { return hostnames_; }
 
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
-  std::string hostname_;
   std::vector<std::string> hostnames_;
 };
 

@@ -67,6 +67,14 @@ check(p.returncode == 0, f"--overwrite refused:\n{p.stderr}")
 refused([*steps, "--set", "checkpoint.path=/proc/fibertrain/ck.h5", "--out", t("c.h5")], "unwritable checkpoint",
         "cannot write in its directory")
 check(not os.path.exists(t("c.h5")), "a refused run created its step log")
+refused([*steps, "--set", "checkpoint.every=2", "--set", "checkpoint.path=/proc/ck-{step}.h5", "--out", t("c.h5")],
+        "checkpoints in /proc", "checkpoint.path (step 2) '/proc/ck-2.h5': cannot write in its directory")
+check(not os.path.exists(t("c.h5")), "a refused run created its step log")
+# A directory where a checkpoint goes.
+os.makedirs(t("ckdir/ck-4.h5"))
+refused([*steps, "--set", f"checkpoint.path={t('ckdir/ck-{step}.h5')}", "--out", t("c.h5")],
+        "a checkpoint path that is a directory", "is a directory: the run could not write its file there")
+check(not os.path.exists(t("c.h5")), "a refused run created its step log")
 
 # A second writer of a log in use is refused and the log is not touched.
 first = subprocess.Popen([BIN, "train", CONFIG, "-q", "--set", "train.steps=200", *text, "--out", t("busy.h5")],

@@ -218,7 +218,9 @@ TEST(Compression, QuantizedRingSendsTwoPayloadsWhereGatheringSendsPMinusOne) {
   EXPECT_EQ(wire_bytes(gathered), static_cast<std::uint64_t>(p - 1) * (n + 4 * n / 256));
   const std::uint64_t dense = wire_bytes(make("none"));
   EXPECT_EQ(dense, 2 * static_cast<std::uint64_t>(p - 1) * 4096 * 4);
-  if (p == 8) EXPECT_LE(static_cast<double>(wire_bytes(ring)), 0.3 * static_cast<double>(dense));
+  if (p == 8) {
+    EXPECT_LE(static_cast<double>(wire_bytes(ring)), 0.3 * static_cast<double>(dense));
+  }
 }
 
 // The ring rounds the partial sums of its p - 2 middle hops and the reduced segments again,

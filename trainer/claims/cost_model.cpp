@@ -15,31 +15,11 @@ double params_for_budget(double flops, double tokens) { return flops / (6.0 * to
 
 double ring_allreduce_bytes(double bytes, double ranks) { return ranks <= 1 ? 0.0 : 2.0 * (ranks - 1) / ranks * bytes; }
 
-std::vector<double> hierarchical_allreduce_bytes(double bytes, const std::vector<int>& fanouts) {
-  std::vector<double> out;
-  double below = 1;
-  for (int k : fanouts) {
-    out.push_back(k <= 1 ? 0.0 : 2.0 * (k - 1) / k * bytes / below);
-    below *= k;
-  }
-  return out;
-}
-
 int ring_steps(int fanout) { return fanout <= 1 ? 0 : 2 * (fanout - 1); }
-
-double tp_bytes_per_rank(double tokens, double width, double layers, double tp, double bytes_per_value) {
-  return 4.0 * layers * ring_allreduce_bytes(tokens * width * bytes_per_value, tp);
-}
-
-double pp_bytes_per_boundary(double tokens, double width, double bytes_per_value) {
-  return 2.0 * tokens * width * bytes_per_value;
-}
 
 double link_seconds(double bytes, double bits_per_second, double latency, int steps) {
   return (bits_per_second > 0 ? bytes * 8.0 / bits_per_second : 0.0) + latency * steps;
 }
-
-double exposed_seconds(double comm, double hideable) { return std::max(0.0, comm - hideable); }
 
 double knee_bits_per_second(double bytes, double hideable, double fixed) {
   double window = hideable - fixed;

@@ -20,23 +20,12 @@ double params_for_budget(double flops, double tokens);
 // ---- collectives ------------------------------------------------------------------------
 // Bytes one rank sends in a ring all-reduce of S bytes over p ranks: 2 (p-1)/p x S.
 double ring_allreduce_bytes(double bytes, double ranks);
-// Bytes one rank sends at each level of a hierarchical all-reduce of S bytes, levels
-// lowest first with fan-outs k_0, k_1, ...: 2 (k_t - 1)/k_t x S / (k_0 ... k_{t-1}).
-std::vector<double> hierarchical_allreduce_bytes(double bytes, const std::vector<int>& fanouts);
 // Sequential ring steps of an all-reduce at a level of fan-out k: 2 (k - 1).
 int ring_steps(int fanout);
-// Tensor parallelism (Megatron): per block, 2 all-reduces forward and 2 backward of the
-// activations (tokens x width x bytes); a ring over tp ranks sends 2 (tp-1)/tp of each.
-double tp_bytes_per_rank(double tokens, double width, double layers, double tp, double bytes_per_value);
-// Pipeline parallelism: each stage boundary carries the activations forward and their
-// gradients back: 2 x tokens x width x bytes per micro-batch set, per boundary.
-double pp_bytes_per_boundary(double tokens, double width, double bytes_per_value);
 
 // ---- time on a link ---------------------------------------------------------------------
 // Seconds to push `bytes` through `bits_per_second` with `latency` per sequential step.
 double link_seconds(double bytes, double bits_per_second, double latency, int steps);
-// Exposed communication: what does not fit in the `hideable` seconds of overlap.
-double exposed_seconds(double comm, double hideable);
 // The knee: the bandwidth (bit/s) below which `bytes` per step no longer hide in
 // `hideable` seconds (after `fixed` seconds of latency and overhead).
 double knee_bits_per_second(double bytes, double hideable, double fixed = 0);

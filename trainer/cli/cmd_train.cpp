@@ -67,8 +67,10 @@ int run_train(const TrainArgs& args) {
   } catch (const JobStopped&) {
     throw;  // every rank agreed to stop; one of them has said why
   } catch (const UserError& e) {
+    trainer->close_step_log();
     abort_job(kExitUserError, e.what());
   } catch (const std::exception& e) {
+    trainer->close_step_log();
     abort_job(kExitInternalError, std::string("internal error: ") + e.what());
   }
   return 0;

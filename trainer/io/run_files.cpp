@@ -82,6 +82,8 @@ void check_run_files(const RunFiles& files) {
       if (!(checkpoint && in_what == "--resume") && same_file(path, in_path))
         throw UserError(fmt::format("{} '{}' is also {}: the run would overwrite its own input", what, path, in_what));
     std::error_code ec;
+    if (fs::is_directory(path, ec))
+      throw UserError(fmt::format("{} '{}' is a directory: the run could not write its file there", what, path));
     auto [at, fresh] = seen.emplace(fs::weakly_canonical(fs::absolute(path), ec), &what);
     if (!fresh)
       throw UserError(fmt::format("{} '{}' is also {}: two outputs of the run would overwrite each other", what, path,

@@ -23,7 +23,8 @@ RunFiles run_files(const Config& cfg, const std::string& config_path, const std:
                    const std::string& resume, int first_step);
 
 // Throws UserError naming both roles when an output is an input or another output (the same
-// file by path, link or hard link), or when an output's directory cannot be written.
+// file by path, link or hard link), when an output is a directory, or when a file cannot be
+// created in an output's directory (tried, as the OS decides, not judged by mode bits).
 void check_run_files(const RunFiles& files);
 
 // runs/<config stem>-<UTC date and time>.h5, or with -2, -3 ... when that exists: two runs of

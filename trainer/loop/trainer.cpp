@@ -177,7 +177,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   const bool outer = split && cfg.sync.outer;
   if (dp_split_tier(cfg) && p.dp > 1 && !split && mpi.rank() == 0)
     log::warn("{}", cfg.sync.outer ? outer_in_one_unit(cfg) : shard_in_one_unit(cfg));
-  step_dp_ = split ? comms.dp_inner.get() : comms.dp.get();
+  step_dp_ = comms.dp_inner ? comms.dp_inner.get() : comms.dp.get();
   if (p.zero > 0 && p.dp == 1 && mpi.rank() == 0)
     log::warn("parallel.zero {} with parallel.dp 1: one data-parallel replica has nothing to shard", p.zero);
   Communicator& dp = *step_dp_;
@@ -254,7 +254,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
   }
   if (split) {
     island_ = comms.island->handle();
-    first_island_ = std::find(dp.members().begin(), dp.members().end(), comms.dp->members().front()) != dp.members().end();
+    const int first = layout_.grid.group(Dim::dp, mpi.rank()).front();
+    first_island_ = std::find(dp.members().begin(), dp.members().end(), first) != dp.members().end();
   }
   // The gradient norm counts each element of the model once: tensor-parallel shards on
   // every TP rank but replicated tensors on TP rank 0 only; of the data-parallel replicas,
@@ -293,6 +294,13 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opts, const MpiRuntime& mp
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::close_step_log() noexcept {
+  try {
+    log_.reset();  // flushes what it holds and closes the file
+  } catch (...) {  // the error may be the log's own (a full disk): what was flushed stays
+  }
+}
 
 void Trainer::write_run_attributes() {
   const auto& p = cfg_.parallel;

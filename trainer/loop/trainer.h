@@ -41,6 +41,9 @@ class Trainer {
   ~Trainer();
   // Collective: trains cfg.train.steps steps (from the resumed step), logs, checkpoints.
   void run();
+  // After an error that ends the job on this rank (local work, never throws): the step log's
+  // pending steps written and the file closed, so every step it logged stays readable.
+  void close_step_log() noexcept;
 
   const Layout& layout() const { return layout_; }
   // Each logged step's slowest-rank step time (every rank).
