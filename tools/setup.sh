@@ -8,6 +8,9 @@
 #   tools/setup.sh experiments   install + build, and the text the experiments train on:
 #                                the Python 3.11 documentation's reStructuredText sources
 #                                (python3.11-doc, /usr/share/doc/python3.11/html/_sources)
+#   tools/setup.sh peers   install + build, and PyPI's PyTorch in .venv-peers (the CPU peer
+#                          tools/peers/compare.py --python .venv-peers/bin/python measures;
+#                          TORCH_SPEC picks the version, default torch)
 #
 # Idempotent: a second run installs nothing, says nothing about packages, and rebuilds only
 # what changed. BUILD_DIR (default build) and CMAKE_ARGS pass through to CMake.
@@ -15,7 +18,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 what=${1:-build}
-case "$what" in demo|test|build|experiments) ;; *) echo "usage: tools/setup.sh demo|test|build|experiments" >&2; exit 2 ;; esac
+case "$what" in demo|test|build|experiments|peers) ;; *) echo "usage: tools/setup.sh demo|test|build|experiments|peers" >&2; exit 2 ;; esac
 build_dir=${BUILD_DIR:-build}
 
 packages=(
@@ -29,6 +32,7 @@ packages=(
   iproute2 slurm-wlm munge
 )
 [ "$what" = experiments ] && packages+=(python3.11-doc)
+[ "$what" = peers ] && packages+=(python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -66,6 +70,18 @@ fi
 
 case "$what" in
   build|experiments) echo "[setup] built $build_dir/trainer/fibertrain" ;;
+  peers)
+    venv=.venv-peers
+    if ! "$venv/bin/python" -c "import torch, yaml" 2>/dev/null; then
+      echo "[setup] installing ${TORCH_SPEC:-torch} from PyPI into $venv/"
+      /usr/bin/python3 -m venv "$venv"
+      log=$(mktemp)
+      if ! "$venv/bin/pip" install -q "${TORCH_SPEC:-torch}" pyyaml >"$log" 2>&1; then
+        tail -n 30 "$log" >&2; echo "[setup] pip install failed (log: $log)" >&2; exit 1
+      fi
+      rm -f "$log"
+    fi
+    echo "[setup] $venv/bin/python: PyTorch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')" ;;
   demo) exec launch/demo.sh "$build_dir/trainer/fibertrain" ;;
   test) exec ctest --test-dir "$build_dir" --output-on-failure --timeout 900 ;;
 esac

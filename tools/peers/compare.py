@@ -5,10 +5,12 @@ hits all of them alike; the table gives each one's median tokens/s over the roun
 ratio to fibertrain's.
 
     tools/peers/compare.py --config configs/bench-10m.yaml --threads 1 2 --rounds 3
+    tools/peers/compare.py --python .venv-peers/bin/python --config configs/bench-10m.yaml --threads 1 2
     tools/peers/compare.py --config configs/gpt2-124m.yaml --device cuda --precision bf16 --peers eager compile
 
-Run it with a Python that has PyTorch (Debian's python3-torch on CPU machines, the
-machine's own on GPU machines). Speed figures, not a test: nothing here passes or fails."""
+The peer runs under --python: any Python with PyTorch (PyPI's in a virtual environment, as
+`tools/setup.sh peers` makes it; Debian's python3-torch; a GPU machine's own). Speed
+figures, not a test: nothing here passes or fails."""
 import argparse
 import datetime
 import json
@@ -38,7 +40,7 @@ def fibertrain(args, threads):
 
 
 def peer(args, kind, threads):
-    cmd = [sys.executable, os.path.join(HERE, "gpt_torch.py"), "--config", args.config, "--device", args.device,
+    cmd = [args.python, os.path.join(HERE, "gpt_torch.py"), "--config", args.config, "--device", args.device,
            "--precision", args.precision, "--warmup", str(args.warmup), "--iters", str(args.iters)]
     if threads:
         cmd += ["--threads", str(threads)]
@@ -61,9 +63,14 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--bin", default=os.path.join(ROOT, "build", "trainer", "fibertrain"))
+    p.add_argument("--python", default=sys.executable,
+                   help="the Python whose PyTorch runs the peer (default: this one)")
     args = p.parse_args()
 
-    import torch  # noqa: F401  (fail early, with the reason, when the peer cannot run)
+    # Fail early, with the reason, when the peer cannot run.
+    probe = subprocess.run([args.python, "-c", "import torch"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        sys.exit(f"{args.python} cannot import torch:\n{probe.stderr.strip()}")
 
     rows = []
     for threads in args.threads:
@@ -85,8 +92,8 @@ def main():
     except (OSError, StopIteration):
         pass
     print(f"# {args.config}, {args.device} {args.precision}, {args.rounds} alternating rounds of "
-          f"{args.warmup} + {args.iters} steps; {cpu}, {os.cpu_count()} cores; PyTorch {info.get('torch', '?')}; "
-          f"{datetime.date.today()}")
+          f"{args.warmup} + {args.iters} steps; {cpu}, {os.cpu_count()} cores; PyTorch {info.get('torch', '?')} "
+          f"({info.get('blas', '?')}, AdamW {info.get('adamw', '?')}); {datetime.date.today()}")
     print(f"{'trainer':<18} {'threads':>7} {'tokens/s':>10} {'vs fibertrain':>14}  rounds")
     for name, threads, med, ratio, v in rows:
         print(f"{name:<18} {threads!s:>7} {med:>10.0f} {ratio:>13.2f}x  {' '.join(f'{x:.0f}' for x in v)}")

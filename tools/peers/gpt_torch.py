@@ -9,8 +9,9 @@ config's betas, weight decay and clipping, on random tokens of the config's shap
 
 Prints one JSON line: the median step time and tokens/s over the timed steps (after
 warm-up), with what ran. Attention uses PyTorch's fused scaled_dot_product_attention where
-the installed PyTorch has it (2.0 and later), else the written-out softmax(QK^T)V; on CUDA,
-AdamW is fused where available and bf16 runs under autocast with fp32 master weights."""
+the installed PyTorch has it (2.0 and later), else the written-out softmax(QK^T)V; AdamW is
+fused where the installed PyTorch has it for the device (CUDA; CPU from 2.4); bf16 runs
+under autocast with fp32 master weights."""
 import argparse
 import json
 import math
@@ -91,6 +92,15 @@ class Gpt(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
 
+def blas():
+    """What PyTorch's CPU matrix products run on: MKL (PyPI's x86 wheels), OpenBLAS (Debian's)."""
+    config = torch.__config__.show()
+    for name in ("MKL", "OpenBLAS", "BLIS"):
+        if f"BLAS_INFO={name.lower()}" in config or f"USE_{name.upper()}=ON" in config:
+            return name + (" + oneDNN" if "USE_MKLDNN=ON" in config else "")
+    return "unknown BLAS"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="a fibertrain YAML config (model and train sections)")
@@ -114,8 +124,13 @@ def main():
     dev = torch.device(a.device)
     model = Gpt(m).to(dev)
     opt_args = dict(lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=t["eps"], weight_decay=t["weight_decay"])
-    fused = a.device == "cuda" and "fused" in torch.optim.AdamW.__init__.__code__.co_varnames
-    opt = torch.optim.AdamW(model.parameters(), **opt_args, **({"fused": True} if fused else {}))
+    opt, adamw = None, "for-loop"
+    if "fused" in torch.optim.AdamW.__init__.__code__.co_varnames:
+        try:  # CPU takes fused from PyTorch 2.4
+            opt, adamw = torch.optim.AdamW(model.parameters(), **opt_args, fused=True), "fused"
+        except (RuntimeError, ValueError):
+            pass
+    opt = opt or torch.optim.AdamW(model.parameters(), **opt_args)
     step_fn = torch.compile(model) if a.compile else model
     tokens = torch.randint(0, m["vocab"], (batch, m["context"] + 1), device=dev)
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
@@ -148,7 +163,8 @@ def main():
     print(json.dumps({"trainer": "pytorch " + ("compile" if a.compile else "eager"), "torch": torch.__version__,
                       "device": a.device, "precision": a.precision, "threads": torch.get_num_threads(),
                       "parameters": sum(p.numel() for p in model.parameters()), "batch": batch,
-                      "step_s": med, "tokens_per_s": batch * m["context"] / med, "sdpa": hasattr(F, "scaled_dot_product_attention")}))
+                      "step_s": med, "tokens_per_s": batch * m["context"] / med, "sdpa": hasattr(F, "scaled_dot_product_attention"),
+                      "adamw": adamw, "blas": blas()}))
 
 
 if __name__ == "__main__":
