@@ -55,14 +55,14 @@ expect_error(["train", write("syntax.yaml", "model: {width: 64\n")], "YAML synta
 expect_error(["train", write("twice.yaml", "train:\n  steps: 3\n  batch: 8\n  steps: 5\n"), "--dry-run"],
              "twice.yaml:4: key 'steps' given twice in 'train'")
 expect_error(["train", write("twice-top.yaml", "train: {steps: 3}\nmodel: {width: 64, width: 32}\ntrain: {}\n"),
-              "--dry-run"], "twice-top.yaml:2: key 'width' given twice in 'model'")
+              "--dry-run"], "twice-top.yaml:2: key 'width' given twice in 'model'", ranks=1)
 # An unknown key inside a section a --set made is the --set's.
 expect_error(["train", TINY, "--dry-run", "--set", "parallel.dp=4", "--set", "links.fiber.bandwidth=1Gbit"],
              "--set links.fiber.bandwidth=1Gbit: unknown key 'links.fiber' (known keys of links: intra_node, "
-             "inter_node, inter_pod, inter_site)")
+             "inter_node, inter_pod, inter_site)", ranks=1)
 # A misspelt command is named.
 expect_error(["trian", TINY], "unknown command 'trian' (did you mean 'train'?)")
-expect_error(["bench", "modle"], "unknown bench command 'modle' (did you mean 'model'?)")
+expect_error(["bench", "modle"], "unknown bench command 'modle' (did you mean 'model'?)", ranks=1)
 # A bad command line, once, not once per rank.
 p = run(["train", TINY, "--no-such-flag"], ranks=4)
 check(p.returncode == 2, f"bad flag: exit code {p.returncode}")
