@@ -173,22 +173,37 @@ void adamw_update(T* param, const T* grad, T* m, T* v, i64 n, double lr, double 
   });
 }
 
+namespace {
+
+// One loop per variant. With the momentum test inside the loop, GCC reads m through a masked
+// load even when m is null, and Zen takes a microcode assist on each one (8x slower).
+template <class T, bool Sign, bool Momentum>
+void sgd_loop(T* param, const T* grad, T* m, i64 n, T lr, T mu, bool nesterov, T wd, T s) {
+  parallel_for(n, kGrain, [=](i64 i0, i64 i1) {
+    for (i64 i = i0; i < i1; ++i) {
+      T step = grad[i] * s;
+      if constexpr (Sign) step = static_cast<T>((step > T(0)) - (step < T(0)));
+      if constexpr (Momentum) {
+        m[i] = mu * m[i] + step;
+        step = nesterov ? step + mu * m[i] : m[i];
+      }
+      param[i] -= lr * (step + wd * param[i]);
+    }
+  });
+}
+
+}  // namespace
+
 template <class T>
 void sgd_update(T* param, const T* grad, T* m, i64 n, double lr, double mu, bool nesterov, double weight_decay,
                 double grad_scale, bool sign) {
   const T s = static_cast<T>(grad_scale), lr_t = static_cast<T>(lr), mu_t = static_cast<T>(mu),
           wd = static_cast<T>(weight_decay);
-  parallel_for(n, kGrain, [=](i64 i0, i64 i1) {
-    for (i64 i = i0; i < i1; ++i) {
-      T step = grad[i] * s;
-      if (sign) step = static_cast<T>((step > T(0)) - (step < T(0)));
-      if (mu_t != T(0)) {
-        m[i] = mu_t * m[i] + step;
-        step = nesterov ? step + mu_t * m[i] : m[i];
-      }
-      param[i] -= lr_t * (step + wd * param[i]);
-    }
-  });
+  const bool momentum = mu_t != T(0);
+  if (sign && momentum) sgd_loop<T, true, true>(param, grad, m, n, lr_t, mu_t, nesterov, wd, s);
+  else if (sign) sgd_loop<T, true, false>(param, grad, m, n, lr_t, mu_t, nesterov, wd, s);
+  else if (momentum) sgd_loop<T, false, true>(param, grad, m, n, lr_t, mu_t, nesterov, wd, s);
+  else sgd_loop<T, false, false>(param, grad, m, n, lr_t, mu_t, nesterov, wd, s);
 }
 
 #define FT_INSTANTIATE(T)                                                                               \

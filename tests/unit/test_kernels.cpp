@@ -285,6 +285,35 @@ TEST(SgdKernel, StepMatchesTheFormula) {
   EXPECT_DOUBLE_EQ(q[0], 1.0 - 0.1 * (1.0 + 0.5 * 1.0));
   EXPECT_DOUBLE_EQ(q[1], -2.0 - 0.1 * (-1.0 + 0.5 * -2.0));
   EXPECT_DOUBLE_EQ(q[2], 3.0 - 0.1 * (0.0 + 0.5 * 3.0));
+  // Sign with momentum: the sign goes into the momentum.
+  Vec r = {1.0, -2.0}, gr = {-3.0, 0.5}, mr = {0.5, 0.25};
+  sgd_update<double>(r.data(), gr.data(), mr.data(), 2, 0.1, 0.5, false, 0.0, 1.0, true);
+  EXPECT_DOUBLE_EQ(mr[0], 0.5 * 0.5 - 1.0);
+  EXPECT_DOUBLE_EQ(mr[1], 0.5 * 0.25 + 1.0);
+  EXPECT_DOUBLE_EQ(r[0], 1.0 - 0.1 * mr[0]);
+  EXPECT_DOUBLE_EQ(r[1], -2.0 - 0.1 * mr[1]);
+}
+
+// Each variant's vectorised loop (sign or not, momentum or none: a null state is never read)
+// over a long float run, against the formula element by element.
+TEST(SgdKernel, LongFloatRunsMatchTheFormula) {
+  const i64 n = 70000;  // past parallel_for's grain, and not a multiple of a vector
+  std::vector<float> p(n), g(n), m(n, 0.25f);
+  for (i64 i = 0; i < n; ++i) {
+    p[i] = static_cast<float>(i % 13) - 6.0f;
+    g[i] = static_cast<float>(i % 7) - 3.0f;
+  }
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool sign = variant & 1, momentum = variant & 2;
+    std::vector<float> q = p, mq = m;
+    sgd_update<float>(q.data(), g.data(), momentum ? mq.data() : nullptr, n, 0.5, momentum ? 0.5 : 0.0, false, 0.0,
+                      1.0, sign);
+    for (i64 i = 0; i < n; ++i) {
+      float step = sign ? static_cast<float>((g[i] > 0) - (g[i] < 0)) : g[i];
+      if (momentum) step = 0.5f * m[i] + step;
+      ASSERT_FLOAT_EQ(q[i], p[i] - 0.5f * step) << "variant " << variant << " at " << i;
+    }
+  }
 }
 
 // The float kernels' exp (GELU, softmaxes) against the double-precision one.
