@@ -36,6 +36,12 @@ std::optional<Tier> tier_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+std::vector<std::string> tier_names() {
+  std::vector<std::string> out;
+  for (Tier t : kAllTiers) out.emplace_back(tier_name(t));
+  return out;
+}
+
 Topology::Topology(std::vector<int> node_of, int nodes_per_pod, int pods_per_site) {
   if (node_of.empty()) throw std::invalid_argument("topology of no ranks");
   nodes_ = *std::max_element(node_of.begin(), node_of.end()) + 1;

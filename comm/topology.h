@@ -26,6 +26,8 @@ std::string_view tier_link(Tier t);
 // "site" ("rank" for intra_node).
 std::string_view tier_unit(Tier t);
 std::optional<Tier> tier_from_name(std::string_view name);
+// Every tier's name, lowest first.
+std::vector<std::string> tier_names();
 inline int index(Tier t) { return static_cast<int>(t); }
 
 // One T per tier, indexed by the tier (and, as an array, by its index).

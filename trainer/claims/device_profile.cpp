@@ -17,8 +17,8 @@
 #include "trainer/io/config.h"
 #include "trainer/io/h5.h"
 #include "trainer/io/metrics.h"
-#include "trainer/loop/outer_sync.h"
 #include "trainer/io/yaml_file.h"
+#include "trainer/loop/outer_sync.h"
 #include "trainer/loop/pipeline.h"
 
 namespace ft {

@@ -108,10 +108,9 @@ void write_h5(const std::string& path, const Config& cfg, const DeviceProfile& d
   f.set_attr("/", "config", to_yaml(cfg));
   f.set_attr("/", "profile", dev.source);
   f.set_attr("/", "command", command_line());
-  std::vector<std::string> tiers, kinds;
-  for (Tier t : kAllTiers) tiers.emplace_back(tier_name(t));
+  std::vector<std::string> kinds;
   for (int k = 0; k < kSimKinds; ++k) kinds.emplace_back(sim_kind_name(static_cast<SimKind>(k)));
-  f.set_attr("/", "tiers", tiers);
+  f.set_attr("/", "tiers", tier_names());
   f.set_attr("/", "kinds", kinds);
   auto scalar = [&](const char* name, double v) { f.write<double>(std::string("/") + name, {v}, {1}); };
   scalar("step_time", s.step_time);
@@ -149,11 +148,7 @@ int run_simulate(const SimulateArgs& a) {
     if (a.utilisation) {
       const std::string name = a.tier.empty() ? std::string(tier_name(kAllTiers.back())) : a.tier;
       std::optional<Tier> tier = tier_from_name(name);
-      if (!tier) {
-        std::vector<std::string_view> names;
-        for (Tier t : kAllTiers) names.push_back(tier_name(t));
-        throw UserError(fmt::format("--tier '{}': expected one of {}", name, fmt::join(names, ", ")));
-      }
+      if (!tier) throw UserError(fmt::format("--tier '{}': expected one of {}", name, fmt::join(tier_names(), ", ")));
       const RateNeeded r = rate_needed(cfg, dev, *tier, *a.utilisation);
       if (!r.reachable && !a.out.empty())
         throw UserError(fmt::format("--out {}: no rate of {} keeps the step's pace, so there is no step to write", a.out, name));

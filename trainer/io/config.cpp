@@ -199,9 +199,8 @@ std::vector<std::string> shard_units() {
 }
 
 std::vector<std::string> outer_sync_tiers() {
-  std::vector<std::string> out;
-  for (Tier t : kAllTiers)
-    if (t != Tier::intra_node) out.emplace_back(tier_name(t));
+  std::vector<std::string> out = tier_names();
+  out.erase(out.begin());  // intra_node: a node's own links
   return out;
 }
 

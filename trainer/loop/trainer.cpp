@@ -312,9 +312,7 @@ void Trainer::write_run_attributes() {
                                        p.tp, p.pp, p.dp, p.order, p.microbatches, p.schedule, p.virtual_stages, p.zero));
   log_->set_attr("bubble_theory", bubble_fraction(p.pp, p.microbatches, p.virtual_stages));
   log_->set_attr("topology", layout_.topo->describe());
-  std::vector<std::string> tiers;
-  for (Tier t : kAllTiers) tiers.emplace_back(tier_name(t));
-  log_->set_attr("tiers", tiers);
+  log_->set_attr("tiers", tier_names());
   log_->set_attr("topology_table", layout_.topo->table());
   std::vector<std::int64_t> nodes, pods, sites;
   for (int r = 0; r < mpi_.size(); ++r) {
